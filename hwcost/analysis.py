@@ -1,0 +1,299 @@
+"""hwcost.analyze: trace, count every op, and aggregate per layer."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import counters
+from .conventions import MB, dtype_name, itemsize, parse_dtype
+from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
+from .table import format_table, to_csv_text
+from .trace import Example, ModuleCall, prepare_inputs, trace
+
+
+@dataclass
+class Analysis:
+    """Per-layer cost of one forward pass of a model at a batch size and dtype."""
+
+    model_name: str
+    batch_size: int
+    dtype: str
+    input_shapes: list[tuple[int, ...]]
+    layers: list[LayerCost]
+    total: Totals
+    unsupported: dict[str, int]
+    ops: list[OpCost] = field(repr=False)
+    module_types: dict[str, str] = field(repr=False, default_factory=dict)
+    unused_params: int = 0
+
+    # -------------------------------------------------------------- views
+    def aggregate(self, depth: int | None) -> list[LayerCost]:
+        """Rows merged to module depth ``depth`` (1 = children of the model); None keeps every row."""
+        if depth is None:
+            return self.layers
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        merged: dict[str, LayerCost] = {}
+        for row in self.layers:
+            path = _row_module(row)
+            parts = path.split(".") if path else []
+            key = ".".join(parts[:depth])
+            if key not in merged:
+                merged[key] = LayerCost(key or self.model_name, self.module_types.get(key, row.type))
+            m = merged[key]
+            for f in COST_FIELDS:
+                setattr(m, f, getattr(m, f) + getattr(row, f))
+            m.calls += row.calls
+            m.ops.extend(row.ops)
+        return list(merged.values())
+
+    def table(self, depth: int | None = None) -> str:
+        rows = [
+            [
+                r.name, r.type, r.params, r.macs / 1e6, r.flops / 1e6, r.bytes_read / MB,
+                r.bytes_written / MB, r.storage_bytes / MB, r.activation_bytes / MB,
+            ]
+            for r in self.aggregate(depth)
+        ]
+        headers = [
+            "layer", "type", "params", "MACs (M)", "FLOPs (M)", "read (MB)", "write (MB)",
+            "storage (MB)", "output (MB)",
+        ]
+        return format_table(headers, rows) + "\n" + self.summary()
+
+    def summary(self) -> str:
+        t = self.total
+        lines = [
+            f"model: {self.model_name}   input: {', '.join(str(s) for s in self.input_shapes)}   "
+            f"batch: {self.batch_size}   dtype: {self.dtype}",
+            f"parameters:             {t.params:,}",
+            f"storage:                {t.storage_bytes / MB:,.2f} MB (parameters and buffers)",
+            f"MACs:                   {_si(t.macs)}MAC",
+            f"FLOPs:                  {_si(t.flops)}FLOP",
+            f"memory read + write:    {t.memory_traffic_bytes / MB:,.2f} MB "
+            f"(read {t.bytes_read / MB:,.2f}, write {t.bytes_written / MB:,.2f})",
+            f"inference memory:       {t.inference_memory_bytes / MB:,.2f} MB (sum of layer outputs, seed 001)",
+            f"peak activation memory: {t.peak_activation_bytes / MB:,.2f} MB (live tensors, from lifetimes)",
+        ]
+        if self.unused_params:
+            lines.append(f"parameters never used in forward: {self.unused_params:,}")
+        if self.unsupported:
+            ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items()))
+            lines.append(f"ops with no FLOP formula (bytes counted, FLOPs unknown): {ops}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "layers": [r.as_dict() for r in self.layers],
+            "total": self.total.as_dict(),
+            "unsupported": dict(self.unsupported),
+            "unused_params": self.unused_params,
+        }
+
+    def to_json(self, path: str | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def to_csv(self, path: str | None = None, depth: int | None = None) -> str:
+        text = to_csv_text([r.as_dict() for r in self.aggregate(depth)])
+        if path:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f} {unit}"
+    return f"{x:,.0f} "
+
+
+def _row_module(row: LayerCost) -> str:
+    return row.ops[0].record.module if row.ops else row.name
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+def _short_op(name: str) -> str:
+    return name.strip("_").removesuffix("_for_cpu").removesuffix("_legit_no_training")
+
+
+def _param_owners(model: nn.Module) -> dict[str, tuple[int, list[torch.Tensor]]]:
+    """Each module's own parameters (tied ones counted once, in the first owner) and buffers."""
+    seen: set[int] = set()
+    owners: dict[str, tuple[int, list[torch.Tensor]]] = {}
+    for name, mod in model.named_modules():
+        params = [p for p in mod.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        tensors = params + [b for b in mod.buffers(recurse=False) if b is not None]
+        owners[name] = (sum(p.numel() for p in params), tensors)
+    return owners
+
+
+def _storage_bytes(tensors: list[torch.Tensor], count_isz: int) -> int:
+    return sum(t.numel() * (count_isz if t.is_floating_point() else t.element_size()) for t in tensors)
+
+
+def build_layers(
+    costs: list[OpCost],
+    module_calls: list[ModuleCall],
+    first_call: dict[str, tuple[int, int]],
+    owners: dict[str, tuple[int, list[torch.Tensor]]],
+    model_name: str,
+    count_isz: int,
+) -> list[LayerCost]:
+    rows: dict[tuple[str, bool], LayerCost] = {}
+    order: dict[tuple[str, bool], tuple[int, int, int]] = {}
+    own_ops: dict[str, list[str]] = {}
+
+    def row_for(module: str, mtype: str, leaf: bool, pos: tuple[int, int, int]) -> LayerCost:
+        key = (module, leaf)
+        if key not in rows:
+            rows[key] = LayerCost(module, mtype)
+            order[key] = pos
+            n, tensors = owners.get(module, (0, []))
+            rows[key].params = n
+            rows[key].storage_bytes = _storage_bytes(tensors, count_isz)
+        return rows[key]
+
+    for call in module_calls:
+        if call.leaf:
+            idx, seq = first_call.get(call.name, (0, 0))
+            r = row_for(call.name, call.type, True, (idx, 0, seq))
+            r.activation_bytes += call.output_bytes
+            r.calls += 1
+    for c in costs:
+        rec = c.record
+        r = row_for(rec.module, rec.module_type or model_name, rec.leaf, (rec.index, 1, 0))
+        if not rec.leaf:
+            r.activation_bytes += c.bytes_written
+            names = own_ops.setdefault(rec.module, [])
+            if _short_op(rec.name) not in names:
+                names.append(_short_op(rec.name))
+        r.macs += c.macs
+        r.flops += c.flops
+        r.bytes_read += c.bytes_read
+        r.bytes_written += c.bytes_written
+        r.ops.append(c)
+    for (module, leaf), r in rows.items():
+        if leaf and not module:
+            r.name = model_name  # the model itself is a single leaf module
+        if not leaf:
+            ops = own_ops.get(module, [])
+            shown = ", ".join(ops[:3]) + (", ..." if len(ops) > 3 else "")
+            r.name = f"{module or model_name} ({shown})"
+            r.calls = max(r.calls, 1)
+    return [rows[k] for k in sorted(rows, key=lambda k: order[k])]
+
+
+def peak_live_bytes(
+    records: list[OpRecord],
+    inputs: list[TensorSpec],
+    output_ids: set[int],
+    weight_ids: set[int],
+) -> int:
+    """Largest total size of activation storages alive at once, freeing each after its last use.
+
+    This is what an ideal eager allocator holds (each tensor freed right after its last reader);
+    weights are excluded, the model's inputs are live from the start and its outputs to the end.
+    """
+    born: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for s in inputs:
+        born.setdefault(s.storage_id, -1)
+        last[s.storage_id] = -1
+        size[s.storage_id] = s.storage_nbytes
+    for rec in records:
+        for s in rec.inputs:
+            if s.storage_id in weight_ids:
+                continue
+            born.setdefault(s.storage_id, -1)
+            size.setdefault(s.storage_id, s.storage_nbytes)
+            last[s.storage_id] = rec.index
+        for s in rec.outputs:
+            if s.storage_id in weight_ids:
+                continue
+            born.setdefault(s.storage_id, rec.index)
+            size[s.storage_id] = max(size.get(s.storage_id, 0), s.storage_nbytes)
+            last[s.storage_id] = max(last.get(s.storage_id, -1), rec.index)
+    end = len(records)
+    for sid in output_ids:
+        if sid in last:
+            last[sid] = end
+    delta = [0] * (end + 3)
+    for sid, b in born.items():
+        delta[b + 1] += size[sid]
+        delta[max(last[sid], b) + 2] -= size[sid]
+    peak = live = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def analyze(
+    model: nn.Module,
+    inputs: Example,
+    batch_size: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    model_name: str | None = None,
+) -> Analysis:
+    """Trace ``model`` once on meta tensors and count per-layer MACs, FLOPs, bytes and memory.
+
+    ``inputs``: a shape without the batch dimension such as ``(3, 224, 224)``, an example tensor,
+    a tuple of those, or a dict of keyword arguments. ``batch_size`` defaults to 1 for shapes and
+    to the example tensors' own first dimension. ``dtype`` (default float32) is the precision the
+    weights and activations are counted at: float32, float16, bfloat16 or int8.
+    """
+    count_dtype = parse_dtype(dtype)
+    # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
+    trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
+    args, kwargs = prepare_inputs(inputs, batch_size, trace_dtype)
+    tr = trace(model, args, kwargs, trace_dtype, count_dtype)
+    costs = [counters.count(r) for r in tr.records]
+    name = model_name or type(model).__name__
+    count_isz = itemsize(count_dtype)
+    owners = _param_owners(model)
+    layers = build_layers(costs, tr.module_calls, tr.first_call, owners, name, count_isz)
+
+    total = Totals()
+    for f in ("macs", "flops", "bytes_read", "bytes_written", "activation_bytes"):
+        setattr(total, f, sum(getattr(r, f) for r in layers))
+    total.params = sum(n for n, _ in owners.values())
+    total.storage_bytes = sum(_storage_bytes(ts, count_isz) for _, ts in owners.values())
+    total.inference_memory_bytes = sum(c.output_bytes for c in tr.module_calls if c.leaf)
+    total.peak_activation_bytes = peak_live_bytes(tr.records, tr.input_specs, tr.output_storage_ids,
+                                                  tr.weight_storage_ids)
+    total.input_bytes = sum(s.nbytes for s in tr.input_specs)
+    unsupported = Counter(c.record.name for c in costs if not c.supported)
+    first = tr.input_specs[0].shape[0] if tr.input_specs and tr.input_specs[0].shape else 1
+    return Analysis(
+        model_name=name,
+        batch_size=batch_size or first,
+        dtype=dtype_name(count_dtype),
+        input_shapes=[s.shape for s in tr.input_specs],
+        layers=layers,
+        total=total,
+        unsupported=dict(unsupported),
+        ops=costs,
+        module_types={n: type(m).__name__ for n, m in model.named_modules()},
+        unused_params=total.params - sum(r.params for r in layers),
+    )

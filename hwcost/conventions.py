@@ -1,0 +1,108 @@
+"""Counting conventions, in one place (README "Counting conventions" mirrors this module).
+
+* MAC  = one multiply-accumulate of a conv / linear / matmul / attention product.
+* FLOPs = 2 * MACs for those products, plus one FLOP per bias element added, plus the
+  elementwise work of every other op, per output element, from the table below.
+  Transcendentals (exp, log, erf, tanh's exponentials) count one FLOP each, as in seed 002
+  (sigmoid = negate, exp, add, div = 4; tanh = exp, exp^-1, sub, add, div = 5).
+* Memory traffic (ShuffleNet v2's "MAC", renamed to avoid the clash) = bytes read + bytes written.
+  Bytes read = every distinct input tensor (activations and weights) once; gathers (embedding,
+  index_select) read only the rows they gather. Bytes written = every output once. Views move nothing.
+* MB = 1024**2 bytes (seed 000); M/G for MACs and FLOPs are 10**6 / 10**9.
+"""
+from __future__ import annotations
+
+import torch
+
+MB = 1024**2
+MEGA = 1e6
+GIGA = 1e9
+
+# FLOPs per output element of pointwise ops, keyed by the aten name without a trailing "_".
+# Where a function has a cheaper exact form that kernels use, the table still follows the
+# textbook expression, so numbers stay comparable across tools and seeds.
+POINTWISE_FLOPS: dict[str, int] = {
+    # arithmetic and comparisons: one operation each
+    **dict.fromkeys(
+        [
+            "add", "sub", "rsub", "mul", "div", "neg", "abs", "reciprocal", "sqrt", "rsqrt", "exp",
+            "exp2", "expm1", "log", "log2", "log10", "log1p", "erf", "erfc", "pow", "sin", "cos",
+            "maximum", "minimum", "fmax", "fmin", "eq", "ne", "lt", "le", "gt", "ge", "where",
+            "masked_fill", "sign", "floor", "ceil", "round", "trunc", "fmod", "remainder",
+            "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_and", "logical_or",
+            "logical_not", "logical_xor", "square", "clamp_min", "clamp_max", "relu", "threshold",
+            "floor_divide", "isnan", "isinf", "atan", "sinh", "cosh", "sgn", "heaviside",
+        ],
+        1,
+    ),
+    "addcmul": 2, "addcdiv": 2, "lerp": 2, "hypot": 3,
+    "hardtanh": 2,      # ReLU6 = min(max(x, 0), 6)
+    "leaky_relu": 2,    # compare, multiply
+    "_prelu_kernel": 2, "prelu": 2,
+    "elu": 4,           # compare, exp, subtract, multiply
+    "celu": 5, "selu": 5,
+    "sigmoid": 4,       # seed 002: negate, exp, add, divide
+    "tanh": 5,          # seed 002: exp, exp^-1, subtract, add, divide
+    "silu": 5,          # x * sigmoid(x)
+    "hardswish": 5,     # x * min(max(x + 3, 0), 6) / 6
+    "hardsigmoid": 4,   # min(max(x + 3, 0), 6) / 6
+    "softplus": 3,      # log(1 + exp(x))
+    "mish": 9,          # x * tanh(softplus(x)) = 3 + 5 + 1
+    "log_sigmoid_forward": 5,
+    "gelu": 5,          # x/2 * (1 + erf(x / sqrt 2)): div, erf, add, mul, mul
+    "softshrink": 2, "hardshrink": 2, "tanhshrink": 6,
+    # pure data movement: no arithmetic
+    **dict.fromkeys(["_to_copy", "copy", "clone", "fill", "zero", "lift_fresh_copy", "alias_copy"], 0),
+}
+GELU_TANH_FLOPS = 13  # 0.5x(1 + tanh(c(x + 0.044715x^3))): x^3 (2), *k, +x, *c, tanh (5), +1, *x, *0.5
+
+# Normalization, per element. Inference batch norm uses stored statistics: (x - mean) / std * g + b.
+NORM_APPLY_FLOPS = 2        # subtract mean, divide by std
+NORM_AFFINE_FLOPS = 2       # scale, shift
+NORM_STATS_FLOPS = 4        # mean (1 add), variance (subtract, square, add)
+RMS_NORM_FLOPS = 3          # square, add, scale by 1/rms (+1 with weight)
+
+# Softmax over n elements: exp n, add n - 1, divide n (seed 002: 3n - 1 per row).
+def softmax_flops(rows: int, n: int) -> int:
+    return rows * (3 * n - 1)
+
+
+def log_softmax_flops(rows: int, n: int) -> int:
+    # exp n, add n - 1, log 1, subtract n
+    return rows * 3 * n
+
+
+# Interpolation: weighted sum of 2^d neighbours per output element (2^d multiplies, 2^d - 1 adds).
+INTERPOLATION_FLOPS = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
+
+_DTYPE_ALIASES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "int8": torch.int8, "qint8": torch.int8,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+}
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """Accept a torch dtype or a common name ("float16", "fp16", "bf16", "int8")."""
+    from .errors import InputError
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPE_ALIASES:
+        raise InputError(
+            f"unknown dtype {dtype!r}: use one of float32, float16, bfloat16, int8 (or fp32, fp16, bf16)"
+        )
+    return _DTYPE_ALIASES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype, device="meta").element_size()

@@ -1,0 +1,442 @@
+"""One formula per aten op family: short pure functions of shapes, in a registry.
+
+A formula takes an OpRecord (shapes and arguments, never data) and returns the op's Work:
+MACs, FLOPs and, where the generic rule does not hold, the bytes it moves. The generic rule
+(every distinct input read once, every output written once) lives in ``count``.
+Conventions are documented in ``conventions.py``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import conventions as cv
+from .records import OpCost, OpRecord, TensorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    macs: int = 0
+    flops: int = 0
+    family: str | None = None           # overrides the registered family (e.g. depthwise conv)
+    bytes_read: int | None = None       # None: the generic rule
+    bytes_written: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Formula:
+    fn: Callable[[OpRecord], Work]
+    family: str
+
+
+REGISTRY: dict[str, Formula] = {}
+
+FAMILIES = (
+    "conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
+    "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement",
+)
+
+
+def register(*names: str, family: str):
+    def deco(fn: Callable[[OpRecord], Work]) -> Callable[[OpRecord], Work]:
+        for n in names:
+            REGISTRY[n] = Formula(fn, family)
+        return fn
+
+    return deco
+
+
+def lookup(name: str) -> Formula | None:
+    f = REGISTRY.get(name)
+    if f is None and name.endswith("_") and not name.endswith("__"):
+        f = REGISTRY.get(name[:-1])  # in-place variant: add_ counts as add
+    return f
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _prod(xs: Iterable[int]) -> int:
+    return math.prod(int(x) for x in xs)
+
+
+def _tensors(rec: OpRecord) -> list[TensorSpec]:
+    return rec.inputs
+
+
+def _out(rec: OpRecord) -> TensorSpec:
+    return rec.outputs[0]
+
+
+def _ntuple(x, n: int) -> tuple[int, ...]:
+    if isinstance(x, (list, tuple)):
+        return tuple(x) if len(x) == n else tuple(x) * n if len(x) == 1 else tuple(x)
+    return (x,) * n
+
+
+# ------------------------------------------------------------------ conv
+
+
+@register("convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
+          "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "miopen_convolution",
+          "cudnn_convolution_transpose", "slow_conv_transpose2d", "slow_conv_transpose3d",
+          "_nnpack_spatial_convolution", "slow_conv_dilated2d", "slow_conv_dilated3d",
+          family="conv")
+def conv_cost(rec: OpRecord) -> Work:
+    x, w, out = rec.args[0], rec.args[1], _out(rec)
+    bias = rec.arg(2, "bias")
+    transposed = "transpose" in rec.name or (
+        rec.name in ("convolution", "_convolution", "convolution_overrideable") and bool(rec.arg(6, "transposed"))
+    )
+    kernel = _prod(w.shape[2:])
+    if transposed:
+        # every input element scatters into kernel x (C_out / groups) outputs; weight is (C_in, C_out/g, k...)
+        macs = x.numel * w.shape[1] * kernel
+        family = "conv_transpose"
+    else:
+        # every output element is a dot product of length (C_in / groups) x kernel; weight is (C_out, C_in/g, k...)
+        macs = out.numel * w.shape[1] * kernel
+        groups = _groups(rec, w, x)
+        cin = x.shape[1] if x.ndim > 1 else 1
+        family = "conv" if groups == 1 else "depthwise_conv" if groups == cin else "grouped_conv"
+    bias_flops = out.numel if isinstance(bias, TensorSpec) else 0
+    return Work(macs, 2 * macs + bias_flops, family)
+
+
+def _groups(rec: OpRecord, w: TensorSpec, x: TensorSpec) -> int:
+    if rec.name in ("convolution", "_convolution", "convolution_overrideable"):
+        return int(rec.arg(8, "groups", 1))
+    return max(1, x.shape[1] // w.shape[1])
+
+
+# ------------------------------------------------------------------ matmul family
+
+
+@register("mm", family="matmul")
+def mm_cost(rec: OpRecord) -> Work:
+    a, b = rec.args[0], rec.args[1]
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    return Work(macs, 2 * macs)
+
+
+@register("addmm", "_addmm_activation", family="matmul")
+def addmm_cost(rec: OpRecord) -> Work:
+    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    return Work(macs, 2 * macs + out.numel)
+
+
+@register("bmm", family="matmul")
+def bmm_cost(rec: OpRecord) -> Work:
+    a, b = rec.args[0], rec.args[1]
+    macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return Work(macs, 2 * macs)
+
+
+@register("baddbmm", family="matmul")
+def baddbmm_cost(rec: OpRecord) -> Work:
+    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return Work(macs, 2 * macs + out.numel)
+
+
+@register("addbmm", family="matmul")
+def addbmm_cost(rec: OpRecord) -> Work:
+    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return Work(macs, 2 * macs + out.numel * a.shape[0])
+
+
+@register("mv", "addmv", family="matmul")
+def mv_cost(rec: OpRecord) -> Work:
+    a = rec.args[1] if rec.name == "addmv" else rec.args[0]
+    macs = a.shape[0] * a.shape[1]
+    return Work(macs, 2 * macs + (a.shape[0] if rec.name == "addmv" else 0))
+
+
+@register("dot", "vdot", family="matmul")
+def dot_cost(rec: OpRecord) -> Work:
+    n = rec.args[0].numel
+    return Work(n, 2 * n)
+
+
+# ------------------------------------------------------------------ attention
+
+
+_SDPA_BLHE = ("_flash_attention_forward", "_efficient_attention_forward")
+
+
+@register("scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
+          "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
+          "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable",
+          *_SDPA_BLHE, family="attention")
+def sdpa_cost(rec: OpRecord) -> Work:
+    """softmax(q k^T * scale + mask) v, fused: q, k, v (and a mask) read once, output written once."""
+    q, k, v = rec.args[0], rec.args[1], rec.args[2]
+    if rec.name in _SDPA_BLHE:  # (batch, length, heads, dim)
+        batch_heads, lq, lk = q.shape[0] * q.shape[2], q.shape[1], k.shape[1]
+    else:  # (..., heads, length, dim)
+        batch_heads, lq, lk = _prod(q.shape[:-2]), q.shape[-2], k.shape[-2]
+    e, ev = q.shape[-1], v.shape[-1]
+    macs = batch_heads * lq * lk * (e + ev)
+    scores = batch_heads * lq * lk
+    flops = 2 * macs + scores + cv.softmax_flops(batch_heads * lq, lk)  # scale, softmax
+    mask = rec.arg(3, "attn_mask")
+    if isinstance(mask, TensorSpec) and rec.name not in _SDPA_BLHE:
+        flops += scores
+    return Work(macs, flops, bytes_written=_out(rec).nbytes)  # logsumexp etc. are small by-products
+
+
+# ------------------------------------------------------------------ embedding and gathers
+
+
+@register("embedding", family="embedding")
+def embedding_cost(rec: OpRecord) -> Work:
+    weight, idx, out = rec.args[0], rec.args[1], _out(rec)
+    # only the looked-up rows are read, not the whole table
+    return Work(0, 0, bytes_read=idx.nbytes + out.numel * weight.itemsize)
+
+
+@register("index_select", "gather", "index", "_unsafe_index", "take", family="data_movement")
+def gather_cost(rec: OpRecord) -> Work:
+    src, out = rec.args[0], _out(rec)
+    idx_bytes = sum(t.nbytes for t in rec.inputs if t is not src)
+    return Work(0, 0, bytes_read=idx_bytes + out.numel * src.itemsize)
+
+
+# ------------------------------------------------------------------ normalization
+
+
+def _norm_work(x: TensorSpec, affine: bool, stats: bool) -> Work:
+    per = cv.NORM_APPLY_FLOPS + (cv.NORM_AFFINE_FLOPS if affine else 0) + (cv.NORM_STATS_FLOPS if stats else 0)
+    return Work(0, per * x.numel)
+
+
+@register("_native_batch_norm_legit_no_training", family="norm")
+def bn_inference_cost(rec: OpRecord) -> Work:
+    return _norm_work(rec.args[0], isinstance(rec.arg(1, "weight"), TensorSpec), stats=False)
+
+
+@register("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
+          "cudnn_batch_norm", "miopen_batch_norm", family="norm")
+def bn_cost(rec: OpRecord) -> Work:
+    # training=True means statistics come from the input (instance norm, BN in train mode)
+    no_stats = rec.overload == "no_stats"
+    training = bool(rec.arg(3 if no_stats else 5, "training", False))
+    return _norm_work(rec.args[0], isinstance(rec.arg(1, "weight"), TensorSpec), stats=training)
+
+
+@register("native_layer_norm", family="norm")
+def layer_norm_cost(rec: OpRecord) -> Work:
+    return _norm_work(rec.args[0], isinstance(rec.arg(2, "weight"), TensorSpec), stats=True)
+
+
+@register("native_group_norm", family="norm")
+def group_norm_cost(rec: OpRecord) -> Work:
+    return _norm_work(rec.args[0], isinstance(rec.arg(1, "weight"), TensorSpec), stats=True)
+
+
+@register("_fused_rms_norm", family="norm")
+def rms_norm_cost(rec: OpRecord) -> Work:
+    x = rec.args[0]
+    per = cv.RMS_NORM_FLOPS + (1 if isinstance(rec.arg(2, "weight"), TensorSpec) else 0)
+    return Work(0, per * x.numel)
+
+
+# ------------------------------------------------------------------ pointwise
+
+
+def _pointwise_flops_per_element(rec: OpRecord) -> int | None:
+    base = rec.name[:-1] if rec.name.endswith("_") and rec.name not in cv.POINTWISE_FLOPS else rec.name
+    if base == "gelu" and rec.kwargs.get("approximate", rec.arg(1, "approximate", "none")) == "tanh":
+        return cv.GELU_TANH_FLOPS
+    if base in ("add", "sub", "rsub"):
+        alpha = rec.kwargs.get("alpha", 1)
+        return 1 if alpha == 1 else 2
+    if base == "clamp":
+        return sum(rec.arg(i, n) is not None for i, n in ((1, "min"), (2, "max")))
+    return cv.POINTWISE_FLOPS.get(base)
+
+
+def pointwise_cost(rec: OpRecord) -> Work:
+    per = _pointwise_flops_per_element(rec)
+    fam = "data_movement" if per == 0 else "elementwise"
+    return Work(0, per * _out(rec).numel, fam)
+
+
+for _name in [*cv.POINTWISE_FLOPS, "clamp", "gelu"]:
+    register(_name, family="elementwise")(pointwise_cost)
+
+
+# ------------------------------------------------------------------ softmax
+
+
+@register("_softmax", "_safe_softmax", "softmax", "_log_softmax", "log_softmax", family="softmax")
+def softmax_cost(rec: OpRecord) -> Work:
+    x = rec.args[0]
+    dim = int(rec.arg(1, "dim", -1)) % max(1, x.ndim)
+    n = x.shape[dim] if x.ndim else 1
+    rows = x.numel // max(1, n)
+    fn = cv.log_softmax_flops if "log" in rec.name else cv.softmax_flops
+    return Work(0, fn(rows, n))
+
+
+# ------------------------------------------------------------------ pooling
+
+
+def _spatial_dims(rec: OpRecord) -> int:
+    for d in (3, 2, 1):
+        if f"{d}d" in rec.name:
+            return d
+    return 2
+
+
+@register("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
+          "max_pool2d_with_indices", "max_pool3d_with_indices", "mkldnn_max_pool2d",
+          "mkldnn_max_pool3d", family="pool")
+def max_pool_cost(rec: OpRecord) -> Work:
+    k = _prod(_ntuple(rec.arg(1, "kernel_size"), _spatial_dims(rec)))
+    return Work(0, _out(rec).numel * (k - 1), bytes_written=_out(rec).nbytes)  # indices are a by-product
+
+
+@register("avg_pool1d", "avg_pool2d", "avg_pool3d", family="pool")
+def avg_pool_cost(rec: OpRecord) -> Work:
+    k = _prod(_ntuple(rec.arg(1, "kernel_size"), _spatial_dims(rec)))
+    return Work(0, _out(rec).numel * (k + 1))
+
+
+def adaptive_window_total(in_size: int, out_size: int) -> int:
+    """Sum of adaptive-pooling window lengths along one dim (PyTorch's start/end rule)."""
+    return sum(
+        math.ceil((i + 1) * in_size / out_size) - (i * in_size) // out_size for i in range(out_size)
+    )
+
+
+def _adaptive_windows(rec: OpRecord) -> tuple[int, int]:
+    x, out = rec.args[0], _out(rec)
+    d = _spatial_dims(rec)
+    per_plane = _prod(
+        adaptive_window_total(i, o) for i, o in zip(x.shape[-d:], out.shape[-d:])
+    )
+    planes = out.numel // max(1, _prod(out.shape[-d:]))
+    return planes * per_plane, out.numel
+
+
+@register("_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+          "adaptive_avg_pool3d", "mkldnn_adaptive_avg_pool2d", family="pool")
+def adaptive_avg_pool_cost(rec: OpRecord) -> Work:
+    window_elems, outs = _adaptive_windows(rec)
+    return Work(0, window_elems + outs)  # k adds... + 1 divide per output, as avg_pool's k + 1
+
+
+@register("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", family="pool")
+def adaptive_max_pool_cost(rec: OpRecord) -> Work:
+    window_elems, outs = _adaptive_windows(rec)
+    return Work(0, window_elems - outs, bytes_written=_out(rec).nbytes)
+
+
+# ------------------------------------------------------------------ reductions
+
+
+@register("sum", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any", "all",
+          "nansum", family="reduction")
+def reduce_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    return Work(0, max(0, x.numel - out.numel), bytes_written=_out(rec).nbytes)
+
+
+@register("mean", "nanmean", family="reduction")
+def mean_cost(rec: OpRecord) -> Work:
+    return Work(0, rec.args[0].numel)  # n - 1 adds and one divide per output
+
+
+@register("var", "std", "var_mean", "std_mean", family="reduction")
+def var_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    return Work(0, 3 * x.numel + (out.numel if rec.name.startswith("std") else 0))
+
+
+@register("linalg_vector_norm", "norm", family="reduction")
+def norm_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    return Work(0, 2 * x.numel + out.numel)  # square, add; one root per output
+
+
+@register("logsumexp", family="reduction")
+def logsumexp_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    return Work(0, 2 * x.numel + out.numel)
+
+
+@register("cumsum", "cumprod", family="reduction")
+def cumsum_cost(rec: OpRecord) -> Work:
+    return Work(0, rec.args[0].numel)
+
+
+# ------------------------------------------------------------------ interpolation
+
+
+@register("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+          "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
+          "upsample_bilinear2d", "upsample_trilinear3d", "upsample_bicubic2d",
+          "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa", family="interpolate")
+def upsample_cost(rec: OpRecord) -> Work:
+    mode = next(m for m in ("nearest", "bilinear", "trilinear", "bicubic", "linear") if m in rec.name)
+    return Work(0, cv.INTERPOLATION_FLOPS[mode] * _out(rec).numel,
+                "data_movement" if mode == "nearest" else None)
+
+
+# ------------------------------------------------------------------ data movement and factories
+
+
+@register("cat", "stack", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+          "replication_pad1d", "replication_pad2d", "replication_pad3d", "pixel_shuffle",
+          "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "repeat", "roll", "flip",
+          "tril", "triu", "scatter", "scatter_add", "index_put", "slice_scatter", "select_scatter",
+          "diagonal_scatter", "as_strided_scatter", "im2col", "col2im", "repeat_interleave",
+          "expand_copy", "permute_copy", "view_copy", "unfold_copy", "transpose_copy", "t_copy",
+          "split_with_sizes_copy", "unbind_copy", "split_copy", "masked_scatter", "index_copy",
+          "index_fill", "contiguous", "resize", family="data_movement")
+def move_cost(rec: OpRecord) -> Work:
+    return Work(0, 0)
+
+
+@register("zeros", "ones", "full", "arange", "scalar_tensor", "zeros_like", "ones_like", "full_like",
+          "new_zeros", "new_ones", "new_full", "linspace", "eye", "randn", "rand", "randint",
+          "randn_like", "rand_like", "randint_like", "bernoulli", "normal", "uniform", "_to_dense",
+          "tensor", "lift_fresh", family="data_movement")
+def fill_cost(rec: OpRecord) -> Work:
+    return Work(0, 0, bytes_read=0)
+
+
+@register("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted",
+          family="data_movement")
+def empty_cost(rec: OpRecord) -> Work:
+    return Work(0, 0, bytes_read=0, bytes_written=0)  # allocation only, nothing is touched
+
+
+# ------------------------------------------------------------------ the counter
+
+
+def generic_bytes(rec: OpRecord) -> tuple[int, int]:
+    read = sum(t.footprint * t.itemsize for t in rec.inputs)
+    written = sum(t.nbytes for t in rec.outputs)
+    return read, written
+
+
+def count(rec: OpRecord) -> OpCost:
+    """Count one recorded op. An op with no formula keeps its bytes and is flagged unsupported."""
+    formula = lookup(rec.name)
+    read, written = generic_bytes(rec)
+    if formula is None:
+        return OpCost(rec, "unknown", 0, 0, read, written, supported=False)
+    work = formula.fn(rec)
+    return OpCost(
+        rec,
+        work.family or formula.family,
+        int(work.macs),
+        int(work.flops),
+        read if work.bytes_read is None else int(work.bytes_read),
+        written if work.bytes_written is None else int(work.bytes_written),
+    )
