@@ -72,7 +72,8 @@ class Analysis:
             f"model: {self.model_name}   input: {', '.join(str(s) for s in self.input_shapes)}   "
             f"batch: {self.batch_size}   dtype: {self.dtype}",
             f"parameters:             {t.params:,}",
-            f"storage:                {t.storage_bytes / MB:,.2f} MB (parameters and buffers)",
+            f"storage:                {t.storage_bytes / MB:,.2f} MB parameters "
+            f"(+ {t.buffer_bytes / MB:,.2f} MB buffers)",
             f"MACs:                   {_si(t.macs)}MAC",
             f"FLOPs:                  {_si(t.flops)}FLOP",
             f"memory read + write:    {t.memory_traffic_bytes / MB:,.2f} MB "
@@ -132,15 +133,22 @@ def _short_op(name: str) -> str:
     return name.strip("_").removesuffix("_for_cpu").removesuffix("_legit_no_training")
 
 
-def _param_owners(model: nn.Module) -> dict[str, tuple[int, list[torch.Tensor]]]:
+@dataclass
+class _Owned:
+    params: int
+    param_tensors: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+
+
+def _param_owners(model: nn.Module) -> dict[str, _Owned]:
     """Each module's own parameters (tied ones counted once, in the first owner) and buffers."""
     seen: set[int] = set()
-    owners: dict[str, tuple[int, list[torch.Tensor]]] = {}
+    owners: dict[str, _Owned] = {}
     for name, mod in model.named_modules():
         params = [p for p in mod.parameters(recurse=False) if id(p) not in seen]
-        seen.update(id(p) for p in params)
-        tensors = params + [b for b in mod.buffers(recurse=False) if b is not None]
-        owners[name] = (sum(p.numel() for p in params), tensors)
+        buffers = [b for b in mod.buffers(recurse=False) if b is not None and id(b) not in seen]
+        seen.update(id(t) for t in params + buffers)
+        owners[name] = _Owned(sum(p.numel() for p in params), params, buffers)
     return owners
 
 
@@ -152,7 +160,7 @@ def build_layers(
     costs: list[OpCost],
     module_calls: list[ModuleCall],
     first_call: dict[str, tuple[int, int]],
-    owners: dict[str, tuple[int, list[torch.Tensor]]],
+    owners: dict[str, _Owned],
     model_name: str,
     count_isz: int,
 ) -> list[LayerCost]:
@@ -165,9 +173,10 @@ def build_layers(
         if key not in rows:
             rows[key] = LayerCost(module, mtype)
             order[key] = pos
-            n, tensors = owners.get(module, (0, []))
-            rows[key].params = n
-            rows[key].storage_bytes = _storage_bytes(tensors, count_isz)
+            owned = owners.get(module, _Owned(0, [], []))
+            rows[key].params = owned.params
+            rows[key].storage_bytes = _storage_bytes(owned.param_tensors, count_isz)
+            rows[key].buffer_bytes = _storage_bytes(owned.buffers, count_isz)
         return rows[key]
 
     for call in module_calls:
@@ -277,8 +286,9 @@ def analyze(
     total = Totals()
     for f in ("macs", "flops", "bytes_read", "bytes_written", "activation_bytes"):
         setattr(total, f, sum(getattr(r, f) for r in layers))
-    total.params = sum(n for n, _ in owners.values())
-    total.storage_bytes = sum(_storage_bytes(ts, count_isz) for _, ts in owners.values())
+    total.params = sum(o.params for o in owners.values())
+    total.storage_bytes = sum(_storage_bytes(o.param_tensors, count_isz) for o in owners.values())
+    total.buffer_bytes = sum(_storage_bytes(o.buffers, count_isz) for o in owners.values())
     total.inference_memory_bytes = sum(c.output_bytes for c in tr.module_calls if c.leaf)
     total.peak_activation_bytes = peak_live_bytes(tr.records, tr.input_specs, tr.output_storage_ids,
                                                   tr.weight_storage_ids)

@@ -215,7 +215,9 @@ def _norm_work(x: TensorSpec, affine: bool, stats: bool) -> Work:
 
 @register("_native_batch_norm_legit_no_training", family="norm")
 def bn_inference_cost(rec: OpRecord) -> Work:
-    return _norm_work(rec.args[0], isinstance(rec.arg(1, "weight"), TensorSpec), stats=False)
+    w = _norm_work(rec.args[0], isinstance(rec.arg(1, "weight"), TensorSpec), stats=False)
+    # the saved mean / inverse std outputs exist for autograd; inference kernels leave them empty
+    return Work(0, w.flops, bytes_written=_out(rec).nbytes)
 
 
 @register("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",

@@ -93,6 +93,7 @@ class OpCost:
 
 COST_FIELDS = (
     "params", "macs", "flops", "bytes_read", "bytes_written", "activation_bytes", "storage_bytes",
+    "buffer_bytes",
 )
 
 
@@ -108,7 +109,8 @@ class LayerCost:
     bytes_read: int = 0
     bytes_written: int = 0
     activation_bytes: int = 0   # bytes of this layer's outputs (every call)
-    storage_bytes: int = 0      # its weights and buffers at the counted dtype
+    storage_bytes: int = 0      # its parameters at the counted dtype (seed 001 "storage")
+    buffer_bytes: int = 0       # its buffers (batch-norm running statistics ...) at the counted dtype
     calls: int = 0
     ops: list[OpCost] = field(default_factory=list, repr=False)
 
@@ -132,7 +134,8 @@ class Totals:
     bytes_read: int = 0
     bytes_written: int = 0
     activation_bytes: int = 0           # sum over every row's outputs
-    storage_bytes: int = 0              # every parameter and buffer of the model
+    storage_bytes: int = 0              # every parameter of the model at the counted dtype
+    buffer_bytes: int = 0               # every buffer (running statistics, rotary tables ...)
     inference_memory_bytes: int = 0     # seed 001: sum of leaf-module outputs
     peak_activation_bytes: int = 0      # largest set of live activations (tensor lifetimes)
     input_bytes: int = 0

@@ -59,11 +59,15 @@ def prepare_inputs(
 
     A shape is given without the batch dimension (seed 001 style); ``batch_size`` (default 1)
     is prepended. Example tensors keep their shape unless ``batch_size`` is given, which then
-    replaces their first dimension. Floating tensors take the traced dtype; integer ones (token
+    replaces the first dimension of those whose first dimension is the example's batch. Floating tensors take the traced dtype; integer ones (token
     ids) keep theirs.
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    leaves = tree_flatten(example)[0] if not _is_shape(example) else []
+    firsts = [t.shape[0] for t in leaves if isinstance(t, torch.Tensor) and t.ndim]
+    example_batch = firsts[0] if firsts else None
 
     def convert(x: Any) -> Any:
         if _is_shape(x):
@@ -72,8 +76,8 @@ def prepare_inputs(
             return torch.empty((batch_size or 1, *x), dtype=trace_dtype, device="meta")
         if isinstance(x, torch.Tensor):
             shape = tuple(x.shape)
-            if batch_size is not None and shape:
-                shape = (batch_size, *shape[1:])
+            if batch_size is not None and shape and shape[0] == example_batch:
+                shape = (batch_size, *shape[1:])  # only tensors that carry the example's batch
             dt = trace_dtype if x.is_floating_point() else x.dtype
             return torch.empty(shape, dtype=dt, device="meta")
         return x

@@ -1,0 +1,120 @@
+"""Resolve a model spec: a zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``path/to/file.py:function``."""
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from .errors import UnknownModelError
+from .zoo import ZOO
+
+DEFAULT_IMAGE_INPUT = (3, 224, 224)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    example: Any          # default input: a shape without batch, or example tensors
+    name: str
+
+
+def _build(fn: Callable[[], Any], meta: bool) -> Any:
+    """Build on the meta device when asked: no weight memory, no initialisation time."""
+    if not meta:
+        return fn()
+    try:
+        with torch.device("meta"):
+            return fn()
+    except Exception:  # some builders need real tensors at construction; build those normally
+        return fn()
+
+
+def _close(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def load_model(spec: str, meta: bool = True) -> LoadedModel:
+    """Build the model a spec names. ``meta=True`` builds it without weights (enough for analysis)."""
+    if spec in ZOO:
+        e = ZOO[spec]
+        return LoadedModel(_build(e.build, meta), e.example(), spec)
+    prefix, _, rest = spec.partition(":")
+    if prefix == "torchvision" and rest:
+        return _load_torchvision(rest, meta)
+    if prefix == "timm" and rest:
+        return _load_timm(rest, meta)
+    if ".py:" in spec or spec.endswith(".py"):
+        return _load_file(spec, meta)
+    raise UnknownModelError(
+        f"unknown model {spec!r}.{_close(spec, list(ZOO))} Built-in models: {', '.join(ZOO)} "
+        "(`hwcost zoo` describes them); or use torchvision:NAME, timm:NAME, or path/to/file.py:function."
+    )
+
+
+def _import(module: str, spec: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # ImportError, or a CUDA-only build failing to load its compiled ops
+        raise UnknownModelError(
+            f"cannot load {spec!r}: {module} does not import here ({type(e).__name__}: {e}). "
+            f"Install {module}, or use a built-in model (`hwcost zoo`)."
+        ) from e
+
+
+def _load_torchvision(name: str, meta: bool) -> LoadedModel:
+    tv = _import("torchvision", f"torchvision:{name}")
+    available = tv.models.list_models()
+    if name not in available:
+        raise UnknownModelError(f"torchvision has no model {name!r}.{_close(name, available)}")
+    model = _build(lambda: tv.models.get_model(name, weights=None), meta)
+    size = 299 if name.startswith("inception") else 224
+    return LoadedModel(model, (3, size, size), f"torchvision:{name}")
+
+
+def _load_timm(name: str, meta: bool) -> LoadedModel:
+    timm = _import("timm", f"timm:{name}")
+    available = timm.list_models()
+    if name not in available:
+        raise UnknownModelError(f"timm has no model {name!r}.{_close(name, available)}")
+    model = _build(lambda: timm.create_model(name, pretrained=False), meta)
+    shape = tuple(model.pretrained_cfg.get("input_size", DEFAULT_IMAGE_INPUT)) if hasattr(
+        model, "pretrained_cfg") else DEFAULT_IMAGE_INPUT
+    return LoadedModel(model, shape, f"timm:{name}")
+
+
+def _load_file(spec: str, meta: bool) -> LoadedModel:
+    path, _, func = spec.rpartition(":") if ".py:" in spec else (spec, "", "")
+    func = func or "build_model"
+    if not os.path.isfile(path):
+        raise UnknownModelError(f"model file {path!r} does not exist (spec {spec!r}; form: path/to/file.py:function)")
+    mod_name = f"hwcost_user_{abs(hash(os.path.abspath(path)))}"
+    loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[mod_name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as e:
+        raise UnknownModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise UnknownModelError(
+            f"{path} has no function {func!r}.{_close(func, names)} Functions there: {', '.join(names) or 'none'}"
+        )
+    built = _build(fn, meta)
+    example: Any = DEFAULT_IMAGE_INPUT
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
+        built, example = built  # a builder may return (model, example input)
+    if not isinstance(built, nn.Module):
+        raise UnknownModelError(
+            f"{path}:{func} returned {type(built).__name__}; it must return an nn.Module "
+            "or (nn.Module, example input)"
+        )
+    return LoadedModel(built, example, f"{os.path.basename(path)}:{func}")

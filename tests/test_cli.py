@@ -1,0 +1,73 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hwcost.cli import main, parse_input
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_analyze_builtin_table(capsys):
+    rc, out, _ = run(capsys, "analyze", "mobilenet_v2")
+    assert rc == 0
+    assert "features.0.0" in out and "parameters:             3,504,872" in out
+    assert "74.25 MB" in out
+
+
+def test_analyze_json_batch_dtype_depth(capsys, tmp_path):
+    rc, out, _ = run(capsys, "analyze", "resnet18", "--batch", "4", "--dtype", "float16", "--format", "json")
+    d = json.loads(out)
+    assert rc == 0 and d["batch_size"] == 4 and d["dtype"] == "float16"
+    assert d["total"]["macs"] == 4 * 1_814_073_344
+    rc, out, _ = run(capsys, "analyze", "resnet18", "--depth", "1", "--format", "csv", "--out", str(tmp_path / "r.csv"))
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rc == 0 and rows[5].startswith("layer1,Sequential")
+
+
+def test_analyze_file_function(capsys, tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text(textwrap.dedent("""
+        import torch.nn as nn
+        def build_model():
+            return nn.Sequential(nn.Linear(32, 64), nn.ReLU())
+    """))
+    rc, out, _ = run(capsys, "analyze", f"{f}:build_model", "--input", "32", "--batch", "2")
+    assert rc == 0 and "4.10 KMAC" in out  # 2 x 32 x 64 MACs; params 32 x 64 + 64
+    assert "2,112" in out
+
+
+def test_token_input_spec():
+    x = parse_input("128:int64")
+    assert tuple(x.shape) == (1, 128) and str(x.dtype) == "torch.int64"
+    assert parse_input("3,224,224") == (3, 224, 224)
+    assert len(parse_input("3,8,8;10")) == 2
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["analyze", "resnet5"], "Did you mean: resnet50"),
+    (["analyze", "resnet18", "--input", "3,a"], "cannot read input shape"),
+    (["analyze", "resnet18", "--input", "3,22"], "layer 'conv1' (Conv2d)"),
+    (["analyze", "resnet18", "--dtype", "fp12"], "unknown dtype"),
+    (["analyze", "nothere.py:f"], "does not exist"),
+])
+def test_errors_are_clear(capsys, argv, needle):
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
+def test_zoo_lists_models(capsys):
+    rc, out, _ = run(capsys, "zoo")
+    assert rc == 0 and "efficientnet_b0" in out and "5,288,548" in out
+
+
+def test_python_dash_m():
+    r = subprocess.run([sys.executable, "-m", "hwcost", "analyze", "alexnet", "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout)["total"]["params"] == 61_100_840

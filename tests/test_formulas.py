@@ -1,0 +1,269 @@
+"""One test per formula family, against numbers derived by hand (see conventions.py)."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import hwcost
+from hwcost.counters import adaptive_window_total
+
+
+class Fn(nn.Module):
+    """Wrap a function of the inputs as a model."""
+
+    def __init__(self, fn, *mods):
+        super().__init__()
+        self.fn = fn
+        self.mods = nn.ModuleList(mods)
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def ops(model, *inputs, **kw):
+    a = hwcost.analyze(model, tuple(inputs) if len(inputs) > 1 else inputs[0], **kw)
+    return a, [c for c in a.ops if c.family != "data_movement" or c.macs or c.flops]
+
+
+def single(model, *inputs, **kw):
+    a, costs = ops(model, *inputs, **kw)
+    assert len(costs) == 1, [(c.record.name, c.family) for c in costs]
+    return costs[0]
+
+
+# ------------------------------------------------------------------ convolution
+
+
+def test_conv2d_stride_padding_bias():
+    c = single(nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.zeros(1, 3, 32, 32))
+    assert c.family == "conv"
+    assert c.macs == 8 * 16 * 16 * 3 * 9 == 55_296
+    assert c.flops == 2 * 55_296 + 8 * 16 * 16  # one add per output for the bias
+    assert c.bytes_read == (3 * 32 * 32 + 8 * 3 * 9 + 8) * 4
+    assert c.bytes_written == 8 * 16 * 16 * 4
+
+
+def test_conv1d_dilation_and_conv3d():
+    c = single(nn.Conv1d(4, 6, 5, dilation=2, padding=4), torch.zeros(1, 4, 20))
+    assert c.macs == 6 * 20 * 4 * 5
+    c = single(nn.Conv3d(2, 4, 3, padding=1, bias=False), torch.zeros(1, 2, 4, 8, 8))
+    assert c.macs == 4 * (4 * 8 * 8) * 2 * 27
+    assert c.flops == 2 * c.macs
+
+
+def test_grouped_and_depthwise_conv():
+    c = single(nn.Conv2d(8, 16, 3, groups=4, padding=1, bias=False), torch.zeros(1, 8, 10, 10))
+    assert (c.family, c.macs) == ("grouped_conv", 16 * 100 * 2 * 9)
+    c = single(nn.Conv2d(8, 8, 3, groups=8, padding=1, bias=False), torch.zeros(1, 8, 10, 10))
+    assert (c.family, c.macs) == ("depthwise_conv", 8 * 100 * 9)
+
+
+def test_transposed_conv():
+    # each of the 4*5*5 inputs scatters into (C_out/groups) * k*k = 2 * 16 outputs
+    c = single(nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), torch.zeros(1, 4, 5, 5))
+    assert c.family == "conv_transpose"
+    assert c.macs == 100 * 2 * 16
+    assert c.record.outputs[0].shape == (1, 2, 10, 10)
+
+
+def test_seed_003_standard_vs_separable():
+    """Seed 003: torchinfo's mult-adds count each bias add as one more MAC; hwcost keeps it in FLOPs."""
+
+    class Separable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.depthwise = nn.Conv2d(512, 512, 3, groups=512, stride=2, padding=1)
+            self.pointwise = nn.Conv2d(512, 1024, 1)
+
+        def forward(self, x):
+            return self.pointwise(self.depthwise(x))
+
+    std = hwcost.analyze(nn.Conv2d(512, 1024, 3, stride=2, padding=1), (512, 128, 128))
+    sep = hwcost.analyze(Separable(), (512, 128, 128))
+    assert std.total.params == 4_719_616 and sep.total.params == 530_432
+    assert std.total.macs == 9 * 512 * 1024 * 64 * 64
+    bias_adds = std.total.flops - 2 * std.total.macs
+    assert bias_adds == 1024 * 64 * 64
+    assert std.total.macs + bias_adds == 19_331_547_136          # the seed's figure
+    sep_bias = sep.total.flops - 2 * sep.total.macs
+    assert sep.total.macs + sep_bias == 2_172_649_472              # the seed's figure
+    assert round(sep.total.params / std.total.params, 4) == 0.1124
+    # the MAC ratio without bias is 1/C_out + 1/K^2 exactly (seed 003's formula)
+    assert sep.total.macs / std.total.macs == pytest.approx(1 / 1024 + 1 / 9)
+
+
+# ------------------------------------------------------------------ matmul family
+
+
+def test_linear_2d_and_3d():
+    c = single(nn.Linear(10, 20), torch.zeros(3, 10))
+    assert (c.record.name, c.macs, c.flops) == ("addmm", 600, 1200 + 60)
+    a = hwcost.analyze(nn.Linear(10, 20, bias=False), torch.zeros(2, 5, 10))
+    assert a.total.macs == 2 * 5 * 10 * 20 and a.total.flops == 2 * a.total.macs
+
+
+def test_matmul_operator_einsum_baddbmm():
+    a, b = torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 5, 6)
+    assert single(Fn(lambda x, y: x @ y), a, b).macs == 2 * 3 * 4 * 5 * 6
+    c = single(Fn(lambda x, y: torch.einsum("bij,bjk->bik", x, y)), torch.zeros(2, 3, 4), torch.zeros(2, 4, 5))
+    assert c.macs == 2 * 3 * 4 * 5
+    c = single(Fn(lambda s, x, y: torch.baddbmm(s, x, y)), torch.zeros(2, 3, 5), torch.zeros(2, 3, 4),
+               torch.zeros(2, 4, 5))
+    assert (c.macs, c.flops) == (120, 240 + 30)
+
+
+def test_scaled_dot_product_attention_fused():
+    q, kv = torch.zeros(2, 4, 16, 8), torch.zeros(2, 4, 32, 8)
+    c = single(Fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v)), q, kv, kv.clone())
+    assert c.family == "attention"
+    assert c.macs == 2 * 4 * 16 * 32 * (8 + 8)
+    # 2 MACs + one scale per score + softmax (3n - 1 per row)
+    assert c.flops == 2 * c.macs + 2 * 4 * 16 * 32 + 2 * 4 * 16 * (3 * 32 - 1)
+    # fused: q, k, v read once, output written once, no L x L score matrix in memory
+    assert c.bytes_read == (1024 + 2048 + 2048) * 4
+    assert c.bytes_written == 1024 * 4
+
+
+def test_attention_with_gqa_and_mask():
+    q, kv = torch.zeros(1, 8, 10, 16), torch.zeros(1, 2, 10, 16)
+    c = single(Fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)),
+               q, kv, kv.clone())
+    assert c.macs == 8 * 10 * 10 * 32
+    mask = torch.zeros(1, 1, 10, 10)
+    c2 = single(Fn(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m)), q, q.clone(),
+                q.clone(), mask)
+    assert c2.flops == 2 * c2.macs + 2 * 800 + 80 * 29  # scale + mask add per score, softmax
+
+
+def test_embedding_reads_only_looked_up_rows():
+    c = hwcost.analyze(nn.Embedding(100, 16), torch.zeros(2, 5, dtype=torch.long)).ops[0]
+    assert (c.family, c.flops) == ("embedding", 0)
+    assert c.bytes_read == 10 * 8 + 10 * 16 * 4
+    assert c.bytes_written == 10 * 16 * 4
+
+
+# ------------------------------------------------------------------ normalization
+
+
+@pytest.mark.parametrize(
+    "module,shape,flops",
+    [
+        (nn.BatchNorm2d(4), (1, 4, 8, 8), 4 * 256),                     # seed 002: 4 per element
+        (nn.BatchNorm2d(4, affine=False), (1, 4, 8, 8), 2 * 256),
+        (nn.LayerNorm(16), (2, 5, 16), 8 * 160),                         # stats 4 + apply 2 + affine 2
+        (nn.LayerNorm(16, elementwise_affine=False), (2, 5, 16), 6 * 160),
+        (nn.GroupNorm(2, 4), (1, 4, 8, 8), 8 * 256),
+        (nn.InstanceNorm2d(4), (1, 4, 8, 8), 6 * 256),                   # no affine by default
+        (nn.BatchNorm1d(6), (3, 6), 4 * 18),
+    ],
+)
+def test_norms(module, shape, flops):
+    c = single(module, torch.zeros(shape))
+    assert c.family == "norm" and c.flops == flops
+
+
+# ------------------------------------------------------------------ activations and softmax
+
+
+@pytest.mark.parametrize(
+    "module,per_element",
+    [
+        (nn.ReLU(), 1), (nn.ReLU6(), 2), (nn.LeakyReLU(), 2), (nn.PReLU(), 2), (nn.ELU(), 4),
+        (nn.GELU(), 5), (nn.GELU(approximate="tanh"), 13), (nn.SiLU(), 5), (nn.Mish(), 9),
+        (nn.Sigmoid(), 4), (nn.Tanh(), 5), (nn.Hardswish(), 5), (nn.Hardsigmoid(), 4),
+    ],
+)
+def test_activations(module, per_element):
+    a, costs = ops(module, torch.zeros(10, 100))
+    assert sum(c.flops for c in costs) == per_element * 1000
+    assert not a.unsupported
+
+
+def test_softmax_and_log_softmax_seed_002():
+    assert single(nn.Softmax(dim=1), torch.zeros(4, 10)).flops == 4 * (3 * 10 - 1)
+    assert single(nn.LogSoftmax(dim=1), torch.zeros(4, 10)).flops == 4 * 3 * 10
+
+
+def test_arithmetic_and_reductions():
+    x = torch.zeros(10, 10)
+    for fn in (lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b):
+        assert single(Fn(fn), x, x.clone()).flops == 100
+    assert single(Fn(lambda a: a.pow(2)), x).flops == 100
+    assert single(Fn(lambda a: a.mean()), x).flops == 100      # 99 adds + 1 divide
+    assert single(Fn(lambda a: a.sum(dim=1)), x).flops == 90   # 9 adds per row
+    assert single(Fn(lambda a, b: a.add(b, alpha=2)), x, x.clone()).flops == 200
+
+
+# ------------------------------------------------------------------ pooling
+
+
+def test_pools():
+    assert single(nn.MaxPool2d(3, 2, 1), torch.zeros(1, 2, 8, 8)).flops == 2 * 16 * 8   # k - 1 comparisons
+    assert single(nn.AvgPool2d(2), torch.zeros(1, 2, 8, 8)).flops == 2 * 16 * 5         # k + 1 (seed 002)
+    assert single(nn.MaxPool1d(2), torch.zeros(1, 3, 8)).flops == 12 * 1
+    assert single(nn.AvgPool3d(2), torch.zeros(1, 1, 4, 4, 4)).flops == 8 * 9
+    assert single(nn.MaxPool3d(2), torch.zeros(1, 1, 4, 4, 4)).flops == 8 * 7
+
+
+def test_adaptive_pools_exact_windows():
+    # 7 -> 3 along a dim: windows [0,3), [2,5), [4,7) = 3 + 3 + 3
+    assert adaptive_window_total(7, 3) == 9
+    assert adaptive_window_total(5, 2) == 6
+    assert single(nn.AdaptiveAvgPool2d(3), torch.zeros(1, 1, 7, 7)).flops == 81 + 9
+    assert single(nn.AdaptiveMaxPool2d(3), torch.zeros(1, 1, 7, 7)).flops == 81 - 9
+    assert single(nn.AdaptiveAvgPool2d(1), torch.zeros(1, 1, 7, 7)).flops == 49
+    assert single(nn.AdaptiveAvgPool1d(2), torch.zeros(1, 1, 5)).flops == 6 + 2
+    assert single(nn.AdaptiveAvgPool3d(2), torch.zeros(1, 1, 4, 4, 4)).flops == 64 + 8
+
+
+# ------------------------------------------------------------------ data movement and interpolation
+
+
+def test_cat_pad_pixel_shuffle_move_bytes_only():
+    a = hwcost.analyze(Fn(lambda x, y: torch.cat([x, y], 1)), (torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4)))
+    (c,) = a.ops
+    assert (c.family, c.flops, c.bytes_read, c.bytes_written) == ("data_movement", 0, 80 * 4, 80 * 4)
+    (c,) = hwcost.analyze(Fn(lambda x: F.pad(x, (1, 1, 1, 1))), (2, 4, 4)).ops
+    assert c.bytes_written == 2 * 36 * 4 and c.flops == 0
+    (c,) = hwcost.analyze(nn.PixelShuffle(2), (8, 3, 3)).ops
+    assert c.record.outputs[0].shape == (1, 2, 6, 6) and c.flops == 0
+
+
+def test_interpolate_nearest_and_bilinear():
+    (c,) = hwcost.analyze(nn.Upsample(scale_factor=2, mode="nearest"), (3, 4, 4)).ops
+    assert c.flops == 0 and c.bytes_written == 3 * 64 * 4
+    (c,) = hwcost.analyze(nn.Upsample(scale_factor=2, mode="bilinear"), (3, 4, 4)).ops
+    assert c.family == "interpolate" and c.flops == 7 * 3 * 64   # 4 multiplies + 3 adds per output
+
+
+def test_views_are_free():
+    a = hwcost.analyze(Fn(lambda x: x.view(2, -1).t().unsqueeze(0).expand(3, -1, -1).permute(2, 0, 1)), (4, 6))
+    assert a.ops == []
+    assert a.total.bytes_read == a.total.bytes_written == 0
+
+
+def test_dropout_is_free_in_eval():
+    a = hwcost.analyze(nn.Dropout(0.5), (100,))
+    assert a.ops == [] and a.total.flops == 0
+
+
+# ------------------------------------------------------------------ recurrent
+
+
+@pytest.mark.parametrize("cls,gates", [(nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1)])
+def test_recurrent_all_layers_both_directions(cls, gates):
+    t, b, i, h = 5, 2, 8, 16
+    a = hwcost.analyze(cls(i, h, num_layers=2, bidirectional=True), torch.zeros(t, b, i))
+    mm = sum(c.macs for c in a.ops if c.family == "matmul")
+    layer1 = t * b * gates * h * (i + h)
+    layer2 = t * b * gates * h * (2 * h + h)
+    assert mm == 2 * (layer1 + layer2)
+    assert not a.unsupported
+    assert a.total.flops > 2 * mm  # gate nonlinearities counted too
+
+
+def test_unknown_op_is_reported_not_silent():
+    a = hwcost.analyze(Fn(lambda x: torch.special.i0(x)), (10,))
+    assert a.unsupported == {"i0": 1}
+    assert a.total.bytes_read == 40 and a.total.bytes_written == 40
+    assert "i0 x1" in a.table()
