@@ -1,0 +1,52 @@
+"""Tracer internals: fast shape rules equal the meta kernels; the meta cache never aliases."""
+import pytest
+import torch
+
+import hwcost
+from hwcost.trace import _SAME_AS_INPUT, _SAME_SHAPE_BINARY, fast_meta
+
+aten = torch.ops.aten
+
+
+def _meta(shape, dtype=torch.float32, channels_last=False):
+    x = torch.empty(shape, dtype=dtype, device="meta")
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
+def _same(a, b):
+    return tuple(a.shape) == tuple(b.shape) and a.stride() == b.stride() and a.dtype == b.dtype
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_fast_rules_match_meta_kernels(channels_last, dtype):
+    x = _meta((2, 6, 5, 7), dtype, channels_last)
+    for op in _SAME_AS_INPUT:
+        args = {aten.hardtanh.default: (x, 0.0, 6.0), aten.clamp.default: (x, 0.0, 1.0),
+                aten.clamp_min.default: (x, 0.0), aten.clamp_max.default: (x, 1.0)}.get(op, (x,))
+        assert _same(fast_meta(op, args, {}), op(*args)), op
+    for op in _SAME_SHAPE_BINARY:
+        y = _meta((2, 6, 5, 7), dtype, channels_last)
+        assert _same(fast_meta(op, (x, y), {}), op(x, y)), op
+    w = torch.empty(6, device="meta")
+    for training in (False, True):
+        ref = aten.native_batch_norm.default(x, w, w, w, w, training, 0.1, 1e-5)
+        got = fast_meta(aten.native_batch_norm.default, (x, w, w, w, w, training, 0.1, 1e-5), {})
+        assert all(_same(a, b) for a, b in zip(got, ref))
+
+
+def test_fast_rules_decline_what_they_cannot_know():
+    x = _meta((4, 6))
+    assert fast_meta(aten.relu.default, (x.t(),), {}) is None            # not dense
+    assert fast_meta(aten.add.Tensor, (x, _meta((6,))), {}) is None       # broadcast
+    assert fast_meta(aten.relu.default, (torch.empty(3, dtype=torch.long, device="meta"),), {}) is None
+
+
+def test_repeated_blocks_counted_every_time():
+    """The meta cache returns fresh tensors: identical layers are each counted, and never aliased."""
+    block = lambda: torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
+    m = torch.nn.Sequential(*[block() for _ in range(5)])
+    a = hwcost.analyze(m, (16,))
+    assert a.total.macs == 5 * 256
+    outs = [c.record.outputs[0].storage_id for c in a.ops]
+    assert len(set(outs)) == len(outs)
