@@ -139,7 +139,11 @@ t = time.perf_counter()
 model = load_model("llama2_70b").model          # built on the meta device: no weights
 a = hwcost.analyze(model, ZOO["llama2_70b"].example())
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this address space's peak; ru_maxrss would carry the parent's peak across exec
+try:
+    rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+except (OSError, StopIteration):
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"{wall:.2f} {rss:.0f} {a.total.params} {a.total.macs / 1e12:.2f} {len(a.ops)}")
 """
 

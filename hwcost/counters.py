@@ -34,7 +34,7 @@ REGISTRY: dict[str, Formula] = {}
 
 FAMILIES = (
     "conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
-    "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement",
+    "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "unknown",
 )
 
 

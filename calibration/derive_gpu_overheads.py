@@ -1,0 +1,58 @@
+"""Fit the eager-PyTorch constants of the H100 profile from shared/reference measurements.
+
+    python calibration/derive_gpu_overheads.py [path/to/h100_host_vs_device.txt]
+
+host_per_op  = median over models and batches of host enqueue time / ops that do work.
+conv eff.    = the convolution efficiency (fraction of TF32 peak) that makes the summed kernel
+               times match the CUDA-graph device times of the device-bound runs (batch >= 32)
+               whose ideal conv time is over 5% of it (the ResNets), least squares; every other
+               family keeps its default.
+Only models in hwcost's zoo are used (resnet18, resnet50, mobilenet_v2, efficientnet_b0, vit_b_16);
+alexnet, vgg16, mobilenet_v3 and shufflenet in h100_torchvision_eager.json stay out of the fit.
+"""
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import hwcost
+from hwcost.loaders import load_model
+from hwcost.predict import CONV_FAMILIES, time_ops
+
+REF = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/reference/h100_host_vs_device.txt")
+
+
+def rows():
+    for line in REF.read_text().splitlines():
+        m = re.match(r"(\S+)\s+b(\d+)\s+e2e\s+([\d.]+)\s+host\s+([\d.]+)\s+device\s+([\d.]+)", line)
+        if m:
+            yield m[1], int(m[2]), float(m[3]), float(m[4]), float(m[5])
+
+
+def main() -> None:
+    device = hwcost.load_device("h100")
+    host_us, conv_rows = [], []
+    for name, batch, e2e, host, dev in rows():
+        try:
+            model = load_model(name).model
+        except hwcost.UnknownModelError:
+            continue
+        a = hwcost.analyze(model, (3, 224, 224), batch_size=batch)
+        timings = time_ops(a.ops, device, "float32")
+        host_us.append(host * 1000 / len(timings))
+        conv = [t for t in timings if t.cost.family in CONV_FAMILIES]
+        conv_compute_ms = sum(t.compute_s for t in conv) * 1e3 * device.compute_efficiency["conv"]
+        other_ms = sum(t.kernel_s for t in timings if t.cost.family not in CONV_FAMILIES) * 1e3
+        other_ms += len(conv) * device.device_per_op_us * 1e-3
+        print(f"{name:16s} b{batch:<4d} ops {len(timings):4d}  host/op {host * 1000 / len(timings):5.1f} us  "
+              f"device {dev:8.3f} ms  conv at 100% of TF32 {conv_compute_ms:7.3f} ms  rest {other_ms:7.3f} ms")
+        if batch >= 32 and conv_compute_ms > 0.05 * dev:  # device-bound and conv-heavy
+            conv_rows.append((conv_compute_ms, dev - other_ms))
+    print(f"\nhost_per_op = {statistics.median(host_us):.1f} us (median of {len(host_us)} runs)")
+    # device - rest = conv_ideal / eff  ->  least squares for 1/eff
+    inv = sum(x * y for x, y in conv_rows) / sum(x * x for x, _ in conv_rows)
+    print(f"conv efficiency = {1 / inv:.3f} of the TF32 peak (least squares over {len(conv_rows)} device-bound runs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""Device profiles: YAML files (shipped in hwcost/device_profiles/ or the user's own), validated on load.
+
+Schema (units are in the key names; every group of numbers needs an entry under ``sources``)::
+
+    name: raspberry-pi-4
+    kind: cpu                       # cpu | gpu | npu
+    description: ...
+    execution: sequential           # sequential (eager CPU) | async (host enqueues, device runs)
+    compute:
+      matrix_tflops: {float32: ..., float16: ..., bfloat16: ..., int8: ...}   # dense peak, matrix units
+      vector_tflops: {...}          # optional: elementwise peak (GPU CUDA cores); default = matrix
+      tf32_tflops: ...              # optional (GPU): fp32 convolutions run as TF32 (cuDNN default)
+    memory: {bandwidth_gbps: ..., capacity_gb: ..., cache_mb: ...}
+    overhead_us: {host_per_op: ..., device_per_op: ...}
+    power_w: {idle: ..., typical: ..., max: ...}
+    energy: {pj_per_flop: ..., pj_per_byte: ...}
+    efficiency: {compute: {family: fraction}, memory: fraction}   # optional; defaults per kind
+    calibration: {...}              # written by `hwcost calibrate`
+    sources: {compute: "...", memory: "...", ...}
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .errors import ProfileError
+
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+KINDS = ("cpu", "gpu", "npu")
+EXECUTIONS = ("sequential", "async")
+
+# (required, type) per key; nested dicts list their own keys
+_SCHEMA: dict[str, Any] = {
+    "name": (True, str),
+    "kind": (True, str),
+    "description": (True, str),
+    "execution": (True, str),
+    "threads": (False, int),
+    "compute": (True, {
+        "matrix_tflops": (True, {d: (d == "float32", float) for d in DTYPES}),
+        "vector_tflops": (False, {d: (False, float) for d in DTYPES}),
+        "tf32_tflops": (False, float),
+    }),
+    "memory": (True, {
+        "bandwidth_gbps": (True, float),
+        "capacity_gb": (False, float),
+        "cache_mb": (False, float),
+    }),
+    "overhead_us": (True, {
+        "host_per_op": (True, float),
+        "device_per_op": (False, float),
+    }),
+    "power_w": (True, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
+    "energy": (True, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
+    "efficiency": (False, "efficiency"),
+    "calibration": (False, dict),
+    "sources": (True, dict),
+}
+_NEEDS_SOURCE = ("compute", "memory", "overhead_us", "power_w", "energy")
+_ZERO_ALLOWED = {("overhead_us", "device_per_op"), ("overhead_us", "host_per_op")}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    kind: str
+    description: str
+    execution: str
+    matrix_tflops: dict[str, float]
+    vector_tflops: dict[str, float]
+    tf32_tflops: float | None
+    bandwidth_gbps: float
+    host_per_op_us: float
+    device_per_op_us: float
+    power_idle_w: float
+    power_max_w: float
+    pj_per_flop: float
+    pj_per_byte: float
+    compute_efficiency: dict[str, float]
+    memory_efficiency: float
+    capacity_gb: float | None = None
+    cache_mb: float | None = None
+    power_typical_w: float | None = None
+    threads: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    path: str | None = None
+
+    def peak_flops(self, dtype: str, matrix: bool = True) -> float:
+        """FLOP/s at ``dtype``: matrix units for products, vector units for elementwise work.
+
+        A dtype the device has no figure for runs at the float32 rate (it is converted)."""
+        table = self.matrix_tflops if matrix else self.vector_tflops
+        return 1e12 * table.get(dtype, table.get("float32", self.matrix_tflops["float32"]))
+
+    @property
+    def ridge_flop_per_byte(self) -> float:
+        return self.peak_flops("float32") / (self.bandwidth_gbps * 1e9)
+
+    def summary_row(self) -> list[Any]:
+        m = self.matrix_tflops
+        return [
+            self.name, self.kind, f"{m['float32']:g}", f"{m.get('float16', m['float32']):g}",
+            f"{m.get('int8', m['float32']):g}", f"{self.bandwidth_gbps:g}",
+            f"{self.power_idle_w:g}/{self.power_max_w:g}", "calibrated" if self.calibration else "datasheet",
+        ]
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _profiles_dir():
+    return resources.files("hwcost") / "device_profiles"
+
+
+def devices() -> list[str]:
+    """Names of the shipped device profiles."""
+    return sorted(
+        p.name[:-5] for p in _profiles_dir().iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_")
+    )
+
+
+def _defaults() -> dict[str, Any]:
+    return yaml.safe_load((_profiles_dir() / "_defaults.yaml").read_text())
+
+
+def load_device(name_or_path: str | os.PathLike | DeviceProfile) -> DeviceProfile:
+    """A shipped profile by name (``hwcost devices``), or a YAML file path."""
+    if isinstance(name_or_path, DeviceProfile):
+        return name_or_path
+    spec = os.fspath(name_or_path)
+    if spec.endswith((".yaml", ".yml")) or os.sep in spec:
+        if not os.path.isfile(spec):
+            raise ProfileError(f"device profile file {spec!r} does not exist")
+        with open(spec) as f:
+            text = f.read()
+        return parse_profile(text, spec)
+    shipped = devices()
+    if spec not in shipped:
+        close = difflib.get_close_matches(spec, shipped, n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ProfileError(
+            f"unknown device {spec!r}.{hint} Shipped profiles: {', '.join(shipped)}; "
+            "or pass the path of a profile YAML (see README, 'Adding a device')."
+        )
+    res = _profiles_dir() / f"{spec}.yaml"
+    return parse_profile(res.read_text(), f"{spec}.yaml (shipped)")
+
+
+def parse_profile(text: str, where: str = "<profile>") -> DeviceProfile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{where}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: a profile is a YAML mapping of fields (name, kind, compute, ...)")
+    _validate(data, _SCHEMA, where, ())
+    return _build(data, where)
+
+
+def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> None:
+    at = ".".join(path)
+    unknown = set(data) - set(schema)
+    if unknown:
+        raise ProfileError(
+            f"{where}: unknown field{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr('.'.join(path + (u,))) for u in sorted(unknown))}; "
+            f"allowed{' in ' + at if at else ''}: {', '.join(schema)}"
+        )
+    for key, (required, kind) in schema.items():
+        full = ".".join(path + (key,))
+        if key not in data or data[key] is None:
+            if required:
+                raise ProfileError(f"{where}: missing required field {full!r}")
+            continue
+        value = data[key]
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                raise ProfileError(f"{where}: {full!r} must be a mapping with keys {', '.join(kind)}")
+            _validate(value, kind, where, path + (key,))
+        elif kind == "efficiency":
+            _validate_efficiency(value, where)
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ProfileError(
+                    f"{where}: {full!r} must be a number in the unit its name gives "
+                    f"({_unit(full)}), got {value!r}"
+                )
+            zero_ok = (path[-1] if path else "", key) in _ZERO_ALLOWED
+            if value < 0 or (value == 0 and not zero_ok):
+                raise ProfileError(f"{where}: {full!r} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ProfileError(f"{where}: {full!r} must be a positive integer, got {value!r}")
+        elif not isinstance(value, kind):
+            raise ProfileError(f"{where}: {full!r} must be a {kind.__name__}, got {value!r}")
+    if not path:
+        if data["kind"] not in KINDS:
+            raise ProfileError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {data['kind']!r}")
+        if data["execution"] not in EXECUTIONS:
+            raise ProfileError(
+                f"{where}: 'execution' must be one of {', '.join(EXECUTIONS)}, got {data['execution']!r}")
+        if data["power_w"]["idle"] > data["power_w"]["max"]:
+            raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
+        missing = [k for k in _NEEDS_SOURCE if k not in data["sources"]]
+        if missing:
+            raise ProfileError(
+                f"{where}: 'sources' must say where each group of numbers comes from; missing: "
+                f"{', '.join(missing)} (a datasheet, paper or measurement for each)"
+            )
+
+
+def _unit(full: str) -> str:
+    for suffix, unit in (("tflops", "TFLOP/s"), ("gbps", "GB/s"), ("_gb", "GB"), ("_mb", "MiB"),
+                         ("overhead_us", "microseconds"), ("power_w", "watts"), ("pj_per", "picojoules")):
+        if suffix in full:
+            return unit
+    return "see README"
+
+
+def _validate_efficiency(value: Any, where: str) -> None:
+    from .counters import FAMILIES
+
+    if not isinstance(value, dict) or set(value) - {"compute", "memory"}:
+        raise ProfileError(f"{where}: 'efficiency' is a mapping with 'compute' (per op family) and 'memory'")
+    for fam, frac in (value.get("compute") or {}).items():
+        if fam not in FAMILIES:
+            raise ProfileError(f"{where}: efficiency.compute has unknown op family {fam!r}; families: {', '.join(FAMILIES)}")
+        if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+            raise ProfileError(f"{where}: efficiency.compute.{fam} must be a fraction in (0, 1], got {frac!r}")
+    mem = value.get("memory")
+    if mem is not None and (not isinstance(mem, (int, float)) or not 0 < mem <= 1):
+        raise ProfileError(f"{where}: efficiency.memory must be a fraction in (0, 1], got {mem!r}")
+
+
+def _build(d: dict, where: str) -> DeviceProfile:
+    eff = d.get("efficiency") or {}
+    defaults = _defaults()["kinds"].get(d["kind"])
+    if defaults is None:
+        from .counters import FAMILIES
+
+        missing = [f for f in FAMILIES if f not in (eff.get("compute") or {})]
+        if missing or "memory" not in eff:
+            raise ProfileError(
+                f"{where}: there are no default efficiencies for kind {d['kind']!r}; give "
+                f"'efficiency.compute' for every op family ({', '.join(FAMILIES)}) and "
+                "'efficiency.memory', or run `hwcost calibrate` on the device"
+            )
+        defaults = {"compute": {}, "memory": eff["memory"]}
+    compute_eff = dict(defaults["compute"])
+    compute_eff.update(eff.get("compute") or {})
+    matrix = {k: float(v) for k, v in d["compute"]["matrix_tflops"].items()}
+    vector = {k: float(v) for k, v in (d["compute"].get("vector_tflops") or matrix).items()}
+    return DeviceProfile(
+        name=d["name"],
+        kind=d["kind"],
+        description=d["description"],
+        execution=d["execution"],
+        matrix_tflops=matrix,
+        vector_tflops=vector,
+        tf32_tflops=d["compute"].get("tf32_tflops"),
+        bandwidth_gbps=float(d["memory"]["bandwidth_gbps"]),
+        capacity_gb=d["memory"].get("capacity_gb"),
+        cache_mb=d["memory"].get("cache_mb"),
+        host_per_op_us=float(d["overhead_us"]["host_per_op"]),
+        device_per_op_us=float(d["overhead_us"].get("device_per_op", 0.0)),
+        power_idle_w=float(d["power_w"]["idle"]),
+        power_typical_w=d["power_w"].get("typical"),
+        power_max_w=float(d["power_w"]["max"]),
+        pj_per_flop=float(d["energy"]["pj_per_flop"]),
+        pj_per_byte=float(d["energy"]["pj_per_byte"]),
+        compute_efficiency=compute_eff,
+        memory_efficiency=float(eff.get("memory", defaults["memory"])),
+        threads=d.get("threads"),
+        sources={str(k): str(v) for k, v in d["sources"].items()},
+        calibration=d.get("calibration"),
+        path=where,
+    )

@@ -1,0 +1,319 @@
+"""hwcost.predict: map each op's counted work onto a device profile, then per layer and in total.
+
+Per op, roofline: compute time = FLOPs / (peak[dtype] x efficiency[family]), memory time =
+bytes / (bandwidth x memory efficiency); the op takes the larger. On a sequential device (eager
+PyTorch on a CPU) every op also pays the host's per-op dispatch time and ops run one after another.
+On an async device (GPU) the host enqueues each op (host_per_op) while the device runs the previous
+kernels; a kernel starts when the host has issued it and the previous kernel is done, and takes its
+roofline time plus a fixed per-kernel cost. End-to-end time is when both are done.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+from .analysis import Analysis, analyze
+from .conventions import MB
+from .devices import DeviceProfile, load_device
+from .records import COST_FIELDS, OpCost
+from .table import format_table
+from .trace import Example
+
+PRODUCT_FAMILIES = frozenset(
+    {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention"}
+)
+CONV_FAMILIES = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose"})
+
+
+@dataclass(slots=True)
+class OpTiming:
+    cost: OpCost
+    compute_s: float
+    memory_s: float
+    overhead_s: float           # host dispatch (CPU) or host enqueue (GPU) for this op
+    kernel_s: float             # device busy time (GPU: roofline + per-kernel cost; CPU: roofline)
+    latency_s: float = 0.0      # this op's share of the end-to-end time (they sum to the total)
+    bound: str = "compute"
+    energy_j: float = 0.0
+
+
+@dataclass
+class LayerPrediction:
+    name: str
+    type: str
+    params: int
+    macs: int
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    activation_bytes: int
+    storage_bytes: int
+    buffer_bytes: int
+    latency_ms: float
+    share_pct: float
+    bound: str                   # compute | memory | overhead
+    arithmetic_intensity: float  # FLOPs per byte of memory traffic
+    attained_gflops: float
+    energy_mj: float
+    compute_ms: float = 0.0
+    memory_ms: float = 0.0
+    overhead_ms: float = 0.0
+    ops: list[OpTiming] = field(default_factory=list, repr=False)
+
+    @property
+    def memory_traffic_bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in (
+            "name", "type", *COST_FIELDS, "latency_ms", "share_pct", "bound", "arithmetic_intensity",
+            "attained_gflops", "energy_mj", "compute_ms", "memory_ms", "overhead_ms")}
+        d["memory_traffic_bytes"] = self.memory_traffic_bytes
+        return d
+
+
+@dataclass
+class Prediction:
+    device: DeviceProfile
+    analysis: Analysis
+    layers: list[LayerPrediction]
+    ops: list[OpTiming] = field(repr=False)
+    latency_ms: float = 0.0
+    host_ms: float = 0.0         # total host time (dispatch / enqueue)
+    device_ms: float = 0.0       # total device busy time
+    energy_mj: float = 0.0
+    energy_capped: bool = False  # the estimate exceeded max power x latency and was capped
+
+    @property
+    def batch_size(self) -> int:
+        return self.analysis.batch_size
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 * self.batch_size / self.latency_ms if self.latency_ms > 0 else float("inf")
+
+    @property
+    def average_power_w(self) -> float:
+        return self.energy_mj / self.latency_ms if self.latency_ms > 0 else 0.0
+
+    @property
+    def energy_per_sample_mj(self) -> float:
+        return self.energy_mj / self.batch_size
+
+    def bound_shares(self) -> dict[str, float]:
+        shares = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
+        for t in self.ops:
+            shares[t.bound] += t.latency_s
+        total = sum(shares.values()) or 1.0
+        return {k: 100 * v / total for k, v in shares.items()}
+
+    def table(self, depth: int | None = None) -> str:
+        rows = [
+            [r.name, r.type, r.macs / 1e6, r.memory_traffic_bytes / MB, r.arithmetic_intensity, r.bound,
+             r.latency_ms, r.share_pct, r.attained_gflops, r.energy_mj]
+            for r in self.aggregate(depth)
+        ]
+        headers = ["layer", "type", "MACs (M)", "traffic (MB)", "FLOP/B", "bound", "latency (ms)",
+                   "share %", "GFLOP/s", "energy (mJ)"]
+        return format_table(headers, rows) + "\n" + self.summary()
+
+    def summary(self) -> str:
+        d, a = self.device, self.analysis
+        b = self.bound_shares()
+        lines = [
+            f"model: {a.model_name}   device: {d.name} ({d.kind}, {d.execution}, "
+            f"{'calibrated' if d.calibration else 'datasheet'} profile)   batch: {a.batch_size}   dtype: {a.dtype}",
+            f"latency:        {self.latency_ms:,.3f} ms   ({self.fps:,.1f} FPS)",
+            f"energy:         {self.energy_mj:,.2f} mJ per batch, {self.energy_per_sample_mj:,.2f} mJ per sample, "
+            f"average power {self.average_power_w:,.2f} W" + ("  (capped at max power)" if self.energy_capped else ""),
+            f"time bound by:  compute {b['compute']:.0f}%, memory {b['memory']:.0f}%, per-op overhead {b['overhead']:.0f}%",
+            f"work:           {a.total.macs / 1e9:,.3f} GMAC, {a.total.flops / 1e9:,.3f} GFLOP, "
+            f"{a.total.memory_traffic_bytes / MB:,.1f} MB memory traffic",
+        ]
+        if d.execution == "async":
+            lines.append(f"host enqueue:   {self.host_ms:,.3f} ms; device busy: {self.device_ms:,.3f} ms "
+                         f"({'host' if self.host_ms > self.device_ms else 'device'}-bound)")
+        if a.unsupported:
+            lines.append("ops with no FLOP formula (bytes only): " + ", ".join(sorted(a.unsupported)))
+        return "\n".join(lines)
+
+    def aggregate(self, depth: int | None) -> list[LayerPrediction]:
+        if depth is None:
+            return self.layers
+        rows = self.analysis.aggregate(depth)
+        timing = {id(t.cost): t for t in self.ops}
+        return [_layer(r, [timing[id(c)] for c in r.ops if id(c) in timing], self.latency_ms) for r in rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.analysis.model_name,
+            "device": self.device.name,
+            "profile": "calibrated" if self.device.calibration else "datasheet",
+            "batch_size": self.batch_size,
+            "dtype": self.analysis.dtype,
+            "latency_ms": self.latency_ms,
+            "fps": self.fps,
+            "energy_mj": self.energy_mj,
+            "average_power_w": self.average_power_w,
+            "host_ms": self.host_ms,
+            "device_ms": self.device_ms,
+            "bound_pct": self.bound_shares(),
+            "layers": [r.as_dict() for r in self.layers],
+            "total": self.analysis.total.as_dict(),
+        }
+
+    def to_json(self, path: str | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+
+# ------------------------------------------------------------------ per op
+
+
+def peak_for(cost: OpCost, device: DeviceProfile, dtype: str) -> float:
+    """FLOP/s available to this op: matrix units for products (TF32 for fp32 convs where the
+    device runs them so, as cuDNN does by default), vector units for everything else."""
+    if cost.family in CONV_FAMILIES and dtype == "float32" and device.tf32_tflops:
+        return device.tf32_tflops * 1e12
+    return device.peak_flops(dtype, matrix=cost.family in PRODUCT_FAMILIES)
+
+
+def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[float, float]:
+    eff_c = device.compute_efficiency.get(cost.family, device.compute_efficiency["elementwise"])
+    compute_s = cost.flops / (peak_for(cost, device, dtype) * eff_c) if cost.flops else 0.0
+    memory_s = cost.memory_traffic_bytes / (device.bandwidth_gbps * 1e9 * device.memory_efficiency)
+    return compute_s, memory_s
+
+
+def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
+    """Roofline and overhead of every op that does work (allocations launch nothing)."""
+    timings = []
+    for c in costs:
+        if not c.flops and not c.memory_traffic_bytes:
+            continue
+        compute_s, memory_s = roofline_times(c, device, dtype)
+        roof = max(compute_s, memory_s)
+        if device.execution == "async":
+            kernel = roof + device.device_per_op_us * 1e-6
+        else:
+            kernel = roof
+        timings.append(OpTiming(c, compute_s, memory_s, device.host_per_op_us * 1e-6, kernel,
+                                bound="compute" if compute_s >= memory_s else "memory"))
+    return timings
+
+
+def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:
+    """CPU eager: each op dispatches, then runs. Returns (total, host, device) seconds."""
+    for t in timings:
+        t.latency_s = t.overhead_s + t.kernel_s
+        if t.overhead_s > t.kernel_s:
+            t.bound = "overhead"
+    host = sum(t.overhead_s for t in timings)
+    dev = sum(t.kernel_s for t in timings)
+    return host + dev, host, dev
+
+
+def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
+    """GPU eager: the host enqueues op i at host_i; kernel i starts at max(host_i, end of kernel i-1).
+
+    Each op's latency is how far it moved the finishing time max(host clock, device clock), so the
+    per-op latencies sum to the end-to-end time. An op that waited for the host is overhead-bound.
+    """
+    host = dev = frontier = 0.0
+    for t in timings:
+        host += t.overhead_s
+        start = max(host, dev)
+        waited_for_host = host > dev
+        dev = start + t.kernel_s
+        new_frontier = max(host, dev)
+        t.latency_s = new_frontier - frontier
+        frontier = new_frontier
+        if waited_for_host and t.kernel_s < t.overhead_s:
+            t.bound = "overhead"
+    return frontier, host, sum(t.kernel_s for t in timings)
+
+
+def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, float]:
+    return run_async(timings) if execution == "async" else run_sequential(timings)
+
+
+def assign_energy(timings: list[OpTiming], device: DeviceProfile, total_s: float) -> tuple[float, bool]:
+    """Dynamic energy from FLOPs and DRAM bytes, plus idle power over each op's latency (joules).
+
+    The sum is capped at max power x latency: a profile's energy-per-FLOP figure is a full-load
+    average, and no device draws more than its maximum power."""
+    for t in timings:
+        dynamic = (t.cost.flops * device.pj_per_flop + t.cost.memory_traffic_bytes * device.pj_per_byte) * 1e-12
+        t.energy_j = dynamic + device.power_idle_w * t.latency_s
+    total = sum(t.energy_j for t in timings)
+    cap = device.power_max_w * total_s
+    if total > cap > 0:
+        for t in timings:
+            t.energy_j *= cap / total
+        return cap, True
+    return total, False
+
+
+# ------------------------------------------------------------------ per layer
+
+
+def _layer(row, timings: list[OpTiming], total_ms: float) -> LayerPrediction:
+    latency_s = sum(t.latency_s for t in timings)
+    parts = {
+        "compute": sum(t.latency_s for t in timings if t.bound == "compute"),
+        "memory": sum(t.latency_s for t in timings if t.bound == "memory"),
+        "overhead": sum(t.latency_s for t in timings if t.bound == "overhead"),
+    }
+    traffic = row.bytes_read + row.bytes_written
+    return LayerPrediction(
+        name=row.name, type=row.type, params=row.params, macs=row.macs, flops=row.flops,
+        bytes_read=row.bytes_read, bytes_written=row.bytes_written, activation_bytes=row.activation_bytes,
+        storage_bytes=row.storage_bytes, buffer_bytes=row.buffer_bytes,
+        latency_ms=latency_s * 1e3,
+        share_pct=100.0 * latency_s * 1e3 / total_ms if total_ms > 0 else 0.0,
+        bound=max(parts, key=parts.get) if latency_s > 0 else "-",
+        arithmetic_intensity=row.flops / traffic if traffic else 0.0,
+        attained_gflops=row.flops / latency_s / 1e9 if latency_s > 0 else 0.0,
+        energy_mj=sum(t.energy_j for t in timings) * 1e3,
+        compute_ms=sum(t.compute_s for t in timings) * 1e3,
+        memory_ms=sum(t.memory_s for t in timings) * 1e3,
+        overhead_ms=sum(t.overhead_s for t in timings) * 1e3,
+        ops=timings,
+    )
+
+
+def predict_analysis(analysis: Analysis, device: str | DeviceProfile) -> Prediction:
+    """Predict latency and energy of an existing analysis on a device."""
+    profile = load_device(device)
+    timings = time_ops(analysis.ops, profile, analysis.dtype)
+    total_s, host_s, dev_s = simulate(timings, profile.execution)
+    energy_j, capped = assign_energy(timings, profile, total_s)
+    by_cost = {id(t.cost): t for t in timings}
+    total_ms = total_s * 1e3
+    layers = [_layer(r, [by_cost[id(c)] for c in r.ops if id(c) in by_cost], total_ms) for r in analysis.layers]
+    return Prediction(profile, analysis, layers, timings, total_ms, host_s * 1e3, dev_s * 1e3,
+                      energy_j * 1e3, capped)
+
+
+def predict(
+    model: nn.Module,
+    inputs: Example,
+    device: str | DeviceProfile = "raspberry-pi-4",
+    batch_size: int | None = None,
+    dtype: str | None = None,
+    model_name: str | None = None,
+) -> Prediction:
+    """Per-layer latency, share, bound, energy, and the model's latency, FPS and energy on a device.
+
+    ``device``: a shipped profile name (``hwcost.devices()``), a profile YAML path, or a DeviceProfile.
+    Other arguments as for ``hwcost.analyze``.
+    """
+    profile = load_device(device)  # fail on a bad device before tracing
+    a = analyze(model, inputs, batch_size=batch_size, dtype=dtype, model_name=model_name)
+    return predict_analysis(a, profile)
