@@ -1,0 +1,244 @@
+"""Device profiles and prediction: roofline arithmetic, queue simulation, profiles, batch/dtype."""
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+import hwcost
+from hwcost.cli import main
+from hwcost.devices import parse_profile
+from hwcost.errors import ProfileError
+from hwcost.loaders import load_model
+from hwcost.predict import OpTiming, run_async, run_sequential
+
+FAMILIES = ["conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
+            "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "unknown"]
+
+ROUND = textwrap.dedent("""
+    name: round
+    kind: {kind}
+    description: round numbers for hand-checked arithmetic
+    execution: {execution}
+    compute:
+      matrix_tflops: {{float32: 1.0, float16: 4.0}}
+      vector_tflops: {{float32: 0.5, float16: 0.5}}
+    memory: {{bandwidth_gbps: 100.0}}
+    overhead_us: {{host_per_op: {host}, device_per_op: {dev}}}
+    power_w: {{idle: 10.0, max: 100.0}}
+    energy: {{pj_per_flop: 10.0, pj_per_byte: 100.0}}
+    efficiency:
+      compute: {{{effs}}}
+      memory: 1.0
+    sources: {{compute: test, memory: test, overhead_us: test, power_w: test, energy: test}}
+""")
+
+
+def round_device(kind="cpu", execution="sequential", host=0.0, dev=0.0):
+    effs = ", ".join(f"{f}: 1.0" for f in FAMILIES)
+    return parse_profile(ROUND.format(kind=kind, execution=execution, host=host, dev=dev, effs=effs), "round")
+
+
+# ------------------------------------------------------------------ roofline arithmetic
+
+
+def test_compute_bound_op():
+    p = hwcost.predict(nn.Linear(1024, 1024), (1024,), device=round_device(), batch_size=1024)
+    (op,) = p.ops
+    flops = 2 * 1024**3 + 1024**2            # + bias adds
+    traffic = (3 * 1024**2 + 1024) * 4       # input, weight, bias read; output written
+    assert op.compute_s == pytest.approx(flops / 1e12)
+    assert op.memory_s == pytest.approx(traffic / 100e9)
+    assert op.bound == "compute"
+    assert p.latency_ms == pytest.approx(flops / 1e12 * 1e3)
+    layer = p.layers[0]
+    assert layer.arithmetic_intensity == pytest.approx(flops / traffic)
+    assert layer.attained_gflops == pytest.approx(1000.0)  # the whole 1 TFLOP/s peak
+
+
+def test_memory_bound_op_uses_vector_peak_and_bandwidth():
+    p = hwcost.predict(nn.ReLU(), (1_000_000,), device=round_device())
+    (op,) = p.ops
+    assert op.compute_s == pytest.approx(1e6 / 0.5e12)       # elementwise: vector units
+    assert op.memory_s == pytest.approx(8e6 / 100e9)
+    assert op.bound == "memory" and p.latency_ms == pytest.approx(0.08)
+
+
+def test_dtype_selects_peak_and_bytes():
+    dev = round_device()
+    p32 = hwcost.predict(nn.Linear(1024, 1024, bias=False), (1024,), device=dev, batch_size=1024)
+    p16 = hwcost.predict(nn.Linear(1024, 1024, bias=False), (1024,), device=dev, batch_size=1024, dtype="float16")
+    assert p16.ops[0].compute_s == pytest.approx(p32.ops[0].compute_s / 4)   # 4 vs 1 TFLOP/s
+    assert p16.ops[0].memory_s == pytest.approx(p32.ops[0].memory_s / 2)     # 2-byte elements
+
+
+def test_sequential_cpu_adds_dispatch_overhead():
+    p = hwcost.predict(nn.Sequential(nn.ReLU(), nn.ReLU()), (10,), device=round_device(host=100.0))
+    assert p.latency_ms == pytest.approx(2 * (0.1 + 80 / 100e9 * 1e3))
+    assert [o.bound for o in p.ops] == ["overhead", "overhead"]
+
+
+# ------------------------------------------------------------------ GPU queue simulation
+
+
+def _timings(host_us, kernel_us):
+    return [OpTiming(cost=None, compute_s=k * 1e-6, memory_s=0.0, overhead_s=h * 1e-6, kernel_s=k * 1e-6)
+            for h, k in zip(host_us, kernel_us)]
+
+
+def test_queue_simulation_hand_made_sequence():
+    # host issues at 10, 20, 30, 40 us; kernels 5, 50, 5, 5 us
+    # k1 10-15, k2 20-70, k3 70-75 (queued behind k2), k4 75-80
+    ts = _timings([10] * 4, [5, 50, 5, 5])
+    total, host, dev = run_async(ts)
+    assert total == pytest.approx(80e-6) and host == pytest.approx(40e-6) and dev == pytest.approx(65e-6)
+    assert [t.latency_s * 1e6 for t in ts] == pytest.approx([15, 55, 5, 5])
+    assert ts[0].bound == "overhead" and ts[1].bound == "compute"
+
+
+def test_queue_host_bound_and_device_bound_limits():
+    total, host, _ = run_async(_timings([10] * 100, [1] * 100))
+    assert total == pytest.approx(host + 1e-6)           # host-bound: the last kernel trails the host
+    total, _, dev = run_async(_timings([1] * 100, [10] * 100))
+    assert total == pytest.approx(dev + 1e-6)            # device-bound: the first issue leads the device
+    total, host, dev = run_sequential(_timings([1] * 10, [10] * 10))
+    assert total == pytest.approx(host + dev)
+
+
+def test_h100_mobilenet_v2_batch_1_is_host_bound():
+    p = hwcost.predict(load_model("mobilenet_v2").model, (3, 224, 224), device="h100")
+    roofline_ms = sum(max(t.compute_s, t.memory_s) for t in p.ops) * 1e3
+    assert roofline_ms < 0.1                  # ~0.06 ms with the profile's efficiencies
+    assert 2.0 < p.latency_ms < 5.0           # measured ~3 ms (shared/reference): the host bounds it
+    assert p.bound_shares()["overhead"] > 90
+
+
+# ------------------------------------------------------------------ totals, batch, energy
+
+
+def test_shares_fps_energy_consistent():
+    p = hwcost.predict(load_model("resnet18").model, (3, 224, 224), device="raspberry-pi-4", batch_size=2)
+    assert sum(r.share_pct for r in p.layers) == pytest.approx(100.0)
+    assert sum(r.latency_ms for r in p.layers) == pytest.approx(p.latency_ms)
+    assert p.fps == pytest.approx(1000 * 2 / p.latency_ms)
+    assert sum(r.energy_mj for r in p.layers) == pytest.approx(p.energy_mj)
+    assert p.device.power_idle_w <= p.average_power_w <= p.device.power_max_w
+    assert {r.bound for r in p.layers} <= {"compute", "memory", "overhead", "-"}
+
+
+def test_batch_scales_device_time_not_host_time():
+    m = load_model("resnet18").model
+    p1 = hwcost.predict(m, (3, 224, 224), device="h100", batch_size=1)
+    p64 = hwcost.predict(m, (3, 224, 224), device="h100", batch_size=64)
+    assert p64.host_ms == pytest.approx(p1.host_ms)
+    assert p64.device_ms > 10 * p1.device_ms
+    assert p64.fps > 10 * p1.fps  # batching amortises the host
+
+
+def test_energy_capped_at_max_power():
+    d = round_device()
+    hot = parse_profile(
+        ROUND.format(kind="cpu", execution="sequential", host=0.0, dev=0.0,
+                     effs=", ".join(f"{f}: 1.0" for f in FAMILIES)).replace("pj_per_flop: 10.0", "pj_per_flop: 1000.0"),
+        "hot")
+    p = hwcost.predict(nn.Linear(512, 512), (512,), device=hot, batch_size=512)
+    assert p.energy_capped and p.average_power_w == pytest.approx(100.0)
+    assert not hwcost.predict(nn.Linear(512, 512), (512,), device=d, batch_size=512).energy_capped
+
+
+# ------------------------------------------------------------------ profiles
+
+
+@pytest.mark.parametrize("name", hwcost.devices())
+def test_every_shipped_profile_loads(name):
+    d = hwcost.load_device(name)
+    assert d.name == name and d.peak_flops("float32") > 0 and d.bandwidth_gbps > 0
+    assert set(d.sources) >= {"compute", "memory", "overhead_us", "power_w", "energy"}
+    assert hwcost.predict(nn.Conv2d(3, 8, 3), (3, 32, 32), device=name).latency_ms > 0
+
+
+def test_at_least_the_required_devices_ship():
+    names = set(hwcost.devices())
+    assert {"raspberry-pi-4", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano", "rtx-4090", "a100", "h100"} <= names
+    kinds = {hwcost.load_device(n).kind for n in names}
+    assert kinds == {"cpu", "gpu"}
+
+
+def _bad(text):
+    with pytest.raises(ProfileError) as e:
+        parse_profile(text, "bad.yaml")
+    return str(e.value)
+
+
+GOOD = ROUND.format(kind="cpu", execution="sequential", host=1.0, dev=0.0, effs="conv: 0.5")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s + "\nfoo: 1\n", "unknown field 'foo'"),
+    (lambda s: s.replace("matrix_tflops: {float32: 1.0, float16: 4.0}", "matrix_tflops: {float16: 4.0}"),
+     "missing required field 'compute.matrix_tflops.float32'"),
+    (lambda s: s.replace("bandwidth_gbps: 100.0", "bandwidth_gbps: -5"), "'memory.bandwidth_gbps' must be > 0"),
+    (lambda s: s.replace("bandwidth_gbps: 100.0", "bandwidth_gbps: 0"), "must be > 0"),
+    (lambda s: s.replace("bandwidth_gbps: 100.0", "bandwidth_gbps: 100 GB/s"), "must be a number in the unit its name gives (GB/s)"),
+    (lambda s: s.replace("kind: cpu", "kind: tpu"), "'kind' must be one of cpu, gpu, npu"),
+    (lambda s: s.replace("execution: sequential", "execution: parallel"), "'execution' must be one of"),
+    (lambda s: s.replace("energy: test", "").replace("power_w: test, ", "power_w: test"), "missing: energy"),
+    (lambda s: s.replace("idle: 10.0", "idle: 500.0"), "'power_w.idle' is above 'power_w.max'"),
+    (lambda s: s.replace("conv: 0.5", "conv: 1.5"), "efficiency.compute.conv must be a fraction"),
+    (lambda s: s.replace("conv: 0.5", "convolution: 0.5"), "unknown op family 'convolution'"),
+    (lambda s: s.replace("memory: {bandwidth_gbps: 100.0}", "memory: 12"), "'memory' must be a mapping"),
+    (lambda s: "name: [unclosed", "not valid YAML"),
+    (lambda s: "- a list\n- not a mapping\n", "a profile is a YAML mapping"),
+])
+def test_bad_profiles_get_clear_errors(edit, needle):
+    assert needle in _bad(edit(GOOD))
+
+
+def test_npu_needs_its_own_efficiency():
+    msg = _bad(GOOD.replace("kind: cpu", "kind: npu"))
+    assert "no default efficiencies for kind 'npu'" in msg
+    full = ROUND.format(kind="npu", execution="sequential", host=1.0, dev=0.0,
+                        effs=", ".join(f"{f}: 0.5" for f in FAMILIES))
+    assert parse_profile(full).kind == "npu"
+
+
+def test_unknown_device_and_missing_file(tmp_path):
+    with pytest.raises(ProfileError, match="Did you mean: raspberry-pi-4"):
+        hwcost.load_device("raspberry-pi4")
+    with pytest.raises(ProfileError, match="does not exist"):
+        hwcost.load_device(str(tmp_path / "nope.yaml"))
+    f = tmp_path / "mine.yaml"
+    f.write_text(GOOD)
+    assert hwcost.load_device(str(f)).name == "round"
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_predict_compare_devices(capsys, tmp_path):
+    assert main(["predict", "mobilenet_v2", "--device", "raspberry-pi-4"]) == 0
+    out = capsys.readouterr().out
+    assert "latency:" in out and "FPS" in out and "features.0.0" in out
+    assert main(["compare", "mobilenet_v2", "--devices", "raspberry-pi-4,raspberry-pi-5,rtx-4090,h100"]) == 0
+    out = capsys.readouterr().out
+    assert all(d in out for d in ("raspberry-pi-5", "rtx-4090", "h100"))
+    assert main(["devices"]) == 0
+    assert "jetson-orin-nano" in capsys.readouterr().out
+    assert main(["predict", "resnet18", "--device", "nowhere"]) == 2
+    assert "unknown device 'nowhere'" in capsys.readouterr().err
+
+
+def test_cli_roofline_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.png"
+    assert main(["roofline", "resnet18", "--device", "raspberry-pi-4", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_readme_profile_example_is_valid():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### Adding a device", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    d = parse_profile(block, "README example")
+    assert d.name == "my-board" and d.compute_efficiency["conv"] == 0.5
