@@ -34,7 +34,7 @@ REGISTRY: dict[str, Formula] = {}
 
 FAMILIES = (
     "conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
-    "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "unknown",
+    "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "rnn", "unknown",
 )
 
 
@@ -186,6 +186,30 @@ def sdpa_cost(rec: OpRecord) -> Work:
     if isinstance(mask, TensorSpec) and rec.name not in _SDPA_BLHE:
         flops += scores
     return Work(macs, flops, bytes_written=_out(rec).nbytes)  # logsumexp etc. are small by-products
+
+
+# ------------------------------------------------------------------ recurrent (fused)
+
+_RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+# per hidden unit per step: LSTM 3 sigmoids (4) + 2 tanh (5) + 3 mul + 1 add; GRU 2 sigmoids + 1 tanh
+# + 3 mul + 2 add; plain RNN one tanh (5) or relu (1); plus 3 adds per gate unit (2 biases, ih + hh)
+_RNN_CELL_FLOPS = {"lstm": 26, "gru": 18, "rnn_tanh": 5, "rnn_relu": 1}
+
+
+@register("lstm", "gru", "rnn_tanh", "rnn_relu", family="rnn")
+def rnn_cost(rec: OpRecord) -> Work:
+    """All layers and directions: every step multiplies the input and hidden state by their weights."""
+    x, params = rec.args[0], rec.args[2]
+    batch_first = bool(rec.arg(8, "batch_first", False))
+    steps_x_batch = x.shape[0] * x.shape[1] if x.ndim == 3 else x.shape[0]
+    weights = [w for w in params if isinstance(w, TensorSpec) and w.ndim == 2]
+    macs = steps_x_batch * sum(w.numel for w in weights)
+    # w_hh of each layer-direction is (gates x hidden, hidden)
+    hidden_rows = [w.shape[0] for w in weights if w.shape[0] == _RNN_GATES[rec.name] * w.shape[1]]
+    cells = sum(r // _RNN_GATES[rec.name] for r in hidden_rows)
+    flops = 2 * macs + steps_x_batch * cells * (_RNN_CELL_FLOPS[rec.name] + 3 * _RNN_GATES[rec.name])
+    del batch_first  # the count is the same either way: steps x batch
+    return Work(macs, flops)
 
 
 # ------------------------------------------------------------------ embedding and gathers

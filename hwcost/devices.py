@@ -55,8 +55,8 @@ _SCHEMA: dict[str, Any] = {
         "host_per_op": (True, float),
         "device_per_op": (False, float),
     }),
-    "power_w": (True, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
-    "energy": (True, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
+    "power_w": (False, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
+    "energy": (False, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
     "efficiency": (False, "efficiency"),
     "calibration": (False, dict),
     "sources": (True, dict),
@@ -77,10 +77,10 @@ class DeviceProfile:
     bandwidth_gbps: float
     host_per_op_us: float
     device_per_op_us: float
-    power_idle_w: float
-    power_max_w: float
-    pj_per_flop: float
-    pj_per_byte: float
+    power_idle_w: float | None
+    power_max_w: float | None
+    pj_per_flop: float | None
+    pj_per_byte: float | None
     compute_efficiency: dict[str, float]
     memory_efficiency: float
     capacity_gb: float | None = None
@@ -99,6 +99,30 @@ class DeviceProfile:
         return 1e12 * table.get(dtype, table.get("float32", self.matrix_tflops["float32"]))
 
     @property
+    def has_energy(self) -> bool:
+        return self.power_idle_w is not None and self.pj_per_flop is not None
+
+    def samples_text(self) -> str:
+        """The measured samples behind a calibrated profile, checked against the recorded hash."""
+        from .calibration.fit import sha256
+
+        cal = self.calibration or {}
+        fname = cal.get("samples_file")
+        if not fname:
+            raise ProfileError(f"{self.path}: calibration section has no samples_file")
+        if self.path and self.path.endswith("(shipped)"):
+            text = (_profiles_dir() / fname).read_text()
+        else:
+            full = os.path.join(os.path.dirname(os.path.abspath(self.path or ".")), fname)
+            if not os.path.isfile(full):
+                raise ProfileError(f"{self.path}: its samples file {full!r} is missing; keep it beside the YAML")
+            with open(full) as f:
+                text = f.read()
+        if cal.get("samples_sha256") and sha256(text) != cal["samples_sha256"]:
+            raise ProfileError(f"{self.path}: {fname} changed since calibration (sha256 differs); recalibrate")
+        return text
+
+    @property
     def ridge_flop_per_byte(self) -> float:
         return self.peak_flops("float32") / (self.bandwidth_gbps * 1e9)
 
@@ -107,7 +131,8 @@ class DeviceProfile:
         return [
             self.name, self.kind, f"{m['float32']:g}", f"{m.get('float16', m['float32']):g}",
             f"{m.get('int8', m['float32']):g}", f"{self.bandwidth_gbps:g}",
-            f"{self.power_idle_w:g}/{self.power_max_w:g}", "calibrated" if self.calibration else "datasheet",
+            f"{self.power_idle_w:g}/{self.power_max_w:g}" if self.has_energy else "-",
+            "calibrated" if self.calibration else "datasheet",
         ]
 
 
@@ -205,9 +230,11 @@ def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> No
         if data["execution"] not in EXECUTIONS:
             raise ProfileError(
                 f"{where}: 'execution' must be one of {', '.join(EXECUTIONS)}, got {data['execution']!r}")
-        if data["power_w"]["idle"] > data["power_w"]["max"]:
+        if "power_w" in data and data["power_w"]["idle"] > data["power_w"]["max"]:
             raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
-        missing = [k for k in _NEEDS_SOURCE if k not in data["sources"]]
+        if ("power_w" in data) != ("energy" in data):
+            raise ProfileError(f"{where}: give both 'power_w' and 'energy' (energy needs both), or neither")
+        missing = [k for k in _NEEDS_SOURCE if k in data and k not in data["sources"]]
         if missing:
             raise ProfileError(
                 f"{where}: 'sources' must say where each group of numbers comes from; missing: "
@@ -236,6 +263,11 @@ def _validate_efficiency(value: Any, where: str) -> None:
     mem = value.get("memory")
     if mem is not None and (not isinstance(mem, (int, float)) or not 0 < mem <= 1):
         raise ProfileError(f"{where}: efficiency.memory must be a fraction in (0, 1], got {mem!r}")
+
+
+def _opt(d: dict, group: str, key: str) -> float | None:
+    v = (d.get(group) or {}).get(key)
+    return None if v is None else float(v)
 
 
 def _build(d: dict, where: str) -> DeviceProfile:
@@ -269,11 +301,11 @@ def _build(d: dict, where: str) -> DeviceProfile:
         cache_mb=d["memory"].get("cache_mb"),
         host_per_op_us=float(d["overhead_us"]["host_per_op"]),
         device_per_op_us=float(d["overhead_us"].get("device_per_op", 0.0)),
-        power_idle_w=float(d["power_w"]["idle"]),
-        power_typical_w=d["power_w"].get("typical"),
-        power_max_w=float(d["power_w"]["max"]),
-        pj_per_flop=float(d["energy"]["pj_per_flop"]),
-        pj_per_byte=float(d["energy"]["pj_per_byte"]),
+        power_idle_w=_opt(d, "power_w", "idle"),
+        power_typical_w=_opt(d, "power_w", "typical"),
+        power_max_w=_opt(d, "power_w", "max"),
+        pj_per_flop=_opt(d, "energy", "pj_per_flop"),
+        pj_per_byte=_opt(d, "energy", "pj_per_byte"),
         compute_efficiency=compute_eff,
         memory_efficiency=float(eff.get("memory", defaults["memory"])),
         threads=d.get("threads"),

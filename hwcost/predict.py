@@ -23,7 +23,7 @@ from .table import format_table
 from .trace import Example
 
 PRODUCT_FAMILIES = frozenset(
-    {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention"}
+    {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"}
 )
 CONV_FAMILIES = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose"})
 
@@ -57,7 +57,7 @@ class LayerPrediction:
     bound: str                   # compute | memory | overhead
     arithmetic_intensity: float  # FLOPs per byte of memory traffic
     attained_gflops: float
-    energy_mj: float
+    energy_mj: float | None
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     overhead_ms: float = 0.0
@@ -84,7 +84,7 @@ class Prediction:
     latency_ms: float = 0.0
     host_ms: float = 0.0         # total host time (dispatch / enqueue)
     device_ms: float = 0.0       # total device busy time
-    energy_mj: float = 0.0
+    energy_mj: float | None = 0.0
     energy_capped: bool = False  # the estimate exceeded max power x latency and was capped
 
     @property
@@ -96,12 +96,14 @@ class Prediction:
         return 1000.0 * self.batch_size / self.latency_ms if self.latency_ms > 0 else float("inf")
 
     @property
-    def average_power_w(self) -> float:
+    def average_power_w(self) -> float | None:
+        if self.energy_mj is None:
+            return None
         return self.energy_mj / self.latency_ms if self.latency_ms > 0 else 0.0
 
     @property
-    def energy_per_sample_mj(self) -> float:
-        return self.energy_mj / self.batch_size
+    def energy_per_sample_mj(self) -> float | None:
+        return None if self.energy_mj is None else self.energy_mj / self.batch_size
 
     def bound_shares(self) -> dict[str, float]:
         shares = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
@@ -127,8 +129,9 @@ class Prediction:
             f"model: {a.model_name}   device: {d.name} ({d.kind}, {d.execution}, "
             f"{'calibrated' if d.calibration else 'datasheet'} profile)   batch: {a.batch_size}   dtype: {a.dtype}",
             f"latency:        {self.latency_ms:,.3f} ms   ({self.fps:,.1f} FPS)",
-            f"energy:         {self.energy_mj:,.2f} mJ per batch, {self.energy_per_sample_mj:,.2f} mJ per sample, "
-            f"average power {self.average_power_w:,.2f} W" + ("  (capped at max power)" if self.energy_capped else ""),
+            (f"energy:         {self.energy_mj:,.2f} mJ per batch, {self.energy_per_sample_mj:,.2f} mJ per sample, "
+             f"average power {self.average_power_w:,.2f} W" + ("  (capped at max power)" if self.energy_capped else "")
+             if self.energy_mj is not None else "energy:         unknown (this profile has no power figures)"),
             f"time bound by:  compute {b['compute']:.0f}%, memory {b['memory']:.0f}%, per-op overhead {b['overhead']:.0f}%",
             f"work:           {a.total.macs / 1e9:,.3f} GMAC, {a.total.flops / 1e9:,.3f} GFLOP, "
             f"{a.total.memory_traffic_bytes / MB:,.1f} MB memory traffic",
@@ -193,19 +196,35 @@ def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[flo
 
 def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
     """Roofline and overhead of every op that does work (allocations launch nothing)."""
+    working = [c for c in costs if c.flops or c.memory_traffic_bytes]
+    calibrated = calibrated_times(working, device, dtype) if device.calibration else None
+    host_s = device.host_per_op_us * 1e-6
     timings = []
-    for c in costs:
-        if not c.flops and not c.memory_traffic_bytes:
-            continue
+    for i, c in enumerate(working):
         compute_s, memory_s = roofline_times(c, device, dtype)
-        roof = max(compute_s, memory_s)
-        if device.execution == "async":
-            kernel = roof + device.device_per_op_us * 1e-6
+        bound = "compute" if compute_s >= memory_s else "memory"
+        if calibrated is not None and device.execution == "sequential":
+            # a measured op call includes its dispatch: split it back out for the overhead bound
+            overhead = min(host_s, calibrated[i])
+            timings.append(OpTiming(c, compute_s, memory_s, overhead, calibrated[i] - overhead, bound=bound))
+            continue
+        if calibrated is not None:
+            kernel = calibrated[i]
+        elif device.execution == "async":
+            kernel = max(compute_s, memory_s) + device.device_per_op_us * 1e-6
         else:
-            kernel = roof
-        timings.append(OpTiming(c, compute_s, memory_s, device.host_per_op_us * 1e-6, kernel,
-                                bound="compute" if compute_s >= memory_s else "memory"))
+            kernel = max(compute_s, memory_s)
+        timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound))
     return timings
+
+
+def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[float]:
+    """Per-op seconds from the profile's fitted time model (see hwcost/calibration/fit.py)."""
+    from .calibration.fit import time_model_for
+    from .calibration.runner import rates_of
+
+    model = time_model_for(device.calibration, device.samples_text(), rates_of(device))
+    return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs])
 
 
 def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:
@@ -243,11 +262,14 @@ def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, flo
     return run_async(timings) if execution == "async" else run_sequential(timings)
 
 
-def assign_energy(timings: list[OpTiming], device: DeviceProfile, total_s: float) -> tuple[float, bool]:
+def assign_energy(timings: list[OpTiming], device: DeviceProfile, total_s: float) -> tuple[float | None, bool]:
     """Dynamic energy from FLOPs and DRAM bytes, plus idle power over each op's latency (joules).
 
     The sum is capped at max power x latency: a profile's energy-per-FLOP figure is a full-load
-    average, and no device draws more than its maximum power."""
+    average, and no device draws more than its maximum power. None when the profile has no power
+    figures (a calibrated profile without a sensor or a datasheet base)."""
+    if not device.has_energy:
+        return None, False
     for t in timings:
         dynamic = (t.cost.flops * device.pj_per_flop + t.cost.memory_traffic_bytes * device.pj_per_byte) * 1e-12
         t.energy_j = dynamic + device.power_idle_w * t.latency_s
@@ -280,7 +302,7 @@ def _layer(row, timings: list[OpTiming], total_ms: float) -> LayerPrediction:
         bound=max(parts, key=parts.get) if latency_s > 0 else "-",
         arithmetic_intensity=row.flops / traffic if traffic else 0.0,
         attained_gflops=row.flops / latency_s / 1e9 if latency_s > 0 else 0.0,
-        energy_mj=sum(t.energy_j for t in timings) * 1e3,
+        energy_mj=sum(t.energy_j for t in timings) * 1e3 if timings and timings[0].energy_j is not None else 0.0,
         compute_ms=sum(t.compute_s for t in timings) * 1e3,
         memory_ms=sum(t.memory_s for t in timings) * 1e3,
         overhead_ms=sum(t.overhead_s for t in timings) * 1e3,
@@ -294,11 +316,16 @@ def predict_analysis(analysis: Analysis, device: str | DeviceProfile) -> Predict
     timings = time_ops(analysis.ops, profile, analysis.dtype)
     total_s, host_s, dev_s = simulate(timings, profile.execution)
     energy_j, capped = assign_energy(timings, profile, total_s)
+    energy_mj = None if energy_j is None else energy_j * 1e3
+    unknown_energy = energy_mj is None
     by_cost = {id(t.cost): t for t in timings}
     total_ms = total_s * 1e3
     layers = [_layer(r, [by_cost[id(c)] for c in r.ops if id(c) in by_cost], total_ms) for r in analysis.layers]
+    if unknown_energy:
+        for layer in layers:
+            layer.energy_mj = None
     return Prediction(profile, analysis, layers, timings, total_ms, host_s * 1e3, dev_s * 1e3,
-                      energy_j * 1e3, capped)
+                      energy_mj, capped)
 
 
 def predict(

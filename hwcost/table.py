@@ -10,7 +10,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [
-        all(_is_number(r[i]) for r in rows) and bool(rows) for i in range(len(headers))
+        all(_is_number(r[i]) or r[i] is None for r in rows) and bool(rows) for i in range(len(headers))
     ]
 
     def line(r: list[str]) -> str:
@@ -29,6 +29,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return f"{v:,.3f}"
     if isinstance(v, int) and not isinstance(v, bool):

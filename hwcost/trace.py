@@ -316,28 +316,43 @@ def _materialize(desc: Any) -> Any:
     return type(desc)(_materialize(d) for d in desc)
 
 
-class _FusedAttention(TorchFunctionMode):
-    """Count F.scaled_dot_product_attention as the one fused kernel that runs on real devices.
+class _FusedKernels(TorchFunctionMode):
+    """Count attention and recurrent layers as the one fused kernel that runs on real devices.
 
-    On meta tensors PyTorch takes the math path (bmm, softmax, bmm), which would charge the
-    L x L score matrix to memory; CPU and GPU backends run a fused kernel that never writes it.
+    On meta tensors PyTorch decomposes F.scaled_dot_product_attention into bmm, softmax, bmm (which
+    would charge the L x L score matrix to memory) and nn.LSTM/GRU/RNN into per-timestep matmuls;
+    CPU (oneDNN, flash attention) and GPU (cuDNN, flash) backends run one fused kernel instead.
     """
 
     def __init__(self, tracer: _Tracer):
         super().__init__()
         self.tracer = tracer
+        self.fused = {
+            F.scaled_dot_product_attention: torch.ops.aten.scaled_dot_product_attention.default,
+            torch._VF.lstm: torch.ops.aten.lstm.input,
+            torch._VF.gru: torch.ops.aten.gru.input,
+            torch._VF.rnn_tanh: torch.ops.aten.rnn_tanh.input,
+            torch._VF.rnn_relu: torch.ops.aten.rnn_relu.input,
+        }
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention or self.tracer.suppress:
+        op = self.fused.get(func) if not self.tracer.suppress else None
+        if op is None or (op is not torch.ops.aten.scaled_dot_product_attention.default and not _is_input_overload(args)):
             return func(*args, **kwargs)
         self.tracer.suppress += 1
         try:
             out = func(*args, **kwargs)
         finally:
             self.tracer.suppress -= 1
-        self.tracer.record(torch.ops.aten.scaled_dot_product_attention.default, args, kwargs, out)
+        self.tracer.record(op, args, kwargs, out)
         return out
+
+
+def _is_input_overload(args: tuple) -> bool:
+    # _VF.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first);
+    # the packed-sequence overload (data, batch_sizes, hx, ...) is left to decompose
+    return len(args) >= 9 and isinstance(args[2], (list, tuple))
 
 
 def _meta_state(model: nn.Module, trace_dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -394,7 +409,7 @@ def trace(
         nn.modules.module.register_module_forward_hook(tracer.post_hook),
     ]
     try:
-        with _eval_mode(model), torch.no_grad(), torch.device("meta"), tracer, _FusedAttention(tracer):
+        with _eval_mode(model), torch.no_grad(), torch.device("meta"), tracer, _FusedKernels(tracer):
             out = torch.func.functional_call(model, state, args, kwargs, strict=False)
     except Exception as e:  # re-raised with the layer, its input shapes and the op that failed
         raise _forward_error(model, tracer, args, kwargs, e) from e

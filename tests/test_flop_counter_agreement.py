@@ -11,7 +11,7 @@ import hwcost
 from hwcost.loaders import load_model
 from hwcost.zoo import ZOO
 
-PRODUCT_FAMILIES = {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention"}
+PRODUCT_FAMILIES = {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"}
 
 
 def product_macs(a: hwcost.Analysis) -> int:

@@ -13,7 +13,7 @@ from hwcost.loaders import load_model
 from hwcost.predict import OpTiming, run_async, run_sequential
 
 FAMILIES = ["conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
-            "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "unknown"]
+            "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "rnn", "unknown"]
 
 ROUND = textwrap.dedent("""
     name: round

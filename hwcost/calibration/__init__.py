@@ -1,0 +1,4 @@
+"""Calibration: a microbenchmark suite measured on the device, and a fitted time model per op family."""
+from .runner import calibrate
+
+__all__ = ["calibrate"]

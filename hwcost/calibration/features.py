@@ -1,0 +1,95 @@
+"""Features of an op for the calibrated time model: the same function at calibration and prediction.
+
+Every feature comes from the OpCost the analyzer produced (shapes and counts, never data), so a
+microbenchmark case and the same op inside a network get identical features.
+"""
+from __future__ import annotations
+
+import math
+
+from ..records import OpCost, TensorSpec
+
+FEATURES = (
+    "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
+    "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
+    "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "op_code",
+)
+
+
+def _l(x: float) -> float:
+    return math.log2(x + 1.0)
+
+
+def _prod(xs) -> int:
+    return math.prod(int(x) for x in xs) if xs else 1
+
+
+def _first(xs, default=1):
+    if isinstance(xs, (list, tuple)):
+        return int(xs[0]) if xs else default
+    return int(xs) if isinstance(xs, (int, float)) else default
+
+
+def shape_features(cost: OpCost) -> dict[str, float]:
+    rec = cost.record
+    ins = rec.inputs
+    x: TensorSpec | None = ins[0] if ins else None
+    out = rec.outputs[0]
+    f = dict.fromkeys(FEATURES, 0.0)
+    f["log_flops"] = _l(cost.flops)
+    f["log_bytes_read"] = _l(cost.bytes_read)
+    f["log_bytes_written"] = _l(cost.bytes_written)
+    f["log_out_numel"] = _l(out.numel)
+    f["log_in_numel"] = _l(x.numel if x else 0)
+    f["itemsize"] = float(out.itemsize)
+    f["n_inputs"] = float(len(ins))
+    f["flops_per_out"] = cost.flops / max(1, out.numel)
+    f["log_batch"] = _l(x.shape[0] if x and x.ndim else 1)
+    f["broadcast"] = float(any(t.footprint < out.numel for t in ins if t.itemsize == out.itemsize))
+    fam = cost.family
+    if fam in ("conv", "depthwise_conv", "grouped_conv", "conv_transpose") and x is not None and len(ins) > 1:
+        w = rec.args[1]
+        f["log_c_in"], f["log_c_out"] = _l(x.shape[1]), _l(out.shape[1])
+        f["log_spatial_in"], f["log_spatial_out"] = _l(_prod(x.shape[2:])), _l(_prod(out.shape[2:]))
+        f["kernel"] = float(_prod(w.shape[2:]))
+        f["stride"] = float(_first(rec.arg(3, "stride", 1)))
+        f["log_groups"] = _l(int(rec.arg(8, "groups", 1)) if rec.name == "convolution" else max(1, x.shape[1] // w.shape[1]))
+        f["spatial_dims"] = float(x.ndim - 2)
+    elif fam == "matmul" and len(ins) >= 2:
+        a, b = (rec.args[1], rec.args[2]) if rec.name in ("addmm", "baddbmm", "addbmm", "addmv") else (rec.args[0], rec.args[1])
+        if isinstance(a, TensorSpec) and isinstance(b, TensorSpec):
+            f["log_batch"] = _l(a.shape[0] if a.ndim == 3 else 1)
+            f["log_spatial_in"] = _l(a.shape[-2] if a.ndim >= 2 else 1)   # M
+            f["log_c_in"] = _l(a.shape[-1])                                # K
+            f["log_c_out"] = _l(b.shape[-1] if b.ndim >= 2 else 1)         # N
+    elif fam == "attention" and x is not None:
+        k = rec.args[1]
+        f["log_batch"] = _l(_prod(x.shape[:-2]))
+        f["log_spatial_in"], f["log_spatial_out"] = _l(x.shape[-2]), _l(k.shape[-2])
+        f["log_c_in"] = _l(x.shape[-1])
+        f["kernel"] = float(bool(rec.kwargs.get("is_causal", rec.arg(5, "is_causal", False))))
+    elif x is not None and x.ndim >= 3:
+        f["log_c_in"], f["log_c_out"] = _l(x.shape[1]), _l(out.shape[1] if out.ndim > 1 else 1)
+        f["log_spatial_in"], f["log_spatial_out"] = _l(_prod(x.shape[2:])), _l(_prod(out.shape[2:]))
+        f["spatial_dims"] = float(x.ndim - 2)
+        if fam == "pool":
+            ks = rec.arg(1, "kernel_size", 0)
+            f["kernel"] = float(_prod(ks) if isinstance(ks, (list, tuple)) else ks or 0)
+    elif x is not None and x.ndim >= 1:
+        f["log_c_in"] = _l(x.shape[-1])
+        f["log_spatial_in"] = _l(x.numel // max(1, x.shape[-1]))
+    return f
+
+
+def op_key(cost: OpCost) -> str:
+    """The op within its family, for the op_code feature (relu vs gelu vs add ...)."""
+    name = cost.record.name
+    return name[:-1] if name.endswith("_") and not name.endswith("__") else name
+
+
+def feature_vector(cost: OpCost, vocab: dict[str, list[str]]) -> list[float]:
+    f = shape_features(cost)
+    names = vocab.get(cost.family, [])
+    key = op_key(cost)
+    f["op_code"] = float(names.index(key)) if key in names else -1.0
+    return [f[k] for k in FEATURES]

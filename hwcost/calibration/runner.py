@@ -1,0 +1,345 @@
+"""hwcost.calibrate: measure the suite on this machine, fit the time model, write a YAML profile.
+
+Samples are appended to ``<profile>.samples.csv`` as they are measured, so Ctrl-C keeps them and a
+rerun with the same output resumes where it stopped (cases are identified by a deterministic id).
+The profile is written atomically (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import yaml
+
+from ..analysis import analyze
+from ..conventions import dtype_name
+from ..devices import DeviceProfile, load_device, parse_profile
+from ..errors import InputError
+from ..measure import fixed_threads, synchronizer, time_callable
+from ..predict import PRODUCT_FAMILIES
+from .features import FEATURES, shape_features
+from .fit import GBM_PARAMS, Rates, Sample, TimeModel, dominant, op_name, read_samples, sha256, write_samples_header
+from .suite import SUITE_VERSION, cases
+
+DEFAULT_BUDGET_S = 300.0
+QUICK_BUDGET_S = 45.0
+CASE_SECONDS = 0.12       # timing budget per case after warm-up
+
+
+def host_info(backend: str) -> dict[str, Any]:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    freq = psutil.cpu_freq()
+    info = {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "cpu_freq_mhz": round(freq.max or freq.current, 1) if freq else None,
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+    }
+    if backend == "cuda":
+        info["gpu"] = str(torch.cuda.get_device_name(0))
+        info["cuda"] = str(torch.version.cuda)
+    return info
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, float, float, int]:
+    sync = synchronizer(backend)
+    call = lambda: mod(*inputs)  # noqa: E731
+    t0 = time.perf_counter()
+    call()
+    sync()
+    first = time.perf_counter() - t0
+    repeats = int(min(30, max(3, CASE_SECONDS / max(first, 1e-6))))
+    st = time_callable(call, warmup=2, repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2)
+    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s)
+
+
+def measure_case(mod: nn.Module, inputs: tuple, family: str, case_id: str, backend: str) -> Sample | None:
+    a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
+    main = dominant(a.ops)
+    if main is None:
+        return None
+    device_inputs = tuple(x.to(backend) for x in inputs)
+    mod = mod.to(backend)
+    with torch.inference_mode():
+        med, p10, p90, n = _time_module(mod, device_inputs, backend)
+    working = [c for c in a.ops if c.flops or c.memory_traffic_bytes]
+    flops = sum(c.flops for c in working)
+    read = sum(c.bytes_read for c in working)
+    written = sum(c.bytes_written for c in working)
+    feats = shape_features(main)
+    feats.pop("op_code")
+    return Sample(case_id, main.family, op_name(main), med, p10, p90, n, flops, read, written,
+                  main.family in PRODUCT_FAMILIES, feats)
+
+
+def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
+    """Dispatch floor, matmul rate per dtype, copy bandwidth: the baseline's rates."""
+    dev = backend
+    sync = synchronizer(backend)
+    res: dict[str, float] = {}
+    with torch.inference_mode():
+        tiny = nn.ReLU().to(dev)
+        x = torch.zeros(8, device=dev)
+        res["floor_s"] = time_callable(lambda: tiny(x), warmup=20, repeats=200, sync=sync).median_s
+        for dt in dtypes:
+            t = getattr(torch, dt)
+            n = 2048 if backend == "cuda" else 1024
+            a = torch.randn(n, n, device=dev).to(t)
+            b = torch.randn(n, n, device=dev).to(t)
+            st = time_callable(lambda: a @ b, warmup=3, repeats=10, sync=sync)
+            res[f"matmul_flops_{dt}"] = 2 * n**3 / st.median_s
+        big = torch.randn(32 * 1024**2 if backend == "cpu" else 256 * 1024**2, device=dev)
+        st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
+        res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
+    return res
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """A progress bar with time left on a terminal; a line per 10% otherwise (logs, CI)."""
+
+    def __init__(self, budget_s: float, enabled: bool, stream=sys.stderr):
+        self.budget_s, self.enabled, self.stream = budget_s, enabled, stream
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.perf_counter()
+        self.last_draw = -1.0
+        self.last_decile = -1
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def update(self, done: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        now = self.elapsed
+        frac = min(1.0, now / self.budget_s)
+        left = max(0.0, self.budget_s - now)
+        if self.tty:
+            if now - self.last_draw < 0.2:
+                return
+            self.last_draw = now
+            bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+            self.stream.write(f"\rcalibrating [{bar}] {frac:4.0%}  {done} cases  "
+                              f"{int(left) // 60}:{int(left) % 60:02d} left  {note:<16s}")
+        elif int(frac * 10) > self.last_decile:
+            self.last_decile = int(frac * 10)
+            self.stream.write(f"calibrating: {frac:4.0%}, {done} cases, {int(left)} s left\n")
+        else:
+            return
+        self.stream.flush()
+
+    def finish(self, msg: str) -> None:
+        if self.enabled:
+            self.stream.write("\n" + msg + "\n")
+            self.stream.flush()
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _samples_path(out: str) -> str:
+    base = out[:-5] if out.endswith(".yaml") else out[:-4] if out.endswith(".yml") else out
+    return base + ".samples.csv"
+
+
+def _load_existing(path: str) -> list[Sample]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read()
+    try:
+        return read_samples(text)
+    except (KeyError, ValueError) as e:
+        raise InputError(f"{path} is not a samples file of this hwcost version ({e}); move it away to start over") from e
+
+
+def calibrate(
+    name: str,
+    backend: str = "cpu",
+    out: str | None = None,
+    budget_s: float | None = None,
+    quick: bool = False,
+    threads: int | None = None,
+    dtypes: tuple[str, ...] = ("float32",),
+    base: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    max_cases: int | None = None,
+    _stop: Callable[[int], bool] | None = None,
+) -> DeviceProfile:
+    """Run the microbenchmark suite here and write a calibrated profile (YAML + samples CSV).
+
+    ``budget_s``: wall time for the suite (default 300 s; ``quick``: 45 s). ``base``: a datasheet
+    profile (name or path) whose power and energy figures the new profile inherits when no power
+    sensor is readable. Interrupting (Ctrl-C) keeps the samples; rerunning resumes.
+    """
+    from ..energy import EnergyMeter
+
+    if backend not in ("cpu", "cuda"):
+        raise InputError(f"unknown backend {backend!r}: use cpu or cuda")
+    if backend == "cuda" and not torch.cuda.is_available():
+        raise InputError("backend 'cuda' asked for, but torch.cuda.is_available() is False here")
+    out = out or f"{name}.yaml"
+    budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
+    samples_path = _samples_path(out)
+    existing = _load_existing(samples_path)
+    done_ids = {s.case_id for s in existing}
+    base_profile = load_device(base) if base else None
+    interrupted = False
+    prog = Progress(budget, progress)
+    with fixed_threads(threads) as n_threads:
+        fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
+        new_file = not existing
+        with open(samples_path, "a") as f:
+            writer = write_samples_header(f) if new_file else None
+            if writer is None:
+                import csv
+
+                from .fit import SAMPLE_COLUMNS
+
+                writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, lineterminator="\n")
+            try:
+                if not fundamentals:
+                    prog.update(0, "fundamentals")
+                    fundamentals = measure_fundamentals(backend, list(dtypes))
+                    for k, v in fundamentals.items():
+                        writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False,
+                                               {}).row())
+                    f.flush()
+                count = len([s for s in existing if not s.family.startswith("_")])
+                for case in cases(seed):
+                    if prog.elapsed >= budget or (max_cases is not None and count >= max_cases):
+                        break
+                    if _stop is not None and _stop(count):
+                        raise KeyboardInterrupt
+                    if case.id in done_ids:
+                        continue
+                    mod, inputs = case.build()
+                    s = measure_case(mod, inputs, case.family, case.id, backend)
+                    if s is not None:
+                        writer.writerow(s.row())
+                        f.flush()
+                        count += 1
+                    prog.update(count, case.family)
+            except KeyboardInterrupt:
+                interrupted = True
+    with open(samples_path) as f:
+        samples_text = f.read()
+    samples = read_samples(samples_text)
+    n_cases = len([s for s in samples if not s.family.startswith("_")])
+    prog.finish(
+        f"{'interrupted: ' if interrupted else ''}{n_cases} cases measured in {samples_path}"
+        + ("; rerun the same command to resume" if interrupted else "")
+    )
+    if n_cases == 0:
+        raise InputError("no case was measured; nothing to fit (give a larger --budget)")
+    meter = EnergyMeter.detect(backend)
+    text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
+                        n_cases, interrupted, base_profile, meter is not None)
+    _atomic_write(out, text)
+    profile = parse_profile(text, out)
+    TimeModel(samples, rates_of(profile))  # fit once now: a broken fit fails here, not at first use
+    return profile
+
+
+def rates_of(profile: DeviceProfile) -> Rates:
+    cal = profile.calibration or {}
+    r = cal.get("rates", {})
+    return Rates(
+        floor_s=float(r.get("floor_us", profile.host_per_op_us)) * 1e-6,
+        matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
+        vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
+        bandwidth=profile.bandwidth_gbps * 1e9,
+    )
+
+
+def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
+                 samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
+                 base: DeviceProfile | None, has_sensor: bool) -> str:
+    host = host_info(backend)
+    matrix = {dt: round(fundamentals[f"matmul_flops_{dt}"] / 1e12, 5) for dt in dtypes
+              if f"matmul_flops_{dt}" in fundamentals}
+    if "float32" not in matrix:
+        raise InputError("calibration needs float32 among its dtypes")
+    bw = round(fundamentals["copy_bytes_per_s"] / 1e9, 3)
+    floor_us = round(fundamentals["floor_s"] * 1e6, 3)
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc: dict[str, Any] = {
+        "name": name,
+        "kind": "gpu" if backend == "cuda" else "cpu",
+        "description": f"calibrated on {host.get('gpu') or host['cpu']} ({threads} threads, torch {host['torch']})",
+        "execution": "async" if backend == "cuda" else "sequential",
+        "threads": threads,
+        "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
+        "memory": {"bandwidth_gbps": bw, "capacity_gb": host["memory_gb"]},
+        "overhead_us": {"host_per_op": floor_us, "device_per_op": 0.0},
+        "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
+        "calibration": {
+            "version": 1,
+            "suite_version": SUITE_VERSION,
+            "backend": backend,
+            "date": when,
+            "host": host,
+            "threads": threads,
+            "dtypes": list(dtypes),
+            "budget_s": budget,
+            "cases": n_cases,
+            "interrupted": interrupted,
+            "rates": {"floor_us": floor_us},
+            "samples_file": os.path.basename(samples_path),
+            "samples_sha256": sha256(samples_text),
+            "model": {"kind": "gradient boosting of log(measured / baseline) per op family",
+                      "params": dict(GBM_PARAMS), "features": list(FEATURES)},
+        },
+        "sources": {
+            "compute": f"measured by hwcost calibrate ({when}): best {'2048' if backend == 'cuda' else '1024'}^3 "
+                       f"matmul rate per dtype ({', '.join(dtypes)}), {threads} threads",
+            "memory": "measured: copy of a large tensor (bytes read + written per second)",
+            "overhead_us": "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)",
+        },
+    }
+    if base is not None:
+        doc["power_w"] = {"idle": base.power_idle_w, "max": base.power_max_w}
+        if base.power_typical_w:
+            doc["power_w"]["typical"] = base.power_typical_w
+        doc["energy"] = {"pj_per_flop": base.pj_per_flop, "pj_per_byte": base.pj_per_byte}
+        doc["sources"]["power_w"] = f"datasheet, from base profile {base.name}: {base.sources.get('power_w', '')}"
+        doc["sources"]["energy"] = f"datasheet, from base profile {base.name}: {base.sources.get('energy', '')}"
+    doc["calibration"]["energy"] = (
+        "a power sensor is readable here; energy fitting from it is not implemented yet, figures are from the datasheet"
+        if has_sensor else "no power sensor (RAPL / NVML) readable: energy figures, if any, are from the datasheet"
+    )
+    return yaml.safe_dump(doc, sort_keys=False, width=100)

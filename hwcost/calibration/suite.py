@@ -1,0 +1,242 @@
+"""The microbenchmark suite: one generator of cases per op family, over shapes that span real networks.
+
+A case is a tiny nn.Module and its input, called the way a network calls it (through
+``nn.Module.__call__``), so a measured time includes the same dispatch a model pays. Shapes come
+from seeded draws over the ranges real CNNs, transformers and recurrent nets use; the families are
+interleaved (weighted) so that a run stopped at any point covers every family.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SUITE_VERSION = 1
+MAX_CASE_FLOPS = 4e9      # keep single cases short on small CPUs
+MAX_CASE_BYTES = 256e6
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    family: str
+    build: Callable[[], tuple[nn.Module, tuple]]
+
+
+class Call(nn.Module):
+    """A function as a module, so the case pays a module call like a network layer does."""
+
+    def __init__(self, fn: Callable, *params: nn.Module):
+        super().__init__()
+        self.fn = fn
+        self.params = nn.ModuleList(params)
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def _pick(rng: random.Random, xs):
+    return xs[rng.randrange(len(xs))]
+
+
+def _x(*shape, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=g, dtype=dtype)
+
+
+# each generator draws one case's constructor from rng; None = draw again (over the size limit)
+def _conv(rng, dtype):
+    n = _pick(rng, [1, 1, 2, 8])
+    if rng.random() < 0.12:  # 3D (video)
+        c_in, c_out = _pick(rng, [3, 16, 32, 64, 128]), _pick(rng, [16, 32, 64, 128, 256])
+        d, h = _pick(rng, [4, 8, 16]), _pick(rng, [14, 28, 56, 112])
+        k, s = _pick(rng, [1, 3]), _pick(rng, [1, 1, 2])
+        flops = 2 * n * c_in * c_out * k**3 * d * h * h / s**3
+        if flops > MAX_CASE_FLOPS:
+            return None
+        return lambda: (nn.Conv3d(c_in, c_out, k, s, k // 2).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
+    c_in = _pick(rng, [3, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048])
+    c_out = _pick(rng, [16, 24, 32, 64, 96, 128, 160, 256, 320, 512, 1024, 1280, 2048])
+    h = _pick(rng, [7, 14, 28, 56, 112, 224])
+    k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
+    s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
+    bias = rng.random() < 0.3
+    flops = 2 * n * c_in * c_out * k * k * (h / s) ** 2
+    if flops > MAX_CASE_FLOPS or k > h:
+        return None
+    return lambda: (nn.Conv2d(c_in, c_out, k, s, k // 2, bias=bias).to(dtype), (_x(n, c_in, h, h, dtype=dtype),))
+
+
+def _depthwise(rng, dtype):
+    n = _pick(rng, [1, 1, 2, 8])
+    c = _pick(rng, [16, 32, 64, 96, 144, 192, 240, 384, 480, 576, 672, 960, 1152])
+    h = _pick(rng, [7, 14, 28, 56, 112])
+    k, s = _pick(rng, [3, 3, 5, 7]), _pick(rng, [1, 1, 2])
+    if n * c * h * h * 4 * 2 > MAX_CASE_BYTES:
+        return None
+    return lambda: (nn.Conv2d(c, c, k, s, k // 2, groups=c, bias=False).to(dtype), (_x(n, c, h, h, dtype=dtype),))
+
+
+def _grouped(rng, dtype):
+    n = _pick(rng, [1, 1, 8])
+    g = _pick(rng, [2, 4, 8, 32])
+    c = g * _pick(rng, [4, 8, 16, 32, 64])
+    h, k, s = _pick(rng, [7, 14, 28, 56]), _pick(rng, [1, 3]), _pick(rng, [1, 1, 2])
+    if 2 * n * c * c / g * k * k * (h / s) ** 2 > MAX_CASE_FLOPS:
+        return None
+    return lambda: (nn.Conv2d(c, c, k, s, k // 2, groups=g, bias=False).to(dtype), (_x(n, c, h, h, dtype=dtype),))
+
+
+def _conv_transpose(rng, dtype):
+    n = _pick(rng, [1, 1, 8])
+    c_in, c_out = _pick(rng, [16, 32, 64, 128, 256]), _pick(rng, [16, 32, 64, 128])
+    h, k = _pick(rng, [7, 14, 28, 56]), _pick(rng, [2, 3, 4])
+    if 2 * n * c_in * c_out * k * k * h * h > MAX_CASE_FLOPS:
+        return None
+    return lambda: (nn.ConvTranspose2d(c_in, c_out, k, 2, (k - 1) // 2).to(dtype), (_x(n, c_in, h, h, dtype=dtype),))
+
+
+def _matmul(rng, dtype):
+    kind = rng.random()
+    if kind < 0.2:  # recurrent-cell sized: few rows, gates 3-4x wide
+        m, k = _pick(rng, [1, 2, 4, 8]), _pick(rng, [32, 64, 128, 256, 512, 1024])
+        nout = k * _pick(rng, [1, 3, 4])
+        return lambda: (nn.Linear(k, nout).to(dtype), (_x(m, k, dtype=dtype),))
+    if kind < 0.75:  # linear layers on token / flattened features
+        m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576])
+        k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096]), _pick(
+            rng, [10, 64, 128, 256, 512, 768, 1000, 1024, 2048, 3072, 4096])
+        if 2 * m * k * nout > MAX_CASE_FLOPS:
+            return None
+        bias = rng.random() < 0.8
+        return lambda: (nn.Linear(k, nout, bias=bias).to(dtype), (_x(m, k, dtype=dtype),))
+    b = _pick(rng, [1, 4, 12, 24, 48, 96])
+    m, k, nout = _pick(rng, [16, 64, 128, 197, 256]), _pick(rng, [16, 32, 64, 128, 197]), _pick(rng, [16, 64, 128, 197, 256])
+    if 2 * b * m * k * nout > MAX_CASE_FLOPS:
+        return None
+    return lambda: (Call(torch.bmm), (_x(b, m, k, dtype=dtype), _x(b, k, nout, dtype=dtype)))
+
+
+def _attention(rng, dtype):
+    b, h = _pick(rng, [1, 2, 8]), _pick(rng, [2, 3, 4, 8, 12, 16])
+    length, e = _pick(rng, [16, 64, 128, 197, 256, 512]), _pick(rng, [32, 64, 128])
+    causal = rng.random() < 0.4
+    if 4 * b * h * length * length * e > MAX_CASE_FLOPS:
+        return None
+    fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # noqa: E731
+    return lambda: (Call(fn), tuple(_x(b, h, length, e, dtype=dtype) for _ in range(3)))
+
+
+def _embedding(rng, dtype):
+    vocab, dim = _pick(rng, [1000, 10000, 32000, 50257]), _pick(rng, [64, 128, 256, 512, 768, 1024])
+    tokens = _pick(rng, [16, 64, 128, 512, 1024])
+    return lambda: (nn.Embedding(vocab, dim).to(dtype), (torch.zeros(1, tokens, dtype=torch.long),))
+
+
+_UNARY = [nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU]
+_BINARY = [torch.add, torch.mul, torch.sub, torch.div]
+
+
+def _numel(rng) -> int:
+    return int(2 ** rng.uniform(math.log2(256), math.log2(8e6)))
+
+
+def _elementwise(rng, dtype):
+    numel = _numel(rng)
+    r = rng.random()
+    if r < 0.55:
+        act = _pick(rng, _UNARY)
+        inplace = act in (nn.ReLU, nn.ReLU6, nn.Hardswish) and rng.random() < 0.5
+        mod = act(inplace=True) if inplace else act()
+        return lambda: (mod, (_x(numel, dtype=dtype),))
+    op = _pick(rng, _BINARY)
+    if r < 0.85:
+        return lambda: (Call(op), (_x(numel, dtype=dtype), _x(numel, dtype=dtype)))
+    c = _pick(rng, [16, 64, 256, 1024])  # broadcast: (N, C, H, W) x (N, C, 1, 1), as squeeze-excite
+    hw = max(1, numel // c)
+    return lambda: (Call(op), (_x(1, c, hw, 1, dtype=dtype), _x(1, c, 1, 1, dtype=dtype)))
+
+
+def _norm(rng, dtype):
+    r = rng.random()
+    if r < 0.5:
+        n, c, h = _pick(rng, [1, 1, 8]), _pick(rng, [16, 32, 64, 128, 256, 512, 1024, 2048]), _pick(rng, [7, 14, 28, 56, 112])
+        if n * c * h * h * 4 > MAX_CASE_BYTES:
+            return None
+        return lambda: (nn.BatchNorm2d(c).eval().to(dtype), (_x(n, c, h, h, dtype=dtype),))
+    if r < 0.85:
+        tokens, d = _pick(rng, [1, 16, 64, 128, 197, 512, 1576]), _pick(rng, [192, 256, 384, 512, 768, 1024])
+        return lambda: (nn.LayerNorm(d).to(dtype), (_x(tokens, d, dtype=dtype),))
+    c, h = _pick(rng, [32, 64, 128, 256]), _pick(rng, [14, 28, 56])
+    return lambda: (nn.GroupNorm(8, c).to(dtype), (_x(1, c, h, h, dtype=dtype),))
+
+
+def _pool(rng, dtype):
+    n, c, h = _pick(rng, [1, 1, 8]), _pick(rng, [16, 64, 128, 256, 512, 1024, 2048]), _pick(rng, [7, 14, 28, 56, 112])
+    if n * c * h * h * 4 > MAX_CASE_BYTES:
+        return None
+    mod = _pick(rng, [lambda: nn.MaxPool2d(3, 2, 1), lambda: nn.MaxPool2d(2), lambda: nn.AvgPool2d(2),
+                      lambda: nn.AdaptiveAvgPool2d(7), lambda: nn.AdaptiveAvgPool2d(1)])
+    return lambda: (mod(), (_x(n, c, h, h, dtype=dtype),))
+
+
+def _reduction(rng, dtype):
+    n, c, h = _pick(rng, [1, 8]), _pick(rng, [64, 256, 1024, 2048]), _pick(rng, [7, 14, 28])
+    fn = _pick(rng, [lambda x: x.mean([2, 3]), lambda x: x.sum(1), lambda x: x.amax(-1)])
+    return lambda: (Call(fn), (_x(n, c, h, h, dtype=dtype),))
+
+
+def _softmax(rng, dtype):
+    rows, n = _pick(rng, [1, 12, 64, 197 * 12, 128 * 12, 4096]), _pick(rng, [10, 64, 128, 197, 512, 1000])
+    return lambda: (nn.Softmax(dim=-1), (_x(rows, n, dtype=dtype),))
+
+
+def _interpolate(rng, dtype):
+    c, h = _pick(rng, [16, 64, 256]), _pick(rng, [7, 14, 28, 56])
+    mode = _pick(rng, ["nearest", "bilinear"])
+    return lambda: (nn.Upsample(scale_factor=2, mode=mode), (_x(1, c, h, h, dtype=dtype),))
+
+
+def _data_movement(rng, dtype):
+    n, c, h = _pick(rng, [1, 8]), _pick(rng, [16, 32, 64, 128, 256, 512]), _pick(rng, [7, 14, 28, 56])
+    r = rng.random()
+    if r < 0.35:
+        return lambda: (Call(lambda a, b: torch.cat([a, b], 1)), (_x(n, c, h, h, dtype=dtype), _x(n, c, h, h, dtype=dtype)))
+    if r < 0.7:  # transpose + contiguous: the copy behind channel shuffles and head splits
+        return lambda: (Call(lambda a: a.view(n, 2, c // 2, h, h).transpose(1, 2).contiguous()),
+                        (_x(n, c, h, h, dtype=dtype),))
+    return lambda: (Call(lambda a: F.pad(a, (1, 1, 1, 1))), (_x(n, c, h, h, dtype=dtype),))
+
+
+GENERATORS: dict[str, tuple[float, Callable]] = {
+    # family: (weight in the interleaving, generator)
+    "conv": (4, _conv), "depthwise_conv": (2, _depthwise), "grouped_conv": (1, _grouped),
+    "conv_transpose": (0.5, _conv_transpose), "matmul": (3, _matmul), "attention": (1, _attention),
+    "embedding": (0.5, _embedding), "elementwise": (3, _elementwise), "norm": (2, _norm),
+    "pool": (1, _pool), "reduction": (1, _reduction), "softmax": (1, _softmax),
+    "interpolate": (0.5, _interpolate), "data_movement": (1.5, _data_movement),
+}
+
+
+def cases(seed: int = 0, dtype: torch.dtype = torch.float32) -> Iterator[Case]:
+    """An endless, deterministic stream of cases, families interleaved by weight."""
+    rngs = {f: random.Random(f"{seed}:{f}") for f in GENERATORS}
+    counts = {f: 0 for f in GENERATORS}
+    credit = {f: 0.0 for f in GENERATORS}
+    while True:
+        for fam, (weight, gen) in GENERATORS.items():
+            credit[fam] += weight
+            while credit[fam] >= 1:
+                credit[fam] -= 1
+                build = None
+                for _ in range(50):
+                    build = gen(rngs[fam], dtype)
+                    if build is not None:
+                        break
+                counts[fam] += 1
+                yield Case(f"{fam}-{counts[fam]}", fam, build)
