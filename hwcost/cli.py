@@ -150,6 +150,93 @@ def cmd_roofline(args: argparse.Namespace) -> None:
           f"{p.latency_ms:,.3f} ms)")
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from .calibration import calibrate
+
+    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    p = calibrate(name=args.name, backend=args.backend, out=args.out, budget_s=args.budget, quick=args.quick,
+                  threads=args.threads, dtypes=dtypes, base=args.base, progress=not args.no_progress)
+    cal = p.calibration or {}
+    ctx = cal.get("context", {})
+    print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
+          f"{ctx.get('chains', 0)} chains, chain error {ctx.get('median_abs_error_pct')}%)")
+    print(f"use it: hwcost predict resnet50 --device {args.out or args.name + '.yaml'}")
+
+
+def _measurement(args: argparse.Namespace, name: str, batch: int | None):
+    from .loaders import load_model
+    from .measure import measure
+
+    loaded = load_model(name, meta=False)
+    example = parse_input(args.input) if getattr(args, "input", None) else loaded.example
+    return loaded, example, measure(loaded.model, example, backend=args.backend, batch_size=batch,
+                                    dtype=args.dtype, per_layer=getattr(args, "per_layer", False),
+                                    repeats=args.repeats, threads=args.threads, model_name=loaded.name)
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    _, _, m = _measurement(args, args.model, args.batch)
+    if args.format == "json":
+        import json
+
+        _emit(json.dumps(m.to_dict(), indent=1), args.out)
+    else:
+        _emit(m.table(), args.out)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from .devices import load_device
+    from .predict import predict
+    from .table import format_table
+
+    profile = load_device(args.device)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    batches = [int(b) for b in str(args.batch).split(",")]
+    rows, errors = [], []
+    for name in names:
+        for b in batches:
+            loaded, example, m = _measurement(args, name, b)
+            p = predict(loaded.model, example, device=profile, batch_size=b, dtype=args.dtype, model_name=name)
+            err = 100 * (p.latency_ms / m.latency_ms - 1)
+            errors.append(err)
+            rows.append([name, b, m.latency_ms, p.latency_ms, f"{err:+.1f}%"])
+    print(format_table(["model", "batch", "measured (ms)", "predicted (ms)", "error"], rows))
+    within = lambda t: sum(abs(e) <= t for e in errors) / len(errors)  # noqa: E731
+    print(f"device profile: {profile.name} ({'calibrated' if profile.calibration else 'datasheet'})   "
+          f"within ±10%: {within(10):.0%}   within ±20%: {within(20):.0%}   "
+          f"mean |error|: {sum(abs(e) for e in errors) / len(errors):.1f}%")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from .devices import load_device
+    from .specialize import LatencyLUT, search
+    from .spaces import SPACES
+    from .table import format_table
+
+    if args.space not in SPACES:
+        raise InputError(f"unknown search space {args.space!r}; spaces: {', '.join(SPACES)}")
+    device_names = [d.strip() for d in (args.devices or args.device or "").split(",") if d.strip()]
+    if not device_names:
+        raise InputError("give --device NAME or --devices A,B,C")
+    try:
+        budgets = [float(b) for b in str(args.latency_ms).split(",") if b.strip()]
+    except ValueError:
+        raise InputError(f"--latency-ms must be numbers in milliseconds, e.g. 40 or 10,20,40; got {args.latency_ms!r}")
+    rows = []
+    for name in device_names:
+        profile = load_device(name)
+        space = SPACES[args.space]()
+        lut = LatencyLUT(space, profile, args.batch, args.dtype)
+        for b in budgets:
+            r = search(space, profile, b, population=args.population, generations=args.generations, seed=args.seed,
+                       batch_size=args.batch, dtype=args.dtype, lut=lut)
+            rows.append([profile.name, b, r.best_latency_ms, lut.macs(r.best) / 1e6, r.evaluated,
+                         round(r.per_second), r.description])
+    print(format_table(["device", "budget (ms)", "latency (ms)", "MMACs", "evaluated", "per s", "sub-network"], rows))
+    print("objective: capacity proxy log10(MACs), NOT accuracy: pass your accuracy predictor through the "
+          "Python API (hwcost.search(..., objective=fn)); see examples/specialize.py")
+
+
 def cmd_zoo(args: argparse.Namespace) -> None:
     from .table import format_table
     from .zoo import ZOO
@@ -190,6 +277,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--device", required=True, help="profile name or YAML path")
     p.set_defaults(func=cmd_roofline, out="roofline.png")
+
+    p = sub.add_parser("calibrate", help="microbenchmark this machine and write a calibrated profile")
+    p.add_argument("--name", required=True, help="profile name")
+    p.add_argument("--out", help="profile YAML to write (default NAME.yaml); samples and model go beside it")
+    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--budget", type=float, default=None, help="seconds for the suite (default 300; --quick 45)")
+    p.add_argument("--quick", action="store_true", help="a smaller sweep, for CI and a first look")
+    p.add_argument("--threads", type=int, default=None, help="fixed thread count (default: torch's)")
+    p.add_argument("--dtypes", default="float32", help="comma-separated dtypes to measure peak rates for")
+    p.add_argument("--base", help="datasheet profile to take power and energy figures from")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    def timing_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
+        p.add_argument("--dtype", default="float32")
+        p.add_argument("--repeats", type=int, default=20)
+        p.add_argument("--threads", type=int, default=None)
+
+    p = sub.add_parser("measure", help="real latency of a model here (median, p10, p90), optionally per layer")
+    p.add_argument("model")
+    p.add_argument("--input")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--per-layer", action="store_true", help="leaf-module durations (seed 001's duration %%)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--out")
+    timing_args(p)
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("validate", help="predicted vs measured latency for several models on this machine")
+    p.add_argument("--device", required=True, help="profile (calibrated on this machine) to validate")
+    p.add_argument("--models", required=True, help="comma-separated model names")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8")
+    timing_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("search", help="best sub-network of a space under a latency budget (Once-for-All style)")
+    p.add_argument("--space", default="ofa-mbv3", help="ofa-mbv3 or resnet")
+    p.add_argument("--device", help="one device profile")
+    p.add_argument("--devices", help="comma-separated device profiles (a table)")
+    p.add_argument("--latency-ms", required=True, help="budget(s) in ms, comma-separated")
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--generations", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default="float32")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("zoo", help="list the built-in reference architectures")
     p.set_defaults(func=cmd_zoo)

@@ -102,23 +102,23 @@ class DeviceProfile:
     def has_energy(self) -> bool:
         return self.power_idle_w is not None and self.pj_per_flop is not None
 
-    def samples_text(self) -> str:
-        """The measured samples behind a calibrated profile, checked against the recorded hash."""
+    def calibration_file(self, kind: str) -> str:
+        """A file behind a calibrated profile ("samples" or "model"), checked against its recorded hash."""
         from .calibration.fit import sha256
 
         cal = self.calibration or {}
-        fname = cal.get("samples_file")
+        fname = cal.get(f"{kind}_file")
         if not fname:
-            raise ProfileError(f"{self.path}: calibration section has no samples_file")
+            raise ProfileError(f"{self.path}: the calibration section has no {kind}_file; recalibrate")
         if self.path and self.path.endswith("(shipped)"):
             text = (_profiles_dir() / fname).read_text()
         else:
             full = os.path.join(os.path.dirname(os.path.abspath(self.path or ".")), fname)
             if not os.path.isfile(full):
-                raise ProfileError(f"{self.path}: its samples file {full!r} is missing; keep it beside the YAML")
+                raise ProfileError(f"{self.path}: its {kind} file {full!r} is missing; keep it beside the YAML")
             with open(full) as f:
                 text = f.read()
-        if cal.get("samples_sha256") and sha256(text) != cal["samples_sha256"]:
+        if cal.get(f"{kind}_sha256") and sha256(text) != cal[f"{kind}_sha256"]:
             raise ProfileError(f"{self.path}: {fname} changed since calibration (sha256 differs); recalibrate")
         return text
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 from .analysis import Analysis, analyze
 from .conventions import MB
 from .devices import DeviceProfile, load_device
+from .errors import ProfileError
 from .records import COST_FIELDS, OpCost
 from .table import format_table
 from .trace import Example
@@ -223,7 +224,10 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
     from .calibration.fit import time_model_for
     from .calibration.runner import rates_of
 
-    model = time_model_for(device.calibration, device.samples_text(), rates_of(device))
+    try:
+        model = time_model_for(device.calibration_file("model"), rates_of(device))
+    except ValueError as e:
+        raise ProfileError(f"{device.path}: {e}; recalibrate with this hwcost version") from e
     return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs])
 
 

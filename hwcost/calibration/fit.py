@@ -84,72 +84,189 @@ class Rates:
         return self.floor_s + max(flops / peak, traffic / self.bandwidth)
 
 
-class TimeModel:
-    """Per-family regressions, fitted once from samples."""
+class TreeEnsemble:
+    """A fitted gradient-boosting regressor as plain arrays: init + lr x sum of tree leaves."""
 
-    def __init__(self, samples: list[Sample], rates: Rates, dtype: str = "float32"):
+    def __init__(self, init: float, lr: float, trees: list[dict[str, list]]):
+        self.init, self.lr = init, lr
+        self.trees = [{k: np.asarray(v) for k, v in t.items()} for t in trees]
+
+    @classmethod
+    def from_sklearn(cls, gbm: Any) -> "TreeEnsemble":
+        trees = []
+        for est in gbm.estimators_[:, 0]:
+            t = est.tree_
+            trees.append({"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
+                          "left": t.children_left.tolist(), "right": t.children_right.tolist(),
+                          "value": t.value[:, 0, 0].tolist()})
+        init = float(np.asarray(gbm.init_.constant_).ravel()[0])
+        return cls(init, float(gbm.learning_rate), trees)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(len(x), self.init, dtype=float)
+        rows = np.arange(len(x))
+        for t in self.trees:
+            node = np.zeros(len(x), dtype=int)
+            while True:
+                leaf = t["left"][node] == -1
+                if leaf.all():
+                    break
+                go_left = x[rows, np.maximum(t["feature"][node], 0)] <= t["threshold"][node]
+                nxt = np.where(go_left, t["left"][node], t["right"][node])
+                node = np.where(leaf, node, nxt)
+            out += self.lr * t["value"][node]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"init": self.init, "lr": self.lr, "trees": [{k: v.tolist() for k, v in t.items()} for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
+        return cls(d["init"], d["lr"], d["trees"])
+
+
+@dataclass
+class ContextModel:
+    """In-network time of an op from its isolated time: ops in a network read activations that
+    have streamed through the caches and write freshly allocated outputs. Fitted on synthetic chains."""
+
+    memory_scale: float = 1.0
+    compute_scale: float = 1.0
+    per_op_s: float = 0.0
+    per_output_byte_s: float = 0.0
+    chains: int = 0
+    median_abs_error_pct: float | None = None
+
+    def apply(self, iso_s: float, memory_bound: bool, bytes_written: float) -> float:
+        scale = self.memory_scale if memory_bound else self.compute_scale
+        return scale * iso_s + self.per_op_s + self.per_output_byte_s * bytes_written
+
+    @staticmethod
+    def design_row(iso: list[float], mem: list[bool], written: list[float]) -> list[float]:
+        return [sum(t for t, m in zip(iso, mem) if m), sum(t for t, m in zip(iso, mem) if not m),
+                float(len(iso)), float(sum(written))]
+
+    @classmethod
+    def fit(cls, rows: list[list[float]], times: list[float]) -> "ContextModel":
+        from scipy.optimize import nnls
+
+        if len(rows) < 6:
+            return cls(chains=len(rows))
+        a = np.array(rows)
+        y = np.array(times)
+        # scale columns so the non-negative least squares is well conditioned
+        norm = a.max(axis=0)
+        norm[norm == 0] = 1.0
+        coef, _ = nnls(a / norm / y[:, None], np.ones(len(y)))  # relative error: each chain counts alike
+        coef = coef / norm
+        pred = a @ coef
+        err = float(np.median(np.abs(pred / y - 1)) * 100)
+        return cls(float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3]), len(rows), round(err, 2))
+
+
+class TimeModel:
+    """Per-family regressions of log(isolated time / baseline), plus the context model."""
+
+    def __init__(self, vocab: dict[str, list[str]], ensembles: dict[str, TreeEnsemble], constants: dict[str, float],
+                 global_constant: float, rates: Rates, context: ContextModel | None = None):
+        self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
+        self.global_constant, self.rates = global_constant, rates
+        self.context = context or ContextModel()
+
+    @classmethod
+    def fit(cls, samples: list[Sample], rates: Rates, dtype: str = "float32") -> "TimeModel":
         from sklearn.ensemble import GradientBoostingRegressor
 
-        self.rates = rates
-        fundamentals = [s for s in samples if not s.family.startswith("_")]
-        self.vocab: dict[str, list[str]] = {}
-        for s in fundamentals:
-            names = self.vocab.setdefault(s.family, [])
-            if s.op not in names:
-                names.append(s.op)
-        for names in self.vocab.values():
+        isolated = [s for s in samples if not s.family.startswith("_")]
+        vocab: dict[str, list[str]] = {}
+        for s in isolated:
+            if s.op not in vocab.setdefault(s.family, []):
+                vocab[s.family].append(s.op)
+        for names in vocab.values():
             names.sort()
-        self.models: dict[str, Any] = {}
-        self.constant: dict[str, float] = {}
         by_family: dict[str, list[Sample]] = {}
-        for s in fundamentals:
+        for s in isolated:
             by_family.setdefault(s.family, []).append(s)
-        all_y = []
+        ensembles, constants, all_y = {}, {}, []
         for fam, ss in sorted(by_family.items()):
-            x = np.array([self._vector(s) for s in ss])
-            y = np.array([self._target(s, dtype) for s in ss])
+            x = np.array([_vector(s, vocab) for s in ss])
+            y = np.array([math.log(s.time_s / rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype))
+                          for s in ss])
             all_y.extend(y.tolist())
-            self.constant[fam] = float(np.median(y))
+            constants[fam] = float(np.median(y))
             if len(ss) >= MIN_SAMPLES_FOR_MODEL:
-                self.models[fam] = GradientBoostingRegressor(**GBM_PARAMS).fit(x, y)
-        self.global_constant = float(statistics.median(all_y)) if all_y else 0.0
+                ensembles[fam] = TreeEnsemble.from_sklearn(GradientBoostingRegressor(**GBM_PARAMS).fit(x, y))
+        glob = float(statistics.median(all_y)) if all_y else 0.0
+        return cls(vocab, ensembles, constants, glob, rates)
 
-    def _vector(self, s: Sample) -> list[float]:
-        f = dict(s.features)
-        names = self.vocab.get(s.family, [])
-        f["op_code"] = float(names.index(s.op)) if s.op in names else -1.0
-        return [f[k] for k in FEATURES]
-
-    def _target(self, s: Sample, dtype: str) -> float:
-        base = self.rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype)
-        return math.log(s.time_s / base)
-
-    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
-        """Seconds per op (dispatch included), batched per family."""
+    def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
+        """Seconds per op measured alone (dispatch included), batched per family."""
         out = [0.0] * len(costs)
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(costs):
             groups.setdefault(c.family, []).append(i)
         for fam, idx in groups.items():
             bases = [self.rates.base(costs[i].flops, costs[i].memory_traffic_bytes, matrix_flags[i], dtype) for i in idx]
-            model = self.models.get(fam)
-            if model is not None:
-                x = np.array([feature_vector(costs[i], self.vocab) for i in idx])
-                corr = model.predict(x)
+            ens = self.ensembles.get(fam)
+            if ens is not None:
+                corr = ens.predict(np.array([feature_vector(costs[i], self.vocab) for i in idx]))
             else:
-                corr = [self.constant.get(fam, self.global_constant)] * len(idx)
+                corr = [self.constants.get(fam, self.global_constant)] * len(idx)
             for i, b, c in zip(idx, bases, corr):
                 out[i] = b * math.exp(float(c))
         return out
+
+    def memory_bound(self, cost: OpCost, matrix: bool, dtype: str) -> bool:
+        table = self.rates.matrix_flops if matrix else self.rates.vector_flops
+        peak = table.get(dtype) or table["float32"]
+        return cost.memory_traffic_bytes / self.rates.bandwidth >= cost.flops / peak
+
+    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
+        """Seconds per op inside a network: isolated time through the context model."""
+        iso = self.isolated(costs, dtype, matrix_flags)
+        return [self.context.apply(t, self.memory_bound(c, m, dtype), c.bytes_written)
+                for t, c, m in zip(iso, costs, matrix_flags)]
+
+    def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> list[float]:
+        working = [c for c in costs if c.flops or c.memory_traffic_bytes]
+        flags = [c.family in _PRODUCTS for c in working]
+        iso = self.isolated(working, dtype, flags)
+        mem = [self.memory_bound(c, m, dtype) for c, m in zip(working, flags)]
+        return ContextModel.design_row(iso, mem, [c.bytes_written for c in working])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "hwcost-time-model", "version": 1, "features": list(FEATURES), "vocab": self.vocab,
+                "constants": self.constants, "global_constant": self.global_constant,
+                "context": vars(self.context),
+                "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], rates: Rates) -> "TimeModel":
+        if d.get("format") != "hwcost-time-model" or list(d.get("features", [])) != list(FEATURES):
+            raise ValueError("not a time model of this hwcost version (format or feature list differs)")
+        ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
+        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]))
+
+
+_PRODUCTS = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"})
+
+
+def _vector(s: Sample, vocab: dict[str, list[str]]) -> list[float]:
+    f = dict(s.features)
+    names = vocab.get(s.family, [])
+    f["op_code"] = float(names.index(s.op)) if s.op in names else -1.0
+    return [f[k] for k in FEATURES]
 
 
 _CACHE: dict[str, TimeModel] = {}
 
 
-def time_model_for(calibration: dict[str, Any], samples_text: str, rates: Rates) -> TimeModel:
-    key = sha256(samples_text) + repr(sorted(rates.matrix_flops.items())) + repr(rates.bandwidth)
+def time_model_for(model_text: str, rates: Rates) -> TimeModel:
+    import json
+
+    key = sha256(model_text) + repr(sorted(rates.matrix_flops.items())) + repr(rates.bandwidth)
     if key not in _CACHE:
-        _CACHE[key] = TimeModel(read_samples(samples_text), rates)
+        _CACHE[key] = TimeModel.from_dict(json.loads(model_text), rates)
     return _CACHE[key]
 
 

@@ -24,12 +24,14 @@ from ..errors import InputError
 from ..measure import fixed_threads, synchronizer, time_callable
 from ..predict import PRODUCT_FAMILIES
 from .features import FEATURES, shape_features
-from .fit import GBM_PARAMS, Rates, Sample, TimeModel, dominant, op_name, read_samples, sha256, write_samples_header
-from .suite import SUITE_VERSION, cases
+from .fit import (GBM_PARAMS, ContextModel, Rates, Sample, TimeModel, dominant, op_name, read_samples, sha256,
+                  write_samples_header)
+from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
 QUICK_BUDGET_S = 45.0
 CASE_SECONDS = 0.12       # timing budget per case after warm-up
+CHAIN_EVERY = 10          # one network-like chain per this many isolated cases
 
 
 def host_info(backend: str) -> dict[str, Any]:
@@ -62,7 +64,44 @@ def host_info(backend: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ measuring
 
 
+def _time_module_cuda(mod: nn.Module, inputs: tuple, calls: int = 20) -> tuple[float, float, float, int]:
+    """Device time per call: replay of a CUDA graph of ``calls`` launches (no host gaps), timed with
+    CUDA events; if the op cannot be captured, back-to-back launches between two synchronizations."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            mod(*inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    run: Callable[[], Any]
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                mod(*inputs)
+        run = graph.replay
+    except Exception:  # not capturable: dynamic shapes, host syncs, CPU fallbacks
+        def run():
+            for _ in range(calls):
+                mod(*inputs)
+    samples = []
+    for _ in range(7):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / calls)
+    from ..measure import summarize
+
+    st = summarize(samples)
+    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s) * calls
+
+
 def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, float, float, int]:
+    if backend == "cuda":
+        return _time_module_cuda(mod, inputs)
     sync = synchronizer(backend)
     call = lambda: mod(*inputs)  # noqa: E731
     t0 = time.perf_counter()
@@ -75,6 +114,7 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
 
 
 def measure_case(mod: nn.Module, inputs: tuple, family: str, case_id: str, backend: str) -> Sample | None:
+    mod = mod.eval()
     a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
     main = dominant(a.ops)
     if main is None:
@@ -102,6 +142,14 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         tiny = nn.ReLU().to(dev)
         x = torch.zeros(8, device=dev)
         res["floor_s"] = time_callable(lambda: tiny(x), warmup=20, repeats=200, sync=sync).median_s
+        if backend == "cuda":
+            # host enqueue cost of an op: launches timed without waiting for the device
+            def enqueue_many():
+                for _ in range(200):
+                    tiny(x)
+            res["host_enqueue_s"] = time_callable(enqueue_many, warmup=2, repeats=10).median_s / 200
+            torch.cuda.synchronize()
+            res["floor_s"] = _time_module_cuda(tiny, (x,))[0]  # device-side cost of a tiny kernel
         for dt in dtypes:
             t = getattr(torch, dt)
             n = 2048 if backend == "cuda" else 1024
@@ -240,6 +288,7 @@ def calibrate(
                                                {}).row())
                     f.flush()
                 count = len([s for s in existing if not s.family.startswith("_")])
+                chains = len([s for s in existing if s.family == "_chain"])
                 for case in cases(seed):
                     if prog.elapsed >= budget or (max_cases is not None and count >= max_cases):
                         break
@@ -253,6 +302,10 @@ def calibrate(
                         writer.writerow(s.row())
                         f.flush()
                         count += 1
+                    if count % CHAIN_EVERY == 0:
+                        writer.writerow(measure_chain(seed, chains, backend).row())
+                        f.flush()
+                        chains += 1
                     prog.update(count, case.family)
             except KeyboardInterrupt:
                 interrupted = True
@@ -268,14 +321,51 @@ def calibrate(
         raise InputError("no case was measured; nothing to fit (give a larger --budget)")
     meter = EnergyMeter.detect(backend)
     text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
-                        n_cases, interrupted, base_profile, meter is not None)
+                        n_cases, interrupted, base_profile, meter is not None, seed)
+    rates = rates_of(parse_profile(text, out))
+    model = TimeModel.fit(samples, rates)
+    model.context = fit_context(model, samples, seed, backend)
+    import json
+
+    model_text = json.dumps(model.to_dict(), separators=(",", ":"))
+    model_path = samples_path[: -len(".samples.csv")] + ".model.json"
+    _atomic_write(model_path, model_text)
+    doc = yaml.safe_load(text)
+    doc["calibration"]["model_file"] = os.path.basename(model_path)
+    doc["calibration"]["model_sha256"] = sha256(model_text)
+    doc["calibration"]["context"] = {k: v for k, v in vars(model.context).items()}
+    text = yaml.safe_dump(doc, sort_keys=False, width=100)
     _atomic_write(out, text)
-    profile = parse_profile(text, out)
-    TimeModel(samples, rates_of(profile))  # fit once now: a broken fit fails here, not at first use
-    return profile
+    return parse_profile(text, out)
+
+
+def measure_chain(seed: int, k: int, backend: str) -> Sample:
+    case = chain_case(seed, k)
+    mod, inputs = case.build()
+    mod = mod.eval().to(backend)
+    inputs = tuple(x.to(backend) for x in inputs)
+    with torch.inference_mode():
+        st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=synchronizer(backend), max_seconds=1.0)
+    return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {})
+
+
+def fit_context(model: TimeModel, samples: list[Sample], seed: int, backend: str) -> ContextModel:
+    """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
+    much slower they run in context."""
+    rows, times = [], []
+    for s in samples:
+        if s.family != "_chain":
+            continue
+        k = int(s.case_id.split("-")[1])
+        mod, inputs = chain_case(seed, k).build()
+        a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
+        rows.append(model.chain_row(a.ops))
+        times.append(s.time_s)
+    return ContextModel.fit(rows, times)
 
 
 def rates_of(profile: DeviceProfile) -> Rates:
+    """The baseline rates a calibrated profile's time model was fitted against."""
     cal = profile.calibration or {}
     r = cal.get("rates", {})
     return Rates(
@@ -288,7 +378,7 @@ def rates_of(profile: DeviceProfile) -> Rates:
 
 def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
                  samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
-                 base: DeviceProfile | None, has_sensor: bool) -> str:
+                 base: DeviceProfile | None, has_sensor: bool, seed: int = 0) -> str:
     host = host_info(backend)
     matrix = {dt: round(fundamentals[f"matmul_flops_{dt}"] / 1e12, 5) for dt in dtypes
               if f"matmul_flops_{dt}" in fundamentals}
@@ -305,11 +395,13 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
         "threads": threads,
         "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
         "memory": {"bandwidth_gbps": bw, "capacity_gb": host["memory_gb"]},
-        "overhead_us": {"host_per_op": floor_us, "device_per_op": 0.0},
+        "overhead_us": {"host_per_op": round(fundamentals.get("host_enqueue_s", fundamentals["floor_s"]) * 1e6, 3),
+                        "device_per_op": 0.0},
         "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
         "calibration": {
             "version": 1,
             "suite_version": SUITE_VERSION,
+            "seed": seed,
             "backend": backend,
             "date": when,
             "host": host,
@@ -321,14 +413,17 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
             "rates": {"floor_us": floor_us},
             "samples_file": os.path.basename(samples_path),
             "samples_sha256": sha256(samples_text),
-            "model": {"kind": "gradient boosting of log(measured / baseline) per op family",
+            "model": {"kind": "gradient boosting of log(isolated time / baseline) per op family, "
+                              "then a context model fitted on network-like chains",
                       "params": dict(GBM_PARAMS), "features": list(FEATURES)},
         },
         "sources": {
             "compute": f"measured by hwcost calibrate ({when}): best {'2048' if backend == 'cuda' else '1024'}^3 "
                        f"matmul rate per dtype ({', '.join(dtypes)}), {threads} threads",
             "memory": "measured: copy of a large tensor (bytes read + written per second)",
-            "overhead_us": "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)",
+            "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
+                            if backend == "cuda" else
+                            "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)"),
         },
     }
     if base is not None:

@@ -52,7 +52,7 @@ def _x(*shape, dtype=torch.float32):
 # each generator draws one case's constructor from rng; None = draw again (over the size limit)
 def _conv(rng, dtype):
     n = _pick(rng, [1, 1, 2, 8])
-    if rng.random() < 0.12:  # 3D (video)
+    if rng.random() < 0.25:  # 3D (video)
         c_in, c_out = _pick(rng, [3, 16, 32, 64, 128]), _pick(rng, [16, 32, 64, 128, 256])
         d, h = _pick(rng, [4, 8, 16]), _pick(rng, [14, 28, 56, 112])
         k, s = _pick(rng, [1, 3]), _pick(rng, [1, 1, 2])
@@ -138,6 +138,18 @@ def _embedding(rng, dtype):
     return lambda: (nn.Embedding(vocab, dim).to(dtype), (torch.zeros(1, tokens, dtype=torch.long),))
 
 
+def _rnn(rng, dtype):
+    cell = _pick(rng, [nn.LSTM, nn.LSTM, nn.GRU, nn.RNN])
+    b, t = _pick(rng, [1, 1, 4, 8, 16]), _pick(rng, [8, 16, 32, 64, 128])
+    i, h = _pick(rng, [32, 64, 128, 256, 512]), _pick(rng, [64, 128, 256, 512, 1024])
+    layers, bidir = _pick(rng, [1, 1, 2, 3]), rng.random() < 0.5
+    gates = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}[cell]
+    if 2 * b * t * gates * h * (i + h) * layers * (2 if bidir else 1) > MAX_CASE_FLOPS:
+        return None
+    return lambda: (cell(i, h, num_layers=layers, bidirectional=bidir, batch_first=True).to(dtype),
+                    (_x(b, t, i, dtype=dtype),))
+
+
 _UNARY = [nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU]
 _BINARY = [torch.add, torch.mul, torch.sub, torch.div]
 
@@ -219,7 +231,7 @@ GENERATORS: dict[str, tuple[float, Callable]] = {
     "conv_transpose": (0.5, _conv_transpose), "matmul": (3, _matmul), "attention": (1, _attention),
     "embedding": (0.5, _embedding), "elementwise": (3, _elementwise), "norm": (2, _norm),
     "pool": (1, _pool), "reduction": (1, _reduction), "softmax": (1, _softmax),
-    "interpolate": (0.5, _interpolate), "data_movement": (1.5, _data_movement),
+    "interpolate": (0.5, _interpolate), "data_movement": (1.5, _data_movement), "rnn": (1, _rnn),
 }
 
 
@@ -240,3 +252,91 @@ def cases(seed: int = 0, dtype: torch.dtype = torch.float32) -> Iterator[Case]:
                         break
                 counts[fam] += 1
                 yield Case(f"{fam}-{counts[fam]}", fam, build)
+
+
+# ------------------------------------------------------------------ chains: ops in network context
+
+MAX_CHAIN_FLOPS = 3e9
+
+
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class _TokenMixer(nn.Module):
+    """Self-attention over tokens from primitives (not a zoo block)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads, self.norm = heads, nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return x + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+
+def _conv_chain(rng: random.Random):
+    n, c, h = _pick(rng, [1, 1, 2, 4, 8]), _pick(rng, [3, 16, 32]), _pick(rng, [56, 112, 160, 224])
+    c0, h0 = c, h
+    act = _pick(rng, [nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish])
+    layers: list[nn.Module] = []
+    flops = 0.0
+    for _ in range(rng.randint(4, 9)):
+        kind = rng.random()
+        if kind < 0.45 or c == 3:
+            cout, k, s = _pick(rng, [16, 24, 32, 64, 96, 144, 192, 256]), _pick(rng, [1, 1, 3, 3]), _pick(rng, [1, 1, 2])
+            layers += [nn.Conv2d(c, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), act()]
+            flops += 2 * n * c * cout * k * k * (h / s) ** 2
+            c, h = cout, (h + s - 1) // s
+        elif kind < 0.7:
+            k, s = _pick(rng, [3, 5]), _pick(rng, [1, 2])
+            layers += [nn.Conv2d(c, c, k, s, k // 2, groups=c, bias=False), nn.BatchNorm2d(c), act()]
+            flops += 2 * n * c * k * k * (h / s) ** 2
+            h = (h + s - 1) // s
+        elif kind < 0.85:
+            layers.append(_Residual(nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), act())))
+            flops += 2 * n * c * c * h * h
+        elif h > 7:
+            layers.append(_pick(rng, [nn.MaxPool2d(2), nn.AvgPool2d(2), nn.MaxPool2d(3, 2, 1)]))
+            h //= 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 100)]
+    if flops > MAX_CHAIN_FLOPS:
+        return None
+    return lambda: (nn.Sequential(*layers), (_x(n, c0, h0, h0),))
+
+
+def _token_chain(rng: random.Random):
+    b, n, d = _pick(rng, [1, 1, 4, 8]), _pick(rng, [16, 64, 128, 197, 256]), _pick(rng, [128, 192, 256, 384, 512])
+    heads = _pick(rng, [2, 4, 8])
+    layers: list[nn.Module] = []
+    flops = 0.0
+    for _ in range(rng.randint(2, 5)):
+        if rng.random() < 0.5:
+            layers.append(_TokenMixer(d, heads))
+            flops += 2 * b * n * d * 4 * d + 4 * b * n * n * d
+        else:
+            hidden = d * _pick(rng, [2, 4])
+            layers.append(_Residual(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), _pick(rng, [nn.GELU, nn.SiLU])(),
+                                                  nn.Linear(hidden, d))))
+            flops += 4 * b * n * d * hidden
+    if flops > MAX_CHAIN_FLOPS:
+        return None
+    return lambda: (nn.Sequential(*layers, nn.LayerNorm(d)), (_x(b, n, d),))
+
+
+def chain_case(seed: int, k: int) -> Case:
+    """The k-th chain: a random stack of layers (conv/norm/activation/pool, or token MLP/attention)."""
+    rng = random.Random(f"{seed}:chain:{k}")
+    for _ in range(100):
+        gen = _conv_chain if rng.random() < 0.65 else _token_chain
+        build = gen(rng)
+        if build is not None:
+            return Case(f"chain-{k}", "_chain", build)
+    raise RuntimeError("no chain under the size limit")  # unreachable with the ranges above

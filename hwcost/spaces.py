@@ -1,0 +1,283 @@
+"""Search spaces for the specialization loop: OFA-MobileNetV3 and a ResNet width/depth space.
+
+A space is anything with this small interface (see ``SearchSpace``):
+
+    sample(rng) -> config               a random sub-network (configs are plain tuples, hashable)
+    mutate(config, rng, prob) -> config each choice resampled with probability ``prob``
+    crossover(a, b, rng) -> config      each choice taken from a or b
+    build(config) -> nn.Module          the real sub-network
+    input_shape(config) -> shape        without batch, e.g. (3, 192, 192)
+    blocks(config) -> [Block]           the network as a sequence of blocks, each with a hashable
+                                        signature and a builder; equal signatures = equal latency
+    smallest() / largest() -> config
+
+Once-for-All (Cai et al., ICLR 2020): MobileNetV3 super-network with elastic kernel {3,5,7},
+expand ratio {3,4,6}, depth {2,3,4} per stage over 5 stages, input resolution 160..224 step 4.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import torch.nn as nn
+
+from .zoo.cnn import ConvNormAct, SqueezeExcitation, make_divisible
+
+
+@dataclass(frozen=True)
+class Block:
+    signature: tuple                       # everything that sets the block's cost
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]           # without batch
+
+
+class SearchSpace(Protocol):
+    name: str
+
+    def sample(self, rng: random.Random) -> Any: ...
+    def mutate(self, config: Any, rng: random.Random, prob: float) -> Any: ...
+    def crossover(self, a: Any, b: Any, rng: random.Random) -> Any: ...
+    def build(self, config: Any) -> nn.Module: ...
+    def input_shape(self, config: Any) -> tuple[int, ...]: ...
+    def blocks(self, config: Any) -> list[Block]: ...
+    def smallest(self) -> Any: ...
+    def largest(self) -> Any: ...
+    def describe(self, config: Any) -> str: ...
+
+
+class Sequential(nn.Sequential):
+    """The built sub-network: blocks in order (named like the LUT's blocks)."""
+
+
+# ------------------------------------------------------------------ OFA MobileNetV3
+
+
+class MBBlock(nn.Module):
+    """MobileNetV3 inverted residual with elastic kernel and expand ratio (OFA's MBConvLayer)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int, se: bool, act: str):
+        super().__init__()
+        mid = make_divisible(cin * expand)
+        a = nn.Hardswish if act == "h_swish" else nn.ReLU
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if mid != cin:
+            layers.append(ConvNormAct(cin, mid, 1, act=a))
+        layers.append(ConvNormAct(mid, mid, kernel, stride, groups=mid, act=a))
+        if se:
+            layers.append(SqueezeExcitation(mid, make_divisible(mid // 4), scale_activation=nn.Hardsigmoid))
+        layers.append(ConvNormAct(mid, cout, 1, act=None))
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class Stem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first_conv = ConvNormAct(3, 16, 3, 2, act=nn.Hardswish)
+        self.first_block = MBBlock(16, 16, 3, 1, 1, False, "relu")
+
+    def forward(self, x):
+        return self.first_block(self.first_conv(x))
+
+
+class Head(nn.Module):
+    def __init__(self, cin: int = 160, expand: int = 960, mix: int = 1280, classes: int = 1000):
+        super().__init__()
+        self.final_expand = ConvNormAct(cin, expand, 1, act=nn.Hardswish)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.feature_mix = nn.Sequential(nn.Conv2d(expand, mix, 1, bias=False), nn.Hardswish())
+        self.classifier = nn.Linear(mix, classes)
+
+    def forward(self, x):
+        return self.classifier(self.feature_mix(self.pool(self.final_expand(x))).flatten(1))
+
+
+OFAConfig = tuple  # (resolution, depths (5,), kernels (20,), expands (20,)) - per stage, 4 slots each
+
+
+@dataclass
+class OFAMobileNetV3:
+    """Once-for-All MobileNetV3 (width 1.0): 5 elastic stages of up to 4 blocks."""
+
+    kernels: Sequence[int] = (3, 5, 7)
+    expands: Sequence[int] = (3, 4, 6)
+    depths: Sequence[int] = (2, 3, 4)
+    resolutions: Sequence[int] = tuple(range(160, 225, 4))
+    # per stage: output channels, first stride, activation, squeeze-excite (OFA's MBv3 layout)
+    stages: Sequence[tuple[int, int, str, bool]] = (
+        (24, 2, "relu", False), (40, 2, "relu", True), (80, 2, "h_swish", False),
+        (112, 1, "h_swish", True), (160, 2, "h_swish", True),
+    )
+    name: str = "ofa-mbv3"
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    def _slots(self) -> int:
+        return len(self.stages) * self.max_depth
+
+    def sample(self, rng: random.Random) -> OFAConfig:
+        n = self._slots()
+        return (rng.choice(self.resolutions), tuple(rng.choice(self.depths) for _ in self.stages),
+                tuple(rng.choice(self.kernels) for _ in range(n)), tuple(rng.choice(self.expands) for _ in range(n)))
+
+    def mutate(self, config: OFAConfig, rng: random.Random, prob: float) -> OFAConfig:
+        r, d, k, e = config
+        pick = lambda cur, choices: rng.choice(choices) if rng.random() < prob else cur  # noqa: E731
+        return (pick(r, self.resolutions), tuple(pick(x, self.depths) for x in d),
+                tuple(pick(x, self.kernels) for x in k), tuple(pick(x, self.expands) for x in e))
+
+    def crossover(self, a: OFAConfig, b: OFAConfig, rng: random.Random) -> OFAConfig:
+        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
+        return (pick(a[0], b[0]), tuple(map(pick, a[1], b[1])), tuple(map(pick, a[2], b[2])),
+                tuple(map(pick, a[3], b[3])))
+
+    def smallest(self) -> OFAConfig:
+        n = self._slots()
+        return (min(self.resolutions), (min(self.depths),) * len(self.stages), (min(self.kernels),) * n,
+                (min(self.expands),) * n)
+
+    def largest(self) -> OFAConfig:
+        n = self._slots()
+        return (max(self.resolutions), (max(self.depths),) * len(self.stages), (max(self.kernels),) * n,
+                (max(self.expands),) * n)
+
+    def input_shape(self, config: OFAConfig) -> tuple[int, ...]:
+        return (3, config[0], config[0])
+
+    def blocks(self, config: OFAConfig) -> list[Block]:
+        res, depths, kernels, expands = config
+        size = -(-res // 2)  # after the stride-2 first conv
+        out: list[Block] = [Block(("stem", res), Stem, (3, res, res))]
+        cin = 16
+        for s, (cout, stride, act, se) in enumerate(self.stages):
+            for i in range(depths[s]):
+                slot = s * self.max_depth + i
+                st = stride if i == 0 else 1
+                sig = ("mb", cin, cout, kernels[slot], expands[slot], st, se, act, size)
+                out.append(Block(sig, _mb_builder(cin, cout, kernels[slot], expands[slot], st, se, act), (cin, size, size)))
+                size = -(-size // st)
+                cin = cout
+        out.append(Block(("head", cin, size), lambda c=cin: Head(c), (cin, size, size)))
+        return out
+
+    def build(self, config: OFAConfig) -> nn.Module:
+        return Sequential(*[b.build() for b in self.blocks(config)])
+
+    def describe(self, config: OFAConfig) -> str:
+        res, depths, kernels, expands = config
+        parts = []
+        for s, d in enumerate(depths):
+            ks = kernels[s * self.max_depth: s * self.max_depth + d]
+            es = expands[s * self.max_depth: s * self.max_depth + d]
+            parts.append("/".join(f"k{k}e{e}" for k, e in zip(ks, es)))
+        return f"r{res} d{''.join(map(str, depths))} | " + " | ".join(parts)
+
+
+def _mb_builder(cin, cout, k, e, stride, se, act) -> Callable[[], nn.Module]:
+    return lambda: MBBlock(cin, cout, k, e, stride, se, act)
+
+
+# ------------------------------------------------------------------ ResNet width/depth
+
+
+class ResBlock(nn.Module):
+    """A basic residual block with an elastic width (the OFA-ResNet idea on BasicBlocks)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvNormAct(cin, cout, 3, stride), ConvNormAct(cout, cout, 3, act=None))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class ResStem(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = ConvNormAct(3, width, 7, 2)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+class ResHead(nn.Module):
+    def __init__(self, cin: int, classes: int = 1000):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(x).flatten(1))
+
+
+@dataclass
+class ResNetSpace:
+    """ResNet-18-like: per stage depth {1,2,3} and width multiplier {0.5, 0.75, 1.0}, resolution 128..224."""
+
+    depths: Sequence[int] = (1, 2, 3)
+    widths: Sequence[float] = (0.5, 0.75, 1.0)
+    resolutions: Sequence[int] = tuple(range(128, 225, 16))
+    base_widths: Sequence[int] = (64, 128, 256, 512)
+    name: str = "resnet"
+
+    def sample(self, rng: random.Random) -> tuple:
+        n = len(self.base_widths)
+        return (rng.choice(self.resolutions), tuple(rng.choice(self.depths) for _ in range(n)),
+                tuple(rng.choice(self.widths) for _ in range(n)))
+
+    def mutate(self, config: tuple, rng: random.Random, prob: float) -> tuple:
+        r, d, w = config
+        pick = lambda cur, choices: rng.choice(choices) if rng.random() < prob else cur  # noqa: E731
+        return (pick(r, self.resolutions), tuple(pick(x, self.depths) for x in d), tuple(pick(x, self.widths) for x in w))
+
+    def crossover(self, a: tuple, b: tuple, rng: random.Random) -> tuple:
+        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
+        return (pick(a[0], b[0]), tuple(map(pick, a[1], b[1])), tuple(map(pick, a[2], b[2])))
+
+    def smallest(self) -> tuple:
+        n = len(self.base_widths)
+        return (min(self.resolutions), (min(self.depths),) * n, (min(self.widths),) * n)
+
+    def largest(self) -> tuple:
+        n = len(self.base_widths)
+        return (max(self.resolutions), (max(self.depths),) * n, (max(self.widths),) * n)
+
+    def input_shape(self, config: tuple) -> tuple[int, ...]:
+        return (3, config[0], config[0])
+
+    def blocks(self, config: tuple) -> list[Block]:
+        res, depths, widths = config
+        stem_w = make_divisible(64 * widths[0])
+        size = -(-(-(-res // 2)) // 2)  # conv stride 2, then max-pool stride 2
+        out = [Block(("stem", res, stem_w), lambda w=stem_w: ResStem(w), (3, res, res))]
+        cin = stem_w
+        for s, (base, d, w) in enumerate(zip(self.base_widths, depths, widths)):
+            cout = make_divisible(base * w)
+            for i in range(d):
+                st = 2 if i == 0 and s > 0 else 1
+                out.append(Block(("res", cin, cout, st, size), lambda a=cin, b=cout, c=st: ResBlock(a, b, c),
+                                 (cin, size, size)))
+                size = -(-size // st)
+                cin = cout
+        out.append(Block(("head", cin), lambda c=cin: ResHead(c), (cin, size, size)))
+        return out
+
+    def build(self, config: tuple) -> nn.Module:
+        return Sequential(*[b.build() for b in self.blocks(config)])
+
+    def describe(self, config: tuple) -> str:
+        res, depths, widths = config
+        return f"r{res} depths {'-'.join(map(str, depths))} widths {'-'.join(f'{w:g}' for w in widths)}"
+
+
+SPACES: dict[str, Callable[[], Any]] = {"ofa-mbv3": OFAMobileNetV3, "resnet": ResNetSpace}

@@ -1,0 +1,180 @@
+"""Calibration: features, fitting with known answers, plain-data models, resume after interruption."""
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+import hwcost
+from hwcost.calibration import calibrate
+from hwcost.calibration.features import FEATURES, feature_vector, shape_features
+from hwcost.calibration.fit import ContextModel, Rates, Sample, TimeModel, TreeEnsemble, read_samples
+from hwcost.errors import InputError, ProfileError
+
+RATES = Rates(floor_s=2e-6, matrix_flops={"float32": 1e11}, vector_flops={"float32": 1e11}, bandwidth=1e10)
+
+
+def _op(model, x):
+    a = hwcost.analyze(model, x)
+    (c,) = [c for c in a.ops if c.flops or c.memory_traffic_bytes]
+    return c
+
+
+# ------------------------------------------------------------------ features
+
+
+def test_conv_features_from_shapes():
+    c = _op(nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=4), torch.zeros(2, 16, 28, 28))
+    f = shape_features(c)
+    assert f["log_c_in"] == pytest.approx(math.log2(17)) and f["log_c_out"] == pytest.approx(math.log2(33))
+    assert f["kernel"] == 9 and f["stride"] == 2 and f["log_groups"] == pytest.approx(math.log2(5))
+    assert f["log_spatial_in"] == pytest.approx(math.log2(28 * 28 + 1))
+    assert f["log_spatial_out"] == pytest.approx(math.log2(14 * 14 + 1))
+    assert f["log_batch"] == pytest.approx(math.log2(3)) and f["spatial_dims"] == 2
+
+
+def test_matmul_features_are_m_k_n():
+    f = shape_features(_op(nn.Linear(64, 256), torch.zeros(10, 64)))
+    assert (f["log_spatial_in"], f["log_c_in"], f["log_c_out"]) == pytest.approx(
+        (math.log2(11), math.log2(65), math.log2(257)))
+
+
+def test_same_op_same_features_alone_and_inside_a_network():
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    alone = feature_vector(_op(conv, torch.zeros(1, 8, 16, 16)), {"conv": ["convolution"]})
+    net = nn.Sequential(nn.ReLU(), conv, nn.Sigmoid())
+    a = hwcost.analyze(net, (8, 16, 16))
+    inside = feature_vector(next(c for c in a.ops if c.family == "conv"), {"conv": ["convolution"]})
+    assert alone == inside and len(alone) == len(FEATURES)
+
+
+# ------------------------------------------------------------------ fitting with known answers
+
+
+def _synthetic_samples(rule, n=80, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        flops = 10 ** rng.uniform(5, 10)
+        traffic = 10 ** rng.uniform(4, 8)
+        kernel = rng.choice([1, 9, 25])
+        base = RATES.base(flops, traffic, True, "float32")
+        feats = dict.fromkeys(FEATURES, 0.0)
+        feats.pop("op_code")
+        feats.update(log_flops=math.log2(flops + 1), log_bytes_read=math.log2(traffic + 1), kernel=float(kernel))
+        out.append(Sample(f"conv-{i}", "conv", "convolution", base * rule(kernel), 0, 0, 5, flops, traffic, 0.0,
+                          True, feats))
+    return out
+
+
+def test_fit_recovers_a_constant_efficiency():
+    model = TimeModel.fit(_synthetic_samples(lambda k: 2.0), RATES)
+    assert math.exp(model.constants["conv"]) == pytest.approx(2.0)
+    x = np.array([[s.features.get(f, 0.0) for f in FEATURES] for s in _synthetic_samples(lambda k: 2.0, 5, 1)])
+    assert np.exp(model.ensembles["conv"].predict(x)) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_fit_recovers_a_feature_dependent_slowdown():
+    rule = lambda k: {1: 1.5, 9: 3.0, 25: 6.0}[k]  # noqa: E731
+    model = TimeModel.fit(_synthetic_samples(rule, 120), RATES)
+    test = _synthetic_samples(rule, 30, seed=7)
+    x = np.array([[s.features.get(f, 0.0) for f in FEATURES] for s in test])
+    pred = np.exp(model.ensembles["conv"].predict(x))
+    truth = np.array([rule(int(s.features["kernel"])) for s in test])
+    assert np.max(np.abs(pred / truth - 1)) < 0.05
+
+
+def test_fit_is_deterministic_and_plain_data_round_trips():
+    samples = _synthetic_samples(lambda k: 1.0 + k / 10)
+    a, b = TimeModel.fit(samples, RATES), TimeModel.fit(samples, RATES)
+    assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())
+    back = TimeModel.from_dict(json.loads(json.dumps(a.to_dict())), RATES)
+    x = np.random.default_rng(0).normal(size=(20, len(FEATURES)))
+    assert np.array_equal(back.ensembles["conv"].predict(x), a.ensembles["conv"].predict(x))
+
+
+def test_tree_ensemble_equals_sklearn():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = np.sin(x[:, 0]) + x[:, 1] ** 2
+    gbm = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(x, y)
+    ens = TreeEnsemble.from_sklearn(gbm)
+    xt = rng.normal(size=(50, 5))
+    assert np.allclose(ens.predict(xt), gbm.predict(xt), rtol=1e-12, atol=1e-12)
+
+
+def test_context_fit_recovers_known_coefficients():
+    rng = random.Random(0)
+    rows, times = [], []
+    for _ in range(40):
+        r = [rng.uniform(1e-3, 1e-2), rng.uniform(1e-3, 2e-2), rng.randint(5, 60), rng.uniform(1e6, 5e7)]
+        rows.append(r)
+        times.append(1.4 * r[0] + 1.1 * r[1] + 5e-6 * r[2] + 2e-11 * r[3])
+    ctx = ContextModel.fit(rows, times)
+    assert (ctx.memory_scale, ctx.compute_scale) == pytest.approx((1.4, 1.1), rel=1e-3)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2) and ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
+    assert ContextModel.fit(rows[:3], times[:3]) == ContextModel(chains=3)  # too few chains: identity
+
+
+# ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cal") / "tiny.yaml"
+    stop = lambda done: done >= 6  # noqa: E731  simulated Ctrl-C after 6 cases
+    first = calibrate("tiny", out=str(out), max_cases=100, base="raspberry-pi-4", progress=False, _stop=stop)
+    rows1 = read_samples((out.parent / "tiny.samples.csv").read_text())
+    second = calibrate("tiny", out=str(out), max_cases=12, base="raspberry-pi-4", progress=False)
+    rows2 = read_samples((out.parent / "tiny.samples.csv").read_text())
+    return out, first, second, rows1, rows2
+
+
+def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
+    out, first, second, rows1, rows2 = calibrated
+    assert first.calibration["interrupted"] is True and first.calibration["cases"] == 6
+    assert second.calibration["interrupted"] is False and second.calibration["cases"] == 12
+    ids1 = [s.case_id for s in rows1]
+    ids2 = [s.case_id for s in rows2]
+    assert ids2[: len(ids1)] == ids1                      # kept, in order
+    assert len(ids2) == len(set(ids2))                     # nothing measured twice
+    assert sum(s.family == "_fundamental" for s in rows2) == sum(s.family == "_fundamental" for s in rows1)
+    assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
+
+
+def test_calibrated_profile_is_plain_valid_yaml_and_predicts(calibrated):
+    out, _, prof, _, _ = calibrated
+    doc = yaml.safe_load(out.read_text())
+    assert doc["calibration"]["host"]["torch"] == str(torch.__version__)
+    assert {"samples_file", "samples_sha256", "model_file", "model_sha256"} <= set(doc["calibration"])
+    assert "datasheet" in doc["sources"]["power_w"]
+    loaded = hwcost.load_device(str(out))
+    p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 32, 32), device=loaded)
+    assert p.latency_ms > 0 and p.energy_mj is not None
+    assert "calibrated profile" in p.table()
+
+
+def test_tampered_model_file_is_refused(calibrated, tmp_path):
+    out, *_ = calibrated
+    for f in out.parent.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    model = tmp_path / "tiny.model.json"
+    text = model.read_text()
+    model.write_text(text.replace('"global_constant":', '"global_constant": ', 1))
+    assert model.read_text() != text
+    with pytest.raises(ProfileError, match="changed since calibration"):
+        hwcost.predict(nn.ReLU(), (4,), device=str(tmp_path / "tiny.yaml"))
+
+
+def test_calibrate_bad_backend():
+    with pytest.raises(InputError, match="backend"):
+        calibrate("x", backend="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="cuda"):
+            calibrate("x", backend="cuda")

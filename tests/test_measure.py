@@ -1,0 +1,85 @@
+"""Measurement harness: statistics, warm-up, outlier rejection, per-layer shares, energy meters."""
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+from hwcost.energy import rapl_meter
+from hwcost.errors import InputError
+from hwcost.measure import measure, reject_outliers, summarize, time_callable
+
+
+def test_outlier_rejection_is_one_sided_and_robust():
+    samples = [10.0, 10.2, 9.9, 10.1, 10.0, 55.0, 10.05]
+    kept, rejected = reject_outliers(samples)
+    assert rejected == 1 and 55.0 not in kept
+    fast = [10.0, 10.2, 9.9, 10.1, 1.0]                  # a fast run is never dropped
+    assert reject_outliers(fast)[1] == 0
+    assert reject_outliers([1.0, 1.0, 1.0, 1.0])[1] == 0  # zero spread: nothing to judge
+    assert reject_outliers([1.0, 9.0])[1] == 0            # too few samples to judge
+
+
+def test_summary_quantiles():
+    st = summarize([float(x) for x in range(1, 12)])      # 1..11
+    assert st.median_s == 6 and st.p10_s == pytest.approx(2.0) and st.p90_s == pytest.approx(10.0)
+    assert st.p10_s <= st.median_s <= st.p90_s
+
+
+def test_time_callable_warms_up_and_repeats_with_a_fake_clock():
+    calls = []
+    ticks = itertools.count()
+    clock = lambda: float(next(ticks))  # noqa: E731  every reading advances one "second"
+    st = time_callable(lambda: calls.append(1), warmup=4, repeats=6, clock=clock)
+    assert len(calls) == 4 + 6
+    assert len(st.samples_s) == 6 and st.median_s == 1.0
+    calls.clear()
+    st = time_callable(lambda: calls.append(1), warmup=0, repeats=100, clock=clock, max_seconds=5)
+    assert 3 <= len(st.samples_s) < 100  # the time limit stops it, after at least 3 runs
+
+
+def test_sync_is_called_around_each_timed_run():
+    events = []
+    time_callable(lambda: events.append("run"), warmup=1, repeats=3, sync=lambda: events.append("sync"))
+    assert events == ["run", "sync", "run", "sync", "run", "sync", "run", "sync"]
+
+
+def test_measure_a_model_with_per_layer_shares():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    m = measure(model, (3, 32, 32), batch_size=2, repeats=5, per_layer=True, model_name="tiny")
+    assert m.latency_ms > 0 and m.p10_ms <= m.latency_ms <= m.p90_ms
+    assert m.batch_size == 2 and m.fps == pytest.approx(2000 / m.latency_ms)
+    assert [layer.name for layer in m.layers] == ["0", "1", "2", "3", "4"]
+    assert all(layer.share_pct >= 0 for layer in m.layers) and 0 < sum(x.share_pct for x in m.layers) < 300
+    assert "duration %" in m.table()
+    assert model.training  # the caller's model is left as it was
+
+
+def test_measure_rejects_what_it_cannot_run():
+    with torch.device("meta"):
+        meta_model = nn.Linear(4, 4)
+    with pytest.raises(InputError, match="meta"):
+        measure(meta_model, (4,))
+    with pytest.raises(InputError, match="backend"):
+        measure(nn.Linear(4, 4), (4,), backend="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="cuda"):
+            measure(nn.Linear(4, 4), (4,), backend="cuda")
+    with pytest.raises(InputError, match="int8"):
+        measure(nn.Linear(4, 4), (4,), dtype="int8")
+
+
+def test_rapl_reader_sums_packages_and_handles_wraparound(tmp_path):
+    for pkg, (energy, wrap) in {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (500, 10_000_000)}.items():
+        d = tmp_path / pkg
+        d.mkdir()
+        (d / "energy_uj").write_text(str(energy))
+        (d / "max_energy_range_uj").write_text(str(wrap))
+    (tmp_path / "intel-rapl:0:0").mkdir()   # a sub-domain (core), not summed
+    meter = rapl_meter(str(tmp_path))
+    assert meter is not None and "2 package domains" in meter.name
+    base = meter.read_j()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text(str(3_000_000))   # +2 J
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text(str(100))         # wrapped: +9,999,600 uJ
+    assert meter.read_j() - base == pytest.approx(2.0 + 9.9996)
+    assert rapl_meter(str(tmp_path / "none")) is None
