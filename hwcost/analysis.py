@@ -30,6 +30,8 @@ class Analysis:
     ops: list[OpCost] = field(repr=False)
     module_types: dict[str, str] = field(repr=False, default_factory=dict)
     unused_params: int = 0
+    module_calls: int = 0        # every nn.Module call in the forward (containers included)
+    view_ops: int = 0            # aliasing ops: free in bytes, not in dispatch time
 
     # -------------------------------------------------------------- views
     def aggregate(self, depth: int | None) -> list[LayerCost]:
@@ -306,4 +308,6 @@ def analyze(
         ops=costs,
         module_types={n: type(m).__name__ for n, m in model.named_modules()},
         unused_params=total.params - sum(r.params for r in layers),
+        module_calls=len(tr.module_calls),
+        view_ops=tr.view_ops,
     )

@@ -151,8 +151,12 @@ def cmd_roofline(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .calibration import calibrate
+    from .calibration import calibrate, refit
 
+    if args.refit:
+        p = refit(args.out or args.name + ".yaml")
+        print(f"refitted {p.path} from its samples (chain error {p.calibration['context']['median_abs_error_pct']}%)")
+        return
     dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
     p = calibrate(name=args.name, backend=args.backend, out=args.out, budget_s=args.budget, quick=args.quick,
                   threads=args.threads, dtypes=dtypes, base=args.base, progress=not args.no_progress)
@@ -288,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", default="float32", help="comma-separated dtypes to measure peak rates for")
     p.add_argument("--base", help="datasheet profile to take power and energy figures from")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--refit", action="store_true", help="fit the model again from the stored samples, no measuring")
     p.set_defaults(func=cmd_calibrate)
 
     def timing_args(p: argparse.ArgumentParser) -> None:

@@ -54,6 +54,8 @@ _SCHEMA: dict[str, Any] = {
     "overhead_us": (True, {
         "host_per_op": (True, float),
         "device_per_op": (False, float),
+        "per_module_call": (False, float),
+        "per_view": (False, float),
     }),
     "power_w": (False, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
     "energy": (False, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
@@ -62,7 +64,7 @@ _SCHEMA: dict[str, Any] = {
     "sources": (True, dict),
 }
 _NEEDS_SOURCE = ("compute", "memory", "overhead_us", "power_w", "energy")
-_ZERO_ALLOWED = {("overhead_us", "device_per_op"), ("overhead_us", "host_per_op")}
+_ZERO_ALLOWED = {("overhead_us", k) for k in ("device_per_op", "host_per_op", "per_module_call", "per_view")}
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class DeviceProfile:
     bandwidth_gbps: float
     host_per_op_us: float
     device_per_op_us: float
+    module_call_us: float
+    view_us: float
     power_idle_w: float | None
     power_max_w: float | None
     pj_per_flop: float | None
@@ -301,6 +305,8 @@ def _build(d: dict, where: str) -> DeviceProfile:
         cache_mb=d["memory"].get("cache_mb"),
         host_per_op_us=float(d["overhead_us"]["host_per_op"]),
         device_per_op_us=float(d["overhead_us"].get("device_per_op", 0.0)),
+        module_call_us=float(d["overhead_us"].get("per_module_call", 0.0)),
+        view_us=float(d["overhead_us"].get("per_view", 0.0)),
         power_idle_w=_opt(d, "power_w", "idle"),
         power_typical_w=_opt(d, "power_w", "typical"),
         power_max_w=_opt(d, "power_w", "max"),

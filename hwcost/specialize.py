@@ -24,7 +24,7 @@ import torch
 from .analysis import analyze
 from .devices import DeviceProfile, load_device
 from .errors import InputError
-from .predict import time_ops
+from .predict import add_framework_overhead, time_ops
 from .spaces import SPACES, Block, SearchSpace
 
 
@@ -54,6 +54,7 @@ class LatencyLUT:
                 module = blk.build()
             a = analyze(module, blk.input_shape, batch_size=self.batch_size, dtype=self.dtype)
             timings = time_ops(a.ops, self.device, a.dtype)
+            add_framework_overhead(timings, a, self.device)
             cost = BlockCost([t.overhead_s for t in timings], [t.kernel_s for t in timings],
                              sum(t.overhead_s + t.kernel_s for t in timings), a.total.macs, a.total.params)
             self.table[blk.signature] = cost

@@ -41,6 +41,7 @@ class Trace:
     output_storage_ids: set[int]
     weight_storage_ids: set[int]
     first_call: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (op index, order)
+    view_ops: int = 0            # aliasing ops (view, transpose, ...): no bytes, but a dispatch each
 
 
 # ---------------------------------------------------------------- inputs
@@ -128,6 +129,7 @@ class _Tracer(TorchDispatchMode):
         self.first_call: dict[str, tuple[int, int]] = {}
         self.keepalive: list[Any] = []  # holds meta outputs so storage ids are never reused
         self.suppress = 0
+        self.view_ops = 0
         self.meta_cache: dict[Any, Any] = {}
         self.current_op: Any = None
 
@@ -199,6 +201,7 @@ class _Tracer(TorchDispatchMode):
             return  # metadata queries (sizes, strides): no data touched
         out_specs = tuple(self.spec(t) for t in out_tensors)
         if not mutates and all(s.storage_id in in_storages for s in out_specs):
+            self.view_ops += 1
             return  # a view: shares its input's storage, moves no bytes
         self.keepalive.append(out)
         module, module_type, leaf = self.current_module()
@@ -233,6 +236,7 @@ class _Tracer(TorchDispatchMode):
                 self.meta_cache[key] = _describe_output(out, args, kwargs)
         if not self.suppress:
             if torch.Tag.inplace_view in func.tags:
+                self.view_ops += 1
                 return out  # transpose_, unsqueeze_ ...: metadata only
             self.record(func, args, kwargs, out)
         return out
@@ -417,7 +421,8 @@ def trace(
         for h in hooks:
             h.remove()
     out_ids = {tracer.spec(t).storage_id for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)}
-    return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, weight_ids, tracer.first_call)
+    return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, weight_ids, tracer.first_call,
+                 tracer.view_ops)
 
 
 def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict, e: Exception) -> Exception:

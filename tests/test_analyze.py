@@ -176,3 +176,17 @@ def test_bad_inputs():
 def test_unknown_model_lists_close_names():
     with pytest.raises(UnknownModelError, match="mobilenet_v2"):
         load_model("mobilenet_v22")
+
+
+def test_module_calls_and_view_ops_are_counted():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x.view(2, 8)).t().unsqueeze(0)
+
+    a = hwcost.analyze(Net(), torch.zeros(16))
+    assert a.module_calls == 4          # Net, Sequential, Linear, ReLU
+    assert a.view_ops >= 3              # view, t, unsqueeze (linear's own transpose of its weight too)

@@ -112,13 +112,15 @@ def test_tree_ensemble_equals_sklearn():
 def test_context_fit_recovers_known_coefficients():
     rng = random.Random(0)
     rows, times = [], []
-    for _ in range(40):
-        r = [rng.uniform(1e-3, 1e-2), rng.uniform(1e-3, 2e-2), rng.randint(5, 60), rng.uniform(1e6, 5e7)]
+    for _ in range(60):
+        r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "elementwise": rng.uniform(1e-4, 5e-3),
+             "_ops": float(rng.randint(5, 60)), "_bytes": rng.uniform(1e6, 5e7)}
         rows.append(r)
-        times.append(1.4 * r[0] + 1.1 * r[1] + 5e-6 * r[2] + 2e-11 * r[3])
+        times.append(1.1 * r["conv"] + 1.6 * r["norm"] + 1.3 * r["elementwise"] + 5e-6 * r["_ops"] + 2e-11 * r["_bytes"])
     ctx = ContextModel.fit(rows, times)
-    assert (ctx.memory_scale, ctx.compute_scale) == pytest.approx((1.4, 1.1), rel=1e-3)
+    assert ctx.family_scale == pytest.approx({"conv": 1.1, "norm": 1.6, "elementwise": 1.3}, rel=1e-3)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2) and ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
+    assert ctx.apply(1e-3, "norm", 0) == pytest.approx(1.6e-3 + 5e-6)
     assert ContextModel.fit(rows[:3], times[:3]) == ContextModel(chains=3)  # too few chains: identity
 
 

@@ -242,3 +242,17 @@ def test_readme_profile_example_is_valid():
     block = text.split("### Adding a device", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     d = parse_profile(block, "README example")
     assert d.name == "my-board" and d.compute_efficiency["conv"] == 0.5
+
+
+def test_measured_module_call_and_view_costs_are_added():
+    base = ROUND.format(kind="cpu", execution="sequential", host=0.0, dev=0.0,
+                        effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
+    with_costs = base.replace("overhead_us: {host_per_op: 0.0, device_per_op: 0.0}",
+                              "overhead_us: {host_per_op: 0.0, device_per_op: 0.0, per_module_call: 10.0, per_view: 5.0}")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU())
+    a = hwcost.analyze(model, (4, 4, 4))
+    p0 = hwcost.predict_analysis(a, parse_profile(base))
+    p1 = hwcost.predict_analysis(a, parse_profile(with_costs))
+    extra_ms = (a.module_calls * 10 + a.view_ops * 5) / 1000
+    assert a.module_calls == 4 and a.view_ops >= 1
+    assert p1.latency_ms - p0.latency_ms == pytest.approx(extra_ms)

@@ -12,7 +12,7 @@ from ..records import OpCost, TensorSpec
 FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
-    "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "op_code",
+    "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "op_code",
 )
 
 
@@ -46,6 +46,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
     f["flops_per_out"] = cost.flops / max(1, out.numel)
     f["log_batch"] = _l(x.shape[0] if x and x.ndim else 1)
     f["broadcast"] = float(any(t.footprint < out.numel for t in ins if t.itemsize == out.itemsize))
+    f["log_intensity"] = _l(cost.flops / max(1, cost.memory_traffic_bytes))
     fam = cost.family
     if fam in ("conv", "depthwise_conv", "grouped_conv", "conv_transpose") and x is not None and len(ins) > 1:
         w = rec.args[1]

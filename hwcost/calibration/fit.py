@@ -23,6 +23,7 @@ from .features import FEATURES, feature_vector, op_key
 
 GBM_PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsample": 0.8, "random_state": 0}
 MIN_SAMPLES_FOR_MODEL = 8
+SCALE_BOUNDS = (0.5, 4.0)  # in-network time of an op family relative to its isolated time
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
                   "bytes_written", "matrix") + tuple(f for f in FEATURES if f != "op_code")
 
@@ -128,40 +129,61 @@ class TreeEnsemble:
 @dataclass
 class ContextModel:
     """In-network time of an op from its isolated time: ops in a network read activations that
-    have streamed through the caches and write freshly allocated outputs. Fitted on synthetic chains."""
+    have streamed through the caches and write freshly allocated outputs. Fitted on synthetic
+    chains: per op family a scale on the isolated time, plus a cost per op and per output byte."""
 
-    memory_scale: float = 1.0
-    compute_scale: float = 1.0
+    family_scale: dict[str, float] = field(default_factory=dict)
+    default_scale: float = 1.0
     per_op_s: float = 0.0
     per_output_byte_s: float = 0.0
     chains: int = 0
     median_abs_error_pct: float | None = None
 
-    def apply(self, iso_s: float, memory_bound: bool, bytes_written: float) -> float:
-        scale = self.memory_scale if memory_bound else self.compute_scale
+    def apply(self, iso_s: float, family: str, bytes_written: float) -> float:
+        scale = self.family_scale.get(family, self.default_scale)
         return scale * iso_s + self.per_op_s + self.per_output_byte_s * bytes_written
 
     @staticmethod
-    def design_row(iso: list[float], mem: list[bool], written: list[float]) -> list[float]:
-        return [sum(t for t, m in zip(iso, mem) if m), sum(t for t, m in zip(iso, mem) if not m),
-                float(len(iso)), float(sum(written))]
+    def design(iso: list[float], families: list[str], written: list[float]) -> dict[str, float]:
+        row: dict[str, float] = {}
+        for t, f in zip(iso, families):
+            row[f] = row.get(f, 0.0) + t
+        row["_ops"] = float(len(iso))
+        row["_bytes"] = float(sum(written))
+        return row
 
     @classmethod
-    def fit(cls, rows: list[list[float]], times: list[float]) -> "ContextModel":
-        from scipy.optimize import nnls
+    def fit(cls, rows: list[dict[str, float]], times: list[float], min_share: float = 0.02) -> "ContextModel":
+        from scipy.optimize import lsq_linear
 
         if len(rows) < 6:
             return cls(chains=len(rows))
-        a = np.array(rows)
         y = np.array(times)
-        # scale columns so the non-negative least squares is well conditioned
+        totals: dict[str, float] = {}
+        for r, t in zip(rows, times):
+            for k, v in r.items():
+                if not k.startswith("_"):
+                    totals[k] = totals.get(k, 0.0) + v / t
+        # a family gets its own scale when it carries a real share of the chains' time
+        fams = sorted(k for k, v in totals.items() if v / len(rows) >= min_share)
+        cols = fams + ["_rest", "_ops", "_bytes"]
+
+        def vec(r: dict[str, float]) -> list[float]:
+            rest = sum(v for k, v in r.items() if not k.startswith("_") and k not in fams)
+            return [r.get(f, 0.0) for f in fams] + [rest, r["_ops"], r["_bytes"]]
+
+        a = np.array([vec(r) for r in rows])
         norm = a.max(axis=0)
         norm[norm == 0] = 1.0
-        coef, _ = nnls(a / norm / y[:, None], np.ones(len(y)))  # relative error: each chain counts alike
-        coef = coef / norm
-        pred = a @ coef
-        err = float(np.median(np.abs(pred / y - 1)) * 100)
-        return cls(float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3]), len(rows), round(err, 2))
+        # relative error (each chain counts alike); scales bounded to physical slowdowns so that
+        # collinear columns (elementwise time ~ output bytes) cannot trade off into nonsense
+        lower = np.array([SCALE_BOUNDS[0]] * (len(fams) + 1) + [0.0, 0.0]) * norm
+        upper = np.array([SCALE_BOUNDS[1]] * (len(fams) + 1) + [np.inf, np.inf]) * norm
+        coef = lsq_linear(a / norm / y[:, None], np.ones(len(y)), bounds=(lower, upper)).x / norm
+        err = float(np.median(np.abs(a @ coef / y - 1)) * 100)
+        scales = {f: float(c) for f, c in zip(fams, coef[: len(fams)])}
+        default = float(coef[len(fams)])
+        return cls(scales, default, float(coef[-2]), float(coef[-1]), len(rows), round(err, 2))
 
 
 class TimeModel:
@@ -224,15 +246,12 @@ class TimeModel:
     def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model."""
         iso = self.isolated(costs, dtype, matrix_flags)
-        return [self.context.apply(t, self.memory_bound(c, m, dtype), c.bytes_written)
-                for t, c, m in zip(iso, costs, matrix_flags)]
+        return [self.context.apply(t, c.family, c.bytes_written) for t, c in zip(iso, costs)]
 
-    def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> list[float]:
+    def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> dict[str, float]:
         working = [c for c in costs if c.flops or c.memory_traffic_bytes]
-        flags = [c.family in _PRODUCTS for c in working]
-        iso = self.isolated(working, dtype, flags)
-        mem = [self.memory_bound(c, m, dtype) for c, m in zip(working, flags)]
-        return ContextModel.design_row(iso, mem, [c.bytes_written for c in working])
+        iso = self.isolated(working, dtype, [c.family in _PRODUCTS for c in working])
+        return ContextModel.design(iso, [c.family for c in working], [c.bytes_written for c in working])
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": 1, "features": list(FEATURES), "vocab": self.vocab,

@@ -142,6 +142,12 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         tiny = nn.ReLU().to(dev)
         x = torch.zeros(8, device=dev)
         res["floor_s"] = time_callable(lambda: tiny(x), warmup=20, repeats=200, sync=sync).median_s
+        # host costs that ops do not carry: nn.Module.__call__ (containers too), and view ops
+        ident = nn.Identity()
+        plain = lambda t: t  # noqa: E731
+        direct = time_callable(lambda: plain(x), warmup=20, repeats=400).median_s
+        res["module_call_s"] = max(0.0, time_callable(lambda: ident(x), warmup=20, repeats=400).median_s - direct)
+        res["view_s"] = time_callable(lambda: x.view(-1), warmup=20, repeats=400).median_s
         if backend == "cuda":
             # host enqueue cost of an op: launches timed without waiting for the device
             def enqueue_many():
@@ -322,11 +328,16 @@ def calibrate(
     meter = EnergyMeter.detect(backend)
     text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
                         n_cases, interrupted, base_profile, meter is not None, seed)
-    rates = rates_of(parse_profile(text, out))
-    model = TimeModel.fit(samples, rates)
-    model.context = fit_context(model, samples, seed, backend)
+    return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
+
+
+def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str, seed: int,
+                   fundamentals: dict[str, float]) -> DeviceProfile:
     import json
 
+    rates = rates_of(parse_profile(text, out))
+    model = TimeModel.fit(samples, rates)
+    model.context = fit_context(model, samples, seed, fundamentals)
     model_text = json.dumps(model.to_dict(), separators=(",", ":"))
     model_path = samples_path[: -len(".samples.csv")] + ".model.json"
     _atomic_write(model_path, model_text)
@@ -339,6 +350,20 @@ def calibrate(
     return parse_profile(text, out)
 
 
+def refit(profile_path: str) -> DeviceProfile:
+    """Fit a calibrated profile's model again from its stored samples (no measuring)."""
+    prof = load_device(profile_path)
+    if not prof.calibration:
+        raise InputError(f"{profile_path} is not a calibrated profile (no calibration section)")
+    samples_text = prof.calibration_file("samples")
+    samples = read_samples(samples_text)
+    fundamentals = {s.op: s.time_s for s in samples if s.family == "_fundamental"}
+    samples_path = os.path.join(os.path.dirname(os.path.abspath(profile_path)), prof.calibration["samples_file"])
+    with open(profile_path) as f:
+        text = f.read()
+    return _fit_and_write(text, profile_path, samples, samples_path, int(prof.calibration.get("seed", 0)), fundamentals)
+
+
 def measure_chain(seed: int, k: int, backend: str) -> Sample:
     case = chain_case(seed, k)
     mod, inputs = case.build()
@@ -349,9 +374,9 @@ def measure_chain(seed: int, k: int, backend: str) -> Sample:
     return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {})
 
 
-def fit_context(model: TimeModel, samples: list[Sample], seed: int, backend: str) -> ContextModel:
+def fit_context(model: TimeModel, samples: list[Sample], seed: int, fundamentals: dict[str, float]) -> ContextModel:
     """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
-    much slower they run in context."""
+    much slower they run in context (after the measured module-call and view costs)."""
     rows, times = [], []
     for s in samples:
         if s.family != "_chain":
@@ -359,8 +384,9 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int, backend: str
         k = int(s.case_id.split("-")[1])
         mod, inputs = chain_case(seed, k).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
+        framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
         rows.append(model.chain_row(a.ops))
-        times.append(s.time_s)
+        times.append(max(s.time_s - framework, 0.5 * s.time_s))
     return ContextModel.fit(rows, times)
 
 
@@ -396,7 +422,9 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
         "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
         "memory": {"bandwidth_gbps": bw, "capacity_gb": host["memory_gb"]},
         "overhead_us": {"host_per_op": round(fundamentals.get("host_enqueue_s", fundamentals["floor_s"]) * 1e6, 3),
-                        "device_per_op": 0.0},
+                        "device_per_op": 0.0,
+                        "per_module_call": round(fundamentals.get("module_call_s", 0.0) * 1e6, 3),
+                        "per_view": round(fundamentals.get("view_s", 0.0) * 1e6, 3)},
         "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
         "calibration": {
             "version": 1,
@@ -423,7 +451,8 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
             "memory": "measured: copy of a large tensor (bytes read + written per second)",
             "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
                             if backend == "cuda" else
-                            "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)"),
+                            "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)")
+                           + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)",
         },
     }
     if base is not None:

@@ -16,8 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 1
-MAX_CASE_FLOPS = 4e9      # keep single cases short on small CPUs
+SUITE_VERSION = 2
+MAX_CASE_FLOPS = 4e9      # keep most single cases short on small CPUs
+LARGE_CASE_FLOPS = 30e9   # ... but draw some as large as batched networks' biggest layers
+LARGE_SHARE = 0.15
 MAX_CASE_BYTES = 256e6
 
 
@@ -50,14 +52,19 @@ def _x(*shape, dtype=torch.float32):
 
 
 # each generator draws one case's constructor from rng; None = draw again (over the size limit)
+def _limit(rng) -> float:
+    return LARGE_CASE_FLOPS if rng.random() < LARGE_SHARE else MAX_CASE_FLOPS
+
+
 def _conv(rng, dtype):
-    n = _pick(rng, [1, 1, 2, 8])
+    limit = _limit(rng)
+    n = _pick(rng, [1, 1, 2, 8] if limit == MAX_CASE_FLOPS else [4, 8, 16])
     if rng.random() < 0.25:  # 3D (video)
         c_in, c_out = _pick(rng, [3, 16, 32, 64, 128]), _pick(rng, [16, 32, 64, 128, 256])
         d, h = _pick(rng, [4, 8, 16]), _pick(rng, [14, 28, 56, 112])
         k, s = _pick(rng, [1, 3]), _pick(rng, [1, 1, 2])
         flops = 2 * n * c_in * c_out * k**3 * d * h * h / s**3
-        if flops > MAX_CASE_FLOPS:
+        if flops > limit:
             return None
         return lambda: (nn.Conv3d(c_in, c_out, k, s, k // 2).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
     c_in = _pick(rng, [3, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048])
@@ -67,7 +74,7 @@ def _conv(rng, dtype):
     s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
     bias = rng.random() < 0.3
     flops = 2 * n * c_in * c_out * k * k * (h / s) ** 2
-    if flops > MAX_CASE_FLOPS or k > h:
+    if flops > limit or k > h:
         return None
     return lambda: (nn.Conv2d(c_in, c_out, k, s, k // 2, bias=bias).to(dtype), (_x(n, c_in, h, h, dtype=dtype),))
 
@@ -102,22 +109,23 @@ def _conv_transpose(rng, dtype):
 
 
 def _matmul(rng, dtype):
+    limit = _limit(rng)
     kind = rng.random()
     if kind < 0.2:  # recurrent-cell sized: few rows, gates 3-4x wide
         m, k = _pick(rng, [1, 2, 4, 8]), _pick(rng, [32, 64, 128, 256, 512, 1024])
         nout = k * _pick(rng, [1, 3, 4])
         return lambda: (nn.Linear(k, nout).to(dtype), (_x(m, k, dtype=dtype),))
     if kind < 0.75:  # linear layers on token / flattened features
-        m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576])
+        m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576, 4096])
         k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096]), _pick(
-            rng, [10, 64, 128, 256, 512, 768, 1000, 1024, 2048, 3072, 4096])
-        if 2 * m * k * nout > MAX_CASE_FLOPS:
+            rng, [10, 64, 128, 256, 512, 768, 1000, 1024, 2048, 3072, 4096, 32000, 50257])
+        if 2 * m * k * nout > limit:
             return None
         bias = rng.random() < 0.8
         return lambda: (nn.Linear(k, nout, bias=bias).to(dtype), (_x(m, k, dtype=dtype),))
     b = _pick(rng, [1, 4, 12, 24, 48, 96])
     m, k, nout = _pick(rng, [16, 64, 128, 197, 256]), _pick(rng, [16, 32, 64, 128, 197]), _pick(rng, [16, 64, 128, 197, 256])
-    if 2 * b * m * k * nout > MAX_CASE_FLOPS:
+    if 2 * b * m * k * nout > limit:
         return None
     return lambda: (Call(torch.bmm), (_x(b, m, k, dtype=dtype), _x(b, k, nout, dtype=dtype)))
 
