@@ -12,7 +12,7 @@ import torch.nn as nn
 from . import counters
 from .conventions import MB, dtype_name, itemsize, parse_dtype
 from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
-from .table import format_table, to_csv_text
+from .table import format_table, save_text, to_csv_text
 from .trace import Example, ModuleCall, prepare_inputs, trace
 
 
@@ -103,18 +103,10 @@ class Analysis:
         }
 
     def to_json(self, path: str | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+        return save_text(json.dumps(self.to_dict(), indent=1), path)
 
     def to_csv(self, path: str | None = None, depth: int | None = None) -> str:
-        text = to_csv_text([r.as_dict() for r in self.aggregate(depth)])
-        if path:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+        return save_text(to_csv_text([r.as_dict() for r in self.aggregate(depth)]), path)
 
 
 def _si(x: float) -> str:

@@ -20,7 +20,7 @@ from .conventions import MB
 from .devices import DeviceProfile, load_device
 from .errors import ProfileError
 from .records import COST_FIELDS, OpCost
-from .table import format_table
+from .table import format_table, save_text
 from .trace import Example
 
 PRODUCT_FAMILIES = frozenset(
@@ -170,11 +170,7 @@ class Prediction:
         }
 
     def to_json(self, path: str | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+        return save_text(json.dumps(self.to_dict(), indent=1), path)
 
 
 # ------------------------------------------------------------------ per op

@@ -38,6 +38,14 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def save_text(text: str, path: str | None) -> str:
+    """Write ``text`` to ``path`` when one is given; return the text either way."""
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    return text
+
+
 def to_csv_text(dicts: Sequence[dict[str, Any]]) -> str:
     if not dicts:
         return ""
