@@ -178,7 +178,7 @@ def main() -> None:
             print(f"{'':14s} {'':5s} hwcost / fastest other = {ours / min(others):.2f}x")
         print()
     r1, rb = results.get(("resnet50", 1, "hwcost")), results.get(("resnet50", args.batch, "hwcost"))
-    t1, tb = results.get(("resnet50", 1, "thop")), results.get(("resnet50", args.batch, "thop"))
+    tb = results.get(("resnet50", args.batch, "thop"))
     if r1 and rb:
         print(f"resnet50 hwcost time, batch {args.batch} / batch 1: {rb / r1:.2f}x (does not grow with batch)")
     if rb and tb:
@@ -189,7 +189,7 @@ def main() -> None:
         print("llama2_70b failed:", out.stderr[-500:])
         return
     wall, rss, params, tmacs, nops = out.stdout.split()
-    print(f"\nLlama-2-70B-shaped decoder (80 layers, d=8192, GQA 8 KV heads, FFN 28672, seq 2048, meta):")
+    print("\nLlama-2-70B-shaped decoder (80 layers, d=8192, GQA 8 KV heads, FFN 28672, seq 2048, meta):")
     print(f"  {int(params):,} parameters, {tmacs} TMAC, {nops} ops counted; wall {wall} s "
           f"(build + analyze), peak RSS {rss} MB (whole process, torch import included)")
 

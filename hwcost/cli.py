@@ -22,7 +22,7 @@ def parse_input(text: str) -> Any:
         try:
             shape = tuple(int(d) for d in shape_text.replace("x", ",").split(",") if d.strip())
         except ValueError:
-            raise InputError(f"cannot read input shape {p!r}: write it as 3,224,224 (or 128:int64 for token ids)")
+            raise InputError(f"cannot read input shape {p!r}: write it as 3,224,224 (or 128:int64 for token ids)") from None
         if not shape or any(d <= 0 for d in shape):
             raise InputError(f"input shape {p!r} must be positive integers, e.g. 3,224,224")
         if dtype_text:
@@ -225,7 +225,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     try:
         budgets = [float(b) for b in str(args.latency_ms).split(",") if b.strip()]
     except ValueError:
-        raise InputError(f"--latency-ms must be numbers in milliseconds, e.g. 40 or 10,20,40; got {args.latency_ms!r}")
+        raise InputError(
+            f"--latency-ms must be numbers in milliseconds, e.g. 40 or 10,20,40; got {args.latency_ms!r}") from None
     rows = []
     for name in device_names:
         profile = load_device(name)

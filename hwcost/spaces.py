@@ -152,7 +152,7 @@ class OFAMobileNetV3:
 
     def blocks(self, config: OFAConfig) -> list[Block]:
         res, depths, kernels, expands = config
-        size = -(-res // 2)  # after the stride-2 first conv
+        size = _ceil_div(res, 2)  # after the stride-2 first conv
         out: list[Block] = [Block(("stem", res), Stem, (3, res, res))]
         cin = 16
         for s, (cout, stride, act, se) in enumerate(self.stages):
@@ -161,7 +161,7 @@ class OFAMobileNetV3:
                 st = stride if i == 0 else 1
                 sig = ("mb", cin, cout, kernels[slot], expands[slot], st, se, act, size)
                 out.append(Block(sig, _mb_builder(cin, cout, kernels[slot], expands[slot], st, se, act), (cin, size, size)))
-                size = -(-size // st)
+                size = _ceil_div(size, st)
                 cin = cout
         out.append(Block(("head", cin, size), lambda c=cin: Head(c), (cin, size, size)))
         return out
@@ -177,6 +177,11 @@ class OFAMobileNetV3:
             es = expands[s * self.max_depth: s * self.max_depth + d]
             parts.append("/".join(f"k{k}e{e}" for k, e in zip(ks, es)))
         return f"r{res} d{''.join(map(str, depths))} | " + " | ".join(parts)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    """Output size of a stride-b layer padded to keep ceil(a / b) (k // 2 padding, odd k)."""
+    return -(-a // b)
 
 
 def _mb_builder(cin, cout, k, e, stride, se, act) -> Callable[[], nn.Module]:
@@ -258,7 +263,7 @@ class ResNetSpace:
     def blocks(self, config: tuple) -> list[Block]:
         res, depths, widths = config
         stem_w = make_divisible(64 * widths[0])
-        size = -(-(-(-res // 2)) // 2)  # conv stride 2, then max-pool stride 2
+        size = _ceil_div(_ceil_div(res, 2), 2)  # conv stride 2, then max-pool stride 2
         out = [Block(("stem", res, stem_w), lambda w=stem_w: ResStem(w), (3, res, res))]
         cin = stem_w
         for s, (base, d, w) in enumerate(zip(self.base_widths, depths, widths)):
@@ -267,7 +272,7 @@ class ResNetSpace:
                 st = 2 if i == 0 and s > 0 else 1
                 out.append(Block(("res", cin, cout, st, size), lambda a=cin, b=cout, c=st: ResBlock(a, b, c),
                                  (cin, size, size)))
-                size = -(-size // st)
+                size = _ceil_div(size, st)
                 cin = cout
         out.append(Block(("head", cin), lambda c=cin: ResHead(c), (cin, size, size)))
         return out

@@ -2,7 +2,6 @@
 import textwrap
 
 import pytest
-import torch
 import torch.nn as nn
 
 import hwcost

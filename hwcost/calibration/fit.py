@@ -166,7 +166,6 @@ class ContextModel:
                     totals[k] = totals.get(k, 0.0) + v / t
         # a family gets its own scale when it carries a real share of the chains' time
         fams = sorted(k for k, v in totals.items() if v / len(rows) >= min_share)
-        cols = fams + ["_rest", "_ops", "_bytes"]
 
         def vec(r: dict[str, float]) -> list[float]:
             rest = sum(v for k, v in r.items() if not k.startswith("_") and k not in fams)

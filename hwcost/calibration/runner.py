@@ -18,7 +18,6 @@ import torch.nn as nn
 import yaml
 
 from ..analysis import analyze
-from ..conventions import dtype_name
 from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..measure import fixed_threads, synchronizer, time_callable
