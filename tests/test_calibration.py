@@ -180,3 +180,31 @@ def test_calibrate_bad_backend():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="cuda"):
             calibrate("x", backend="cuda")
+
+
+def test_energy_fitted_from_a_power_sensor(tmp_path, monkeypatch):
+    """A meter that reads 50 W x wall time: the fit must find ~50 W of static power."""
+    import time
+
+    from hwcost.energy import EnergyMeter
+
+    fake = EnergyMeter("fake 50 W meter", lambda: 50.0 * time.perf_counter())
+    monkeypatch.setattr(EnergyMeter, "detect", staticmethod(lambda backend, *a, **k: fake))
+    prof = calibrate("metered", out=str(tmp_path / "m.yaml"), max_cases=60, progress=False)
+    assert prof.power_idle_w == pytest.approx(50.0, rel=0.1)
+    assert prof.has_energy and "measured" in prof.sources["power_w"] and "fake 50 W meter" in prof.sources["energy"]
+    fitted = prof.calibration["energy"]["fitted"]
+    assert fitted["chains"] >= 6 and fitted["median_abs_error_pct"] < 10
+    p = hwcost.predict(nn.Conv2d(3, 8, 3), (3, 32, 32), device=prof)
+    assert p.average_power_w == pytest.approx(50.0, rel=0.15)
+
+
+def test_fit_energy_known_answer():
+    from hwcost.calibration.fit import fit_energy
+
+    rows = [(t, f, b, 3.0 * t + 20e-12 * f + 100e-12 * b)
+            for t, f, b in [(0.01, 1e9, 1e7), (0.02, 5e8, 4e7), (0.005, 2e8, 1e6), (0.03, 3e9, 2e7),
+                            (0.015, 1e8, 6e7), (0.008, 7e8, 3e6), (0.025, 2e9, 5e7)]]
+    e = fit_energy(rows)
+    assert (e["static_w"], e["pj_per_flop"], e["pj_per_byte"]) == pytest.approx((3.0, 20.0, 100.0), rel=1e-3)
+    assert fit_energy(rows[:4]) is None

@@ -25,7 +25,8 @@ GBM_PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsa
 MIN_SAMPLES_FOR_MODEL = 8
 SCALE_BOUNDS = (0.5, 4.0)  # in-network time of an op family relative to its isolated time
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
-                  "bytes_written", "matrix") + tuple(f for f in FEATURES if f != "op_code")
+                  "bytes_written", "matrix", "energy_j") + tuple(f for f in FEATURES if f != "op_code")
+_META = 12  # columns before the features
 
 
 @dataclass
@@ -42,11 +43,12 @@ class Sample:
     bytes_written: float
     matrix: bool
     features: dict[str, float] = field(default_factory=dict)
+    energy_j: float = 0.0            # per run, where a power sensor was readable (chains)
 
     def row(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in SAMPLE_COLUMNS[:11]}
+        d = {k: getattr(self, k) for k in SAMPLE_COLUMNS[:_META]}
         d["matrix"] = int(self.matrix)
-        d.update({k: self.features.get(k, 0.0) for k in SAMPLE_COLUMNS[11:]})
+        d.update({k: self.features.get(k, 0.0) for k in SAMPLE_COLUMNS[_META:]})
         return d
 
 
@@ -59,10 +61,10 @@ def write_samples_header(f) -> csv.DictWriter:
 def read_samples(text: str) -> list[Sample]:
     out = []
     for r in csv.DictReader(io.StringIO(text)):
-        feats = {k: float(r[k]) for k in SAMPLE_COLUMNS[11:]}
+        feats = {k: float(r[k]) for k in SAMPLE_COLUMNS[_META:]}
         out.append(Sample(r["case_id"], r["family"], r["op"], float(r["time_s"]), float(r["p10_s"]),
                           float(r["p90_s"]), int(r["repeats"]), float(r["flops"]), float(r["bytes_read"]),
-                          float(r["bytes_written"]), r["matrix"] == "1", feats))
+                          float(r["bytes_written"]), r["matrix"] == "1", feats, float(r["energy_j"])))
     return out
 
 
@@ -183,6 +185,25 @@ class ContextModel:
         scales = {f: float(c) for f, c in zip(fams, coef[: len(fams)])}
         default = float(coef[len(fams)])
         return cls(scales, default, float(coef[-2]), float(coef[-1]), len(rows), round(err, 2))
+
+
+def fit_energy(rows: list[tuple[float, float, float, float]]) -> dict[str, float] | None:
+    """Static power and energy per FLOP and per byte from (seconds, FLOPs, bytes, joules) per chain,
+    non-negative least squares on relative error. None with fewer than 6 measured chains."""
+    from scipy.optimize import nnls
+
+    rows = [r for r in rows if r[3] > 0]
+    if len(rows) < 6:
+        return None
+    a = np.array([[t, f, b] for t, f, b, _ in rows])
+    e = np.array([r[3] for r in rows])
+    norm = a.max(axis=0)
+    norm[norm == 0] = 1.0
+    coef, _ = nnls(a / norm / e[:, None], np.ones(len(e)))
+    coef = coef / norm
+    return {"static_w": float(coef[0]), "pj_per_flop": float(coef[1] * 1e12), "pj_per_byte": float(coef[2] * 1e12),
+            "max_observed_w": float(max(j / t for t, _, _, j in rows)), "chains": len(rows),
+            "median_abs_error_pct": round(float(np.median(np.abs(a @ coef / e - 1)) * 100), 2)}
 
 
 class TimeModel:

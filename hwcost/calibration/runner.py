@@ -23,8 +23,8 @@ from ..errors import InputError
 from ..measure import fixed_threads, synchronizer, time_callable
 from ..predict import PRODUCT_FAMILIES
 from .features import FEATURES, shape_features
-from .fit import (GBM_PARAMS, ContextModel, Rates, Sample, TimeModel, dominant, op_name, read_samples, sha256,
-                  write_samples_header)
+from .fit import (GBM_PARAMS, ContextModel, Rates, Sample, TimeModel, dominant, fit_energy, op_name, read_samples,
+                  sha256, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
@@ -272,6 +272,7 @@ def calibrate(
     done_ids = {s.case_id for s in existing}
     base_profile = load_device(base) if base else None
     interrupted = False
+    meter = EnergyMeter.detect(backend)
     prog = Progress(budget, progress)
     with fixed_threads(threads) as n_threads:
         fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
@@ -308,7 +309,7 @@ def calibrate(
                         f.flush()
                         count += 1
                     if count % CHAIN_EVERY == 0:
-                        writer.writerow(measure_chain(seed, chains, backend).row())
+                        writer.writerow(measure_chain(seed, chains, backend, meter).row())
                         f.flush()
                         chains += 1
                     prog.update(count, case.family)
@@ -324,9 +325,8 @@ def calibrate(
     )
     if n_cases == 0:
         raise InputError("no case was measured; nothing to fit (give a larger --budget)")
-    meter = EnergyMeter.detect(backend)
     text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
-                        n_cases, interrupted, base_profile, meter is not None, seed)
+                        n_cases, interrupted, base_profile, meter.name if meter else None, seed)
     return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
 
 
@@ -336,7 +336,8 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
 
     rates = rates_of(parse_profile(text, out))
     model = TimeModel.fit(samples, rates)
-    model.context = fit_context(model, samples, seed, fundamentals)
+    model.context, energy_rows = fit_context(model, samples, seed, fundamentals)
+    energy = fit_energy(energy_rows)
     model_text = json.dumps(model.to_dict(), separators=(",", ":"))
     model_path = samples_path[: -len(".samples.csv")] + ".model.json"
     _atomic_write(model_path, model_text)
@@ -344,6 +345,20 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
     doc["calibration"]["model_file"] = os.path.basename(model_path)
     doc["calibration"]["model_sha256"] = sha256(model_text)
     doc["calibration"]["context"] = {k: v for k, v in vars(model.context).items()}
+    if energy is not None:
+        meter_name = doc["calibration"].get("energy_meter", "a power sensor")
+        old_max = (doc.get("power_w") or {}).get("max", 0.0)
+        doc["power_w"] = {"idle": round(energy["static_w"], 3),
+                          "max": round(max(old_max, energy["max_observed_w"], energy["static_w"] * 1.001), 3)}
+        doc["energy"] = {"pj_per_flop": round(energy["pj_per_flop"], 4) or 1e-6,
+                         "pj_per_byte": round(energy["pj_per_byte"], 4) or 1e-6}
+        when = doc["calibration"]["date"]
+        doc["sources"]["power_w"] = (f"measured ({when}): static power fitted to {meter_name} readings over "
+                                     f"{energy['chains']} chains; max = the largest of the datasheet base and the "
+                                     "highest observed")
+        doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
+                                    f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
+        doc["calibration"]["energy"] = {"fitted": energy}
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
     _atomic_write(out, text)
     return parse_profile(text, out)
@@ -363,20 +378,38 @@ def refit(profile_path: str) -> DeviceProfile:
     return _fit_and_write(text, profile_path, samples, samples_path, int(prof.calibration.get("seed", 0)), fundamentals)
 
 
-def measure_chain(seed: int, k: int, backend: str) -> Sample:
+ENERGY_SECONDS = 0.3      # run a chain at least this long between two energy readings
+
+
+def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
     case = chain_case(seed, k)
     mod, inputs = case.build()
     mod = mod.eval().to(backend)
     inputs = tuple(x.to(backend) for x in inputs)
+    sync = synchronizer(backend)
+    energy = 0.0
     with torch.inference_mode():
-        st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=synchronizer(backend), max_seconds=1.0)
-    return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {})
+        st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
+        if meter is not None:
+            runs = max(3, int(ENERGY_SECONDS / max(st.median_s, 1e-6)))
+            sync()
+            before = meter.read_j()
+            for _ in range(runs):
+                mod(*inputs)
+            sync()
+            after = meter.read_j()
+            if before is not None and after is not None and after > before:
+                energy = (after - before) / runs
+    return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {},
+                  energy)
 
 
-def fit_context(model: TimeModel, samples: list[Sample], seed: int, fundamentals: dict[str, float]) -> ContextModel:
+def fit_context(model: TimeModel, samples: list[Sample], seed: int,
+                fundamentals: dict[str, float]) -> tuple[ContextModel, list[tuple[float, float, float, float]]]:
     """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
-    much slower they run in context (after the measured module-call and view costs)."""
-    rows, times = [], []
+    much slower they run in context (after the measured module-call and view costs). Also returns
+    (seconds, FLOPs, bytes, joules) per chain for the energy fit."""
+    rows, times, energy_rows = [], [], []
     for s in samples:
         if s.family != "_chain":
             continue
@@ -386,7 +419,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int, fundamentals
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
         rows.append(model.chain_row(a.ops))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
-    return ContextModel.fit(rows, times)
+        energy_rows.append((s.time_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
+    return ContextModel.fit(rows, times), energy_rows
 
 
 def rates_of(profile: DeviceProfile) -> Rates:
@@ -403,7 +437,7 @@ def rates_of(profile: DeviceProfile) -> Rates:
 
 def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
                  samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
-                 base: DeviceProfile | None, has_sensor: bool, seed: int = 0) -> str:
+                 base: DeviceProfile | None, sensor: str | None, seed: int = 0) -> str:
     host = host_info(backend)
     matrix = {dt: round(fundamentals[f"matmul_flops_{dt}"] / 1e12, 5) for dt in dtypes
               if f"matmul_flops_{dt}" in fundamentals}
@@ -461,8 +495,9 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
         doc["energy"] = {"pj_per_flop": base.pj_per_flop, "pj_per_byte": base.pj_per_byte}
         doc["sources"]["power_w"] = f"datasheet, from base profile {base.name}: {base.sources.get('power_w', '')}"
         doc["sources"]["energy"] = f"datasheet, from base profile {base.name}: {base.sources.get('energy', '')}"
-    doc["calibration"]["energy"] = (
-        "a power sensor is readable here; energy fitting from it is not implemented yet, figures are from the datasheet"
-        if has_sensor else "no power sensor (RAPL / NVML) readable: energy figures, if any, are from the datasheet"
-    )
+    if sensor:
+        doc["calibration"]["energy_meter"] = sensor
+    else:
+        doc["calibration"]["energy"] = (
+            "no power sensor (RAPL / NVML) readable here: energy figures, if any, are from the datasheet base")
     return yaml.safe_dump(doc, sort_keys=False, width=100)
