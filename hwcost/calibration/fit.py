@@ -25,8 +25,8 @@ GBM_PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsa
 MIN_SAMPLES_FOR_MODEL = 8
 SCALE_BOUNDS = (0.5, 4.0)  # in-network time of an op family relative to its isolated time
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
-                  "bytes_written", "matrix", "energy_j") + tuple(f for f in FEATURES if f != "op_code")
-_META = 12  # columns before the features
+                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f != "op_code")
+_META = 13  # columns before the features
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Sample:
     matrix: bool
     features: dict[str, float] = field(default_factory=dict)
     energy_j: float = 0.0            # per run, where a power sensor was readable (chains)
+    energy_s: float = 0.0            # wall time per run of the loop the energy was read around
 
     def row(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in SAMPLE_COLUMNS[:_META]}
@@ -64,7 +65,8 @@ def read_samples(text: str) -> list[Sample]:
         feats = {k: float(r[k]) for k in SAMPLE_COLUMNS[_META:]}
         out.append(Sample(r["case_id"], r["family"], r["op"], float(r["time_s"]), float(r["p10_s"]),
                           float(r["p90_s"]), int(r["repeats"]), float(r["flops"]), float(r["bytes_read"]),
-                          float(r["bytes_written"]), r["matrix"] == "1", feats, float(r["energy_j"])))
+                          float(r["bytes_written"]), r["matrix"] == "1", feats, float(r["energy_j"]),
+                          float(r["energy_s"])))
     return out
 
 

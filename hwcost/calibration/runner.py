@@ -387,21 +387,21 @@ def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
     mod = mod.eval().to(backend)
     inputs = tuple(x.to(backend) for x in inputs)
     sync = synchronizer(backend)
-    energy = 0.0
+    energy = energy_s = 0.0
     with torch.inference_mode():
         st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
         if meter is not None:
             runs = max(3, int(ENERGY_SECONDS / max(st.median_s, 1e-6)))
             sync()
-            before = meter.read_j()
+            before, t0 = meter.read_j(), time.perf_counter()
             for _ in range(runs):
                 mod(*inputs)
             sync()
-            after = meter.read_j()
+            after, t1 = meter.read_j(), time.perf_counter()
             if before is not None and after is not None and after > before:
-                energy = (after - before) / runs
+                energy, energy_s = (after - before) / runs, (t1 - t0) / runs
     return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {},
-                  energy)
+                  energy, energy_s)
 
 
 def fit_context(model: TimeModel, samples: list[Sample], seed: int,
@@ -419,7 +419,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
         rows.append(model.chain_row(a.ops))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
-        energy_rows.append((s.time_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
+        energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
     return ContextModel.fit(rows, times), energy_rows
 
 
