@@ -208,3 +208,13 @@ def test_fit_energy_known_answer():
     e = fit_energy(rows)
     assert (e["static_w"], e["pj_per_flop"], e["pj_per_byte"]) == pytest.approx((3.0, 20.0, 100.0), rel=1e-3)
     assert fit_energy(rows[:4]) is None
+
+
+def test_rnn_features_see_steps_hidden_layers_and_gates():
+    lstm = nn.LSTM(32, 64, num_layers=2, bidirectional=True, batch_first=True)
+    a = hwcost.analyze(lstm, torch.zeros(3, 10, 32))
+    (c,) = [c for c in a.ops if c.family == "rnn"]
+    f = shape_features(c)
+    assert (f["log_batch"], f["log_spatial_in"]) == pytest.approx((math.log2(4), math.log2(11)))
+    assert (f["log_c_in"], f["log_c_out"]) == pytest.approx((math.log2(33), math.log2(65)))
+    assert (f["kernel"], f["stride"]) == (4.0, 4.0)   # 2 layers x 2 directions; 4 gates

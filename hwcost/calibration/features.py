@@ -63,6 +63,16 @@ def shape_features(cost: OpCost) -> dict[str, float]:
             f["log_spatial_in"] = _l(a.shape[-2] if a.ndim >= 2 else 1)   # M
             f["log_c_in"] = _l(a.shape[-1])                                # K
             f["log_c_out"] = _l(b.shape[-1] if b.ndim >= 2 else 1)         # N
+    elif fam == "rnn" and x is not None and x.ndim == 3:
+        weights = [w for w in rec.args[2] if isinstance(w, TensorSpec) and w.ndim == 2]
+        batch_first = bool(rec.arg(8, "batch_first", False))
+        steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+        w_hh = [w for w in weights if w.shape[0] % w.shape[1] == 0 and w.shape[0] // w.shape[1] in (1, 3, 4)]
+        hidden = w_hh[-1].shape[1] if w_hh else out.shape[-1]
+        f["log_batch"], f["log_spatial_in"] = _l(batch), _l(steps)
+        f["log_c_in"], f["log_c_out"] = _l(x.shape[2]), _l(hidden)
+        f["kernel"] = float(len(weights) // 2)                       # layers x directions
+        f["stride"] = float(weights[0].shape[0] // hidden) if weights else 0.0  # gates
     elif fam == "attention" and x is not None:
         k = rec.args[1]
         f["log_batch"] = _l(_prod(x.shape[:-2]))
