@@ -218,3 +218,16 @@ def test_rnn_features_see_steps_hidden_layers_and_gates():
     assert (f["log_batch"], f["log_spatial_in"]) == pytest.approx((math.log2(4), math.log2(11)))
     assert (f["log_c_in"], f["log_c_out"]) == pytest.approx((math.log2(33), math.log2(65)))
     assert (f["kernel"], f["stride"]) == (4.0, 4.0)   # 2 layers x 2 directions; 4 gates
+
+
+def test_context_default_scale_for_unseen_families_is_the_median():
+    rng = random.Random(1)
+    rows, times = [], []
+    for _ in range(30):
+        r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "matmul": rng.uniform(1e-3, 1e-2),
+             "_ops": 10.0, "_bytes": 1e6}
+        rows.append(r)
+        times.append(1.0 * r["conv"] + 1.4 * r["norm"] + 1.2 * r["matmul"])
+    ctx = ContextModel.fit(rows, times)
+    assert ctx.default_scale == pytest.approx(1.2, rel=1e-2)
+    assert ctx.apply(1e-3, "rnn", 0) == pytest.approx(1.2e-3 + ctx.per_op_s, rel=1e-2)

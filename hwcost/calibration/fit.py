@@ -185,7 +185,9 @@ class ContextModel:
         coef = lsq_linear(a / norm / y[:, None], np.ones(len(y)), bounds=(lower, upper)).x / norm
         err = float(np.median(np.abs(a @ coef / y - 1)) * 100)
         scales = {f: float(c) for f, c in zip(fams, coef[: len(fams)])}
-        default = float(coef[len(fams)])
+        # families the chains carry too little of (or none: RNNs, transposed convs) get the median
+        # scale of those measured in context, not the residual column's coefficient
+        default = float(np.median(list(scales.values()))) if scales else 1.0
         return cls(scales, default, float(coef[-2]), float(coef[-1]), len(rows), round(err, 2))
 
 
