@@ -17,7 +17,8 @@ from pathlib import Path
 
 import hwcost
 from hwcost.loaders import load_model
-from hwcost.predict import CONV_FAMILIES, time_ops
+from hwcost.counters import CONV_FAMILIES
+from hwcost.predict import time_ops
 
 REF = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/reference/h100_host_vs_device.txt")
 

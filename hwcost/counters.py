@@ -36,6 +36,11 @@ FAMILIES = (
     "conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
     "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "rnn", "unknown",
 )
+# products run on matrix units (tensor cores); the rest on vector units
+PRODUCT_FAMILIES = frozenset(
+    {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"}
+)
+CONV_FAMILIES = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose"})
 
 
 def register(*names: str, family: str):

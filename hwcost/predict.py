@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch.nn as nn
 
 from .analysis import Analysis, analyze
+from .counters import CONV_FAMILIES, PRODUCT_FAMILIES
 from .conventions import MB
 from .devices import DeviceProfile, load_device
 from .errors import ProfileError
@@ -23,10 +24,6 @@ from .records import COST_FIELDS, OpCost
 from .table import format_table, save_text
 from .trace import Example
 
-PRODUCT_FAMILIES = frozenset(
-    {"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"}
-)
-CONV_FAMILIES = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose"})
 
 
 @dataclass(slots=True)
@@ -193,7 +190,7 @@ def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[flo
 
 def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
     """Roofline and overhead of every op that does work (allocations launch nothing)."""
-    working = [c for c in costs if c.flops or c.memory_traffic_bytes]
+    working = [c for c in costs if c.launches]
     calibrated = calibrated_times(working, device, dtype) if device.calibration else None
     host_s = device.host_per_op_us * 1e-6
     timings = []
@@ -215,7 +212,7 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
     return timings
 
 
-def add_framework_overhead(timings: list[OpTiming], analysis: Analysis, device: DeviceProfile) -> float:
+def add_framework_overhead(timings: list[OpTiming], analysis: Analysis, device: DeviceProfile) -> None:
     """Host time of module calls and view ops (measured by calibration), spread over the ops.
 
     Views move no bytes and container modules launch no kernel, but each costs a Python dispatch;
@@ -225,13 +222,11 @@ def add_framework_overhead(timings: list[OpTiming], analysis: Analysis, device: 
         share = extra_s / len(timings)
         for t in timings:
             t.overhead_s += share
-    return extra_s
 
 
 def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[float]:
     """Per-op seconds from the profile's fitted time model (see hwcost/calibration/fit.py)."""
-    from .calibration.fit import time_model_for
-    from .calibration.runner import rates_of
+    from .calibration.fit import rates_of, time_model_for
 
     try:
         model = time_model_for(device.calibration_file("model"), rates_of(device))
@@ -251,24 +246,31 @@ def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:
     return host + dev, host, dev
 
 
-def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
+def queue(host_s: Iterable[float], kernel_s: Iterable[float]) -> Iterator[tuple[float, bool]]:
     """GPU eager: the host enqueues op i at host_i; kernel i starts at max(host_i, end of kernel i-1).
 
-    Each op's latency is how far it moved the finishing time max(host clock, device clock), so the
-    per-op latencies sum to the end-to-end time. An op that waited for the host is overhead-bound.
-    """
-    host = dev = frontier = 0.0
-    for t in timings:
-        host += t.overhead_s
-        start = max(host, dev)
+    Yields, after each op, the finishing time so far, max(host clock, device clock), and whether
+    that op's kernel had to wait for the host."""
+    host = dev = 0.0
+    for h, k in zip(host_s, kernel_s):
+        host += h
         waited_for_host = host > dev
-        dev = start + t.kernel_s
-        new_frontier = max(host, dev)
+        dev = max(host, dev) + k
+        yield max(host, dev), waited_for_host
+
+
+def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
+    """Each op's latency is how far it moved the finishing time, so the per-op latencies sum to the
+    end-to-end time. An op that waited for the host, with a kernel shorter than its dispatch, is
+    overhead-bound."""
+    frontier = 0.0
+    steps = queue([t.overhead_s for t in timings], [t.kernel_s for t in timings])
+    for t, (new_frontier, waited_for_host) in zip(timings, steps):
         t.latency_s = new_frontier - frontier
         frontier = new_frontier
         if waited_for_host and t.kernel_s < t.overhead_s:
             t.bound = "overhead"
-    return frontier, host, sum(t.kernel_s for t in timings)
+    return frontier, sum(t.overhead_s for t in timings), sum(t.kernel_s for t in timings)
 
 
 def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, float]:

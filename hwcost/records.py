@@ -90,6 +90,11 @@ class OpCost:
     def memory_traffic_bytes(self) -> int:
         return self.bytes_read + self.bytes_written
 
+    @property
+    def launches(self) -> bool:
+        """Does this op do work (FLOPs or bytes)? Allocations such as aten.empty launch nothing."""
+        return bool(self.flops or self.memory_traffic_bytes)
+
 
 COST_FIELDS = (
     "params", "macs", "flops", "bytes_read", "bytes_written", "activation_bytes", "storage_bytes",

@@ -60,8 +60,8 @@ def prepare_inputs(
 
     A shape is given without the batch dimension (seed 001 style); ``batch_size`` (default 1)
     is prepended. Example tensors keep their shape unless ``batch_size`` is given, which then
-    replaces the first dimension of those whose first dimension is the example's batch. Floating tensors take the traced dtype; integer ones (token
-    ids) keep theirs.
+    replaces the first dimension of those whose first dimension is the example's batch. Floating
+    tensors take the traced dtype; integer ones (token ids) keep theirs.
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")

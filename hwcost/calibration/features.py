@@ -98,9 +98,13 @@ def op_key(cost: OpCost) -> str:
     return name[:-1] if name.endswith("_") and not name.endswith("__") else name
 
 
-def feature_vector(cost: OpCost, vocab: dict[str, list[str]]) -> list[float]:
-    f = shape_features(cost)
-    names = vocab.get(cost.family, [])
-    key = op_key(cost)
-    f["op_code"] = float(names.index(key)) if key in names else -1.0
+def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str, list[str]]) -> list[float]:
+    """Features in FEATURES order, with op_code = the op's index in its family's vocabulary (-1: unseen)."""
+    names = vocab.get(family, [])
+    f = dict(features)
+    f["op_code"] = float(names.index(op)) if op in names else -1.0
     return [f[k] for k in FEATURES]
+
+
+def feature_vector(cost: OpCost, vocab: dict[str, list[str]]) -> list[float]:
+    return vectorize(shape_features(cost), cost.family, op_key(cost), vocab)

@@ -3,8 +3,8 @@
 baseline = dispatch floor + max(FLOPs / peak, bytes / bandwidth), with the profile's measured
 peak rates. Regressing the log ratio keeps the model physical where samples run out: a
 convolution larger than any measured one keeps the efficiency of the largest ones instead of a
-flat time. Models are refit from the plain samples (CSV) when a profile loads: deterministic
-(fixed seed), well under a second, and nothing but numbers on disk.
+flat time. Fitting is deterministic (fixed seed); the fitted trees are stored as plain arrays
+(JSON) and evaluated with numpy at load, so nothing but numbers is ever read from disk.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..counters import PRODUCT_FAMILIES
 from ..records import OpCost
-from .features import FEATURES, feature_vector, op_key
+from .features import FEATURES, feature_vector, vectorize
 
 GBM_PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsample": 0.8, "random_state": 0}
 MIN_SAMPLES_FOR_MODEL = 8
@@ -262,19 +263,14 @@ class TimeModel:
                 out[i] = b * math.exp(float(c))
         return out
 
-    def memory_bound(self, cost: OpCost, matrix: bool, dtype: str) -> bool:
-        table = self.rates.matrix_flops if matrix else self.rates.vector_flops
-        peak = table.get(dtype) or table["float32"]
-        return cost.memory_traffic_bytes / self.rates.bandwidth >= cost.flops / peak
-
     def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model."""
         iso = self.isolated(costs, dtype, matrix_flags)
         return [self.context.apply(t, c.family, c.bytes_written) for t, c in zip(iso, costs)]
 
     def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> dict[str, float]:
-        working = [c for c in costs if c.flops or c.memory_traffic_bytes]
-        iso = self.isolated(working, dtype, [c.family in _PRODUCTS for c in working])
+        working = [c for c in costs if c.launches]
+        iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working])
         return ContextModel.design(iso, [c.family for c in working], [c.bytes_written for c in working])
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,14 +287,8 @@ class TimeModel:
         return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]))
 
 
-_PRODUCTS = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "rnn"})
-
-
 def _vector(s: Sample, vocab: dict[str, list[str]]) -> list[float]:
-    f = dict(s.features)
-    names = vocab.get(s.family, [])
-    f["op_code"] = float(names.index(s.op)) if s.op in names else -1.0
-    return [f[k] for k in FEATURES]
+    return vectorize(s.features, s.family, s.op, vocab)
 
 
 _CACHE: dict[str, TimeModel] = {}
@@ -313,10 +303,17 @@ def time_model_for(model_text: str, rates: Rates) -> TimeModel:
     return _CACHE[key]
 
 
-def op_name(cost: OpCost) -> str:
-    return op_key(cost)
+def rates_of(profile: Any) -> Rates:
+    """The baseline rates a calibrated profile's time model was fitted against."""
+    r = (profile.calibration or {}).get("rates", {})
+    return Rates(
+        floor_s=float(r.get("floor_us", profile.host_per_op_us)) * 1e-6,
+        matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
+        vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
+        bandwidth=profile.bandwidth_gbps * 1e9,
+    )
 
 
 def dominant(costs: Iterable[OpCost]) -> OpCost | None:
-    working = [c for c in costs if c.flops or c.memory_traffic_bytes]
+    working = [c for c in costs if c.launches]
     return max(working, key=lambda c: (c.flops, c.memory_traffic_bytes)) if working else None

@@ -21,10 +21,10 @@ from ..analysis import analyze
 from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..measure import fixed_threads, synchronizer, time_callable
-from ..predict import PRODUCT_FAMILIES
-from .features import FEATURES, shape_features
-from .fit import (GBM_PARAMS, ContextModel, Rates, Sample, TimeModel, dominant, fit_energy, op_name, read_samples,
-                  sha256, write_samples_header)
+from ..counters import PRODUCT_FAMILIES
+from .features import FEATURES, op_key, shape_features
+from .fit import (GBM_PARAMS, ContextModel, Sample, TimeModel, dominant, fit_energy, rates_of, read_samples, sha256,
+                  write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
@@ -112,7 +112,7 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s)
 
 
-def measure_case(mod: nn.Module, inputs: tuple, family: str, case_id: str, backend: str) -> Sample | None:
+def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> Sample | None:
     mod = mod.eval()
     a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
     main = dominant(a.ops)
@@ -122,13 +122,13 @@ def measure_case(mod: nn.Module, inputs: tuple, family: str, case_id: str, backe
     mod = mod.to(backend)
     with torch.inference_mode():
         med, p10, p90, n = _time_module(mod, device_inputs, backend)
-    working = [c for c in a.ops if c.flops or c.memory_traffic_bytes]
+    working = [c for c in a.ops if c.launches]
     flops = sum(c.flops for c in working)
     read = sum(c.bytes_read for c in working)
     written = sum(c.bytes_written for c in working)
     feats = shape_features(main)
     feats.pop("op_code")
-    return Sample(case_id, main.family, op_name(main), med, p10, p90, n, flops, read, written,
+    return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
                   main.family in PRODUCT_FAMILIES, feats)
 
 
@@ -303,7 +303,7 @@ def calibrate(
                     if case.id in done_ids:
                         continue
                     mod, inputs = case.build()
-                    s = measure_case(mod, inputs, case.family, case.id, backend)
+                    s = measure_case(mod, inputs, case.id, backend)
                     if s is not None:
                         writer.writerow(s.row())
                         f.flush()
@@ -421,18 +421,6 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
     return ContextModel.fit(rows, times), energy_rows
-
-
-def rates_of(profile: DeviceProfile) -> Rates:
-    """The baseline rates a calibrated profile's time model was fitted against."""
-    cal = profile.calibration or {}
-    r = cal.get("rates", {})
-    return Rates(
-        floor_s=float(r.get("floor_us", profile.host_per_op_us)) * 1e-6,
-        matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
-        vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
-        bandwidth=profile.bandwidth_gbps * 1e9,
-    )
 
 
 def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
