@@ -159,7 +159,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         return
     dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
     p = calibrate(name=args.name, backend=args.backend, out=args.out, budget_s=args.budget, quick=args.quick,
-                  threads=args.threads, dtypes=dtypes, base=args.base, progress=not args.no_progress)
+                  threads=args.threads, dtypes=dtypes, base=args.base, progress=not args.no_progress,
+                  allocator=args.allocator)
     cal = p.calibration or {}
     ctx = cal.get("context", {})
     print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
@@ -175,7 +176,8 @@ def _measurement(args: argparse.Namespace, name: str, batch: int | None):
     example = parse_input(args.input) if getattr(args, "input", None) else loaded.example
     return loaded, example, measure(loaded.model, example, backend=args.backend, batch_size=batch,
                                     dtype=args.dtype, per_layer=getattr(args, "per_layer", False),
-                                    repeats=args.repeats, threads=args.threads, model_name=loaded.name)
+                                    repeats=args.repeats, threads=args.threads, model_name=loaded.name,
+                                    allocator=args.allocator)
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
@@ -206,6 +208,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
             rows.append([name, b, m.latency_ms, p.latency_ms, f"{err:+.1f}%"])
     print(format_table(["model", "batch", "measured (ms)", "predicted (ms)", "error"], rows))
     within = lambda t: sum(abs(e) <= t for e in errors) / len(errors)  # noqa: E731
+    cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
+    if cal_alloc and cal_alloc != m.allocator:
+        print(f"note: {profile.name} was calibrated with allocator {cal_alloc!r}, measured here with {m.allocator!r}")
     print(f"device profile: {profile.name} ({'calibrated' if profile.calibration else 'datasheet'})   "
           f"within ±10%: {within(10):.0%}   within ±20%: {within(20):.0%}   "
           f"mean |error|: {sum(abs(e) for e in errors) / len(errors):.1f}%")
@@ -283,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True, help="profile name or YAML path")
     p.set_defaults(func=cmd_roofline, out="roofline.png")
 
+    def allocator_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allocator", choices=["retain", "system"], default="retain",
+                       help="retain: keep freed host memory, no page-fault storms (default, as calibration); "
+                            "system: malloc as it is")
+
     p = sub.add_parser("calibrate", help="microbenchmark this machine and write a calibrated profile")
     p.add_argument("--name", required=True, help="profile name")
     p.add_argument("--out", help="profile YAML to write (default NAME.yaml); samples and model go beside it")
@@ -293,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", default="float32", help="comma-separated dtypes to measure peak rates for")
     p.add_argument("--base", help="datasheet profile to take power and energy figures from")
     p.add_argument("--no-progress", action="store_true")
+    allocator_arg(p)
     p.add_argument("--refit", action="store_true", help="fit the model again from the stored samples, no measuring")
     p.set_defaults(func=cmd_calibrate)
 
@@ -301,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="float32")
         p.add_argument("--repeats", type=int, default=20)
         p.add_argument("--threads", type=int, default=None)
+        allocator_arg(p)
 
     p = sub.add_parser("measure", help="real latency of a model here (median, p10, p90), optionally per layer")
     p.add_argument("model")

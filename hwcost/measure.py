@@ -148,6 +148,7 @@ class Measurement:
     layers: list[MeasuredLayer] = field(default_factory=list)
     energy_mj: float | None = None
     energy_source: str | None = None
+    allocator: str = "system"
 
     @property
     def fps(self) -> float:
@@ -161,7 +162,7 @@ class Measurement:
             lines.append("(per-layer times come from a separate run with hooks, which add their own overhead)")
         lines.append(
             f"model: {self.model_name}   backend: {self.backend} ({self.threads} threads)   batch: {self.batch_size}"
-            f"   dtype: {self.dtype}"
+            f"   dtype: {self.dtype}   allocator: {self.allocator}"
         )
         lines.append(f"latency: {self.latency_ms:,.3f} ms median (p10 {self.p10_ms:,.3f}, p90 {self.p90_ms:,.3f}; "
                      f"{len(self.samples_ms)} runs)   {self.fps:,.1f} FPS")
@@ -176,7 +177,7 @@ class Measurement:
             "model": self.model_name, "backend": self.backend, "batch_size": self.batch_size,
             "dtype": self.dtype, "threads": self.threads, "latency_ms": self.latency_ms,
             "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "fps": self.fps, "samples_ms": self.samples_ms,
-            "energy_mj": self.energy_mj, "energy_source": self.energy_source,
+            "energy_mj": self.energy_mj, "energy_source": self.energy_source, "allocator": self.allocator,
             "layers": [vars(r) for r in self.layers],
         }
 
@@ -200,16 +201,22 @@ def measure(
     threads: int | None = None,
     model_name: str | None = None,
     max_seconds: float = 30.0,
+    allocator: str = "retain",
 ) -> Measurement:
     """Time ``model`` for real: median latency with p10/p90, FPS, optional per-layer durations.
 
     The model must hold real weights (not meta). It is run in eval mode under inference_mode on a
     copy moved to ``backend`` when it is not already there; the caller's model is left as it was.
+    ``allocator``: ``retain`` (default, as calibration) keeps freed host memory in the process so
+    runs do not pay page faults for re-mapped activations; ``system`` leaves malloc as it is (see
+    hwcost.allocator; ``retain`` stays in force for the rest of the process).
     """
+    from . import allocator as alloc
     from .conventions import dtype_name, parse_dtype
     from .energy import EnergyMeter
 
     _check_backend(backend)
+    allocator_mode = alloc.apply(allocator)
     dt = parse_dtype(dtype)
     if not dt.is_floating_point:
         raise InputError("measure runs floating-point models; int8 needs a quantized model (torch.ao.quantization)")
@@ -235,7 +242,7 @@ def measure(
         model_name=model_name or type(model).__name__, backend=backend, batch_size=batch,
         dtype=dtype_name(dt), threads=n_threads, latency_ms=stats.median_ms, p10_ms=stats.p10_s * 1e3,
         p90_ms=stats.p90_s * 1e3, samples_ms=[s * 1e3 for s in stats.samples_s], layers=layers,
-        energy_mj=energy_mj, energy_source=meter.name if meter else None,
+        energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
     )
 
 

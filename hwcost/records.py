@@ -85,6 +85,7 @@ class OpCost:
     bytes_read: int
     bytes_written: int
     supported: bool = True      # False: no formula; bytes counted, FLOPs unknown (reported)
+    weight_bytes: int = 0       # of bytes_read, those of parameters (cold in a network: read once per pass)
 
     @property
     def memory_traffic_bytes(self) -> int:

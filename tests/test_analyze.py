@@ -190,3 +190,16 @@ def test_module_calls_and_view_ops_are_counted():
     a = hwcost.analyze(Net(), torch.zeros(16))
     assert a.module_calls == 4          # Net, Sequential, Linear, ReLU
     assert a.view_ops >= 3              # view, t, unsqueeze (linear's own transpose of its weight too)
+
+
+def test_weight_bytes_are_the_parameter_part_of_bytes_read():
+    """Linear(64 -> 32) at batch 4, float32: weight 32x64 + bias 32 read as parameters; the input is not."""
+    a = hwcost.analyze(nn.Sequential(nn.Linear(64, 32), nn.ReLU()), (64,), batch_size=4)
+    addmm, relu = [c for c in a.ops if c.launches]
+    assert addmm.weight_bytes == (32 * 64 + 32) * 4
+    assert addmm.bytes_read == addmm.weight_bytes + 4 * 64 * 4
+    assert relu.weight_bytes == 0
+    m = load_model("mobilenet_v2").model
+    total = sum(c.weight_bytes for c in hwcost.analyze(m, (3, 224, 224)).ops)
+    assert total == pytest.approx(sum(t.numel() * 4 for t in list(m.parameters()) + list(m.buffers())
+                                      if t.is_floating_point()), rel=1e-3)

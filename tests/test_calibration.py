@@ -112,16 +112,32 @@ def test_tree_ensemble_equals_sklearn():
 def test_context_fit_recovers_known_coefficients():
     rng = random.Random(0)
     rows, times = [], []
-    for _ in range(60):
+    for _ in range(80):
         r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "elementwise": rng.uniform(1e-4, 5e-3),
-             "_ops": float(rng.randint(5, 60)), "_bytes": rng.uniform(1e6, 5e7)}
+             "_ops": float(rng.randint(5, 60)), "_weight_bytes": rng.uniform(1e5, 2e7),
+             "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": rng.uniform(1e6, 5e7)}
         rows.append(r)
-        times.append(1.1 * r["conv"] + 1.6 * r["norm"] + 1.3 * r["elementwise"] + 5e-6 * r["_ops"] + 2e-11 * r["_bytes"])
+        times.append(1.1 * r["conv"] + 1.6 * r["norm"] + 1.3 * r["elementwise"] + 5e-6 * r["_ops"]
+                     + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"] + 2e-11 * r["_output_bytes"])
     ctx = ContextModel.fit(rows, times)
     assert ctx.family_scale == pytest.approx({"conv": 1.1, "norm": 1.6, "elementwise": 1.3}, rel=1e-3)
-    assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2) and ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
-    assert ctx.apply(1e-3, "norm", 0) == pytest.approx(1.6e-3 + 5e-6)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
+    assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
+    assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
+    assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
     assert ContextModel.fit(rows[:3], times[:3]) == ContextModel(chains=3)  # too few chains: identity
+
+
+def test_context_apply_charges_parameters_inputs_and_outputs_apart():
+    from hwcost.records import OpCost, OpRecord
+
+    rec = OpRecord(0, "native_batch_norm", "default", "bn", "BatchNorm2d", True, (), {}, (), False)
+    cost = OpCost(rec, "norm", 0, 1000, bytes_read=5000, bytes_written=4000, weight_bytes=1000)
+    ctx = ContextModel({"norm": 1.6}, 1.0, per_op_s=5e-6, per_weight_byte_s=3e-9, per_input_byte_s=2e-9,
+                       per_output_byte_s=1e-9)
+    assert ctx.apply(1e-3, cost) == pytest.approx(1.6e-3 + 5e-6 + 3e-6 + 8e-6 + 4e-6)
+    row = ContextModel.design([1e-3, 2e-3], [cost, cost])
+    assert row == {"norm": 3e-3, "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 8000, "_output_bytes": 8000}
 
 
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
@@ -225,9 +241,31 @@ def test_context_default_scale_for_unseen_families_is_the_median():
     rows, times = [], []
     for _ in range(30):
         r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "matmul": rng.uniform(1e-3, 1e-2),
-             "_ops": 10.0, "_bytes": 1e6}
+             "_ops": 10.0, "_output_bytes": 1e6}
         rows.append(r)
         times.append(1.0 * r["conv"] + 1.4 * r["norm"] + 1.2 * r["matmul"])
     ctx = ContextModel.fit(rows, times)
     assert ctx.default_scale == pytest.approx(1.2, rel=1e-2)
-    assert ctx.apply(1e-3, "rnn", 0) == pytest.approx(1.2e-3 + ctx.per_op_s, rel=1e-2)
+    from hwcost.records import OpCost, OpRecord
+
+    rnn = OpCost(OpRecord(0, "lstm", "input", "rnn", "LSTM", True, (), {}, (), False), "rnn", 0, 0, 0, 0)
+    assert ctx.apply(1e-3, rnn) == pytest.approx(1.2e-3 + ctx.per_op_s, rel=1e-2)
+
+
+def test_resume_refuses_samples_of_another_suite_version(tmp_path):
+    from hwcost.calibration.fit import Sample, write_samples_header
+    from hwcost.calibration.runner import _load_existing
+    from hwcost.calibration.suite import SUITE_VERSION
+    from hwcost.errors import InputError
+
+    path = tmp_path / "old.samples.csv"
+    for version, ok in ((SUITE_VERSION, True), (SUITE_VERSION + 1, False)):
+        with open(path, "w") as f:
+            w = write_samples_header(f)
+            w.writerow(Sample("_suite_version", "_fundamental", "suite_version", version, version, version, 1,
+                              0, 0, 0, False, {}).row())
+        if ok:
+            assert len(_load_existing(str(path))) == 1
+        else:
+            with pytest.raises(InputError, match="suite version"):
+                _load_existing(str(path))

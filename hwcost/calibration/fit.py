@@ -133,28 +133,38 @@ class TreeEnsemble:
 
 @dataclass
 class ContextModel:
-    """In-network time of an op from its isolated time: ops in a network read activations that
-    have streamed through the caches and write freshly allocated outputs. Fitted on synthetic
-    chains: per op family a scale on the isolated time, plus a cost per op and per output byte."""
+    """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
+    tensors, so its weights and inputs sit in the caches; in a network every parameter is read once
+    per pass from DRAM and each input was just written, often by the other cores. Fitted on
+    synthetic chains: per op family a scale on the isolated time, plus a cost per op, per byte of
+    parameters read, per byte of activations read and per byte written."""
 
     family_scale: dict[str, float] = field(default_factory=dict)
     default_scale: float = 1.0
     per_op_s: float = 0.0
+    per_weight_byte_s: float = 0.0
+    per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
     chains: int = 0
     median_abs_error_pct: float | None = None
 
-    def apply(self, iso_s: float, family: str, bytes_written: float) -> float:
-        scale = self.family_scale.get(family, self.default_scale)
-        return scale * iso_s + self.per_op_s + self.per_output_byte_s * bytes_written
+    EXTRA = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
 
-    @staticmethod
-    def design(iso: list[float], families: list[str], written: list[float]) -> dict[str, float]:
-        row: dict[str, float] = {}
-        for t, f in zip(iso, families):
-            row[f] = row.get(f, 0.0) + t
-        row["_ops"] = float(len(iso))
-        row["_bytes"] = float(sum(written))
+    def apply(self, iso_s: float, cost: OpCost) -> float:
+        scale = self.family_scale.get(cost.family, self.default_scale)
+        return (scale * iso_s + self.per_op_s + self.per_weight_byte_s * cost.weight_bytes
+                + self.per_input_byte_s * (cost.bytes_read - cost.weight_bytes)
+                + self.per_output_byte_s * cost.bytes_written)
+
+    @classmethod
+    def design(cls, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
+        row: dict[str, float] = dict.fromkeys(cls.EXTRA, 0.0)
+        for t, c in zip(iso, costs):
+            row[c.family] = row.get(c.family, 0.0) + t
+            row["_ops"] += 1.0
+            row["_weight_bytes"] += c.weight_bytes
+            row["_input_bytes"] += c.bytes_read - c.weight_bytes
+            row["_output_bytes"] += c.bytes_written
         return row
 
     @classmethod
@@ -174,22 +184,24 @@ class ContextModel:
 
         def vec(r: dict[str, float]) -> list[float]:
             rest = sum(v for k, v in r.items() if not k.startswith("_") and k not in fams)
-            return [r.get(f, 0.0) for f in fams] + [rest, r["_ops"], r["_bytes"]]
+            return [r.get(f, 0.0) for f in fams] + [rest] + [r.get(k, 0.0) for k in cls.EXTRA]
 
         a = np.array([vec(r) for r in rows])
         norm = a.max(axis=0)
         norm[norm == 0] = 1.0
         # relative error (each chain counts alike); scales bounded to physical slowdowns so that
-        # collinear columns (elementwise time ~ output bytes) cannot trade off into nonsense
-        lower = np.array([SCALE_BOUNDS[0]] * (len(fams) + 1) + [0.0, 0.0]) * norm
-        upper = np.array([SCALE_BOUNDS[1]] * (len(fams) + 1) + [np.inf, np.inf]) * norm
+        # collinear columns (elementwise time ~ bytes) cannot trade off into nonsense
+        n_extra = len(cls.EXTRA)
+        lower = np.array([SCALE_BOUNDS[0]] * (len(fams) + 1) + [0.0] * n_extra) * norm
+        upper = np.array([SCALE_BOUNDS[1]] * (len(fams) + 1) + [np.inf] * n_extra) * norm
         coef = lsq_linear(a / norm / y[:, None], np.ones(len(y)), bounds=(lower, upper)).x / norm
         err = float(np.median(np.abs(a @ coef / y - 1)) * 100)
         scales = {f: float(c) for f, c in zip(fams, coef[: len(fams)])}
         # families the chains carry too little of (or none: RNNs, transposed convs) get the median
         # scale of those measured in context, not the residual column's coefficient
         default = float(np.median(list(scales.values()))) if scales else 1.0
-        return cls(scales, default, float(coef[-2]), float(coef[-1]), len(rows), round(err, 2))
+        extra = [float(c) for c in coef[len(fams) + 1:]]
+        return cls(scales, default, *extra, chains=len(rows), median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, float, float, float]]) -> dict[str, float] | None:
@@ -266,12 +278,12 @@ class TimeModel:
     def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model."""
         iso = self.isolated(costs, dtype, matrix_flags)
-        return [self.context.apply(t, c.family, c.bytes_written) for t, c in zip(iso, costs)]
+        return [self.context.apply(t, c) for t, c in zip(iso, costs)]
 
     def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> dict[str, float]:
         working = [c for c in costs if c.launches]
         iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working])
-        return ContextModel.design(iso, [c.family for c in working], [c.bytes_written for c in working])
+        return ContextModel.design(iso, working)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": 1, "features": list(FEATURES), "vocab": self.vocab,

@@ -36,6 +36,8 @@ CHAIN_EVERY = 10          # one network-like chain per this many isolated cases
 def host_info(backend: str) -> dict[str, Any]:
     import psutil
 
+    from ..allocator import state as allocator_state
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -53,6 +55,7 @@ def host_info(backend: str) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "torch": str(torch.__version__),
+        "allocator": allocator_state(),
     }
     if backend == "cuda":
         info["gpu"] = str(torch.cuda.get_device_name(0))
@@ -234,9 +237,16 @@ def _load_existing(path: str) -> list[Sample]:
     with open(path) as f:
         text = f.read()
     try:
-        return read_samples(text)
+        samples = read_samples(text)
     except (KeyError, ValueError) as e:
         raise InputError(f"{path} is not a samples file of this hwcost version ({e}); move it away to start over") from e
+    # files older than this record are suite version 2
+    version = next((s.time_s for s in samples if s.family == "_fundamental" and s.op == "suite_version"), 2.0)
+    if samples and version != SUITE_VERSION:
+        # chains are rebuilt from their ids at fit time: another suite version would rebuild others
+        raise InputError(f"{path} holds samples of suite version {version:g}, this hwcost runs "
+                         f"version {SUITE_VERSION}; move it away (or use another --out) to calibrate afresh")
+    return samples
 
 
 def calibrate(
@@ -251,20 +261,24 @@ def calibrate(
     seed: int = 0,
     progress: bool = True,
     max_cases: int | None = None,
+    allocator: str = "retain",
     _stop: Callable[[int], bool] | None = None,
 ) -> DeviceProfile:
     """Run the microbenchmark suite here and write a calibrated profile (YAML + samples CSV).
 
     ``budget_s``: wall time for the suite (default 300 s; ``quick``: 45 s). ``base``: a datasheet
     profile (name or path) whose power and energy figures the new profile inherits when no power
-    sensor is readable. Interrupting (Ctrl-C) keeps the samples; rerunning resumes.
+    sensor is readable. Interrupting (Ctrl-C) keeps the samples; rerunning resumes. ``allocator``:
+    the host malloc condition the samples are taken under (hwcost.allocator; recorded in the profile).
     """
+    from ..allocator import apply as apply_allocator
     from ..energy import EnergyMeter
 
     if backend not in ("cpu", "cuda"):
         raise InputError(f"unknown backend {backend!r}: use cpu or cuda")
     if backend == "cuda" and not torch.cuda.is_available():
         raise InputError("backend 'cuda' asked for, but torch.cuda.is_available() is False here")
+    apply_allocator(allocator)
     out = out or f"{name}.yaml"
     budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
     samples_path = _samples_path(out)
@@ -289,6 +303,7 @@ def calibrate(
                 if not fundamentals:
                     prog.update(0, "fundamentals")
                     fundamentals = measure_fundamentals(backend, list(dtypes))
+                    fundamentals["suite_version"] = float(SUITE_VERSION)
                     for k, v in fundamentals.items():
                         writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False,
                                                {}).row())
