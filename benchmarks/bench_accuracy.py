@@ -11,7 +11,8 @@
    - baseline "roofline": the uncalibrated roofline: a datasheet-style profile of this CPU (cores x
      clock x 64 FP32 FLOP/cycle for AVX-512, 32 for AVX2, the measured copy bandwidth), default CPU
      efficiencies and the measured dispatch floor.
-Reports the error per model and the fraction within +-10% and +-20% for each.
+Reports the error per model and the fraction within +-10% and +-20% for each. Calibration and
+measurement both run under the default `retain` allocator (hwcost.allocator): no page-fault storms.
 """
 from __future__ import annotations
 
