@@ -271,10 +271,7 @@ def analyze(
     trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
     args, kwargs = prepare_inputs(inputs, batch_size, trace_dtype)
     tr = trace(model, args, kwargs, trace_dtype, count_dtype)
-    costs = [counters.count(r) for r in tr.records]
-    for c in costs:
-        c.weight_bytes = min(c.bytes_read, sum(t.footprint * t.itemsize for t in c.record.inputs
-                                               if t.storage_id in tr.weight_storage_ids))
+    costs = [counters.count(r, tr.weight_storage_ids) for r in tr.records]
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
     owners = _param_owners(model)

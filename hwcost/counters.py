@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from . import conventions as cv
 from .records import OpCost, OpRecord, TensorSpec
@@ -451,23 +451,28 @@ def empty_cost(rec: OpRecord) -> Work:
 
 
 def generic_bytes(rec: OpRecord) -> tuple[int, int]:
-    read = sum(t.footprint * t.itemsize for t in rec.inputs)
+    read = sum(t.read_bytes for t in rec.inputs)
     written = sum(t.nbytes for t in rec.outputs)
     return read, written
 
 
-def count(rec: OpRecord) -> OpCost:
-    """Count one recorded op. An op with no formula keeps its bytes and is flagged unsupported."""
+def count(rec: OpRecord, weight_storage_ids: Collection[int] = ()) -> OpCost:
+    """Count one recorded op. An op with no formula keeps its bytes and is flagged unsupported.
+    ``weight_storage_ids``: storages of the model's parameters and buffers, for ``weight_bytes``."""
     formula = lookup(rec.name)
     read, written = generic_bytes(rec)
     if formula is None:
-        return OpCost(rec, "unknown", 0, 0, read, written, supported=False)
-    work = formula.fn(rec)
-    return OpCost(
-        rec,
-        work.family or formula.family,
-        int(work.macs),
-        int(work.flops),
-        read if work.bytes_read is None else int(work.bytes_read),
-        written if work.bytes_written is None else int(work.bytes_written),
-    )
+        cost = OpCost(rec, "unknown", 0, 0, read, written, supported=False)
+    else:
+        work = formula.fn(rec)
+        cost = OpCost(
+            rec,
+            work.family or formula.family,
+            int(work.macs),
+            int(work.flops),
+            read if work.bytes_read is None else int(work.bytes_read),
+            written if work.bytes_written is None else int(work.bytes_written),
+        )
+    weights = sum(t.read_bytes for t in rec.inputs if t.storage_id in weight_storage_ids)
+    cost.weight_bytes = min(cost.bytes_read, weights)
+    return cost

@@ -30,6 +30,11 @@ class TensorSpec:
         return self.numel * self.itemsize
 
     @property
+    def read_bytes(self) -> int:
+        """Bytes a kernel reads of this tensor: broadcast (stride-0) dimensions once."""
+        return self.footprint * self.itemsize
+
+    @property
     def ndim(self) -> int:
         return len(self.shape)
 

@@ -134,8 +134,8 @@ class TreeEnsemble:
 @dataclass
 class ContextModel:
     """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
-    tensors, so its weights and inputs sit in the caches; in a network every parameter is read once
-    per pass from DRAM and each input was just written, often by the other cores. Fitted on
+    tensors, so its weights and inputs sit in the core's caches; in a network every parameter is read
+    once per pass from further out (L3 or DRAM) and each input was just written, often by another core. Fitted on
     synthetic chains: per op family a scale on the isolated time, plus a cost per op, per byte of
     parameters read, per byte of activations read and per byte written."""
 
@@ -200,8 +200,9 @@ class ContextModel:
         # families the chains carry too little of (or none: RNNs, transposed convs) get the median
         # scale of those measured in context, not the residual column's coefficient
         default = float(np.median(list(scales.values()))) if scales else 1.0
-        extra = [float(c) for c in coef[len(fams) + 1:]]
-        return cls(scales, default, *extra, chains=len(rows), median_abs_error_pct=round(err, 2))
+        per_op, per_weight, per_input, per_output = (float(c) for c in coef[len(fams) + 1:])  # EXTRA's order
+        return cls(scales, default, per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
+                   per_output_byte_s=per_output, chains=len(rows), median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, float, float, float]]) -> dict[str, float] | None:
