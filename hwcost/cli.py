@@ -153,6 +153,8 @@ def cmd_roofline(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from .calibration import calibrate, refit
 
+    if not args.name and not (args.refit and args.out):
+        raise InputError("calibrate needs --name (or, with --refit, the --out profile to refit)")
     if args.refit:
         p = refit(args.out or args.name + ".yaml")
         print(f"refitted {p.path} from its samples (chain error {p.calibration['context']['median_abs_error_pct']}%)")
@@ -294,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "system: malloc as it is")
 
     p = sub.add_parser("calibrate", help="microbenchmark this machine and write a calibrated profile")
-    p.add_argument("--name", required=True, help="profile name")
+    p.add_argument("--name", help="profile name (required unless --refit with --out)")
     p.add_argument("--out", help="profile YAML to write (default NAME.yaml); samples and model go beside it")
     p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--budget", type=float, default=None, help="seconds for the suite (default 300; --quick 45)")

@@ -231,7 +231,7 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
     try:
         model = time_model_for(device.calibration_file("model"), rates_of(device))
     except ValueError as e:
-        raise ProfileError(f"{device.path}: {e}; recalibrate with this hwcost version") from e
+        raise ProfileError(f"{device.path}: {e}; recalibrate (or refit) with this hwcost version") from e
     return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs])
 
 

@@ -1,6 +1,7 @@
 """Calibration: features, fitting with known answers, plain-data models, resume after interruption."""
 import json
 import math
+import os
 import random
 
 import numpy as np
@@ -113,31 +114,53 @@ def test_context_fit_recovers_known_coefficients():
     rng = random.Random(0)
     rows, times = [], []
     for _ in range(80):
-        r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "elementwise": rng.uniform(1e-4, 5e-3),
-             "_ops": float(rng.randint(5, 60)), "_weight_bytes": rng.uniform(1e5, 2e7),
-             "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": rng.uniform(1e6, 5e7)}
+        r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)),
+             "_weight_bytes": rng.uniform(1e5, 2e7), "_input_bytes": rng.uniform(1e6, 5e7),
+             "_output_bytes": rng.uniform(1e6, 5e7)}
         rows.append(r)
-        times.append(1.1 * r["conv"] + 1.6 * r["norm"] + 1.3 * r["elementwise"] + 5e-6 * r["_ops"]
-                     + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"] + 2e-11 * r["_output_bytes"])
-    ctx = ContextModel.fit(rows, times)
-    assert ctx.family_scale == pytest.approx({"conv": 1.1, "norm": 1.6, "elementwise": 1.3}, rel=1e-3)
+        times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
+                     + 2e-11 * r["_output_bytes"])
+    ctx = ContextModel.fit(rows, times, cache_bytes=4e6)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
     assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
     assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
-    assert ContextModel.fit(rows[:3], times[:3]) == ContextModel(chains=3)  # too few chains: identity
+    assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
+    # too few chains: the identity (isolated times)
+    assert ContextModel.fit(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
 
 
-def test_context_apply_charges_parameters_inputs_and_outputs_apart():
+def test_context_coefficients_are_never_negative():
+    # chains faster than their isolated sum (noise) must not turn into a negative cost per op
+    rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
+             "_output_bytes": 1e6} for i in range(10)]
+    ctx = ContextModel.fit(rows, [0.9 * r["_isolated_s"] for r in rows])
+    assert min(ctx.per_op_s, ctx.per_weight_byte_s, ctx.per_input_byte_s, ctx.per_output_byte_s) >= 0.0
+
+
+def test_context_apply_charges_bytes_up_to_the_private_cache():
     from hwcost.records import OpCost, OpRecord
 
     rec = OpRecord(0, "native_batch_norm", "default", "bn", "BatchNorm2d", True, (), {}, (), False)
     cost = OpCost(rec, "norm", 0, 1000, bytes_read=5000, bytes_written=4000, weight_bytes=1000)
-    ctx = ContextModel({"norm": 1.6}, 1.0, per_op_s=5e-6, per_weight_byte_s=3e-9, per_input_byte_s=2e-9,
-                       per_output_byte_s=1e-9)
-    assert ctx.apply(1e-3, cost) == pytest.approx(1.6e-3 + 5e-6 + 3e-6 + 8e-6 + 4e-6)
-    row = ContextModel.design([1e-3, 2e-3], [cost, cost])
-    assert row == {"norm": 3e-3, "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 8000, "_output_bytes": 8000}
+    ctx = ContextModel(per_op_s=5e-6, per_weight_byte_s=3e-9, per_input_byte_s=2e-9, per_output_byte_s=1e-9)
+    assert ctx.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 8e-6 + 4e-6)  # uncapped
+    capped = ContextModel(per_op_s=5e-6, per_weight_byte_s=3e-9, per_input_byte_s=2e-9, per_output_byte_s=1e-9,
+                          cache_bytes=2000)
+    # weights 1000 B < cap; inputs 4000 B and outputs 4000 B are charged for 2000 B each
+    assert capped.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 4e-6 + 2e-6)
+    row = capped.design([1e-3, 2e-3], [cost, cost])
+    assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
+                   "_output_bytes": 4000}
+
+
+def test_private_cache_bytes_is_l2_per_core_times_threads():
+    from hwcost.calibration.runner import private_cache_bytes
+
+    one, two = private_cache_bytes("cpu", 1), private_cache_bytes("cpu", 2)
+    assert two == 2 * one
+    if os.path.exists("/sys/devices/system/cpu/cpu0/cache"):
+        assert 64 * 1024 <= one <= 64 * 1024**2   # some L2 between 64 KiB and 64 MiB
 
 
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
@@ -234,22 +257,6 @@ def test_rnn_features_see_steps_hidden_layers_and_gates():
     assert (f["log_batch"], f["log_spatial_in"]) == pytest.approx((math.log2(4), math.log2(11)))
     assert (f["log_c_in"], f["log_c_out"]) == pytest.approx((math.log2(33), math.log2(65)))
     assert (f["kernel"], f["stride"]) == (4.0, 4.0)   # 2 layers x 2 directions; 4 gates
-
-
-def test_context_default_scale_for_unseen_families_is_the_median():
-    rng = random.Random(1)
-    rows, times = [], []
-    for _ in range(30):
-        r = {"conv": rng.uniform(1e-3, 2e-2), "norm": rng.uniform(1e-4, 5e-3), "matmul": rng.uniform(1e-3, 1e-2),
-             "_ops": 10.0, "_output_bytes": 1e6}
-        rows.append(r)
-        times.append(1.0 * r["conv"] + 1.4 * r["norm"] + 1.2 * r["matmul"])
-    ctx = ContextModel.fit(rows, times)
-    assert ctx.default_scale == pytest.approx(1.2, rel=1e-2)
-    from hwcost.records import OpCost, OpRecord
-
-    rnn = OpCost(OpRecord(0, "lstm", "input", "rnn", "LSTM", True, (), {}, (), False), "rnn", 0, 0, 0, 0)
-    assert ctx.apply(1e-3, rnn) == pytest.approx(1.2e-3 + ctx.per_op_s, rel=1e-2)
 
 
 def test_resume_refuses_samples_of_another_suite_version(tmp_path):

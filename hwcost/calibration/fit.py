@@ -22,9 +22,9 @@ from ..counters import PRODUCT_FAMILIES
 from ..records import OpCost
 from .features import FEATURES, feature_vector, vectorize
 
-GBM_PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsample": 0.8, "random_state": 0}
+GBM_PARAMS = {"n_estimators": 250, "max_depth": 4, "learning_rate": 0.06, "subsample": 0.8, "random_state": 0}
+MODEL_VERSION = 2  # 2: context model without per-family scales, bytes capped at the private cache
 MIN_SAMPLES_FOR_MODEL = 8
-SCALE_BOUNDS = (0.5, 4.0)  # in-network time of an op family relative to its isolated time
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
                   "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f != "op_code")
 _META = 13  # columns before the features
@@ -134,75 +134,67 @@ class TreeEnsemble:
 @dataclass
 class ContextModel:
     """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
-    tensors, so its weights and inputs sit in the core's caches; in a network every parameter is read
-    once per pass from further out (L3 or DRAM) and each input was just written, often by another core. Fitted on
-    synthetic chains: per op family a scale on the isolated time, plus a cost per op, per byte of
-    parameters read, per byte of activations read and per byte written."""
+    tensors, so its weights and inputs sit in the core's private caches; in a network every parameter
+    is read once per pass from further out (L3 or DRAM) and each input was just written, often by
+    another core. So in context an op pays, on top of its isolated time, a cost per op (cold code and
+    thread hand-off) and a cost per byte of parameters, inputs and outputs it would have found in its
+    private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
+    that run it); beyond that the isolated measurement already streamed them from outside.
 
-    family_scale: dict[str, float] = field(default_factory=dict)
-    default_scale: float = 1.0
+    No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
+    1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
+    10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without)."""
+
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
     per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
+    cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     chains: int = 0
     median_abs_error_pct: float | None = None
 
-    EXTRA = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
+    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
+
+    def _cap(self, nbytes: float) -> float:
+        return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
     def apply(self, iso_s: float, cost: OpCost) -> float:
-        scale = self.family_scale.get(cost.family, self.default_scale)
-        return (scale * iso_s + self.per_op_s + self.per_weight_byte_s * cost.weight_bytes
-                + self.per_input_byte_s * (cost.bytes_read - cost.weight_bytes)
-                + self.per_output_byte_s * cost.bytes_written)
+        return (iso_s + self.per_op_s + self.per_weight_byte_s * self._cap(cost.weight_bytes)
+                + self.per_input_byte_s * self._cap(cost.bytes_read - cost.weight_bytes)
+                + self.per_output_byte_s * self._cap(cost.bytes_written))
 
-    @classmethod
-    def design(cls, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
-        row: dict[str, float] = dict.fromkeys(cls.EXTRA, 0.0)
+    def design(self, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
+        """A chain's totals: isolated seconds and the capped counts each coefficient multiplies."""
+        row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
         for t, c in zip(iso, costs):
-            row[c.family] = row.get(c.family, 0.0) + t
+            row["_isolated_s"] += t
             row["_ops"] += 1.0
-            row["_weight_bytes"] += c.weight_bytes
-            row["_input_bytes"] += c.bytes_read - c.weight_bytes
-            row["_output_bytes"] += c.bytes_written
+            row["_weight_bytes"] += self._cap(c.weight_bytes)
+            row["_input_bytes"] += self._cap(c.bytes_read - c.weight_bytes)
+            row["_output_bytes"] += self._cap(c.bytes_written)
         return row
 
     @classmethod
-    def fit(cls, rows: list[dict[str, float]], times: list[float], min_share: float = 0.02) -> "ContextModel":
-        from scipy.optimize import lsq_linear
+    def fit(cls, rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0) -> "ContextModel":
+        """Non-negative least squares of (chain time - isolated sum) on the terms, in relative error
+        so that each chain counts alike. Fewer than 6 chains: the identity (isolated times)."""
+        from scipy.optimize import nnls
 
         if len(rows) < 6:
-            return cls(chains=len(rows))
+            return cls(cache_bytes=cache_bytes, chains=len(rows))
         y = np.array(times)
-        totals: dict[str, float] = {}
-        for r, t in zip(rows, times):
-            for k, v in r.items():
-                if not k.startswith("_"):
-                    totals[k] = totals.get(k, 0.0) + v / t
-        # a family gets its own scale when it carries a real share of the chains' time
-        fams = sorted(k for k, v in totals.items() if v / len(rows) >= min_share)
-
-        def vec(r: dict[str, float]) -> list[float]:
-            rest = sum(v for k, v in r.items() if not k.startswith("_") and k not in fams)
-            return [r.get(f, 0.0) for f in fams] + [rest] + [r.get(k, 0.0) for k in cls.EXTRA]
-
-        a = np.array([vec(r) for r in rows])
+        a = np.array([[r[k] for k in cls.TERMS] for r in rows])
+        excess = y - np.array([r["_isolated_s"] for r in rows])
         norm = a.max(axis=0)
         norm[norm == 0] = 1.0
-        # relative error (each chain counts alike); scales bounded to physical slowdowns so that
-        # collinear columns (elementwise time ~ bytes) cannot trade off into nonsense
-        n_extra = len(cls.EXTRA)
-        lower = np.array([SCALE_BOUNDS[0]] * (len(fams) + 1) + [0.0] * n_extra) * norm
-        upper = np.array([SCALE_BOUNDS[1]] * (len(fams) + 1) + [np.inf] * n_extra) * norm
-        coef = lsq_linear(a / norm / y[:, None], np.ones(len(y)), bounds=(lower, upper)).x / norm
-        err = float(np.median(np.abs(a @ coef / y - 1)) * 100)
-        scales = {f: float(c) for f, c in zip(fams, coef[: len(fams)])}
-        # families the chains carry too little of (or none: RNNs, transposed convs) get the median
-        # scale of those measured in context, not the residual column's coefficient
-        default = float(np.median(list(scales.values()))) if scales else 1.0
-        per_op, per_weight, per_input, per_output = (float(c) for c in coef[len(fams) + 1:])  # EXTRA's order
-        return cls(scales, default, per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
-                   per_output_byte_s=per_output, chains=len(rows), median_abs_error_pct=round(err, 2))
+        coef, _ = nnls(a / norm / y[:, None], excess / y)
+        coef = coef / norm
+        pred = np.array([r["_isolated_s"] for r in rows]) + a @ coef
+        err = float(np.median(np.abs(pred / y - 1)) * 100)
+        per_op, per_weight, per_input, per_output = (float(c) for c in coef)  # TERMS' order
+        return cls(per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
+                   per_output_byte_s=per_output, cache_bytes=cache_bytes, chains=len(rows),
+                   median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, float, float, float]]) -> dict[str, float] | None:
@@ -281,13 +273,13 @@ class TimeModel:
         iso = self.isolated(costs, dtype, matrix_flags)
         return [self.context.apply(t, c) for t, c in zip(iso, costs)]
 
-    def chain_row(self, costs: list[OpCost], dtype: str = "float32") -> dict[str, float]:
+    def chain_row(self, costs: list[OpCost], cache_bytes: float, dtype: str = "float32") -> dict[str, float]:
         working = [c for c in costs if c.launches]
         iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working])
-        return ContextModel.design(iso, working)
+        return ContextModel(cache_bytes=cache_bytes).design(iso, working)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "hwcost-time-model", "version": 1, "features": list(FEATURES), "vocab": self.vocab,
+        return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
                 "constants": self.constants, "global_constant": self.global_constant,
                 "context": vars(self.context),
                 "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
@@ -296,6 +288,9 @@ class TimeModel:
     def from_dict(cls, d: dict[str, Any], rates: Rates) -> "TimeModel":
         if d.get("format") != "hwcost-time-model" or list(d.get("features", [])) != list(FEATURES):
             raise ValueError("not a time model of this hwcost version (format or feature list differs)")
+        if d.get("version") != MODEL_VERSION:
+            raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION} "
+                             "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
         return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]))
 

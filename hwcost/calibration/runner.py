@@ -63,6 +63,27 @@ def host_info(backend: str) -> dict[str, Any]:
     return info
 
 
+def private_cache_bytes(backend: str, threads: int) -> float:
+    """Cache an op's threads keep to themselves between two ops: L2 per core x threads on a CPU
+    (Linux sysfs), the device L2 on a GPU. 0.0 where the platform does not say (bytes then uncapped)."""
+    if backend == "cuda":
+        return float(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            with open(f"{base}/{entry}/level") as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(f"{base}/{entry}/size") as f:
+                size = f.read().strip().upper()
+            units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+            nbytes = float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size)
+            return nbytes * max(1, threads)
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 # ------------------------------------------------------------------ measuring
 
 
@@ -168,6 +189,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         big = torch.randn(32 * 1024**2 if backend == "cpu" else 256 * 1024**2, device=dev)
         st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
+    res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
     return res
 
 
@@ -387,6 +409,9 @@ def refit(profile_path: str) -> DeviceProfile:
     samples_text = prof.calibration_file("samples")
     samples = read_samples(samples_text)
     fundamentals = {s.op: s.time_s for s in samples if s.family == "_fundamental"}
+    if "private_cache_bytes" not in fundamentals:  # samples of suite version 2: take this host's
+        fundamentals["private_cache_bytes"] = private_cache_bytes(prof.calibration.get("backend", "cpu"),
+                                                                  int(prof.calibration.get("threads", 1)))
     samples_path = os.path.join(os.path.dirname(os.path.abspath(profile_path)), prof.calibration["samples_file"])
     with open(profile_path) as f:
         text = f.read()
@@ -425,6 +450,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     much slower they run in context (after the measured module-call and view costs). Also returns
     (seconds, FLOPs, bytes, joules) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
+    cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
     for s in samples:
         if s.family != "_chain":
             continue
@@ -432,10 +458,10 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         mod, inputs = chain_case(seed, k).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops))
+        rows.append(model.chain_row(a.ops, cache_bytes))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
-    return ContextModel.fit(rows, times), energy_rows
+    return ContextModel.fit(rows, times, cache_bytes), energy_rows
 
 
 def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
