@@ -36,6 +36,13 @@ def test_conv_features_from_shapes():
     assert f["log_spatial_in"] == pytest.approx(math.log2(28 * 28 + 1))
     assert f["log_spatial_out"] == pytest.approx(math.log2(14 * 14 + 1))
     assert f["log_batch"] == pytest.approx(math.log2(3)) and f["spatial_dims"] == 2
+    assert f["misaligned"] == 0.0   # 16 and 32 channels: whole SIMD blocks
+
+
+def test_misaligned_counts_channels_off_the_simd_block():
+    conv = lambda cin, cout: shape_features(_op(nn.Conv2d(cin, cout, 1), torch.zeros(1, cin, 8, 8)))  # noqa: E731
+    assert [conv(128, 128)["misaligned"], conv(116, 128)["misaligned"], conv(116, 58)["misaligned"]] == [0, 1, 2]
+    assert shape_features(_op(nn.Linear(768, 50257), torch.zeros(4, 768)))["misaligned"] == 1.0  # N = 50257
 
 
 def test_matmul_features_are_m_k_n():
@@ -257,6 +264,7 @@ def test_rnn_features_see_steps_hidden_layers_and_gates():
     assert (f["log_batch"], f["log_spatial_in"]) == pytest.approx((math.log2(4), math.log2(11)))
     assert (f["log_c_in"], f["log_c_out"]) == pytest.approx((math.log2(33), math.log2(65)))
     assert (f["kernel"], f["stride"]) == (4.0, 4.0)   # 2 layers x 2 directions; 4 gates
+    assert f["log_spatial_out"] == pytest.approx(math.log2(c.flops / (10 * 4) + 1))  # FLOPs per step and layer
 
 
 def test_resume_refuses_samples_of_another_suite_version(tmp_path):

@@ -12,8 +12,10 @@ from ..records import OpCost, TensorSpec
 FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
-    "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "op_code",
+    "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
+    "op_code",
 )
+VECTOR_BLOCK = 16  # channels per SIMD block in oneDNN/MKL kernels (AVX-512 fp32); a partial block runs a slow tail
 
 
 def _l(x: float) -> float:
@@ -28,6 +30,10 @@ def _first(xs, default=1):
     if isinstance(xs, (list, tuple)):
         return int(xs[0]) if xs else default
     return int(xs) if isinstance(xs, (int, float)) else default
+
+
+def _misaligned(c_in: int, c_out: int) -> float:
+    return float(c_in % VECTOR_BLOCK != 0) + float(c_out % VECTOR_BLOCK != 0)
 
 
 def shape_features(cost: OpCost) -> dict[str, float]:
@@ -56,6 +62,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["stride"] = float(_first(rec.arg(3, "stride", 1)))
         f["log_groups"] = _l(int(rec.arg(8, "groups", 1)) if rec.name == "convolution" else max(1, x.shape[1] // w.shape[1]))
         f["spatial_dims"] = float(x.ndim - 2)
+        f["misaligned"] = _misaligned(x.shape[1], out.shape[1])
     elif fam == "matmul" and len(ins) >= 2:
         a, b = (rec.args[1], rec.args[2]) if rec.name in ("addmm", "baddbmm", "addbmm", "addmv") else (rec.args[0], rec.args[1])
         if isinstance(a, TensorSpec) and isinstance(b, TensorSpec):
@@ -63,6 +70,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
             f["log_spatial_in"] = _l(a.shape[-2] if a.ndim >= 2 else 1)   # M
             f["log_c_in"] = _l(a.shape[-1])                                # K
             f["log_c_out"] = _l(b.shape[-1] if b.ndim >= 2 else 1)         # N
+            f["misaligned"] = _misaligned(a.shape[-1], b.shape[-1] if b.ndim >= 2 else 1)
     elif fam == "rnn" and x is not None and x.ndim == 3:
         weights = [w for w in rec.args[2] if isinstance(w, TensorSpec) and w.ndim == 2]
         batch_first = bool(rec.arg(8, "batch_first", False))
@@ -73,6 +81,8 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["log_c_in"], f["log_c_out"] = _l(x.shape[2]), _l(hidden)
         f["kernel"] = float(len(weights) // 2)                       # layers x directions
         f["stride"] = float(weights[0].shape[0] // hidden) if weights else 0.0  # gates
+        # the recurrence runs one small GEMM per step and layer: its size sets the efficiency
+        f["log_spatial_out"] = _l(cost.flops / max(1, steps * max(1, len(weights) // 2)))
     elif fam == "attention" and x is not None:
         k = rec.args[1]
         f["log_batch"] = _l(_prod(x.shape[:-2]))

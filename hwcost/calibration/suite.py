@@ -16,11 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 2
+SUITE_VERSION = 3  # 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
 MAX_CASE_FLOPS = 4e9      # keep most single cases short on small CPUs
 LARGE_CASE_FLOPS = 30e9   # ... but draw some as large as batched networks' biggest layers
 LARGE_SHARE = 0.15
 MAX_CASE_BYTES = 256e6
+HEAD_CASE_FLOPS = 80e9    # language-model heads: thousands of tokens onto a 32k-50k vocabulary
+HEAD_SHARE = 0.04
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,10 @@ def _conv(rng, dtype):
         if flops > limit:
             return None
         return lambda: (nn.Conv3d(c_in, c_out, k, s, k // 2).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
-    c_in = _pick(rng, [3, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048])
-    c_out = _pick(rng, [16, 24, 32, 64, 96, 128, 160, 256, 320, 512, 1024, 1280, 2048])
+    # widths of real networks, with some that are not a multiple of the SIMD block (shufflenet 58/116/232,
+    # mobilenet_v3 40/120/200): those run a slow tail
+    c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024, 2048])
+    c_out = _pick(rng, [16, 24, 32, 40, 58, 64, 96, 116, 120, 128, 160, 200, 232, 256, 320, 512, 1024, 1280, 2048])
     h = _pick(rng, [7, 14, 28, 56, 112, 224])
     k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
     s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
@@ -81,7 +85,7 @@ def _conv(rng, dtype):
 
 def _depthwise(rng, dtype):
     n = _pick(rng, [1, 1, 2, 8])
-    c = _pick(rng, [16, 32, 64, 96, 144, 192, 240, 384, 480, 576, 672, 960, 1152])
+    c = _pick(rng, [16, 32, 58, 64, 72, 96, 116, 120, 144, 184, 192, 200, 232, 240, 384, 480, 576, 672, 960, 1152])
     h = _pick(rng, [7, 14, 28, 56, 112])
     k, s = _pick(rng, [3, 3, 5, 7]), _pick(rng, [1, 1, 2])
     if n * c * h * h * 4 * 2 > MAX_CASE_BYTES:
@@ -115,6 +119,12 @@ def _matmul(rng, dtype):
         m, k = _pick(rng, [1, 2, 4, 8]), _pick(rng, [32, 64, 128, 256, 512, 1024])
         nout = k * _pick(rng, [1, 3, 4])
         return lambda: (nn.Linear(k, nout).to(dtype), (_x(m, k, dtype=dtype),))
+    if kind < 0.2 + HEAD_SHARE:  # LM head: many tokens onto a vocabulary, the largest GEMM of a decoder
+        m, k = _pick(rng, [128, 256, 512, 1024, 2048]), _pick(rng, [512, 768, 1024])
+        nout = _pick(rng, [32000, 50257])
+        if 2 * m * k * nout > HEAD_CASE_FLOPS:
+            return None
+        return lambda: (nn.Linear(k, nout, bias=False).to(dtype), (_x(m, k, dtype=dtype),))
     if kind < 0.75:  # linear layers on token / flattened features
         m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576, 4096])
         k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096]), _pick(
