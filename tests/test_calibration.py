@@ -284,3 +284,14 @@ def test_resume_refuses_samples_of_another_suite_version(tmp_path):
         else:
             with pytest.raises(InputError, match="suite version"):
                 _load_existing(str(path))
+
+
+def test_time_model_of_another_version_is_refused_with_the_refit_advice():
+    from hwcost.calibration.fit import MODEL_VERSION, Rates
+
+    model = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {"float32": 1e11}, {"float32": 1e10}, 1e10))
+    d = model.to_dict()
+    assert TimeModel.from_dict(d, model.rates).context == model.context
+    d["version"] = MODEL_VERSION - 1
+    with pytest.raises(ValueError, match="refit"):
+        TimeModel.from_dict(d, model.rates)
