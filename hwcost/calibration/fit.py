@@ -155,23 +155,25 @@ class ContextModel:
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
 
-    def _cap(self, nbytes: float) -> float:
-        return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
+    def terms(self, cost: OpCost) -> tuple[float, float, float, float]:
+        """What each coefficient multiplies for one op, in TERMS' order: the op, and its parameter,
+        input and output bytes, each capped at the private cache."""
+        def cap(nbytes: float) -> float:
+            return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
+
+        return 1.0, cap(cost.weight_bytes), cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written)
 
     def apply(self, iso_s: float, cost: OpCost) -> float:
-        return (iso_s + self.per_op_s + self.per_weight_byte_s * self._cap(cost.weight_bytes)
-                + self.per_input_byte_s * self._cap(cost.bytes_read - cost.weight_bytes)
-                + self.per_output_byte_s * self._cap(cost.bytes_written))
+        coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s)
+        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost)))
 
     def design(self, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
-        """A chain's totals: isolated seconds and the capped counts each coefficient multiplies."""
+        """A chain's totals: isolated seconds and the sum of each term over its ops."""
         row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
         for t, c in zip(iso, costs):
             row["_isolated_s"] += t
-            row["_ops"] += 1.0
-            row["_weight_bytes"] += self._cap(c.weight_bytes)
-            row["_input_bytes"] += self._cap(c.bytes_read - c.weight_bytes)
-            row["_output_bytes"] += self._cap(c.bytes_written)
+            for name, v in zip(self.TERMS, self.terms(c)):
+                row[name] += v
         return row
 
     @classmethod
@@ -184,12 +186,12 @@ class ContextModel:
             return cls(cache_bytes=cache_bytes, chains=len(rows))
         y = np.array(times)
         a = np.array([[r[k] for k in cls.TERMS] for r in rows])
-        excess = y - np.array([r["_isolated_s"] for r in rows])
+        iso = np.array([r["_isolated_s"] for r in rows])
         norm = a.max(axis=0)
         norm[norm == 0] = 1.0
-        coef, _ = nnls(a / norm / y[:, None], excess / y)
+        coef, _ = nnls(a / norm / y[:, None], (y - iso) / y)
         coef = coef / norm
-        pred = np.array([r["_isolated_s"] for r in rows]) + a @ coef
+        pred = iso + a @ coef
         err = float(np.median(np.abs(pred / y - 1)) * 100)
         per_op, per_weight, per_input, per_output = (float(c) for c in coef)  # TERMS' order
         return cls(per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
