@@ -56,6 +56,8 @@ def test_token_input_spec():
     (["analyze", "resnet18", "--input", "3,22"], "layer 'conv1' (Conv2d)"),
     (["analyze", "resnet18", "--dtype", "fp12"], "unknown dtype"),
     (["analyze", "nothere.py:f"], "does not exist"),
+    (["calibrate", "--refit"], "calibrate needs --name"),
+    (["calibrate"], "calibrate needs --name"),
 ])
 def test_errors_are_clear(capsys, argv, needle):
     rc, _, err = run(capsys, *argv)
