@@ -11,12 +11,15 @@ Sources:
   [h100] shared/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
          50 runs after warm-up. resnet18/50, mobilenet_v2, efficientnet_b0 and vit_b_16 were used to
          fit the H100 profile's conv efficiency and per-op overheads (calibration/
-         derive_gpu_overheads.py): they are marked "fit"; the other models are held out.
+         derive_gpu_overheads.py, which also reads h100_host_vs_device.txt): they are marked
+         "fit"; the other models are held out. Where a run is in both reference files, the
+         script prints how far the two disagree: the measurement noise a prediction cannot beat.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -72,6 +75,15 @@ def main() -> None:
         print(f"{src:9s} pairs {len(ratios):3d}  within 1.3x: {sum(e <= 1.3 for e in err) / len(err):5.0%}  "
               f"within 2x: {sum(e <= 2 for e in err) / len(err):5.0%}  "
               f"median |log ratio| -> {statistics.median(err):.2f}x  worst {max(err):.2f}x")
+    hvd = args.reference.with_name("h100_host_vs_device.txt")
+    if args.reference.exists() and hvd.exists():
+        e2e = {(m[1], int(m[2])): float(m[3]) for m in re.finditer(r"(\S+)\s+b(\d+)\s+e2e\s+([\d.]+)", hvd.read_text())}
+        both = [r["ms_median"] / e2e[(r["model"], r["batch"])] for r in json.loads(args.reference.read_text())
+                if r["dtype"] == "float32" and (r["model"], r["batch"]) in e2e]
+        spread = [max(x, 1 / x) for x in both]
+        print(f"reference noise: {len(both)} float32 runs in both H100 files differ by median "
+              f"{statistics.median(spread):.2f}x, worst {max(spread):.2f}x; "
+              f"{sum(x <= 1.3 for x in spread)} of {len(spread)} agree within 1.3x")
     held_out = [r for s, rs in groups.items() if s != "h100 fit" for r in rs]
     err = [max(r, 1 / r) for r in held_out]
     print(f"{'held out':9s} pairs {len(err):3d}  within 1.3x: {sum(e <= 1.3 for e in err) / len(err):5.0%}  "

@@ -217,6 +217,38 @@ def rnn_cost(rec: OpRecord) -> Work:
     return Work(macs, flops)
 
 
+@dataclass(frozen=True, slots=True)
+class RnnGeometry:
+    steps: int
+    batch: int
+    hidden: int
+    layer_directions: int   # one recurrence per layer and direction
+    gates: int
+
+
+def rnn_geometry(rec: OpRecord) -> RnnGeometry | None:
+    """Shape of a fused recurrent op (None for an unbatched 2-D input, which has no batch dim)."""
+    x = rec.args[0]
+    if not isinstance(x, TensorSpec) or x.ndim != 3:
+        return None
+    weights = [w for w in rec.args[2] if isinstance(w, TensorSpec) and w.ndim == 2]
+    batch_first = bool(rec.arg(8, "batch_first", False))
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    gates = _RNN_GATES.get(rec.name, 1)
+    w_hh = [w for w in weights if w.shape[0] == gates * w.shape[1]]
+    hidden = w_hh[-1].shape[1] if w_hh else rec.outputs[0].shape[-1]
+    return RnnGeometry(steps, batch, hidden, max(1, len(weights) // 2), gates)
+
+
+def serial_steps(cost: OpCost) -> int:
+    """Kernel calls an op makes one after another: a fused RNN runs one small GEMM and cell update
+    per step, layer and direction; every other op is one call."""
+    if cost.family != "rnn":
+        return 1
+    g = rnn_geometry(cost.record)
+    return g.steps * g.layer_directions if g else 1
+
+
 # ------------------------------------------------------------------ embedding and gathers
 
 

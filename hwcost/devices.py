@@ -14,7 +14,10 @@ Schema (units are in the key names; every group of numbers needs an entry under 
     overhead_us: {host_per_op: ..., device_per_op: ...}
     power_w: {idle: ..., typical: ..., max: ...}
     energy: {pj_per_flop: ..., pj_per_byte: ...}
-    efficiency: {compute: {family: fraction}, memory: fraction}   # optional; defaults per kind
+    efficiency:                     # optional; defaults per kind (device_profiles/_defaults.yaml)
+      compute: {family: fraction}   # of peak that large ops of the family reach
+      memory: fraction              # of bandwidth
+      startup_dispatches: {family: n}   # fixed cost per call = n x host_per_op (small ops are slower)
     calibration: {...}              # written by `hwcost calibrate`
     sources: {compute: "...", memory: "...", ...}
 """
@@ -87,6 +90,7 @@ class DeviceProfile:
     pj_per_byte: float | None
     compute_efficiency: dict[str, float]
     memory_efficiency: float
+    startup_dispatches: dict[str, float] = field(default_factory=dict)
     capacity_gb: float | None = None
     cache_mb: float | None = None
     power_typical_w: float | None = None
@@ -257,8 +261,19 @@ def _unit(full: str) -> str:
 def _validate_efficiency(value: Any, where: str) -> None:
     from .counters import FAMILIES
 
-    if not isinstance(value, dict) or set(value) - {"compute", "memory"}:
-        raise ProfileError(f"{where}: 'efficiency' is a mapping with 'compute' (per op family) and 'memory'")
+    if not isinstance(value, dict) or set(value) - {"compute", "memory", "startup_dispatches"}:
+        raise ProfileError(f"{where}: 'efficiency' is a mapping with 'compute' (per op family), 'memory' "
+                           "and 'startup_dispatches' (per op family)")
+    startup = value.get("startup_dispatches") or {}
+    if not isinstance(startup, dict):
+        raise ProfileError(f"{where}: efficiency.startup_dispatches maps op families to a number >= 0")
+    for fam, n in startup.items():
+        if fam not in FAMILIES:
+            raise ProfileError(f"{where}: efficiency.startup_dispatches has unknown op family {fam!r}; "
+                               f"families: {', '.join(FAMILIES)}")
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0:
+            raise ProfileError(f"{where}: efficiency.startup_dispatches.{fam} must be a number >= 0 "
+                               f"(multiples of overhead_us.host_per_op), got {n!r}")
     for fam, frac in (value.get("compute") or {}).items():
         if fam not in FAMILIES:
             raise ProfileError(f"{where}: efficiency.compute has unknown op family {fam!r}; families: {', '.join(FAMILIES)}")
@@ -290,6 +305,8 @@ def _build(d: dict, where: str) -> DeviceProfile:
         defaults = {"compute": {}, "memory": eff["memory"]}
     compute_eff = dict(defaults["compute"])
     compute_eff.update(eff.get("compute") or {})
+    startup = {k: float(v) for k, v in (defaults.get("startup_dispatches") or {}).items()}
+    startup.update({k: float(v) for k, v in (eff.get("startup_dispatches") or {}).items()})
     matrix = {k: float(v) for k, v in d["compute"]["matrix_tflops"].items()}
     vector = {k: float(v) for k, v in (d["compute"].get("vector_tflops") or matrix).items()}
     return DeviceProfile(
@@ -314,6 +331,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         pj_per_byte=_opt(d, "energy", "pj_per_byte"),
         compute_efficiency=compute_eff,
         memory_efficiency=float(eff.get("memory", defaults["memory"])),
+        startup_dispatches=startup,
         threads=d.get("threads"),
         sources={str(k): str(v) for k, v in d["sources"].items()},
         calibration=d.get("calibration"),

@@ -1,7 +1,8 @@
 """hwcost.predict: map each op's counted work onto a device profile, then per layer and in total.
 
 Per op, roofline: compute time = FLOPs / (peak[dtype] x efficiency[family]), memory time =
-bytes / (bandwidth x memory efficiency); the op takes the larger. On a sequential device (eager
+bytes / (bandwidth x memory efficiency); the op takes the larger, plus its family's startup
+(a fixed cost per call, so small ops reach less of the peak: Hockney's r_inf and n_1/2). On a sequential device (eager
 PyTorch on a CPU) every op also pays the host's per-op dispatch time and ops run one after another.
 On an async device (GPU) the host enqueues each op (host_per_op) while the device runs the previous
 kernels; a kernel starts when the host has issued it and the previous kernel is done, and takes its
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Iterator
 import torch.nn as nn
 
 from .analysis import Analysis, analyze
-from .counters import CONV_FAMILIES, PRODUCT_FAMILIES
+from .counters import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
 from .conventions import MB
 from .devices import DeviceProfile, load_device
 from .errors import ProfileError
@@ -188,6 +189,13 @@ def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[flo
     return compute_s, memory_s
 
 
+def startup_s(cost: OpCost, device: DeviceProfile) -> float:
+    """Fixed cost of each call beyond the dispatch (Hockney's startup): what makes small ops reach
+    less of the peak than large ones. A fused RNN pays it per step, layer and direction."""
+    n = device.startup_dispatches.get(cost.family, 0.0)
+    return n * device.host_per_op_us * 1e-6 * serial_steps(cost) if n else 0.0
+
+
 def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
     """Roofline and overhead of every op that does work (allocations launch nothing)."""
     working = [c for c in costs if c.launches]
@@ -204,10 +212,10 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
             continue
         if calibrated is not None:
             kernel = calibrated[i]
-        elif device.execution == "async":
-            kernel = max(compute_s, memory_s) + device.device_per_op_us * 1e-6
         else:
-            kernel = max(compute_s, memory_s)
+            kernel = max(compute_s, memory_s) + startup_s(c, device)
+            if device.execution == "async":
+                kernel += device.device_per_op_us * 1e-6
         timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound))
     return timings
 

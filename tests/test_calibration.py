@@ -295,3 +295,46 @@ def test_time_model_of_another_version_is_refused_with_the_refit_advice():
     d["version"] = MODEL_VERSION - 1
     with pytest.raises(ValueError, match="refit"):
         TimeModel.from_dict(d, model.rates)
+
+
+# ------------------------------------------------------------------ CPU kind defaults
+
+
+def _derive_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "calibration" / "derive_cpu_defaults.py"
+    spec = importlib.util.spec_from_file_location("derive_cpu_defaults", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_hockney_fit_recovers_known_efficiency_and_startup():
+    pytest.importorskip("scipy")
+    d = _derive_module()
+    rng = np.random.default_rng(0)
+    flops = 10 ** rng.uniform(4, 10, 300)
+    traffic = flops / 50                                          # compute-bound at this ridge
+    steps = np.ones_like(flops)
+    peak, mem_rate, floor_s = 1e11, 1e10, 2e-6
+    time_s = floor_s + flops / (peak * 0.4) + 30e-6               # e = 0.4, startup = 30 us
+    time_s *= np.exp(rng.normal(0, 0.02, flops.size))
+    e, startup_s, err = d.fit_family(flops, traffic, time_s, steps, peak, mem_rate, floor_s, True)
+    assert e == pytest.approx(0.4, rel=0.03) and startup_s == pytest.approx(30e-6, rel=0.05) and err < 0.03
+
+
+def test_shipped_cpu_defaults_are_what_the_reference_calibration_fits():
+    """No hand-set number: _defaults.yaml's cpu efficiencies and startups come from the committed
+    reference samples through calibration/derive_cpu_defaults.py (two significant figures)."""
+    pytest.importorskip("scipy")
+    d = _derive_module()
+    ref = d.HERE / "reference"
+    fits = d.derive(ref / "xeon-2c.yaml", ref / "xeon-2c.samples.csv.gz")
+    cpu = hwcost.load_device("raspberry-pi-4")        # a cpu profile with no efficiency overrides
+    for fam, r in fits.items():
+        if r["e_compute"] is not None:
+            assert cpu.compute_efficiency[fam] == pytest.approx(round(r["e_compute"], 2)), fam
+        want = d.round_sig(r["startup_dispatches"]) if r["startup_dispatches"] >= 0.01 else 0.0
+        assert cpu.startup_dispatches.get(fam, 0.0) == pytest.approx(want), fam

@@ -71,6 +71,36 @@ def test_dtype_selects_peak_and_bytes():
     assert p16.ops[0].memory_s == pytest.approx(p32.ops[0].memory_s / 2)     # 2-byte elements
 
 
+def _with_startup(startup: str, host: float) -> hwcost.DeviceProfile:
+    text = ROUND.format(kind="cpu", execution="sequential", host=host, dev=0.0,
+                        effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
+    return parse_profile(text.replace("memory: 1.0\n", f"memory: 1.0\n  startup_dispatches: {{{startup}}}\n"))
+
+
+def test_startup_makes_small_ops_reach_less_of_the_peak():
+    dev = _with_startup("matmul: 5, elementwise: 0", host=2.0)
+    assert dev.startup_dispatches["matmul"] == 5 and dev.startup_dispatches["conv"] == 20  # kind default kept
+    small = hwcost.predict(nn.Linear(64, 64, bias=False), (64,), device=dev, batch_size=64)
+    (op,) = small.ops
+    roof_s = max(op.compute_s, op.memory_s)
+    assert op.kernel_s == pytest.approx(roof_s + 5 * 2e-6)        # startup = 5 dispatches
+    assert small.latency_ms == pytest.approx((2e-6 + roof_s + 10e-6) * 1e3)
+    big = hwcost.predict(nn.Linear(2048, 2048, bias=False), (2048,), device=dev, batch_size=2048)
+    eff = lambda p: p.analysis.total.flops / (p.latency_ms * 1e-3) / 1e12  # noqa: E731 (fraction of 1 TFLOP/s)
+    assert eff(small) < 0.1 < 0.99 < eff(big) <= 1.0
+    relu = hwcost.predict(nn.ReLU(), (64,), device=dev)
+    assert relu.ops[0].kernel_s == pytest.approx(max(relu.ops[0].compute_s, relu.ops[0].memory_s))
+
+
+def test_rnn_pays_its_startup_per_step_layer_and_direction():
+    lstm = nn.LSTM(8, 8, num_layers=2, bidirectional=True, batch_first=True)
+    on, off = _with_startup("rnn: 1", host=1.0), _with_startup("rnn: 0", host=1.0)
+    a = hwcost.analyze(lstm, (10, 8), batch_size=3)   # 10 steps
+    (rnn_on,) = [t for t in hwcost.predict_analysis(a, on).ops if t.cost.family == "rnn"]
+    (rnn_off,) = [t for t in hwcost.predict_analysis(a, off).ops if t.cost.family == "rnn"]
+    assert rnn_on.kernel_s - rnn_off.kernel_s == pytest.approx(10 * 2 * 2 * 1e-6)
+
+
 def test_sequential_cpu_adds_dispatch_overhead():
     p = hwcost.predict(nn.Sequential(nn.ReLU(), nn.ReLU()), (10,), device=round_device(host=100.0))
     assert p.latency_ms == pytest.approx(2 * (0.1 + 80 / 100e9 * 1e3))
@@ -185,6 +215,10 @@ GOOD = ROUND.format(kind="cpu", execution="sequential", host=1.0, dev=0.0, effs=
     (lambda s: s.replace("idle: 10.0", "idle: 500.0"), "'power_w.idle' is above 'power_w.max'"),
     (lambda s: s.replace("conv: 0.5", "conv: 1.5"), "efficiency.compute.conv must be a fraction"),
     (lambda s: s.replace("conv: 0.5", "convolution: 0.5"), "unknown op family 'convolution'"),
+    (lambda s: s.replace("memory: 1.0\n", "memory: 1.0\n  startup_dispatches: {conv: -1}\n"),
+     "efficiency.startup_dispatches.conv must be a number >= 0"),
+    (lambda s: s.replace("memory: 1.0\n", "memory: 1.0\n  startup_dispatches: {convs: 2}\n"),
+     "startup_dispatches has unknown op family 'convs'"),
     (lambda s: s.replace("memory: {bandwidth_gbps: 100.0}", "memory: 12"), "'memory' must be a mapping"),
     (lambda s: "name: [unclosed", "not valid YAML"),
     (lambda s: "- a list\n- not a mapping\n", "a profile is a YAML mapping"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from ..counters import rnn_geometry, serial_steps
 from ..records import OpCost, TensorSpec
 
 FEATURES = (
@@ -71,18 +72,13 @@ def shape_features(cost: OpCost) -> dict[str, float]:
             f["log_c_in"] = _l(a.shape[-1])                                # K
             f["log_c_out"] = _l(b.shape[-1] if b.ndim >= 2 else 1)         # N
             f["misaligned"] = _misaligned(a.shape[-1], b.shape[-1] if b.ndim >= 2 else 1)
-    elif fam == "rnn" and x is not None and x.ndim == 3:
-        weights = [w for w in rec.args[2] if isinstance(w, TensorSpec) and w.ndim == 2]
-        batch_first = bool(rec.arg(8, "batch_first", False))
-        steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
-        w_hh = [w for w in weights if w.shape[0] % w.shape[1] == 0 and w.shape[0] // w.shape[1] in (1, 3, 4)]
-        hidden = w_hh[-1].shape[1] if w_hh else out.shape[-1]
-        f["log_batch"], f["log_spatial_in"] = _l(batch), _l(steps)
-        f["log_c_in"], f["log_c_out"] = _l(x.shape[2]), _l(hidden)
-        f["kernel"] = float(len(weights) // 2)                       # layers x directions
-        f["stride"] = float(weights[0].shape[0] // hidden) if weights else 0.0  # gates
+    elif fam == "rnn" and (g := rnn_geometry(rec)) is not None:
+        f["log_batch"], f["log_spatial_in"] = _l(g.batch), _l(g.steps)
+        f["log_c_in"], f["log_c_out"] = _l(x.shape[2]), _l(g.hidden)
+        f["kernel"] = float(g.layer_directions)
+        f["stride"] = float(g.gates)
         # the recurrence runs one small GEMM per step and layer: its size sets the efficiency
-        f["log_spatial_out"] = _l(cost.flops / max(1, steps * max(1, len(weights) // 2)))
+        f["log_spatial_out"] = _l(cost.flops / serial_steps(cost))
     elif fam == "attention" and x is not None:
         k = rec.args[1]
         f["log_batch"] = _l(_prod(x.shape[:-2]))
