@@ -201,6 +201,13 @@ def cmd_validate(args: argparse.Namespace) -> None:
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     batches = [int(b) for b in str(args.batch).split(",")]
     rows, errors = [], []
+    drift = None
+    if profile.calibration and profile.calibration.get("probe"):
+        from .calibration.probe import drift_line, probe_ms
+        from .measure import fixed_threads
+
+        with fixed_threads(args.threads):   # the same conditions the models are measured under
+            drift = drift_line(profile.calibration, probe_ms(args.backend, args.allocator))
     for name in names:
         for b in batches:
             loaded, example, m = _measurement(args, name, b)
@@ -213,6 +220,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
     if cal_alloc and cal_alloc != m.allocator:
         print(f"note: {profile.name} was calibrated with allocator {cal_alloc!r}, measured here with {m.allocator!r}")
+    if drift:
+        print(drift)
     print(f"device profile: {profile.name} ({'calibrated' if profile.calibration else 'datasheet'})   "
           f"within ±10%: {within(10):.0%}   within ±20%: {within(20):.0%}   "
           f"mean |error|: {sum(abs(e) for e in errors) / len(errors):.1f}%")

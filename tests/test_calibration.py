@@ -191,8 +191,11 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     ids1 = [s.case_id for s in rows1]
     ids2 = [s.case_id for s in rows2]
     assert ids2[: len(ids1)] == ids1                      # kept, in order
-    assert len(ids2) == len(set(ids2))                     # nothing measured twice
-    assert sum(s.family == "_fundamental" for s in rows2) == sum(s.family == "_fundamental" for s in rows1)
+    cases2 = [i for i in ids2 if i != "_probe_end_ms"]
+    assert len(cases2) == len(set(cases2))                 # nothing measured twice
+    once = lambda rows: [s for s in rows if s.family == "_fundamental" and s.op != "probe_end_ms"]  # noqa: E731
+    assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
+    assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
 
 
@@ -206,6 +209,32 @@ def test_calibrated_profile_is_plain_valid_yaml_and_predicts(calibrated):
     p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 32, 32), device=loaded)
     assert p.latency_ms > 0 and p.energy_mj is not None
     assert "calibrated profile" in p.table()
+
+
+def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrated, capsys):
+    from hwcost.cli import main
+
+    out, first, second, _, rows2 = calibrated
+    probe = second.calibration["probe"]
+    assert probe["start_ms"] == first.calibration["probe"]["start_ms"] > 0
+    assert probe["end_ms"] == pytest.approx([s.time_s for s in rows2 if s.op == "probe_end_ms"][-1], abs=1e-4)
+    assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "speed probe:" in text and "at calibration" in text
+
+
+def test_probe_network_is_fixed_and_drift_line_reads_it():
+    from hwcost.calibration.probe import calibration_probe_ms, drift_line, probe_network
+
+    (n1, x1), (n2, x2) = probe_network(), probe_network()
+    assert torch.equal(x1, x2) and all(torch.equal(a, b) for a, b in zip(n1.state_dict().values(), n2.state_dict().values()))
+    cal = {"probe": {"start_ms": 2.0, "end_ms": 2.2}}
+    assert calibration_probe_ms(cal) == pytest.approx(2.1)
+    slow = drift_line(cal, 2.52)
+    assert "x1.20" in slow and "20% slower" in slow and "+10% during the calibration" in slow
+    assert "about as fast" in drift_line({"probe": {"start_ms": 2.0}}, 2.05)
+    assert "faster" in drift_line({"probe": {"end_ms": 2.0}}, 1.5)
+    assert drift_line({}, 2.0) is None and drift_line(None, 2.0) is None
 
 
 def test_tampered_model_file_is_refused(calibrated, tmp_path):

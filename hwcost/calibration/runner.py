@@ -25,6 +25,7 @@ from ..counters import PRODUCT_FAMILIES
 from .features import FEATURES, op_key, shape_features
 from .fit import (GBM_PARAMS, ContextModel, Sample, TimeModel, dominant, fit_energy, rates_of, read_samples, sha256,
                   write_samples_header)
+from .probe import probe_ms
 from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
@@ -326,6 +327,7 @@ def calibrate(
                     prog.update(0, "fundamentals")
                     fundamentals = measure_fundamentals(backend, list(dtypes))
                     fundamentals["suite_version"] = float(SUITE_VERSION)
+                    fundamentals["probe_start_ms"] = probe_ms(backend, allocator)
                     for k, v in fundamentals.items():
                         writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False,
                                                {}).row())
@@ -351,6 +353,13 @@ def calibrate(
                         chains += 1
                     prog.update(count, case.family)
             except KeyboardInterrupt:
+                interrupted = True
+            try:  # the machine's speed at the end of this run (a resumed run updates it)
+                end_ms = probe_ms(backend, allocator)
+                fundamentals["probe_end_ms"] = end_ms
+                writer.writerow(Sample("_probe_end_ms", "_fundamental", "probe_end_ms", end_ms, end_ms, end_ms,
+                                       1, 0, 0, 0, False, {}).row())
+            except KeyboardInterrupt:  # a second Ctrl-C: keep the samples, skip the probe
                 interrupted = True
     with open(samples_path) as f:
         samples_text = f.read()
@@ -464,6 +473,11 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     return ContextModel.fit(rows, times, cache_bytes), energy_rows
 
 
+def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
+    probe = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms") if fundamentals.get(f"probe_{k}")}
+    return {"probe": probe} if probe else {}
+
+
 def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
                  samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
                  base: DeviceProfile | None, sensor: str | None, seed: int = 0) -> str:
@@ -501,6 +515,7 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
             "cases": n_cases,
             "interrupted": interrupted,
             "rates": {"floor_us": floor_us},
+            **_probe_record(fundamentals),
             "samples_file": os.path.basename(samples_path),
             "samples_sha256": sha256(samples_text),
             "model": {"kind": "gradient boosting of log(isolated time / baseline) per op family, "
