@@ -194,14 +194,18 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from .devices import load_device
+    from .measure import UNSTEADY_SPREAD
     from .predict import predict
     from .table import format_table
 
     profile = load_device(args.device)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     batches = [int(b) for b in str(args.batch).split(",")]
-    rows, errors = [], []
+    rows, errors, unsteady = [], [], []
     drift = None
+    cal_threads = (profile.calibration or {}).get("threads")
+    if args.threads is None and cal_threads:
+        args.threads = int(cal_threads)  # a calibrated profile describes this machine at that thread count
     if profile.calibration and profile.calibration.get("probe"):
         from .calibration.probe import drift_line, probe_ms
         from .measure import fixed_threads
@@ -214,14 +218,20 @@ def cmd_validate(args: argparse.Namespace) -> None:
             p = predict(loaded.model, example, device=profile, batch_size=b, dtype=args.dtype, model_name=name)
             err = 100 * (p.latency_ms / m.latency_ms - 1)
             errors.append(err)
-            rows.append([name, b, m.latency_ms, p.latency_ms, f"{err:+.1f}%"])
-    print(format_table(["model", "batch", "measured (ms)", "predicted (ms)", "error"], rows))
+            rows.append([name, b, m.latency_ms, f"x{m.spread:.2f}", p.latency_ms, f"{err:+.1f}%"])
+            if m.steadiness_note():
+                unsteady.append(f"{name} b{b}")
+    print(format_table(["model", "batch", "measured (ms)", "p90/p10", "predicted (ms)", "error"], rows))
     within = lambda t: sum(abs(e) <= t for e in errors) / len(errors)  # noqa: E731
     cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
     if cal_alloc and cal_alloc != m.allocator:
         print(f"note: {profile.name} was calibrated with allocator {cal_alloc!r}, measured here with {m.allocator!r}")
     if drift:
         print(drift)
+    if unsteady:
+        print(f"warning: runs varied more than x{UNSTEADY_SPREAD} between p10 and p90 for {', '.join(unsteady)}: "
+              "the machine's speed was not steady, and errors up to that spread are the measurement's")
+    print(f"measured with {m.threads} threads" + (" (the profile's calibration)" if cal_threads == m.threads else ""))
     print(f"device profile: {profile.name} ({'calibrated' if profile.calibration else 'datasheet'})   "
           f"within ±10%: {within(10):.0%}   within ±20%: {within(20):.0%}   "
           f"mean |error|: {sum(abs(e) for e in errors) / len(errors):.1f}%")

@@ -19,6 +19,7 @@ from .errors import InputError
 from .table import format_table
 
 OUTLIER_MADS = 4.0
+UNSTEADY_SPREAD = 1.25   # p90 / p10 of the kept runs above which a measurement says the machine was not steady
 
 
 @dataclass
@@ -154,6 +155,20 @@ class Measurement:
     def fps(self) -> float:
         return 1000.0 * self.batch_size / self.latency_ms
 
+    @property
+    def spread(self) -> float:
+        """p90 / p10 of the runs: near 1 on a quiet machine. A shared VM whose second vCPU is taken
+        away in phases of seconds gives two modes (this project's 2-core VM: mobilenet_v2 runs
+        12.4 ms and 19-20 ms in turns at 2 threads), and then no single statistic is reproducible."""
+        return self.p90_ms / self.p10_ms if self.p10_ms > 0 else 1.0
+
+    def steadiness_note(self) -> str | None:
+        if self.spread <= UNSTEADY_SPREAD:
+            return None
+        hint = " (pinning one thread, --threads 1, often steadies a shared VM)" if self.threads > 1 else ""
+        return (f"warning: runs varied x{self.spread:.2f} between p10 and p90: this machine's speed was not steady "
+                f"(other load, a shared VM, frequency scaling); the median is not reproducible to better than that{hint}")
+
     def table(self) -> str:
         lines = []
         if self.layers:
@@ -166,6 +181,8 @@ class Measurement:
         )
         lines.append(f"latency: {self.latency_ms:,.3f} ms median (p10 {self.p10_ms:,.3f}, p90 {self.p90_ms:,.3f}; "
                      f"{len(self.samples_ms)} runs)   {self.fps:,.1f} FPS")
+        if (note := self.steadiness_note()) is not None:
+            lines.append(note)
         if self.energy_mj is not None:
             lines.append(f"energy: {self.energy_mj:,.2f} mJ per batch ({self.energy_source})")
         else:
@@ -176,7 +193,7 @@ class Measurement:
         return {
             "model": self.model_name, "backend": self.backend, "batch_size": self.batch_size,
             "dtype": self.dtype, "threads": self.threads, "latency_ms": self.latency_ms,
-            "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "fps": self.fps, "samples_ms": self.samples_ms,
+            "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "spread": self.spread, "fps": self.fps, "samples_ms": self.samples_ms,
             "energy_mj": self.energy_mj, "energy_source": self.energy_source, "allocator": self.allocator,
             "layers": [vars(r) for r in self.layers],
         }

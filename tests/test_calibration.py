@@ -221,6 +221,15 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
     text = capsys.readouterr().out
     assert "speed probe:" in text and "at calibration" in text
+    assert "p90/p10" in text
+    # measured at the profile's thread count unless told otherwise: a calibration describes that condition
+    doc = yaml.safe_load(out.read_text())
+    doc["calibration"]["threads"] = 1 if torch.get_num_threads() > 1 else 2
+    one = out.parent / "one-thread.yaml"   # beside the original, so its samples and model files resolve
+    one.write_text(yaml.safe_dump(doc))
+    assert main(["validate", "--device", str(one), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"measured with {doc['calibration']['threads']} threads (the profile's calibration)" in text
 
 
 def test_probe_network_is_fixed_and_drift_line_reads_it():

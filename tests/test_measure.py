@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from hwcost.energy import rapl_meter
 from hwcost.errors import InputError
-from hwcost.measure import measure, reject_outliers, summarize, time_callable
+from hwcost.measure import Measurement, measure, reject_outliers, summarize, time_callable
 
 
 def test_outlier_rejection_is_one_sided_and_robust():
@@ -112,3 +112,19 @@ def test_retain_allocator_stops_refaulting_freed_activations():
     assert faults < 0.1 * 3 * nbytes / 4096   # without retain: one fault per 4 KiB page, every time
     m = measure(nn.Linear(4, 4), (4,), repeats=3, allocator="system")
     assert m.allocator == "retain" and "allocator: retain" in m.table()  # it stays in force, and says so
+
+
+def _measurement(p10_ms: float, p90_ms: float, threads: int) -> Measurement:
+    return Measurement("m", "cpu", 1, "float32", threads, latency_ms=(p10_ms + p90_ms) / 2, p10_ms=p10_ms,
+                       p90_ms=p90_ms, samples_ms=[p10_ms, p90_ms])
+
+
+def test_an_unsteady_machine_is_called_out():
+    steady = _measurement(10.0, 11.0, threads=2)
+    assert steady.spread == pytest.approx(1.1) and steady.steadiness_note() is None
+    assert "not steady" not in steady.table()
+    bimodal = _measurement(12.4, 19.8, threads=2)        # a shared VM losing its second vCPU in phases
+    note = bimodal.steadiness_note()
+    assert "x1.60" in note and "--threads 1" in note and note in bimodal.table()
+    assert bimodal.to_dict()["spread"] == pytest.approx(19.8 / 12.4)
+    assert "--threads 1" not in _measurement(12.4, 19.8, threads=1).steadiness_note()  # already one thread

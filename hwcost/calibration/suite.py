@@ -16,13 +16,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 3  # 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
+SUITE_VERSION = 4  # 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
+# 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
 MAX_CASE_FLOPS = 4e9      # keep most single cases short on small CPUs
 LARGE_CASE_FLOPS = 30e9   # ... but draw some as large as batched networks' biggest layers
 LARGE_SHARE = 0.15
 MAX_CASE_BYTES = 256e6
 HEAD_CASE_FLOPS = 80e9    # language-model heads: thousands of tokens onto a 32k-50k vocabulary
 HEAD_SHARE = 0.04
+CLASSIFIER_SHARE = 0.08   # CNN classifier heads: one image's features through 9216x4096 or 25088x4096 weights
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,12 @@ def _matmul(rng, dtype):
         if 2 * m * k * nout > HEAD_CASE_FLOPS:
             return None
         return lambda: (nn.Linear(k, nout, bias=False).to(dtype), (_x(m, k, dtype=dtype),))
+    if kind < 0.2 + HEAD_SHARE + CLASSIFIER_SHARE:
+        # CNN classifier heads: 40-400 MB of weights streamed from DRAM for a few rows. At one row
+        # the BLAS runs a GEMV, at two or more a GEMM that packs the weights first: a regime of its own
+        m, k = _pick(rng, [1, 1, 1, 2, 8, 16]), _pick(rng, [2048, 4096, 9216, 25088])
+        nout = _pick(rng, [1000, 4096])
+        return lambda: (nn.Linear(k, nout).to(dtype), (_x(m, k, dtype=dtype),))
     if kind < 0.75:  # linear layers on token / flattened features
         m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576, 4096])
         k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096]), _pick(
@@ -249,7 +257,7 @@ GENERATORS: dict[str, tuple[float, Callable]] = {
     "conv_transpose": (0.5, _conv_transpose), "matmul": (3, _matmul), "attention": (1, _attention),
     "embedding": (0.5, _embedding), "elementwise": (3, _elementwise), "norm": (2, _norm),
     "pool": (1, _pool), "reduction": (1, _reduction), "softmax": (1, _softmax),
-    "interpolate": (0.5, _interpolate), "data_movement": (1.5, _data_movement), "rnn": (1, _rnn),
+    "interpolate": (0.5, _interpolate), "data_movement": (1.5, _data_movement), "rnn": (2, _rnn),
 }
 
 
