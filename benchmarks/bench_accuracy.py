@@ -23,7 +23,8 @@ noise, which bounds what the errors can show. The fixed probe network (hwcost.ca
 is timed at calibration's start and end and before and after measuring.
 --threads 1 calibrates and measures on one thread: on this VM the steadier condition.
 The roofline baseline's CPU defaults (_defaults.yaml) were fitted to single-op samples of an
-earlier calibration of this same host (calibration/reference/), so it is not blind to it.
+earlier calibration of this project's CI machine (calibration/reference/xeon-2c: then a 2-core
+Intel Xeon VM; since 2026-11-28 the CI machine is a 2-vCPU AMD EPYC VM).
 """
 from __future__ import annotations
 
