@@ -167,6 +167,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     ctx = cal.get("context", {})
     print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
           f"{ctx.get('chains', 0)} chains, chain error {ctx.get('median_abs_error_pct')}%)")
+    from .calibration.probe import calibration_steadiness_note
+
+    if (note := calibration_steadiness_note(cal)) is not None:
+        print(note)
     print(f"use it: hwcost predict resnet50 --device {args.out or args.name + '.yaml'}")
 
 

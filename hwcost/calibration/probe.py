@@ -58,18 +58,32 @@ def calibration_probe_ms(calibration: dict | None) -> float | None:
     return sum(times) / len(times) if times else None
 
 
+def change_during_calibration(calibration: dict | None) -> float | None:
+    """end / start of the probe over the calibration run (None: not recorded)."""
+    p = (calibration or {}).get("probe") or {}
+    return p["end_ms"] / p["start_ms"] if p.get("start_ms") and p.get("end_ms") else None
+
+
+def calibration_steadiness_note(calibration: dict | None, tolerance: float = 0.10) -> str | None:
+    """A warning when the machine's speed changed by more than ``tolerance`` while it was calibrated."""
+    d = change_during_calibration(calibration)
+    if d is None or abs(d - 1) <= tolerance:
+        return None
+    p = calibration["probe"]
+    return (f"warning: the speed probe ran {p['start_ms']:.2f} ms at the start of this calibration and "
+            f"{p['end_ms']:.2f} ms at its end ({100 * (d - 1):+.0f}%): the machine's speed changed while it was "
+            "measured, and predictions carry that uncertainty (a quiet machine, or --threads 1 on a shared VM, "
+            "calibrates steadier)")
+
+
 def drift_line(calibration: dict | None, now_ms: float) -> str | None:
     """What a validation should say about the machine's speed since calibration (None: no record)."""
     then = calibration_probe_ms(calibration)
     if then is None:
         return None
     r = now_ms / then
-    p = calibration["probe"]
-    during = ""
-    if p.get("start_ms") and p.get("end_ms"):
-        d = p["end_ms"] / p["start_ms"]
-        if abs(d - 1) > 0.05:
-            during = f"; it already changed {100 * (d - 1):+.0f}% during the calibration"
+    d = change_during_calibration(calibration)
+    during = f"; it already changed {100 * (d - 1):+.0f}% during the calibration" if d and abs(d - 1) > 0.05 else ""
     verdict = ("about as fast as when calibrated" if abs(r - 1) <= 0.05 else
                f"{abs(100 * (r - 1)):.0f}% {'slower' if r > 1 else 'faster'} than when calibrated: errors of that "
                "size are the machine, not the model")
