@@ -63,11 +63,14 @@ def main() -> None:
     print(f"{'device':16s} {'model':20s} {'batch':>5s} {'dtype':8s} {'measured':>9s} {'predicted':>9s} "
           f"{'ratio':>6s}  {'J meas':>7s} {'J pred':>7s}  source")
     groups: dict[str, list[float]] = {}
+    energy_ratios: list[float] = []
     for device, model, dtype, ms, src, batch, joules in pairs:
         p = hwcost.predict(load_model(model).model, (3, 224, 224), device=device, dtype=dtype, batch_size=batch)
         ratio = p.latency_ms / ms
         groups.setdefault(src, []).append(ratio)
         j = f"{joules:7.3f} {p.energy_mj / 1000:7.3f}" if joules else f"{'':7s} {'':7s}"
+        if joules:
+            energy_ratios.append(p.energy_mj / 1000 / joules)
         print(f"{device:16s} {model:20s} {batch:5d} {dtype:8s} {ms:9.2f} {p.latency_ms:9.2f} {ratio:6.2f}  {j}  {src}")
     print()
     for src, ratios in groups.items():
@@ -84,6 +87,11 @@ def main() -> None:
         print(f"reference noise: {len(both)} float32 runs in both H100 files differ by median "
               f"{statistics.median(spread):.2f}x, worst {max(spread):.2f}x; "
               f"{sum(x <= 1.3 for x in spread)} of {len(spread)} agree within 1.3x")
+    if energy_ratios:  # no energy figure was fitted to these runs: the profile's datasheet idle and max power
+        err = [max(r, 1 / r) for r in energy_ratios]
+        print(f"{'energy':9s} pairs {len(err):3d}  within 1.3x: {sum(e <= 1.3 for e in err) / len(err):5.0%}  "
+              f"within 1.5x: {sum(e <= 1.5 for e in err) / len(err):5.0%}  median ratio {statistics.median(energy_ratios):.2f}  "
+              f"(NVML J per inference; predicted from datasheet idle/max power and the device-busy time)")
     held_out = [r for s, rs in groups.items() if s != "h100 fit" for r in rs]
     err = [max(r, 1 / r) for r in held_out]
     print(f"{'held out':9s} pairs {len(err):3d}  within 1.3x: {sum(e <= 1.3 for e in err) / len(err):5.0%}  "

@@ -286,15 +286,21 @@ def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, flo
 
 
 def assign_energy(timings: list[OpTiming], device: DeviceProfile, total_s: float) -> tuple[float | None, bool]:
-    """Dynamic energy from FLOPs and DRAM bytes, plus idle power over each op's latency (joules).
+    """Idle power over each op's latency plus its dynamic energy (joules): on a GPU (max - idle)
+    power over its kernel's busy time, on a CPU (or from a measured fit) energy per FLOP and per
+    DRAM byte (DeviceProfile.energy_model says which and why).
 
     The sum is capped at max power x latency: a profile's energy-per-FLOP figure is a full-load
     average, and no device draws more than its maximum power. None when the profile has no power
     figures (a calibrated profile without a sensor or a datasheet base)."""
-    if not device.has_energy:
+    model = device.energy_model
+    if model is None:
         return None, False
     for t in timings:
-        dynamic = (t.cost.flops * device.pj_per_flop + t.cost.memory_traffic_bytes * device.pj_per_byte) * 1e-12
+        if model == "busy":
+            dynamic = (device.power_max_w - device.power_idle_w) * t.kernel_s
+        else:
+            dynamic = (t.cost.flops * device.pj_per_flop + t.cost.memory_traffic_bytes * device.pj_per_byte) * 1e-12
         t.energy_j = dynamic + device.power_idle_w * t.latency_s
     total = sum(t.energy_j for t in timings)
     cap = device.power_max_w * total_s

@@ -242,6 +242,8 @@ def test_probe_network_is_fixed_and_drift_line_reads_it():
     slow = drift_line(cal, 2.52)
     assert "x1.20" in slow and "20% slower" in slow and "+10% during the calibration" in slow
     assert "about as fast" in drift_line({"probe": {"start_ms": 2.0}}, 2.05)
+    assert "faster" in drift_line({"probe": {"end_ms": 2.0}}, 1.5)
+    assert drift_line({}, 2.0) is None and drift_line(None, 2.0) is None
 
 
 def test_calibration_that_saw_the_machine_change_says_so():
@@ -251,8 +253,6 @@ def test_calibration_that_saw_the_machine_change_says_so():
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37, "end_ms": 3.50}}) is None   # within 10%
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37}}) is None                   # interrupted run
     assert calibration_steadiness_note(None) is None
-    assert "faster" in drift_line({"probe": {"end_ms": 2.0}}, 1.5)
-    assert drift_line({}, 2.0) is None and drift_line(None, 2.0) is None
 
 
 def test_tampered_model_file_is_refused(calibrated, tmp_path):

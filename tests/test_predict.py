@@ -175,6 +175,33 @@ def test_energy_capped_at_max_power():
     assert not hwcost.predict(nn.Linear(512, 512), (512,), device=d, batch_size=512).energy_capped
 
 
+def test_gpu_energy_is_idle_power_plus_max_power_while_busy():
+    # one compute-bound GEMM on the round device: 2 x 1024^3 FLOPs at 1 TFLOP/s = 2.147 ms of kernel,
+    # issued after 1 us of host time; idle 10 W, max 100 W
+    gpu = round_device(kind="gpu", execution="async", host=1.0)
+    assert gpu.energy_model == "busy"
+    p = hwcost.predict(nn.Linear(1024, 1024, bias=False), (1024,), device=gpu, batch_size=1024)
+    kernel_s = 2 * 1024**3 / 1e12
+    assert p.latency_ms == pytest.approx(1e-3 + kernel_s * 1e3, rel=1e-6)
+    assert p.energy_mj == pytest.approx(10.0 * p.latency_ms + 90.0 * kernel_s * 1e3, rel=1e-6)
+    # a CPU keeps energy per FLOP and per byte: 10 pJ/FLOP, 100 pJ/byte (4 MiB in x2 + weight 4 MiB)
+    cpu = round_device()
+    assert cpu.energy_model == "linear"
+    c = hwcost.predict(nn.Linear(1024, 1024, bias=False), (1024,), device=cpu, batch_size=1024)
+    traffic = 3 * 1024 * 1024 * 4
+    assert c.energy_mj == pytest.approx(10.0 * c.latency_ms + (2 * 1024**3 * 10 + traffic * 100) * 1e-9, rel=1e-6)
+
+
+def test_measured_energy_fit_is_used_as_fitted_even_on_a_gpu():
+    text = ROUND.format(kind="gpu", execution="async", host=1.0, dev=0.0,
+                        effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
+    fitted = text + "calibration: {energy: {fitted: {static_w: 10.0, pj_per_flop: 10.0, pj_per_byte: 100.0}}}\n"
+    assert parse_profile(fitted, "measured").energy_model == "linear"
+    no_power = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("power_w", "energy")))
+    no_power = no_power.replace("power_w: test, energy: test", "")
+    assert parse_profile(no_power, "bare").energy_model is None
+
+
 # ------------------------------------------------------------------ profiles
 
 
