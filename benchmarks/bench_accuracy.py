@@ -182,6 +182,8 @@ def main() -> None:
               f"({n} model/batch pairs)")
     print(f"measurement noise: the {args.rounds} rounds' medians of a pair differ by median x{statistics.median(spreads):.2f}, "
           f"worst x{max(spreads):.2f}; {sum(x > 1.1 for x in spreads)} of {len(spreads)} pairs by more than 10%")
+    inside = sum(abs(e) <= 100 * (x - 1) for e, x in zip(errs["hwcost"], spreads))
+    print(f"hwcost's error is within that pair's own round-to-round spread for {inside} of {len(spreads)} pairs")
 
 
 if __name__ == "__main__":
