@@ -13,7 +13,7 @@ Schema (units are in the key names; every group of numbers needs an entry under 
     memory: {bandwidth_gbps: ..., capacity_gb: ..., cache_mb: ...}
     overhead_us: {host_per_op: ..., device_per_op: ...}
     power_w: {idle: ..., typical: ..., max: ...}
-    energy: {pj_per_flop: ..., pj_per_byte: ...}
+    energy: {pj_per_flop: ..., pj_per_byte: ...}   # sequential (CPU) profiles; async (GPU) ones need only power_w
     efficiency:                     # optional; defaults per kind (device_profiles/_defaults.yaml)
       compute: {family: fraction}   # of peak that large ops of the family reach
       memory: fraction              # of bandwidth
@@ -115,14 +115,14 @@ class DeviceProfile:
         x device-busy time. Checked on 40 H100 runs (shared/reference): median 1.06x of measured,
         all within 1.5x; per FLOP and byte at the datasheet rates the same runs came out 0.38x
         (an eager fp32 convolution reaching 5% of the TF32 peak still draws ~630 W).
-        "linear": idle x latency + pJ/FLOP x FLOPs + pJ/byte x bytes: CPUs, and any profile whose
-        energy figures were measured (a calibration with RAPL or NVML fits exactly that form)."""
+        "linear": idle x latency + pJ/FLOP x FLOPs + pJ/byte x bytes: CPUs (a calibration with RAPL fits
+        exactly that form), and GPU profiles an older hwcost calibrated with that form."""
         if self.power_idle_w is None or self.power_max_w is None:
             return None
         fit = (self.calibration or {}).get("energy")   # a calibration's note is text when nothing was fitted
-        measured = isinstance(fit, dict) and bool(fit.get("fitted"))
-        if self.execution == "async" and not measured:
-            return "busy"
+        fitted = fit.get("fitted") if isinstance(fit, dict) else None
+        if self.execution == "async" and (not fitted or fitted.get("form") == "busy"):
+            return "busy"       # datasheet idle/max, or a calibration's fitted static and busy power
         return "linear" if self.pj_per_flop is not None and self.pj_per_byte is not None else None
 
     @property
@@ -259,8 +259,11 @@ def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> No
                 f"{where}: 'execution' must be one of {', '.join(EXECUTIONS)}, got {data['execution']!r}")
         if "power_w" in data and data["power_w"]["idle"] > data["power_w"]["max"]:
             raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
-        if ("power_w" in data) != ("energy" in data):
-            raise ProfileError(f"{where}: give both 'power_w' and 'energy' (energy needs both), or neither")
+        if "energy" in data and "power_w" not in data:
+            raise ProfileError(f"{where}: 'energy' needs 'power_w' (idle and max) beside it")
+        if "power_w" in data and "energy" not in data and data["execution"] != "async":
+            raise ProfileError(f"{where}: a sequential (CPU) profile's energy needs both 'power_w' and 'energy' "
+                               "(pJ per FLOP and per byte), or neither; an async (GPU) one needs only 'power_w'")
         missing = [k for k in _NEEDS_SOURCE if k in data and k not in data["sources"]]
         if missing:
             raise ProfileError(

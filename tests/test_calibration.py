@@ -290,6 +290,18 @@ def test_energy_fitted_from_a_power_sensor(tmp_path, monkeypatch):
     assert fitted["chains"] >= 6 and fitted["median_abs_error_pct"] < 10
     p = hwcost.predict(nn.Conv2d(3, 8, 3), (3, 32, 32), device=prof)
     assert p.average_power_w == pytest.approx(50.0, rel=0.15)
+    # the same samples as an async (GPU-style) profile: fitted as static + busy power, no per-FLOP section
+    from hwcost.calibration import refit
+
+    doc = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    doc["execution"] = "async"
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(doc))
+    gpu = refit(str(tmp_path / "m.yaml"))
+    fitted = gpu.calibration["energy"]["fitted"]
+    assert fitted["form"] == "busy" and gpu.energy_model == "busy" and gpu.pj_per_flop is None
+    assert gpu.power_idle_w == pytest.approx(50.0, rel=0.1)            # the meter reads 50 W whatever runs
+    assert gpu.power_max_w == pytest.approx(gpu.power_idle_w + fitted["busy_w"], abs=1e-3)
+    assert "kernel busy time" in gpu.sources["power_w"] and "energy" not in gpu.sources
 
 
 def test_fit_energy_known_answer():
@@ -300,7 +312,20 @@ def test_fit_energy_known_answer():
                             (0.015, 1e8, 6e7), (0.008, 7e8, 3e6), (0.025, 2e9, 5e7)]]
     e = fit_energy(rows)
     assert (e["static_w"], e["pj_per_flop"], e["pj_per_byte"]) == pytest.approx((3.0, 20.0, 100.0), rel=1e-3)
+    assert e["form"] == "linear"
     assert fit_energy(rows[:4]) is None
+
+
+def test_fit_energy_busy_form_known_answer():
+    # a GPU: 120 W whenever it is up, 560 W more while a kernel runs (FLOPs and bytes do not enter)
+    from hwcost.calibration.fit import fit_energy
+
+    runs = [(0.003, 0.0005), (0.002, 0.0019), (0.010, 0.0095), (0.004, 0.001), (0.006, 0.0055), (0.003, 0.0029),
+            (0.008, 0.002)]
+    rows = [(t, 1e9 * i, 1e7 * i, 120.0 * t + 560.0 * busy, busy) for i, (t, busy) in enumerate(runs, 1)]
+    e = fit_energy(rows, form="busy")
+    assert e["form"] == "busy" and (e["static_w"], e["busy_w"]) == pytest.approx((120.0, 560.0), rel=1e-3)
+    assert e["median_abs_error_pct"] < 0.1
 
 
 def test_rnn_features_see_steps_hidden_layers_and_gates():

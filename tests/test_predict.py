@@ -192,11 +192,23 @@ def test_gpu_energy_is_idle_power_plus_max_power_while_busy():
     assert c.energy_mj == pytest.approx(10.0 * c.latency_ms + (2 * 1024**3 * 10 + traffic * 100) * 1e-9, rel=1e-6)
 
 
-def test_measured_energy_fit_is_used_as_fitted_even_on_a_gpu():
+def test_an_async_profile_needs_only_power_for_energy():
+    text = ROUND.format(kind="gpu", execution="async", host=1.0, dev=0.0, effs="conv: 0.5")
+    bare = text.replace("energy: {pj_per_flop: 10.0, pj_per_byte: 100.0}\n", "").replace(", energy: test", "")
+    gpu = parse_profile(bare, "gpu without pJ figures")
+    assert gpu.pj_per_flop is None and gpu.energy_model == "busy"
+    assert hwcost.predict(nn.ReLU(), (64,), device=gpu).energy_mj > 0
+
+
+def test_measured_energy_fit_is_used_in_its_form():
     text = ROUND.format(kind="gpu", execution="async", host=1.0, dev=0.0,
                         effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
-    fitted = text + "calibration: {energy: {fitted: {static_w: 10.0, pj_per_flop: 10.0, pj_per_byte: 100.0}}}\n"
+    fitted = text + "calibration: {energy: {fitted: {form: linear, static_w: 10.0, pj_per_flop: 10.0}}}\n"
     assert parse_profile(fitted, "measured").energy_model == "linear"
+    older = text + "calibration: {energy: {fitted: {static_w: 10.0, pj_per_flop: 10.0, pj_per_byte: 100.0}}}\n"
+    assert parse_profile(older, "older").energy_model == "linear"    # an older hwcost's NVML fit
+    busy = text + "calibration: {energy: {fitted: {form: busy, static_w: 10.0, busy_w: 90.0}}}\n"
+    assert parse_profile(busy, "measured busy").energy_model == "busy"
     no_power = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("power_w", "energy")))
     no_power = no_power.replace("power_w: test, energy: test", "")
     assert parse_profile(no_power, "bare").energy_model is None
@@ -240,6 +252,10 @@ GOOD = ROUND.format(kind="cpu", execution="sequential", host=1.0, dev=0.0, effs=
     (lambda s: s.replace("execution: sequential", "execution: parallel"), "'execution' must be one of"),
     (lambda s: s.replace("energy: test", "").replace("power_w: test, ", "power_w: test"), "missing: energy"),
     (lambda s: s.replace("idle: 10.0", "idle: 500.0"), "'power_w.idle' is above 'power_w.max'"),
+    (lambda s: s.replace("energy: {pj_per_flop: 10.0, pj_per_byte: 100.0}\n", "").replace(", energy: test", ""),
+     "a sequential (CPU) profile's energy needs both 'power_w' and 'energy'"),
+    (lambda s: s.replace("power_w: {idle: 10.0, max: 100.0}\n", "").replace(", power_w: test", ""),
+     "'energy' needs 'power_w'"),
     (lambda s: s.replace("conv: 0.5", "conv: 1.5"), "efficiency.compute.conv must be a fraction"),
     (lambda s: s.replace("conv: 0.5", "convolution: 0.5"), "unknown op family 'convolution'"),
     (lambda s: s.replace("memory: 1.0\n", "memory: 1.0\n  startup_dispatches: {conv: -1}\n"),

@@ -199,23 +199,36 @@ class ContextModel:
                    median_abs_error_pct=round(err, 2))
 
 
-def fit_energy(rows: list[tuple[float, float, float, float]]) -> dict[str, float] | None:
-    """Static power and energy per FLOP and per byte from (seconds, FLOPs, bytes, joules) per chain,
-    non-negative least squares on relative error. None with fewer than 6 measured chains."""
+def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str, float] | None:
+    """Energy model from per-chain (seconds, FLOPs, bytes, joules, busy seconds) by non-negative least
+    squares on relative error. None with fewer than 6 measured chains.
+
+    form "linear" (CPUs): energy = static power x seconds + pJ/FLOP x FLOPs + pJ/byte x bytes.
+    form "busy" (GPUs): energy = static power x seconds + busy power x the device's busy seconds (the
+    chain's kernel time): a GPU draws near its maximum whenever a kernel runs, however little of the
+    peak the kernel reaches, so per-FLOP figures fitted on small chains would not carry to big ones."""
     from scipy.optimize import nnls
 
     rows = [r for r in rows if r[3] > 0]
     if len(rows) < 6:
         return None
-    a = np.array([[t, f, b] for t, f, b, _ in rows])
+    if form == "busy":
+        a = np.array([[r[0], min(r[4], r[0])] for r in rows])
+    else:
+        a = np.array([[t, f, b] for t, f, b, *_ in rows])
     e = np.array([r[3] for r in rows])
     norm = a.max(axis=0)
     norm[norm == 0] = 1.0
     coef, _ = nnls(a / norm / e[:, None], np.ones(len(e)))
     coef = coef / norm
-    return {"static_w": float(coef[0]), "pj_per_flop": float(coef[1] * 1e12), "pj_per_byte": float(coef[2] * 1e12),
-            "max_observed_w": float(max(j / t for t, _, _, j in rows)), "chains": len(rows),
-            "median_abs_error_pct": round(float(np.median(np.abs(a @ coef / e - 1)) * 100), 2)}
+    out = {"form": form, "static_w": float(coef[0])}
+    if form == "busy":
+        out["busy_w"] = float(coef[1])
+    else:
+        out.update(pj_per_flop=float(coef[1] * 1e12), pj_per_byte=float(coef[2] * 1e12))
+    out.update(max_observed_w=float(max(r[3] / r[0] for r in rows)), chains=len(rows),
+               median_abs_error_pct=round(float(np.median(np.abs(a @ coef / e - 1)) * 100), 2))
+    return out
 
 
 class TimeModel:

@@ -383,27 +383,37 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
     rates = rates_of(parse_profile(text, out))
     model = TimeModel.fit(samples, rates)
     model.context, energy_rows = fit_context(model, samples, seed, fundamentals)
-    energy = fit_energy(energy_rows)
+    doc = yaml.safe_load(text)
+    energy = fit_energy(energy_rows, form="busy" if doc.get("execution") == "async" else "linear")
     model_text = json.dumps(model.to_dict(), separators=(",", ":"))
     model_path = samples_path[: -len(".samples.csv")] + ".model.json"
     _atomic_write(model_path, model_text)
-    doc = yaml.safe_load(text)
     doc["calibration"]["model_file"] = os.path.basename(model_path)
     doc["calibration"]["model_sha256"] = sha256(model_text)
     doc["calibration"]["context"] = {k: v for k, v in vars(model.context).items()}
     if energy is not None:
         meter_name = doc["calibration"].get("energy_meter", "a power sensor")
-        old_max = (doc.get("power_w") or {}).get("max", 0.0)
-        doc["power_w"] = {"idle": round(energy["static_w"], 3),
-                          "max": round(max(old_max, energy["max_observed_w"], energy["static_w"] * 1.001), 3)}
-        doc["energy"] = {"pj_per_flop": round(energy["pj_per_flop"], 4) or 1e-6,
-                         "pj_per_byte": round(energy["pj_per_byte"], 4) or 1e-6}
         when = doc["calibration"]["date"]
-        doc["sources"]["power_w"] = (f"measured ({when}): static power fitted to {meter_name} readings over "
-                                     f"{energy['chains']} chains; max = the largest of the datasheet base and the "
-                                     "highest observed")
-        doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
-                                    f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
+        static = round(energy["static_w"], 3)
+        if energy["form"] == "busy":
+            # predictions charge idle x latency + (max - idle) x busy time: max = static + fitted busy power
+            doc["power_w"] = {"idle": static, "max": round(static + energy["busy_w"], 3)}
+            doc.pop("energy", None)
+            doc["sources"].pop("energy", None)
+            doc["sources"]["power_w"] = (f"measured ({when}): non-negative least squares of {meter_name} chain energy "
+                                         f"on wall time (idle) and kernel busy time (max - idle) over "
+                                         f"{energy['chains']} chains, median error {energy['median_abs_error_pct']}%")
+        else:
+            old_max = (doc.get("power_w") or {}).get("max", 0.0)
+            doc["power_w"] = {"idle": static,
+                              "max": round(max(old_max, energy["max_observed_w"], energy["static_w"] * 1.001), 3)}
+            doc["energy"] = {"pj_per_flop": round(energy["pj_per_flop"], 4) or 1e-6,
+                             "pj_per_byte": round(energy["pj_per_byte"], 4) or 1e-6}
+            doc["sources"]["power_w"] = (f"measured ({when}): static power fitted to {meter_name} readings over "
+                                         f"{energy['chains']} chains; max = the largest of the datasheet base and "
+                                         "the highest observed")
+            doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
+                                        f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
         doc["calibration"]["energy"] = {"fitted": energy}
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
     _atomic_write(out, text)
@@ -454,10 +464,10 @@ def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
 
 
 def fit_context(model: TimeModel, samples: list[Sample], seed: int,
-                fundamentals: dict[str, float]) -> tuple[ContextModel, list[tuple[float, float, float, float]]]:
+                fundamentals: dict[str, float]) -> tuple[ContextModel, list[tuple[float, float, float, float, float]]]:
     """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
     much slower they run in context (after the measured module-call and view costs). Also returns
-    (seconds, FLOPs, bytes, joules) per chain for the energy fit."""
+    (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
     for s in samples:
@@ -469,7 +479,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
         rows.append(model.chain_row(a.ops, cache_bytes))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
-        energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j))
+        energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
+                            rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
     return ContextModel.fit(rows, times, cache_bytes), energy_rows
 
 
@@ -532,13 +543,16 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
                            + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)",
         },
     }
-    if base is not None:
+    has_pj = base is not None and base.pj_per_flop is not None and base.pj_per_byte is not None
+    # a CPU profile needs both power and pJ figures; a GPU base may give power only (busy-time energy)
+    if base is not None and base.power_idle_w is not None and (has_pj or backend == "cuda"):
         doc["power_w"] = {"idle": base.power_idle_w, "max": base.power_max_w}
         if base.power_typical_w:
             doc["power_w"]["typical"] = base.power_typical_w
-        doc["energy"] = {"pj_per_flop": base.pj_per_flop, "pj_per_byte": base.pj_per_byte}
         doc["sources"]["power_w"] = f"datasheet, from base profile {base.name}: {base.sources.get('power_w', '')}"
-        doc["sources"]["energy"] = f"datasheet, from base profile {base.name}: {base.sources.get('energy', '')}"
+        if has_pj:
+            doc["energy"] = {"pj_per_flop": base.pj_per_flop, "pj_per_byte": base.pj_per_byte}
+            doc["sources"]["energy"] = f"datasheet, from base profile {base.name}: {base.sources.get('energy', '')}"
     if sensor:
         doc["calibration"]["energy_meter"] = sensor
     else:
