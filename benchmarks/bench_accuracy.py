@@ -102,14 +102,15 @@ def main() -> None:
     ap.add_argument("--out-name", default="this-cpu", help="profile name under benchmarks/out/")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
-    name = args.out_name
-    prof_path = OUT / f"{name}.yaml"
+    profile_name = args.out_name
+    prof_path = OUT / f"{profile_name}.yaml"
     if not (args.reuse and prof_path.exists()):
         for suffix in (".yaml", ".samples.csv", ".model.json"):
-            (OUT / f"{name}{suffix}").unlink(missing_ok=True)
-        calibrate(name, out=str(prof_path), budget_s=args.budget, threads=args.threads, progress=sys.stderr.isatty())
+            (OUT / f"{profile_name}{suffix}").unlink(missing_ok=True)
+        calibrate(profile_name, out=str(prof_path), budget_s=args.budget, threads=args.threads,
+                  progress=sys.stderr.isatty())
     cal = hwcost.load_device(str(prof_path))
-    samples = read_samples((OUT / f"{name}.samples.csv").read_text())
+    samples = read_samples((OUT / f"{profile_name}.samples.csv").read_text())
     if args.threads and torch.get_num_threads() != args.threads:
         torch.set_num_threads(args.threads)  # the roofline baseline's peak counts the threads used
     roof = roofline_profile(cal)

@@ -223,7 +223,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             err = 100 * (p.latency_ms / m.latency_ms - 1)
             errors.append(err)
             rows.append([name, b, m.latency_ms, f"x{m.spread:.2f}", p.latency_ms, f"{err:+.1f}%"])
-            if m.steadiness_note():
+            if not m.steady:
                 unsteady.append(f"{name} b{b}")
     print(format_table(["model", "batch", "measured (ms)", "p90/p10", "predicted (ms)", "error"], rows))
     within = lambda t: sum(abs(e) <= t for e in errors) / len(errors)  # noqa: E731

@@ -162,8 +162,12 @@ class Measurement:
         12.4 ms and 19-20 ms in turns at 2 threads), and then no single statistic is reproducible."""
         return self.p90_ms / self.p10_ms if self.p10_ms > 0 else 1.0
 
+    @property
+    def steady(self) -> bool:
+        return self.spread <= UNSTEADY_SPREAD
+
     def steadiness_note(self) -> str | None:
-        if self.spread <= UNSTEADY_SPREAD:
+        if self.steady:
             return None
         hint = " (pinning one thread, --threads 1, often steadies a shared VM)" if self.threads > 1 else ""
         return (f"warning: runs varied x{self.spread:.2f} between p10 and p90: this machine's speed was not steady "

@@ -121,9 +121,10 @@ def _measurement(p10_ms: float, p90_ms: float, threads: int) -> Measurement:
 
 def test_an_unsteady_machine_is_called_out():
     steady = _measurement(10.0, 11.0, threads=2)
-    assert steady.spread == pytest.approx(1.1) and steady.steadiness_note() is None
+    assert steady.spread == pytest.approx(1.1) and steady.steady and steady.steadiness_note() is None
     assert "not steady" not in steady.table()
     bimodal = _measurement(12.4, 19.8, threads=2)        # a shared VM losing its second vCPU in phases
+    assert not bimodal.steady
     note = bimodal.steadiness_note()
     assert "x1.60" in note and "--threads 1" in note and note in bimodal.table()
     assert bimodal.to_dict()["spread"] == pytest.approx(19.8 / 12.4)
