@@ -20,7 +20,9 @@ fall into two modes 1.5x apart). So every pair is measured in --rounds interleav
 pairs (a slow phase falls on all models alike), the measured latency is the median of all its runs,
 and the column "rounds" is the spread (max / min) of the per-round medians: the measurement's own
 noise, which bounds what the errors can show. The fixed probe network (hwcost.calibration.probe)
-is timed at calibration's start and end and before and after measuring.
+is timed at calibration's start and end and before and after measuring, and three single-resource
+readings (cache-resident matmul, last-level-cache copy, DRAM copy) at calibration and at the start
+of every round say which resource a slow round was short of.
 --threads 1 calibrates and measures on one thread: on this VM the steadier condition.
 The roofline baseline's CPU defaults (_defaults.yaml) were fitted to single-op samples of an
 earlier calibration of this project's CI machine (calibration/reference/xeon-2c: then a 2-core
@@ -40,7 +42,7 @@ import yaml
 import hwcost
 from hwcost.calibration import calibrate
 from hwcost.calibration.fit import read_samples
-from hwcost.calibration.probe import calibration_probe_ms, probe_ms
+from hwcost.calibration.probe import calibration_probe_ms, calibration_rates, probe_ms, rates_line, resource_rates
 from hwcost.devices import parse_profile
 from hwcost.loaders import LoadedModel, load_model
 from hwcost.measure import measure
@@ -133,10 +135,13 @@ def main() -> None:
     print(f"FLOPs baseline: {1 / sec_per_flop / 1e9:.1f} GFLOP/s (median over {len(ratios)} chains)\n")
 
     probe_cal = calibration_probe_ms(c)
+    rates_cal = calibration_rates(c)
     if probe_cal:
         p = c["probe"]
         print(f"speed probe at calibration: {p.get('start_ms', 0):.3f} ms at its start, {p.get('end_ms', 0):.3f} ms at its end; "
               f"before measuring: {probe_ms():.3f} ms")
+    if rates_cal:
+        print("resources at calibration: " + ", ".join(f"{k} {v:.1f}" for k, v in rates_cal.items()))
 
     # predictions first; then every pair is measured in `rounds` interleaved passes, so that a slow phase
     # of a shared host falls on all models alike instead of on whichever was being timed
@@ -154,6 +159,9 @@ def main() -> None:
             pairs.append((name, b, lm, preds, []))
     per_round = max(3, -(-args.repeats // args.rounds))
     for k in range(args.rounds):
+        line = rates_line(rates_cal, resource_rates(), f"at the start of round {k + 1} vs at calibration")
+        if line:  # which resource, if any, a slow round was short of
+            print(line)
         for name, b, lm, _, runs in pairs:
             m = measure(lm.model, lm.example, batch_size=b, warmup=3 if k == 0 else 1, repeats=per_round,
                         max_seconds=20 / args.rounds, threads=args.threads)

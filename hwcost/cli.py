@@ -211,11 +211,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.threads is None and cal_threads:
         args.threads = int(cal_threads)  # a calibrated profile describes this machine at that thread count
     if profile.calibration and profile.calibration.get("probe"):
-        from .calibration.probe import drift_line, probe_ms
+        from .calibration.probe import drift_line, probe_ms, resource_rates
         from .measure import fixed_threads
 
         with fixed_threads(args.threads):   # the same conditions the models are measured under
-            drift = drift_line(profile.calibration, probe_ms(args.backend, args.allocator))
+            drift = drift_line(profile.calibration, probe_ms(args.backend, args.allocator),
+                               resource_rates(args.backend))
     for name in names:
         for b in batches:
             loaded, example, m = _measurement(args, name, b)

@@ -191,9 +191,9 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     ids1 = [s.case_id for s in rows1]
     ids2 = [s.case_id for s in rows2]
     assert ids2[: len(ids1)] == ids1                      # kept, in order
-    cases2 = [i for i in ids2 if i != "_probe_end_ms"]
+    cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
-    once = lambda rows: [s for s in rows if s.family == "_fundamental" and s.op != "probe_end_ms"]  # noqa: E731
+    once = lambda rows: [s for s in rows if s.family == "_fundamental" and not s.op.startswith("probe_end_")]  # noqa: E731
     assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
@@ -218,9 +218,15 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     probe = second.calibration["probe"]
     assert probe["start_ms"] == first.calibration["probe"]["start_ms"] > 0
     assert probe["end_ms"] == pytest.approx([s.time_s for s in rows2 if s.op == "probe_end_ms"][-1], abs=1e-4)
+    ends = {s.op: s.time_s for s in rows2 if s.op.startswith("probe_end_") and s.op != "probe_end_ms"}
+    assert {"probe_end_compute_gflops", "probe_end_dram_gbps"} <= set(ends)
+    for when in ("start", "end"):   # the single-resource readings, recorded beside the probe network's time
+        assert probe[when]["compute_gflops"] > 0 and probe[when]["dram_gbps"] > 0
+    assert probe["end"]["dram_gbps"] == pytest.approx(ends["probe_end_dram_gbps"], abs=0.01)
     assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
     text = capsys.readouterr().out
     assert "speed probe:" in text and "at calibration" in text
+    assert "resources now vs at calibration: compute x" in text and "DRAM bandwidth x" in text
     assert "p90/p10" in text
     # measured at the profile's thread count unless told otherwise: a calibration describes that condition
     doc = yaml.safe_load(out.read_text())
@@ -246,12 +252,41 @@ def test_probe_network_is_fixed_and_drift_line_reads_it():
     assert drift_line({}, 2.0) is None and drift_line(None, 2.0) is None
 
 
+def test_resource_readings_say_which_resource_moved():
+    from hwcost.calibration.probe import calibration_rates, drift_line, rates_line
+
+    cal = {"probe": {"start_ms": 2.0, "end_ms": 2.0,
+                     "start": {"compute_gflops": 100.0, "cache_gbps": 60.0, "dram_gbps": 25.0},
+                     "end": {"compute_gflops": 102.0, "cache_gbps": 40.0}}}
+    assert calibration_rates(cal) == {"compute_gflops": 101.0, "cache_gbps": 50.0, "dram_gbps": 25.0}
+    line = drift_line(cal, 2.4, {"compute_gflops": 101.0, "cache_gbps": 35.0, "dram_gbps": 25.0})
+    assert line.splitlines()[1] == ("resources now vs at calibration: compute x1.00, "
+                                    "last-level-cache bandwidth x0.70, DRAM bandwidth x1.00")
+    # a reading missing on either side is left out, not shown as zero
+    assert rates_line({"compute_gflops": 100.0}, {"cache_gbps": 50.0}) is None
+    assert "\n" not in drift_line(cal, 2.4) and "\n" not in drift_line({"probe": {"start_ms": 2.0}}, 2.0, {"compute_gflops": 1.0})
+
+
+def test_resource_rates_and_cache_sizes_read_this_machine():
+    from hwcost.calibration.probe import cache_bytes_at_level, resource_rates
+
+    rates = resource_rates("cpu")
+    assert rates["compute_gflops"] > 0 and rates["dram_gbps"] > 0
+    llc, l2 = cache_bytes_at_level(None), cache_bytes_at_level(2)
+    assert llc >= l2 >= 0
+    assert ("cache_gbps" in rates) == (llc > 0)   # no cache size from the OS: no cache reading
+
+
 def test_calibration_that_saw_the_machine_change_says_so():
     from hwcost.calibration.probe import calibration_steadiness_note
 
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37, "end_ms": 3.96}}).count("+18%") == 1
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37, "end_ms": 3.50}}) is None   # within 10%
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37}}) is None                   # interrupted run
+    cache_moved = {"probe": {"start_ms": 3.37, "end_ms": 3.40, "start": {"compute_gflops": 100.0, "cache_gbps": 60.0},
+                             "end": {"compute_gflops": 101.0, "cache_gbps": 45.0}}}
+    note = calibration_steadiness_note(cache_moved)   # the network probe held, the cache bandwidth did not
+    assert "+1%" in note and "last-level-cache bandwidth x0.75" in note and "compute x1.01" in note
     assert calibration_steadiness_note(None) is None
 
 

@@ -6,9 +6,16 @@ calibrated profile is for the machine as it was when calibrated; timing the prob
 says how much of a validation error is the machine having changed rather than the model being
 wrong. The probe mixes the op kinds a network spends its time in (dense and depthwise conv, norm,
 activations, pooling, a linear layer), so it moves with compute, memory and dispatch speed alike.
+
+Beside it, three single-resource readings (``resource_rates``) say which resource moved: on this
+project's KVM host a cache-resident matmul stayed within 2% for minutes while copying an 8 MiB
+working set (inside the shared L3, outside the private L2) ran 39-61 GB/s within one minute: the
+other tenants of a shared last-level cache slow memory-bound ops, not arithmetic, so a network
+probe alone tracks a compute-bound model and a depthwise-heavy one differently.
 """
 from __future__ import annotations
 
+import os
 import statistics
 
 import torch
@@ -17,6 +24,7 @@ import torch.nn as nn
 from ..measure import synchronizer, time_callable
 
 PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round does not decide
+RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
 
 
 def probe_network() -> tuple[nn.Module, torch.Tensor]:
@@ -51,6 +59,73 @@ def probe_ms(backend: str = "cpu", allocator: str = "retain") -> float:
     return 1e3 * statistics.median(rounds)
 
 
+def cache_bytes_at_level(level: int | None = None) -> float:
+    """Size of one CPU cache from Linux sysfs (cpu0's view; ``None``: the last level), 0.0 where the
+    platform does not say."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    sizes: dict[int, float] = {}
+    try:
+        for entry in sorted(e for e in os.listdir(base) if e.startswith("index")):
+            with open(f"{base}/{entry}/level") as f:
+                lvl = int(f.read().strip())
+            with open(f"{base}/{entry}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{base}/{entry}/size") as f:
+                size = f.read().strip().upper()
+            units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+            sizes[lvl] = float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size)
+    except (OSError, ValueError):
+        return 0.0
+    if not sizes:
+        return 0.0
+    return sizes.get(max(sizes) if level is None else level, 0.0)
+
+
+def resource_rates(backend: str = "cpu") -> dict[str, float]:
+    """This machine's speed now, one resource at a time (each the median of about 0.2 s of calls):
+    ``compute_gflops`` a float32 matmul whose operands stay in the private cache (on a GPU one big
+    enough to fill the device), ``cache_gbps`` copying a working set that fits in the last-level
+    cache (half of it; omitted where its size is unknown), ``dram_gbps`` copying one four times
+    the last-level cache (at least 64 MiB each way). Bandwidth counts bytes read plus written."""
+    sync = synchronizer(backend)
+    out: dict[str, float] = {}
+    n = 4096 if backend == "cuda" else 384
+    with torch.inference_mode():
+        a, b = torch.randn(n, n, device=backend), torch.randn(n, n, device=backend)
+        t = time_callable(lambda: a @ b, warmup=3, repeats=200, sync=sync, max_seconds=0.2).median_s
+        out["compute_gflops"] = 2 * n**3 / t / 1e9
+        if backend == "cuda":
+            llc = float(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
+        else:
+            llc = cache_bytes_at_level(None)
+        for key, nbytes in (("cache_gbps", llc / 4), ("dram_gbps", max(4 * llc, 64 * 1024**2))):
+            if nbytes <= 0:
+                continue
+            src = torch.randn(int(nbytes) // 4, device=backend)
+            dst = torch.empty_like(src)
+            t = time_callable(lambda: dst.copy_(src), warmup=2, repeats=200, sync=sync, max_seconds=0.2).median_s
+            out[key] = 2 * src.numel() * 4 / t / 1e9
+    return out
+
+
+def calibration_rates(calibration: dict | None) -> dict[str, float]:
+    """The resource rates a calibrated profile recorded (mean of its start and end readings)."""
+    p = (calibration or {}).get("probe") or {}
+    out = {}
+    for key in RESOURCES:
+        vals = [p[when][key] for when in ("start", "end") if (p.get(when) or {}).get(key)]
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out
+
+
+def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now vs at calibration") -> str | None:
+    """One line of now / then per resource (x1.00 = unchanged, below 1 = slower), None if none in common."""
+    parts = [f"{RESOURCES[k]} x{now[k] / then[k]:.2f}" for k in RESOURCES if then.get(k) and now.get(k)]
+    return f"resources {label}: " + ", ".join(parts) if parts else None
+
+
 def calibration_probe_ms(calibration: dict | None) -> float | None:
     """The probe time a calibrated profile recorded (mean of the start and end of its run)."""
     p = (calibration or {}).get("probe") or {}
@@ -65,26 +140,37 @@ def change_during_calibration(calibration: dict | None) -> float | None:
 
 
 def calibration_steadiness_note(calibration: dict | None, tolerance: float = 0.10) -> str | None:
-    """A warning when the machine's speed changed by more than ``tolerance`` while it was calibrated."""
+    """A warning when the machine's speed changed by more than ``tolerance`` while it was calibrated:
+    the probe network's time, or any single resource's rate."""
     d = change_during_calibration(calibration)
-    if d is None or abs(d - 1) <= tolerance:
+    p = (calibration or {}).get("probe") or {}
+    start, end = p.get("start") or {}, p.get("end") or {}
+    moved = {k for k in RESOURCES if start.get(k) and end.get(k) and abs(end[k] / start[k] - 1) > tolerance}
+    if (d is None or abs(d - 1) <= tolerance) and not moved:
         return None
-    p = calibration["probe"]
-    return (f"warning: the speed probe ran {p['start_ms']:.2f} ms at the start of this calibration and "
-            f"{p['end_ms']:.2f} ms at its end ({100 * (d - 1):+.0f}%): the machine's speed changed while it was "
-            "measured, and predictions carry that uncertainty (a quiet machine, or --threads 1 on a shared VM, "
-            "calibrates steadier)")
+    if d is not None:
+        what = (f"the speed probe ran {p['start_ms']:.2f} ms at the start of this calibration and "
+                f"{p['end_ms']:.2f} ms at its end ({100 * (d - 1):+.0f}%)")
+    else:
+        what = "a resource's rate changed over this calibration"
+    if moved:
+        what += f" ({rates_line(start, end, 'end vs start')})"
+    return (f"warning: {what}: the machine's speed changed while it was measured, and predictions carry that "
+            "uncertainty (a quiet machine, or --threads 1 on a shared VM, calibrates steadier)")
 
 
-def drift_line(calibration: dict | None, now_ms: float) -> str | None:
-    """What a validation should say about the machine's speed since calibration (None: no record)."""
+def drift_line(calibration: dict | None, now_ms: float, now_rates: dict[str, float] | None = None) -> str | None:
+    """What a validation should say about the machine's speed since calibration (None: no record),
+    with the single-resource readings where both the profile and ``now_rates`` have them."""
     then = calibration_probe_ms(calibration)
     if then is None:
         return None
+    resources = rates_line(calibration_rates(calibration), now_rates or {})
     r = now_ms / then
     d = change_during_calibration(calibration)
     during = f"; it already changed {100 * (d - 1):+.0f}% during the calibration" if d and abs(d - 1) > 0.05 else ""
     verdict = ("about as fast as when calibrated" if abs(r - 1) <= 0.05 else
                f"{abs(100 * (r - 1)):.0f}% {'slower' if r > 1 else 'faster'} than when calibrated: errors of that "
                "size are the machine, not the model")
-    return f"speed probe: {now_ms:.2f} ms now vs {then:.2f} ms at calibration (x{r:.2f}); this machine runs {verdict}{during}"
+    line = f"speed probe: {now_ms:.2f} ms now vs {then:.2f} ms at calibration (x{r:.2f}); this machine runs {verdict}{during}"
+    return line + (f"\n{resources}" if resources else "")

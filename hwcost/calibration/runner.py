@@ -25,7 +25,7 @@ from ..counters import PRODUCT_FAMILIES
 from .features import FEATURES, op_key, shape_features
 from .fit import (GBM_PARAMS, ContextModel, Sample, TimeModel, dominant, fit_energy, rates_of, read_samples, sha256,
                   write_samples_header)
-from .probe import probe_ms
+from .probe import RESOURCES, cache_bytes_at_level, probe_ms, resource_rates
 from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
@@ -69,20 +69,7 @@ def private_cache_bytes(backend: str, threads: int) -> float:
     (Linux sysfs), the device L2 on a GPU. 0.0 where the platform does not say (bytes then uncapped)."""
     if backend == "cuda":
         return float(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    try:
-        for entry in sorted(os.listdir(base)):
-            with open(f"{base}/{entry}/level") as f:
-                if f.read().strip() != "2":
-                    continue
-            with open(f"{base}/{entry}/size") as f:
-                size = f.read().strip().upper()
-            units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-            nbytes = float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size)
-            return nbytes * max(1, threads)
-    except (OSError, ValueError):
-        pass
-    return 0.0
+    return cache_bytes_at_level(2) * max(1, threads)
 
 
 # ------------------------------------------------------------------ measuring
@@ -328,6 +315,7 @@ def calibrate(
                     fundamentals = measure_fundamentals(backend, list(dtypes))
                     fundamentals["suite_version"] = float(SUITE_VERSION)
                     fundamentals["probe_start_ms"] = probe_ms(backend, allocator)
+                    fundamentals.update({f"probe_start_{k}": v for k, v in resource_rates(backend).items()})
                     for k, v in fundamentals.items():
                         writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False,
                                                {}).row())
@@ -355,10 +343,11 @@ def calibrate(
             except KeyboardInterrupt:
                 interrupted = True
             try:  # the machine's speed at the end of this run (a resumed run updates it)
-                end_ms = probe_ms(backend, allocator)
-                fundamentals["probe_end_ms"] = end_ms
-                writer.writerow(Sample("_probe_end_ms", "_fundamental", "probe_end_ms", end_ms, end_ms, end_ms,
-                                       1, 0, 0, 0, False, {}).row())
+                end = {"probe_end_ms": probe_ms(backend, allocator)}
+                end.update({f"probe_end_{k}": v for k, v in resource_rates(backend).items()})
+                fundamentals.update(end)
+                for k, v in end.items():
+                    writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False, {}).row())
             except KeyboardInterrupt:  # a second Ctrl-C: keep the samples, skip the probe
                 interrupted = True
     with open(samples_path) as f:
@@ -484,8 +473,18 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     return ContextModel.fit(rows, times, cache_bytes), energy_rows
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
-    probe = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms") if fundamentals.get(f"probe_{k}")}
+    probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms")
+                             if fundamentals.get(f"probe_{k}")}
+    for when in ("start", "end"):
+        rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES
+                 if fundamentals.get(f"probe_{when}_{k}")}
+        if rates:
+            probe[when] = rates
     return {"probe": probe} if probe else {}
 
 
@@ -503,7 +502,7 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
     doc: dict[str, Any] = {
         "name": name,
         "kind": "gpu" if backend == "cuda" else "cpu",
-        "description": f"calibrated on {host.get('gpu') or host['cpu']} ({threads} threads, torch {host['torch']})",
+        "description": f"calibrated on {host.get('gpu') or host['cpu']} ({_threads(threads)}, torch {host['torch']})",
         "execution": "async" if backend == "cuda" else "sequential",
         "threads": threads,
         "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
@@ -535,7 +534,7 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
         },
         "sources": {
             "compute": f"measured by hwcost calibrate ({when}): best {'2048' if backend == 'cuda' else '1024'}^3 "
-                       f"matmul rate per dtype ({', '.join(dtypes)}), {threads} threads",
+                       f"matmul rate per dtype ({', '.join(dtypes)}), {_threads(threads)}",
             "memory": "measured: copy of a large tensor (bytes read + written per second)",
             "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
                             if backend == "cuda" else
