@@ -170,6 +170,25 @@ def test_private_cache_bytes_is_l2_per_core_times_threads():
         assert 64 * 1024 <= one <= 64 * 1024**2   # some L2 between 64 KiB and 64 MiB
 
 
+def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
+    import itertools
+
+    from hwcost.calibration.suite import SUITE_VERSION, cases, chain_case
+
+    # SE convs (a 1x1 conv on a pooled 1x1 map) were missing before suite 5 and came out 4-7x slow
+    convs = [c.build() for c in itertools.islice(cases(0), 2000) if c.family == "conv"]
+    se = [m for m, (x,) in convs if x.dim() == 4 and x.shape[-1] == 1]
+    assert se and all(m.kernel_size == (1, 1) and m.stride == (1, 1) for m in se)
+    chains = [str(chain_case(0, k).build()[0]) for k in range(100)]
+    assert SUITE_VERSION >= 5 and any("_SqueezeExcite" in c for c in chains)
+    # a refit of suite-4 samples rebuilds the chains suite 4 timed: none of the new blocks, same draws
+    old = [chain_case(0, k, 4).build() for k in range(100)]
+    assert not any("_SqueezeExcite" in str(m) for m, _ in old)
+    again = [chain_case(0, k, 4).build() for k in range(100)]
+    assert [str(m) for m, _ in old] == [str(m) for m, _ in again]
+    assert [x[0].shape for _, x in old] == [x[0].shape for _, x in again]
+
+
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
 
 

@@ -459,11 +459,12 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
+    version = int(fundamentals.get("suite_version", 2))
     for s in samples:
         if s.family != "_chain":
             continue
         k = int(s.case_id.split("-")[1])
-        mod, inputs = chain_case(seed, k).build()
+        mod, inputs = chain_case(seed, k, version).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
         rows.append(model.chain_row(a.ops, cache_bytes))
@@ -514,7 +515,7 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
         "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
         "calibration": {
             "version": 1,
-            "suite_version": SUITE_VERSION,
+            "suite_version": int(fundamentals.get("suite_version", SUITE_VERSION)),  # a refit keeps its samples' suite
             "seed": seed,
             "backend": backend,
             "date": when,

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 4  # 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
+SUITE_VERSION = 5  # 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks
+# 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
 # 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
 MAX_CASE_FLOPS = 4e9      # keep most single cases short on small CPUs
 LARGE_CASE_FLOPS = 30e9   # ... but draw some as large as batched networks' biggest layers
@@ -75,9 +76,11 @@ def _conv(rng, dtype):
     # mobilenet_v3 40/120/200): those run a slow tail
     c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024, 2048])
     c_out = _pick(rng, [16, 24, 32, 40, 58, 64, 96, 116, 120, 128, 160, 200, 232, 256, 320, 512, 1024, 1280, 2048])
-    h = _pick(rng, [7, 14, 28, 56, 112, 224])
+    h = _pick(rng, [1, 7, 14, 28, 56, 112, 224])
     k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
     s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
+    if h == 1:  # squeeze-excite (mobilenet_v3, efficientnet): a 1x1 conv on a pooled 1x1 map, a GEMV
+        k, s = 1, 1
     bias = rng.random() < 0.3
     flops = 2 * n * c_in * c_out * k * k * (h / s) ** 2
     if flops > limit or k > h:
@@ -308,8 +311,23 @@ class _TokenMixer(nn.Module):
         return x + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
 
-def _conv_chain(rng: random.Random):
+class _SqueezeExcite(nn.Module):
+    """Channel gating from primitives (not a zoo block): pool to 1x1, reduce, expand, gate, scale."""
+
+    def __init__(self, c: int, reduced: int):
+        super().__init__()
+        self.pool, self.act, self.gate = nn.AdaptiveAvgPool2d(1), nn.ReLU(), nn.Hardsigmoid()
+        self.reduce, self.expand = nn.Conv2d(c, reduced, 1), nn.Conv2d(reduced, c, 1)
+
+    def forward(self, x):
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+def _conv_chain(rng: random.Random, version: int = SUITE_VERSION):
     n, c, h = _pick(rng, [1, 1, 2, 4, 8]), _pick(rng, [3, 16, 32]), _pick(rng, [56, 112, 160, 224])
+    if version >= 5 and rng.random() < 0.35:
+        # the late stages of a network: small maps, wide channels, many small ops per millisecond
+        c, h = _pick(rng, [40, 64, 96, 160, 256]), _pick(rng, [7, 14, 28])
     c0, h0 = c, h
     act = _pick(rng, [nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish])
     layers: list[nn.Module] = []
@@ -326,6 +344,9 @@ def _conv_chain(rng: random.Random):
             layers += [nn.Conv2d(c, c, k, s, k // 2, groups=c, bias=False), nn.BatchNorm2d(c), act()]
             flops += 2 * n * c * k * k * (h / s) ** 2
             h = (h + s - 1) // s
+            if version >= 5 and rng.random() < 0.4:
+                layers.append(_SqueezeExcite(c, max(8, c // 4)))
+                flops += 4 * n * c * max(8, c // 4)
         elif kind < 0.85:
             layers.append(_Residual(nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), act())))
             flops += 2 * n * c * c * h * h
@@ -357,12 +378,12 @@ def _token_chain(rng: random.Random):
     return lambda: (nn.Sequential(*layers, nn.LayerNorm(d)), (_x(b, n, d),))
 
 
-def chain_case(seed: int, k: int) -> Case:
-    """The k-th chain: a random stack of layers (conv/norm/activation/pool, or token MLP/attention)."""
+def chain_case(seed: int, k: int, version: int = SUITE_VERSION) -> Case:
+    """The k-th chain: a random stack of layers (conv/norm/activation/pool, or token MLP/attention),
+    as suite ``version`` drew it, so that samples of an older suite refit against the chains they timed."""
     rng = random.Random(f"{seed}:chain:{k}")
     for _ in range(100):
-        gen = _conv_chain if rng.random() < 0.65 else _token_chain
-        build = gen(rng)
+        build = _conv_chain(rng, version) if rng.random() < 0.65 else _token_chain(rng)
         if build is not None:
             return Case(f"chain-{k}", "_chain", build)
     raise RuntimeError("no chain under the size limit")  # unreachable with the ranges above
