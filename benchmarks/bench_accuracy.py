@@ -128,7 +128,7 @@ def main() -> None:
     ratios = []
     for s in samples:
         if s.family == "_chain":
-            mod, inputs = chain_case(c.get("seed", 0), int(s.case_id.split("-")[1]), c["suite_version"]).build()
+            mod, inputs = chain_case(c.get("seed", 0), int(s.case_id.split("-")[1]), c.get("suite_version", 2)).build()
             a = hwcost.analyze(mod, inputs[0])
             ratios.append(s.time_s / a.total.flops)
     sec_per_flop = statistics.median(ratios)
