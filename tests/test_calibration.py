@@ -170,6 +170,20 @@ def test_private_cache_bytes_is_l2_per_core_times_threads():
         assert 64 * 1024 <= one <= 64 * 1024**2   # some L2 between 64 KiB and 64 MiB
 
 
+def test_in_place_ops_have_their_own_key_and_older_vocabularies_still_know_them():
+    from hwcost.calibration.features import FEATURES, op_key, vectorize
+
+    x = torch.randn(1, 8, 4, 4)
+    keys = {op_key(c) for m in (nn.ReLU(), nn.ReLU(inplace=True)) for c in hwcost.analyze(m, x).ops if c.launches}
+    assert keys == {"relu", "relu_"}
+    code = FEATURES.index("op_code")
+    feats = dict.fromkeys(FEATURES, 0.0)
+    assert vectorize(feats, "elementwise", "relu_", {"elementwise": ["gelu", "relu", "relu_"]})[code] == 2.0
+    # a model fitted before in-place keys existed knew relu_ as relu
+    assert vectorize(feats, "elementwise", "relu_", {"elementwise": ["gelu", "relu"]})[code] == 1.0
+    assert vectorize(feats, "elementwise", "tanh_", {"elementwise": ["gelu", "relu"]})[code] == -1.0
+
+
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
     import itertools
 

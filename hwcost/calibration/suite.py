@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 5  # 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks
+SUITE_VERSION = 5  # 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks; in-place
+# ops sampled under their own key (relu_)
 # 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
 # 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
 MAX_CASE_FLOPS = 4e9      # keep most single cases short on small CPUs

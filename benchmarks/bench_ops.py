@@ -1,0 +1,128 @@
+"""Isolated-op audit: every distinct layer of real networks, timed alone and predicted alone.
+
+    python benchmarks/bench_ops.py --device benchmarks/out/this-cpu.yaml [--models a,b] [--batch 1] [--worst 20]
+
+A calibrated profile predicts each op from a regression fitted on the suite's random single ops.
+Whole-model errors mix that regression with the in-network context model and with the machine's
+speed drifting between calibration and measurement. This audit isolates the first: it runs each
+model once with forward pre-hooks to capture every leaf module's real inputs, then times each
+distinct (module, input shapes) alone, as calibration times a suite case (warm-up, median of
+repeats, the profile's thread count, the retain allocator), and compares that with the profile's
+isolated prediction for the module's ops (no context costs). Each op's timing lasts a fraction of a
+second, so a slow phase of a shared host touches few of them.
+
+What it is for: finding shapes the suite does not cover. Its first run found the squeeze-excite
+convolutions (1x1 convs on a pooled 1x1 map) predicted 4-7x slow, in-place activations ~2x slow,
+and 3-channel 3D-conv stems 4x fast; a ratio far from 1 on a whole op type says the suite lacks it.
+Prints, per module type, the median and p10/p90 of predicted / measured, the share of ops within
++-20% and the time-weighted error, then the worst ops.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hwcost  # noqa: E402
+from bench_accuracy import MODELS, load  # noqa: E402
+from hwcost.allocator import apply as apply_allocator  # noqa: E402
+from hwcost.calibration.fit import rates_of, time_model_for  # noqa: E402
+from hwcost.counters import PRODUCT_FAMILIES  # noqa: E402
+from hwcost.measure import fixed_threads, real_inputs, time_callable  # noqa: E402
+
+
+def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.nn.Module, tuple]]:
+    """Every leaf module's call in one forward pass, with copies of its tensor arguments."""
+    calls = []
+
+    def hook(mod, args):
+        calls.append((mod, tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args)))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(hook) for m in leaves]
+    try:
+        args, kwargs = real_inputs(example, batch, torch.float32, "cpu")
+        with torch.inference_mode():
+            model.eval()(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def audit(profile, names: list[str], batch: int) -> list[dict]:
+    tm = time_model_for(profile.calibration_file("model"), rates_of(profile))
+    rows, seen = [], set()
+    for name in names:
+        loaded = load(name)
+        for mod, args in leaf_calls(loaded.model, loaded.example, batch):
+            if not args or not all(torch.is_tensor(a) for a in args):
+                continue
+            key = (repr(mod), tuple(tuple(a.shape) for a in args))
+            if key in seen:
+                continue
+            seen.add(key)
+            ops = [c for c in hwcost.analyze(mod, args if len(args) > 1 else args[0]).ops if c.launches]
+            if not ops:
+                continue
+            predicted = sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops]))
+            with torch.inference_mode():
+                measured = time_callable(lambda: mod(*args), warmup=3, repeats=50, max_seconds=0.15).median_s
+            rows.append({"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
+                         "shapes": key[1], "predicted_s": predicted, "measured_s": measured})
+    return rows
+
+
+def report(rows: list[dict], worst: int) -> None:
+    def q(xs, p):
+        return statistics.quantiles(xs, n=10)[p] if len(xs) > 1 else xs[0]
+
+    by_type: dict[str, list[dict]] = {}
+    for r in rows:
+        by_type.setdefault(r["type"], []).append(r)
+    print(f"{'type':22s} {'ops':>4s} {'median':>7s} {'p10':>6s} {'p90':>6s} {'±20%':>5s} {'time-weighted':>13s}")
+    for t, rs in sorted(by_type.items(), key=lambda kv: -sum(r["measured_s"] for r in kv[1])):
+        ratios = [r["predicted_s"] / r["measured_s"] for r in rs]
+        within = sum(abs(x - 1) <= 0.2 for x in ratios) / len(ratios)
+        weighted = sum(r["predicted_s"] for r in rs) / sum(r["measured_s"] for r in rs)
+        print(f"{t:22s} {len(rs):4d} {statistics.median(ratios):6.2f}x {q(ratios, 0):5.2f}x {q(ratios, -1):5.2f}x "
+              f"{100 * within:4.0f}% {weighted:12.2f}x")
+    ratios = [r["predicted_s"] / r["measured_s"] for r in rows]
+    print(f"\nall {len(rows)} distinct ops: median predicted/measured {statistics.median(ratios):.2f}x, "
+          f"{100 * sum(abs(x - 1) <= 0.2 for x in ratios) / len(ratios):.0f}% within ±20%, "
+          f"{100 * sum(abs(x - 1) <= 0.5 for x in ratios) / len(ratios):.0f}% within ±50%; summed predicted / "
+          f"summed measured {sum(r['predicted_s'] for r in rows) / sum(r['measured_s'] for r in rows):.2f}x")
+    print(f"\nworst {worst} (by |log ratio|):")
+    for r in sorted(rows, key=lambda r: -abs(math.log(r["predicted_s"] / r["measured_s"])))[:worst]:
+        print(f"  {r['predicted_s'] / r['measured_s']:5.2f}x  predicted {1e6 * r['predicted_s']:9.1f} us  measured "
+              f"{1e6 * r['measured_s']:9.1f} us  {r['model']:18s} {r['module']}  {r['shapes']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", required=True, help="a calibrated profile (hwcost calibrate) of this machine")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="default: the profile's calibration threads")
+    ap.add_argument("--worst", type=int, default=20)
+    args = ap.parse_args()
+    profile = hwcost.load_device(args.device)
+    if not profile.calibration:
+        sys.exit(f"{args.device} is not a calibrated profile: run hwcost calibrate on this machine first")
+    threads = args.threads or int(profile.calibration.get("threads") or torch.get_num_threads())
+    apply_allocator(((profile.calibration.get("host") or {}).get("allocator")) or "retain")
+    with fixed_threads(threads):
+        rows = audit(profile, [m for m in args.models.split(",") if m], args.batch)
+    print(f"profile {profile.name} (suite {profile.calibration.get('suite_version')}), {threads} thread(s), "
+          f"batch {args.batch}\n")
+    report(rows, args.worst)
+
+
+if __name__ == "__main__":
+    main()
