@@ -118,7 +118,7 @@ def main() -> None:
     roof = roofline_profile(cal)
     c = cal.calibration
     print(f"calibrated: {c['cases']} cases + {c['context']['chains']} chains in {c['budget_s']:.0f} s on "
-          f"{c['host']['cpu']}, {c['threads']} threads, torch {c['host']['torch']}")
+          f"{c['host']['cpu']}, {c['threads']} thread(s), torch {c['host']['torch']}")
     print(f"roofline baseline: peak {roof.matrix_tflops['float32'] * 1e3:.0f} GFLOP/s, "
           f"{roof.bandwidth_gbps:.1f} GB/s, {roof.host_per_op_us:.1f} us per op")
 
