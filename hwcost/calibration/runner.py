@@ -314,11 +314,9 @@ def calibrate(
                     prog.update(0, "fundamentals")
                     fundamentals = measure_fundamentals(backend, list(dtypes))
                     fundamentals["suite_version"] = float(SUITE_VERSION)
-                    fundamentals["probe_start_ms"] = probe_ms(backend, allocator)
-                    fundamentals.update({f"probe_start_{k}": v for k, v in resource_rates(backend).items()})
+                    fundamentals.update(_speed_readings("start", backend, allocator))
                     for k, v in fundamentals.items():
-                        writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False,
-                                               {}).row())
+                        writer.writerow(_fundamental_row(k, v))
                     f.flush()
                 count = len([s for s in existing if not s.family.startswith("_")])
                 chains = len([s for s in existing if s.family == "_chain"])
@@ -343,11 +341,10 @@ def calibrate(
             except KeyboardInterrupt:
                 interrupted = True
             try:  # the machine's speed at the end of this run (a resumed run updates it)
-                end = {"probe_end_ms": probe_ms(backend, allocator)}
-                end.update({f"probe_end_{k}": v for k, v in resource_rates(backend).items()})
+                end = _speed_readings("end", backend, allocator)
                 fundamentals.update(end)
                 for k, v in end.items():
-                    writer.writerow(Sample(f"_{k}", "_fundamental", k, v, v, v, 1, 0, 0, 0, False, {}).row())
+                    writer.writerow(_fundamental_row(k, v))
             except KeyboardInterrupt:  # a second Ctrl-C: keep the samples, skip the probe
                 interrupted = True
     with open(samples_path) as f:
@@ -472,6 +469,18 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
                             rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
     return ContextModel.fit(rows, times, cache_bytes), energy_rows
+
+
+def _speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
+    """The probe network's time and the single-resource rates, under the keys the samples file and
+    ``_probe_record`` use (probe_start_ms, probe_start_compute_gflops, ...)."""
+    readings = {f"probe_{when}_ms": probe_ms(backend, allocator)}
+    readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend).items()})
+    return readings
+
+
+def _fundamental_row(key: str, value: float) -> dict[str, Any]:
+    return Sample(f"_{key}", "_fundamental", key, value, value, value, 1, 0, 0, 0, False, {}).row()
 
 
 def _threads(n: int) -> str:
