@@ -13,7 +13,10 @@ from . import counters
 from .conventions import MB, dtype_name, itemsize, parse_dtype
 from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
 from .table import format_table, save_text, to_csv_text
-from .trace import Example, ModuleCall, prepare_inputs, trace
+from .errors import InputError, ModelForwardError
+from .inputs import Example, meta_inputs, real_inputs
+from .trace import (ModuleCall, NeedsValues, Trace, is_scripted, materialized_state, meta_state,
+                    model_float_dtype, trace, unwrap, weights_to_materialize)
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Analysis:
     unused_params: int = 0
     module_calls: int = 0        # every nn.Module call in the forward (containers included)
     view_ops: int = 0            # aliasing ops: free in bytes, not in dispatch time
+    trace_mode: str = "meta"     # "meta" (stand-ins, input values carried) or "values" (real tensors)
+    trace_note: str = ""         # why that mode ran
 
     # -------------------------------------------------------------- views
     def aggregate(self, depth: int | None) -> list[LayerCost]:
@@ -83,6 +88,7 @@ class Analysis:
             f"inference memory:       {t.inference_memory_bytes / MB:,.2f} MB (sum of layer outputs, seed 001)",
             f"peak activation memory: {t.peak_activation_bytes / MB:,.2f} MB (live tensors, from lifetimes)",
         ]
+        lines.append(f"trace:                  {self.trace_mode} ({self.trace_note})")
         if self.unused_params:
             lines.append(f"parameters never used in forward: {self.unused_params:,}")
         if self.unsupported:
@@ -100,6 +106,8 @@ class Analysis:
             "total": self.total.as_dict(),
             "unsupported": dict(self.unsupported),
             "unused_params": self.unused_params,
+            "trace_mode": self.trace_mode,
+            "trace_note": self.trace_note,
         }
 
     def to_json(self, path: str | None = None) -> str:
@@ -252,25 +260,35 @@ def peak_live_bytes(
 # ------------------------------------------------------------------ entry point
 
 
+TRACE_MODES = ("auto", "meta", "values")
+
+
 def analyze(
     model: nn.Module,
     inputs: Example,
     batch_size: int | None = None,
     dtype: str | torch.dtype | None = None,
     model_name: str | None = None,
+    trace: str = "auto",
 ) -> Analysis:
-    """Trace ``model`` once on meta tensors and count per-layer MACs, FLOPs, bytes and memory.
+    """Trace ``model`` once and count per-layer MACs, FLOPs, bytes and memory.
 
     ``inputs``: a shape without the batch dimension such as ``(3, 224, 224)``, an example tensor,
-    a tuple of those, or a dict of keyword arguments. ``batch_size`` defaults to 1 for shapes and
-    to the example tensors' own first dimension. ``dtype`` (default float32) is the precision the
-    weights and activations are counted at: float32, float16, bfloat16 or int8.
+    a tuple of those, or a dict of keyword arguments (tensors may be nested in dicts, lists,
+    dataclasses or cache objects). ``batch_size`` defaults to 1 for shapes and to the example
+    tensors' own first dimension. ``dtype`` (default float32) is the precision the weights and
+    activations are counted at: float32, float16, bfloat16 or int8. ``trace``: "meta" runs on
+    stand-ins (no weights, no arithmetic; values derived from the inputs are carried beside),
+    "values" on real CPU tensors, "auto" (default) meta unless the model needs what only values
+    give (routing on weights, ops without a meta kernel, TorchScript). Counts do not depend on it.
     """
+    model = unwrap(model)
+    if trace not in TRACE_MODES:
+        raise InputError(f"trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
     count_dtype = parse_dtype(dtype)
     # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
     trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
-    args, kwargs = prepare_inputs(inputs, batch_size, trace_dtype)
-    tr = trace(model, args, kwargs, trace_dtype, count_dtype)
+    tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
     costs = [counters.count(r, tr.weight_storage_ids) for r in tr.records]
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
@@ -302,4 +320,64 @@ def analyze(
         unused_params=total.params - sum(r.params for r in layers),
         module_calls=len(tr.module_calls),
         view_ops=tr.view_ops,
+        trace_mode=tr.mode,
+        trace_note=note,
     )
+
+
+# A values trace holds the weights, and PyTorch holds activations as the forward needs them; leave
+# the rest of the free memory to the user's process and the OS.
+FREE_MEMORY_SHARE = 0.8
+
+
+def run_trace(model: nn.Module, inputs: Example, batch_size: int | None, trace_dtype: torch.dtype,
+              count_dtype: torch.dtype, mode: str) -> tuple[Trace, str]:
+    """The trace ``mode`` asks for; in "auto", meta first and values when meta cannot go on."""
+    activation_bytes = 0
+    if is_scripted(model):
+        if mode == "meta":
+            raise InputError("a TorchScript module cannot run on meta stand-ins; analyze it with trace='values' "
+                             "(or 'auto'), or pass the original nn.Module")
+        reason = "a TorchScript module cannot run on meta stand-ins"
+    elif mode == "values":
+        reason = "asked for"
+    else:
+        args, kwargs, values = meta_inputs(inputs, batch_size, trace_dtype)
+        state, state_values = meta_state(model, trace_dtype)
+        values.update(state_values)
+        try:
+            tr = trace(model, args, kwargs, count_dtype, "meta", state, values)
+            carried = f"; values derived from the inputs carried for {tr.valued_ops} ops" if tr.valued_ops else ""
+            return tr, "shapes only, no weights" + carried
+        except NeedsValues as e:
+            if mode == "meta":
+                raise ModelForwardError(
+                    f"the meta trace cannot go on: {e}. Analyze with trace='values' (or 'auto') to run it on "
+                    "real CPU tensors") from e
+            reason = str(e)
+            part = getattr(e, "partial", None)
+            if part is not None:
+                activation_bytes = peak_live_bytes(part.records, part.input_specs, set(), part.weight_storage_ids)
+    float_dtype = model_float_dtype(model, trace_dtype)
+    weight_bytes = weights_to_materialize(model, trace_dtype)
+    _check_memory(model, weight_bytes, activation_bytes, reason)
+    args, kwargs = real_inputs(inputs, batch_size, trace_dtype if weight_bytes else float_dtype)
+    state = materialized_state(model, trace_dtype) if weight_bytes else None
+    tr = trace(model, args, kwargs, count_dtype, "values", state)
+    made = f"; weights materialized at random ({weight_bytes / MB:,.1f} MB)" if weight_bytes else ""
+    return tr, f"real CPU tensors: {reason}{made}"
+
+
+def _check_memory(model: nn.Module, weight_bytes: int, activation_bytes: int, reason: str) -> None:
+    import psutil
+
+    free = psutil.virtual_memory().available
+    need = weight_bytes + activation_bytes
+    if need > FREE_MEMORY_SHARE * free:
+        raise ModelForwardError(
+            f"{type(model).__name__} needs a trace on real tensors ({reason}), which would take "
+            f"{need / 1024**3:,.1f} GiB (weights materialized {weight_bytes / 1024**3:,.1f} GiB, activations at "
+            f"least {activation_bytes / 1024**3:,.1f} GiB) but only {free / 1024**3:,.1f} GiB is free. Analyze a "
+            "smaller configuration of the model (fewer layers count per layer the same), or on a machine "
+            "with more memory"
+        )

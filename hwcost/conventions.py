@@ -72,6 +72,16 @@ def log_softmax_flops(rows: int, n: int) -> int:
     return rows * 3 * n
 
 
+# Sorting and selection (MoE routing): comparisons. A sort of n is n log2 n; top-k keeps a heap of k.
+def sort_comparisons(n: int, k: int) -> int:
+    import math
+
+    return max(n, math.ceil(n * math.log2(max(2, k)))) if n > 1 else 0
+
+
+HISTOGRAM_FLOPS = 2         # per element: bin index (scale, floor), increment
+
+
 # Interpolation: weighted sum of 2^d neighbours per output element (2^d multiplies, 2^d - 1 adds).
 INTERPOLATION_FLOPS = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
 

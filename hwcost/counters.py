@@ -160,6 +160,20 @@ def mv_cost(rec: OpRecord) -> Work:
     return Work(macs, 2 * macs + (a.shape[0] if rec.name == "addmv" else 0))
 
 
+@register("_grouped_mm", "grouped_mm", family="matmul")
+def grouped_mm_cost(rec: OpRecord) -> Work:
+    """MoE experts as one call: each row (2-D x 3-D: a token routed to an expert) multiplies its group's
+    matrix, so MACs = rows x K x N whatever the routing; 3-D x 3-D is a batched matmul; 2-D x 2-D splits
+    K into groups, so every output element sums its own group's K."""
+    a, b, out = rec.args[0], rec.args[1], _out(rec)
+    if a.ndim == 2 and b.ndim == 2:
+        macs = a.shape[0] * a.shape[1] * b.shape[1]
+    else:
+        macs = out.numel * a.shape[-1]
+    bias = rec.arg(3, "bias")
+    return Work(macs, 2 * macs + (out.numel if isinstance(bias, TensorSpec) else 0))
+
+
 @register("dot", "vdot", family="matmul")
 def dot_cost(rec: OpRecord) -> Work:
     n = rec.args[0].numel
@@ -430,6 +444,24 @@ def norm_cost(rec: OpRecord) -> Work:
 def logsumexp_cost(rec: OpRecord) -> Work:
     x, out = rec.args[0], _out(rec)
     return Work(0, 2 * x.numel + out.numel)
+
+
+@register("sort", "argsort", "topk", "kthvalue", "msort", family="reduction")
+def sort_cost(rec: OpRecord) -> Work:
+    """Comparisons: n log2 n per sorted row; top-k keeps a heap of k, n log2 k (at least one per element)."""
+    x = rec.args[0]
+    if x.ndim == 0:
+        return Work(0, 0)
+    dim = int(rec.arg(1 if rec.name != "topk" else 2, "dim", -1)) % x.ndim
+    n = x.shape[dim]
+    rows = x.numel // max(1, n)
+    k = int(rec.arg(1, "k", n)) if rec.name in ("topk", "kthvalue") else n
+    return Work(0, rows * cv.sort_comparisons(n, k))
+
+
+@register("histc", "bincount", "one_hot", family="reduction")
+def histogram_cost(rec: OpRecord) -> Work:
+    return Work(0, cv.HISTOGRAM_FLOPS * rec.args[0].numel)  # bin index, count
 
 
 @register("cumsum", "cumprod", family="reduction")

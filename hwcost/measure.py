@@ -107,20 +107,10 @@ def fixed_threads(threads: int | None):
 
 
 def real_inputs(example: Any, batch_size: int | None, dtype: torch.dtype, device: str) -> tuple[tuple, dict]:
-    """Concrete tensors for a shape / example spec (token ids are zeros: a valid index everywhere)."""
-    from .trace import prepare_inputs
+    """Concrete tensors for a shape / example spec (see hwcost.inputs.real_inputs)."""
+    from .inputs import real_inputs as _real
 
-    args, kwargs = prepare_inputs(example, batch_size, dtype)
-
-    def real(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            if x.is_floating_point():
-                g = torch.Generator().manual_seed(0)
-                return torch.randn(x.shape, generator=g, dtype=x.dtype).to(device)
-            return torch.zeros(x.shape, dtype=x.dtype, device=device)
-        return x
-
-    return tuple(real(a) for a in args), {k: real(v) for k, v in kwargs.items()}
+    return _real(example, batch_size, dtype, device)
 
 
 # ------------------------------------------------------------------ measuring a model

@@ -23,7 +23,7 @@ from .devices import DeviceProfile, load_device
 from .errors import ProfileError
 from .records import COST_FIELDS, OpCost
 from .table import format_table, save_text
-from .trace import Example
+from .inputs import Example
 
 
 

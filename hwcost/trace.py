@@ -1,9 +1,14 @@
-"""Trace a model once on meta tensors and record every aten op with the module that ran it.
+"""Trace a model once and record every aten op with the module that ran it.
 
-Why meta: no arithmetic runs and no weight is copied, so tracing a 70B-parameter model costs the
-same as tracing a small one with the same number of ops. The user's model is never moved or
-modified: its parameters are swapped for meta stand-ins only for the duration of one
-``torch.func.functional_call``, and its ``training`` flags are restored afterwards.
+Two modes, one count. **meta** (the default): every weight and activation is a meta stand-in, so no
+arithmetic runs and tracing a 70B-parameter model costs the same as tracing a small one with as many
+ops. Tensors that derive only from the user's inputs and constants (a padding mask, position ids,
+lengths) also carry their real values, computed beside the stand-ins: they are small, need no weights,
+and answer ``.item()``, ``nonzero``, ``tolist``, boolean masks and value-dependent shapes. **values**:
+real CPU tensors, for what meta cannot follow — a branch on values computed from the weights (MoE
+routing), an op with no meta kernel (``quantized::`` and custom ops), a TorchScript module. The user's
+model is never moved or modified: parameters are swapped for stand-ins only for one
+``torch.func.functional_call``, ``training`` flags are restored, and inputs are copied.
 """
 from __future__ import annotations
 
@@ -17,12 +22,14 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
 
-from .conventions import itemsize
-from .errors import InputError, ModelForwardError
+from .conventions import MB, itemsize
+from .errors import ModelForwardError
 from .records import OpRecord, TensorSpec
 
-Example = Any  # a shape tuple, a tensor, a tuple of either, or a dict of keyword arguments
+# A value carried beside a meta stand-in costs real memory and time; masks and ids are far below this.
+VALUE_CAP_BYTES = 64 * MB
 
 
 @dataclass
@@ -42,58 +49,45 @@ class Trace:
     weight_storage_ids: set[int]
     first_call: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (op index, order)
     view_ops: int = 0            # aliasing ops (view, transpose, ...): no bytes, but a dispatch each
+    mode: str = "meta"           # "meta" or "values"
+    valued_ops: int = 0          # meta mode: ops computed on the input-derived values carried beside
 
 
-# ---------------------------------------------------------------- inputs
+class NeedsValues(Exception):
+    """The meta trace cannot go on: an op needs values it does not have, or has no meta kernel."""
+
+    def __init__(self, reason: str, op: str, layer: str):
+        super().__init__(f"{op} in {layer} {reason}")
+        self.reason, self.op, self.layer = reason, op, layer
 
 
-def _is_shape(x: Any) -> bool:
-    return isinstance(x, (tuple, list, torch.Size)) and len(x) > 0 and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in x
-    )
+def _meta_unsupported(e: Exception) -> bool:
+    """An error of the meta kernel itself (none registered, or its output depends on values), as
+    opposed to the model's own complaint about its inputs (a shape mismatch)."""
+    msg = str(e).lower()
+    return isinstance(e, NotImplementedError) or "meta tensor" in msg or "fake impl" in msg or (
+        "data-dependent" in msg or "data dependent" in msg)
 
 
-def prepare_inputs(
-    example: Example, batch_size: int | None, trace_dtype: torch.dtype
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Turn a shape, tensor(s) or kwargs dict into meta positional and keyword arguments.
+# ---------------------------------------------------------------- packed (quantized) weights
 
-    A shape is given without the batch dimension (seed 001 style); ``batch_size`` (default 1)
-    is prepended. Example tensors keep their shape unless ``batch_size`` is given, which then
-    replaces the first dimension of those whose first dimension is the example's batch. Floating
-    tensors take the traced dtype; integer ones (token ids) keep theirs.
-    """
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    leaves = tree_flatten(example)[0] if not _is_shape(example) else []
-    firsts = [t.shape[0] for t in leaves if isinstance(t, torch.Tensor) and t.ndim]
-    example_batch = firsts[0] if firsts else None
-
-    def convert(x: Any) -> Any:
-        if _is_shape(x):
-            if any(d <= 0 for d in x):
-                raise InputError(f"input shape {tuple(x)} has a non-positive dimension")
-            return torch.empty((batch_size or 1, *x), dtype=trace_dtype, device="meta")
-        if isinstance(x, torch.Tensor):
-            shape = tuple(x.shape)
-            if batch_size is not None and shape and shape[0] == example_batch:
-                shape = (batch_size, *shape[1:])  # only tensors that carry the example's batch
-            dt = trace_dtype if x.is_floating_point() else x.dtype
-            return torch.empty(shape, dtype=dt, device="meta")
-        return x
-
-    if isinstance(example, dict):
-        return (), {k: convert(v) for k, v in example.items()}
-    if _is_shape(example) or isinstance(example, torch.Tensor):
-        return (convert(example),), {}
-    if isinstance(example, (tuple, list)) and example:
-        return tuple(convert(x) for x in example), {}
-    raise InputError(
-        f"cannot use {type(example).__name__} {example!r} as model input: give a shape without the "
-        "batch dimension such as (3, 224, 224), an example tensor, a tuple of those, or a dict of "
-        "keyword arguments"
-    )
+def packed_tensors(obj: Any) -> list[torch.Tensor]:
+    """The weight and bias inside a quantized packed-parameter object (LinearPackedParamsBase,
+    Conv*PackedParamsBase), or [] for anything else."""
+    if not isinstance(obj, torch._C.ScriptObject):
+        return []
+    kind = str(getattr(obj, "_type", lambda: "")())
+    try:
+        if "Linear" in kind:
+            w, b = torch.ops.quantized.linear_unpack(obj)
+        elif hasattr(obj, "unpack"):
+            w, b = obj.unpack()
+        else:
+            return []
+    except Exception:  # an unknown packed format: its bytes stay uncounted rather than guessed
+        return []
+    return [t for t in (w, b) if isinstance(t, torch.Tensor)]
 
 
 # ---------------------------------------------------------------- tracing
@@ -112,17 +106,44 @@ def meta_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor
     return torch.empty_strided(t.shape, t.stride(), dtype=dtype or t.dtype, device="meta")
 
 
-def _storage_key(t: torch.Tensor) -> tuple[int, int]:
-    s = t.untyped_storage()
-    return s._cdata, s.nbytes()
+def _storage_cdata(t: torch.Tensor) -> tuple[int, int, Any]:
+    try:
+        s = t.untyped_storage()
+    except Exception:  # tensors without a plain storage (nested, some quantized layouts)
+        return id(t), t.numel() * t.element_size(), None
+    return s._cdata, s.nbytes(), s
+
+
+class _StorageIds:
+    """Identity of a tensor's storage for the whole trace. Meta outputs are kept alive, so their
+    addresses are never reused; real tensors are freed as the forward goes, and a freed storage's
+    address can come back, so a weak reference tells a new storage from the old one."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, tuple[int, Any]] = {}
+        self.next_id = 1 << 62
+
+    def __call__(self, t: torch.Tensor) -> tuple[int, int]:
+        cdata, nbytes, storage = _storage_cdata(t)
+        if t.device.type == "meta" or storage is None:
+            return cdata, nbytes
+        entry = self.live.get(cdata)
+        if entry is None or entry[1].expired():
+            from torch.multiprocessing.reductions import StorageWeakRef
+
+            self.next_id += 1
+            entry = (self.next_id, StorageWeakRef(storage))
+            self.live[cdata] = entry
+        return entry[0], nbytes
 
 
 class _Tracer(TorchDispatchMode):
-    def __init__(self, names: dict[int, str], leaves: set[int], count_dtype: torch.dtype):
+    def __init__(self, names: dict[int, str], leaves: set[int], count_dtype: torch.dtype, mode: str):
         super().__init__()
         self.names = names
         self.leaves = leaves
         self.count_itemsize = itemsize(count_dtype)
+        self.mode = mode
         self.records: list[OpRecord] = []
         self.stack: list[tuple[nn.Module, tuple]] = []
         self.module_calls: list[ModuleCall] = []
@@ -130,12 +151,17 @@ class _Tracer(TorchDispatchMode):
         self.keepalive: list[Any] = []  # holds meta outputs so storage ids are never reused
         self.suppress = 0
         self.view_ops = 0
+        self.valued_ops = 0
         self.meta_cache: dict[Any, Any] = {}
         self.current_op: Any = None
+        self.storage_ids = _StorageIds()
+        self.values: WeakIdKeyDictionary = WeakIdKeyDictionary()  # meta stand-in -> its real value
+        self.weight_ids: set[int] = set()
+        self.packed: dict[int, tuple[TensorSpec, ...]] = {}
 
     # -- specs
     def spec(self, t: torch.Tensor) -> TensorSpec:
-        sid, snbytes = _storage_key(t)
+        sid, snbytes = self.storage_ids(t)
         isz = self.count_itemsize if t.is_floating_point() else t.element_size()
         footprint = 1
         for size, stride in zip(t.shape, t.stride()):
@@ -150,6 +176,17 @@ class _Tracer(TorchDispatchMode):
             storage_nbytes=snbytes // t.element_size() * isz,
         )
 
+    def _packed_specs(self, obj: Any) -> tuple[TensorSpec, ...] | None:
+        if id(obj) not in self.packed:
+            tensors = packed_tensors(obj)
+            if not tensors:
+                return None
+            self.keepalive.append((obj, tensors))
+            specs = tuple(self.spec(t) for t in tensors)
+            self.weight_ids.update(s.storage_id for s in specs)
+            self.packed[id(obj)] = specs
+        return self.packed[id(obj)]
+
     def _to_specs(self, x: Any, memo: dict[int, TensorSpec]) -> Any:
         if isinstance(x, torch.Tensor):
             if id(x) not in memo:
@@ -157,9 +194,15 @@ class _Tracer(TorchDispatchMode):
             return memo[id(x)]
         if isinstance(x, (list, tuple)):
             return type(x)(self._to_specs(v, memo) for v in x) if any(
-                isinstance(v, (torch.Tensor, list, tuple)) for v in x) else x
+                isinstance(v, (torch.Tensor, list, tuple, torch._C.ScriptObject)) for v in x) else x
         if isinstance(x, dict):
             return {k: self._to_specs(v, memo) for k, v in x.items()}
+        if isinstance(x, torch._C.ScriptObject):
+            specs = self._packed_specs(x)
+            if specs is not None:
+                for s in specs:
+                    memo.setdefault(id(s), s)
+                return specs
         return x
 
     # -- module attribution
@@ -168,6 +211,10 @@ class _Tracer(TorchDispatchMode):
             return "", "", True
         mod = self.stack[-1][0]
         return self.names.get(id(mod), "?"), type(mod).__name__, id(mod) in self.leaves
+
+    def where(self) -> str:
+        name, mtype, _ = self.current_module()
+        return f"layer '{name or '(model)'}' ({mtype})" if mtype else "the model's own forward"
 
     def pre_hook(self, module: nn.Module, args: tuple) -> None:
         name = self.names.get(id(module))
@@ -203,7 +250,8 @@ class _Tracer(TorchDispatchMode):
         if not mutates and all(s.storage_id in in_storages for s in out_specs):
             self.view_ops += 1
             return  # a view: shares its input's storage, moves no bytes
-        self.keepalive.append(out)
+        if self.mode == "meta":
+            self.keepalive.append(out)
         module, module_type, leaf = self.current_module()
         name = schema.name
         self.records.append(
@@ -224,22 +272,114 @@ class _Tracer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         self.current_op = func
-        key = _cache_key(func, args, kwargs)
-        cached = self.meta_cache.get(key) if key is not None else None
-        if cached is not None and cached is not _UNCACHEABLE:
-            out = _materialize(cached)
-        elif (fast := fast_meta(func, args, kwargs)) is not None:
-            out = fast
+        if self.mode == "meta":
+            args, kwargs = self._adopt_real(args, kwargs)
+            out = self._run_meta(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
-            if key is not None and cached is None:
-                self.meta_cache[key] = _describe_output(out, args, kwargs)
         if not self.suppress:
             if torch.Tag.inplace_view in func.tags:
                 self.view_ops += 1
                 return out  # transpose_, unsqueeze_ ...: metadata only
             self.record(func, args, kwargs, out)
         return out
+
+    # -- meta mode: stand-ins, and the values carried beside them
+    def _adopt_real(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """A real tensor met in the forward (a constant the model keeps outside its buffers) becomes a
+        stand-in whose value is known."""
+        flat = tree_flatten((args, kwargs))[0]
+        if not any(isinstance(t, torch.Tensor) and t.device.type != "meta" for t in flat):
+            return args, kwargs
+
+        def adopt(t: Any) -> Any:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                m = meta_like(t)
+                self.values[m] = t
+                return m
+            return t
+
+        return tree_map(adopt, (args, kwargs))
+
+    def _meta_kernel(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        key = _cache_key(func, args, kwargs)
+        cached = self.meta_cache.get(key) if key is not None else None
+        if cached is not None and cached is not _UNCACHEABLE:
+            return _materialize(cached)
+        if (fast := fast_meta(func, args, kwargs)) is not None:
+            return fast
+        if func in _SHAPE_RULES:
+            return _SHAPE_RULES[func](func, args, kwargs)
+        out = func(*args, **kwargs)
+        if key is not None and cached is None:
+            self.meta_cache[key] = _describe_output(out, args, kwargs)
+        return out
+
+    def _run_meta(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if tensors and all(t in self.values for t in tensors):
+            return self._run_valued(func, args, kwargs)
+        if not tensors and _is_factory(func):
+            out = self._meta_kernel(func, args, kwargs)
+            if sum(t.numel() * t.element_size() for t in _tensors_in(out)) <= VALUE_CAP_BYTES:
+                return self._run_valued(func, args, kwargs, meta_out=out)
+            return out
+        if func._schema.is_mutable:  # a value written over by something without one is stale
+            for t in tensors:
+                self.values.pop(t, None)
+        try:
+            return self._meta_kernel(func, args, kwargs)
+        except Exception as e:
+            if _meta_unsupported(e):
+                raise NeedsValues(_why_values(func, e), str(func), self.where()) from e
+            raise
+
+    def _run_valued(self, func: Any, args: tuple, kwargs: dict, meta_out: Any = None) -> Any:
+        real_args, real_kwargs = tree_map(
+            lambda t: self.values[t] if isinstance(t, torch.Tensor) else t, (args, kwargs))
+        if "device" in real_kwargs:
+            real_kwargs["device"] = torch.device("cpu")
+        try:
+            real_out = func(*real_args, **real_kwargs)
+        except Exception:  # the values cannot take this op (a dtype CPU lacks): carry none on
+            return self._meta_kernel(func, args, kwargs) if meta_out is None else meta_out
+        self.valued_ops += 1
+        if meta_out is None:
+            try:
+                meta_out = self._meta_kernel(func, args, kwargs)
+            except Exception as e:
+                if not _meta_unsupported(e):
+                    raise
+                meta_out = None
+        metas, reals = _tensors_in(meta_out), _tensors_in(real_out)
+        if meta_out is None or len(metas) != len(reals) or any(
+                m.shape != r.shape for m, r in zip(metas, reals)):
+            # the output's shape (or value) depends on the values: build it from them
+            meta_out = tree_map(lambda r: meta_like(r) if isinstance(r, torch.Tensor) else r, real_out)
+            metas = _tensors_in(meta_out)
+        for m, r in zip(metas, reals):
+            if r.numel() * r.element_size() <= VALUE_CAP_BYTES:
+                self.values[m] = r
+        return meta_out
+
+
+def _is_factory(func: Any) -> bool:
+    return any(a.name == "device" for a in func._schema.arguments) and not func._schema.is_mutable
+
+
+# ops whose output (its shape, or a Python value) depends on the values of their inputs
+_DATA_DEPENDENT = {
+    "aten::_local_scalar_dense", "aten::nonzero", "aten::equal", "aten::masked_select", "aten::_unique2",
+    "aten::unique_dim", "aten::unique_consecutive", "aten::bincount", "aten::repeat_interleave",
+    "aten::argwhere", "aten::is_nonzero", "aten::allclose", "aten::unique",
+}
+
+
+def _why_values(func: Any, e: Exception) -> str:
+    if func._schema.name in _DATA_DEPENDENT or "item()" in str(e) or "data-dependent" in str(e):
+        return ("reads values of tensors computed from the weights (data-dependent control flow, "
+                "such as mixture-of-experts routing)")
+    return "has no meta kernel (quantized and custom ops have none)"
 
 
 # Shape propagation on meta runs PyTorch's Python meta kernels (a batch norm takes ~2 ms); networks
@@ -272,8 +412,8 @@ def _describe_output(out: Any, args: tuple, kwargs: dict) -> Any:
     leaves = tree_flatten(out)[0]
     if not leaves or not all(isinstance(t, torch.Tensor) for t in leaves):
         return _UNCACHEABLE
-    inputs = {_storage_key(t)[0] for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
-    if any(_storage_key(t)[0] in inputs for t in leaves):
+    inputs = {_storage_cdata(t)[0] for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+    if any(_storage_cdata(t)[0] in inputs for t in leaves):
         return _UNCACHEABLE
     return tree_map(lambda t: (tuple(t.shape), t.stride(), t.dtype), out)
 
@@ -314,10 +454,35 @@ def fast_meta(func: Any, args: tuple, kwargs: dict) -> Any:
     return None
 
 
+def _grouped_mm_meta(func: Any, args: tuple, kwargs: dict) -> Any:
+    """aten._grouped_mm's output: PyTorch's meta kernel accepts bfloat16 only, while the CPU kernel
+    (which transformers' MoE layers call in float32) takes any float; the shape rule is the same."""
+    a, b = args[0], args[1]
+    groups = b.shape[0] if b.ndim == 3 else a.shape[0] if a.ndim == 3 else None
+    if a.ndim == 2 and b.ndim == 3:
+        shape = (a.shape[0], b.shape[2])
+    elif a.ndim == 3 and b.ndim == 3:
+        shape = (a.shape[0], a.shape[1], b.shape[2])
+    elif a.ndim == 3 and b.ndim == 2:
+        shape = (a.shape[1], b.shape[1])
+    else:
+        offs = args[2] if len(args) > 2 else kwargs.get("offs")
+        groups = offs.shape[0] if isinstance(offs, torch.Tensor) else 1
+        shape = (groups, a.shape[0], b.shape[1])
+    dtype = kwargs.get("out_dtype") or (args[4] if len(args) > 4 and args[4] is not None else a.dtype)
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+# Ops whose meta kernel is stricter than their CPU kernel: the shape rule stands in for it.
+_SHAPE_RULES = {_aten._grouped_mm.default: _grouped_mm_meta}
+
+
 def _materialize(desc: Any) -> Any:
     if isinstance(desc, tuple) and len(desc) == 3 and isinstance(desc[2], torch.dtype):
         return torch.empty_strided(desc[0], desc[1], dtype=desc[2], device="meta")
     return type(desc)(_materialize(d) for d in desc)
+
+
 
 
 class _FusedKernels(TorchFunctionMode):
@@ -326,6 +491,7 @@ class _FusedKernels(TorchFunctionMode):
     On meta tensors PyTorch decomposes F.scaled_dot_product_attention into bmm, softmax, bmm (which
     would charge the L x L score matrix to memory) and nn.LSTM/GRU/RNN into per-timestep matmuls;
     CPU (oneDNN, flash attention) and GPU (cuDNN, flash) backends run one fused kernel instead.
+    Also answers ``Tensor.tolist`` / ``numpy`` from a carried value: they read data without an aten op.
     """
 
     def __init__(self, tracer: _Tracer):
@@ -341,6 +507,12 @@ class _FusedKernels(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in _READS_DATA and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
+            value = self.tracer.values.get(args[0])
+            if value is None:
+                raise NeedsValues(_why_values(torch.ops.aten._local_scalar_dense.default, RuntimeError("item()")),
+                                  f"Tensor.{func.__name__}", self.tracer.where())
+            return func(value, *args[1:], **kwargs)
         op = self.fused.get(func) if not self.tracer.suppress else None
         if op is None or (op is not torch.ops.aten.scaled_dot_product_attention.default and not _is_input_overload(args)):
             return func(*args, **kwargs)
@@ -353,19 +525,13 @@ class _FusedKernels(TorchFunctionMode):
         return out
 
 
+_READS_DATA = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__}
+
+
 def _is_input_overload(args: tuple) -> bool:
     # _VF.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first);
     # the packed-sequence overload (data, batch_sizes, hx, ...) is left to decompose
     return len(args) >= 9 and isinstance(args[2], (list, tuple))
-
-
-def _meta_state(model: nn.Module, trace_dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    def meta(t: torch.Tensor) -> torch.Tensor:
-        return meta_like(t, trace_dtype if t.is_floating_point() else t.dtype)
-
-    state = {n: meta(p) for n, p in model.named_parameters()}
-    state.update({n: meta(b) for n, b in model.named_buffers()})
-    return state
 
 
 @contextlib.contextmanager
@@ -380,49 +546,150 @@ def _eval_mode(model: nn.Module):
 
 
 def _describe(x: Any) -> str:
-    shapes = [
-        f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-        for t in tree_flatten(x)[0]
-        if isinstance(t, torch.Tensor)
-    ]
+    from .inputs import tensors_in
+
+    shapes = [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in tensors_in(x)]
     return ", ".join(shapes) if shapes else "no tensors"
+
+
+# ---------------------------------------------------------------- the model's weights
+
+
+def unwrap(model: Any) -> nn.Module:
+    """The module to run: an ``ExportedProgram``'s ``.module()``; anything else as given."""
+    export = getattr(torch, "export", None)
+    if export is not None and isinstance(model, getattr(export, "ExportedProgram", ())):
+        return model.module()
+    if not isinstance(model, nn.Module):
+        from .errors import InputError
+
+        raise InputError(f"expected a torch.nn.Module (or a torch.export ExportedProgram), got {type(model).__name__}")
+    return model
+
+
+def is_scripted(model: nn.Module) -> bool:
+    return isinstance(model, torch.jit.ScriptModule)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    state = dict(model.named_parameters())
+    state.update(dict(model.named_buffers()))
+    return state
+
+
+def meta_state(model: nn.Module, trace_dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
+    """Meta stand-ins for every parameter and buffer, and the values of real buffers (constants such
+    as position ids: small, and never the product of a weight)."""
+    values: dict[int, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
+    params = {id(p) for p in model.parameters()}
+    for n, t in _state(model).items():
+        dt = trace_dtype if t.is_floating_point() else t.dtype
+        m = meta_like(t, dt)
+        state[n] = m
+        if id(t) not in params and t.device.type != "meta" and t.numel() * t.element_size() <= VALUE_CAP_BYTES:
+            values[id(m)] = t.detach().to(dt)
+    return state, values
+
+
+def weights_to_materialize(model: nn.Module, dtype: torch.dtype) -> int:
+    """Bytes of the parameters and buffers that exist only on meta (a model built without weights)."""
+    return sum(t.numel() * (itemsize(dtype) if t.is_floating_point() else t.element_size())
+               for t in _state(model).values() if t.device.type == "meta")
+
+
+def materialized_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Random weights (in ``dtype``) for the meta ones, seeded: weights 0.02-scaled normals, float
+    buffers ones (running variances), integer buffers zeros (a valid index), masks true."""
+    g = torch.Generator().manual_seed(0)
+    params = {id(p) for p in model.parameters()}
+    out: dict[str, torch.Tensor] = {}
+    for n, t in _state(model).items():
+        if t.device.type != "meta":
+            continue
+        if t.is_floating_point():
+            out[n] = (torch.randn(t.shape, generator=g) * 0.02).to(dtype) if id(t) in params else torch.ones(
+                t.shape, dtype=dtype)
+        elif t.dtype == torch.bool:
+            out[n] = torch.ones(t.shape, dtype=torch.bool)
+        else:
+            out[n] = torch.zeros(t.shape, dtype=t.dtype)
+    return out
+
+
+def model_float_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    for t in _state(model).values():
+        if t.is_floating_point() and t.device.type != "meta":
+            return t.dtype
+    return default
+
+
+# ---------------------------------------------------------------- entry point
 
 
 def trace(
     model: nn.Module,
     args: tuple,
     kwargs: dict,
-    trace_dtype: torch.dtype,
     count_dtype: torch.dtype,
+    mode: str = "meta",
+    state: dict[str, torch.Tensor] | None = None,
+    values: dict[int, torch.Tensor] | None = None,
 ) -> Trace:
-    """Run ``model(*args, **kwargs)`` once on meta tensors and record every aten op."""
-    if not isinstance(model, nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    """Run ``model(*args, **kwargs)`` once and record every aten op.
+
+    ``mode="meta"``: ``args``/``kwargs`` hold meta stand-ins, ``state`` the meta parameters and
+    buffers, ``values`` the real values known for some stand-ins (by id). Raises ``NeedsValues`` when
+    an op needs what meta cannot give. ``mode="values"``: real tensors; ``state`` replaces the
+    parameters it names (materialized weights), or is None to run the model as it is.
+    """
     names: dict[int, str] = {}
     leaves: set[int] = set()
     for name, mod in model.named_modules():
         names.setdefault(id(mod), name)
         if next(iter(mod.children()), None) is None:
             leaves.add(id(mod))
-    tracer = _Tracer(names, leaves, count_dtype)
-    state = _meta_state(model, trace_dtype)
-    weight_ids = {tracer.spec(t).storage_id for t in state.values()}
-    in_specs = [tracer.spec(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    tracer = _Tracer(names, leaves, count_dtype, mode)
+    by_id = {id(t): t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+    by_id.update({id(t): t for t in (state or {}).values()})
+    for key, v in (values or {}).items():
+        if key in by_id:
+            tracer.values[by_id[key]] = v
+    from .inputs import tensors_in
+
+    in_specs = [tracer.spec(t) for t in tensors_in((args, kwargs))]
+    if state is not None:
+        tracer.weight_ids.update(tracer.spec(t).storage_id for t in state.values())
+    if state is None or len(state) < len(_state(model)):
+        tracer.weight_ids.update(tracer.spec(t).storage_id for t in _state(model).values() if t.device.type != "meta")
+    for mod in model.modules():
+        for v in vars(mod).values():
+            tracer._packed_specs(v) if isinstance(v, torch._C.ScriptObject) else None
     hooks = [
         nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
         nn.modules.module.register_module_forward_hook(tracer.post_hook),
     ]
+    device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _eval_mode(model), torch.no_grad(), torch.device("meta"), tracer, _FusedKernels(tracer):
-            out = torch.func.functional_call(model, state, args, kwargs, strict=False)
+        with _eval_mode(model), torch.no_grad(), device, tracer, _FusedKernels(tracer):
+            if state is None:
+                out = model(*args, **kwargs)
+            else:
+                out = torch.func.functional_call(model, state, args, kwargs, strict=False)
     except Exception as e:  # re-raised with the layer, its input shapes and the op that failed
+        if mode == "meta" and not isinstance(e, NeedsValues) and _meta_unsupported(e):
+            e = NeedsValues(_why_values(tracer.current_op, e) if tracer.current_op else "reads tensor values",
+                            str(tracer.current_op), tracer.where())
+        if isinstance(e, NeedsValues):  # what ran so far, for the memory a values trace will need
+            e.partial = Trace(tracer.records, [], in_specs, set(), tracer.weight_ids)
+            raise e
         raise _forward_error(model, tracer, args, kwargs, e) from e
     finally:
         for h in hooks:
             h.remove()
-    out_ids = {tracer.spec(t).storage_id for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)}
-    return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, weight_ids, tracer.first_call,
-                 tracer.view_ops)
+    out_ids = {tracer.spec(t).storage_id for t in tensors_in(out)}
+    return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, tracer.weight_ids, tracer.first_call,
+                 tracer.view_ops, mode, tracer.valued_ops)
 
 
 def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict, e: Exception) -> Exception:
@@ -437,14 +704,18 @@ def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict,
         where = f"in {type(model).__name__}.forward"
     op = f" while running {tracer.current_op}" if tracer.current_op else ""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    hint = "check the input shape (given without the batch dimension) and dtype the model expects"
-    if "data-dependent" in str(e) or "meta" in str(e).lower() and "item" in str(e).lower():
-        hint = (
-            "the model reads tensor values to decide what to run (data-dependent control flow), "
-            "which a shape-only trace cannot follow; make that branch depend on shapes only"
-        )
+    hint = _hint(str(e))
     return ModelForwardError(
         f"the forward pass of {type(model).__name__} failed {where}{op}: {msg}. "
         f"Model input was {given}; {hint}."
     )
 
+
+def _hint(msg: str) -> str:
+    low = msg.lower()
+    if "shape" in low or "size" in low or "dimension" in low or "expected" in low and "dtype" in low:
+        return "check the input shape (given without the batch dimension) and dtype the model expects"
+    if "device" in low:
+        return ("a tensor the model keeps outside its parameters and buffers is on another device; register "
+                "it as a buffer, or pass it as an input")
+    return "the model's own forward raised this; run it once in PyTorch with the same inputs to see why"
