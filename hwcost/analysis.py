@@ -15,7 +15,7 @@ from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Total
 from .table import format_table, save_text, to_csv_text
 from .errors import InputError, ModelForwardError
 from .inputs import Example, meta_inputs, real_inputs
-from .trace import (ModuleCall, NeedsValues, Trace, is_scripted, materialized_state, meta_state,
+from .trace import (ModuleCall, NeedsValues, Trace, is_scripted, packed_tensors, materialized_state, meta_state,
                     model_float_dtype, trace, unwrap, weights_to_materialize)
 
 
@@ -96,6 +96,20 @@ class Analysis:
             lines.append(f"ops with no FLOP formula (bytes counted, FLOPs unknown): {ops}")
         return "\n".join(lines)
 
+    def uncounted_heavy_ops(self) -> dict[str, int]:
+        """Ops without a formula that could carry real work: a product by its name, or an output of at
+        least HEAVY_OUTPUT_SHARE of everything the model writes. Their arithmetic is missing from the
+        FLOPs, so a latency built on them is not to be trusted as is."""
+        written = max(1, self.total.bytes_written)
+        heavy: Counter[str] = Counter()
+        for c in self.ops:
+            if c.supported:
+                continue
+            short = c.record.name.rsplit("::", 1)[-1]
+            if any(tok in short for tok in _PRODUCT_TOKENS) or c.bytes_written >= HEAVY_OUTPUT_SHARE * written:
+                heavy[c.record.name] += 1
+        return dict(heavy)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model_name,
@@ -115,6 +129,11 @@ class Analysis:
 
     def to_csv(self, path: str | None = None, depth: int | None = None) -> str:
         return save_text(to_csv_text([r.as_dict() for r in self.aggregate(depth)]), path)
+
+
+# names that say an op multiplies matrices or convolves; an uncounted one is never small
+_PRODUCT_TOKENS = ("mm", "matmul", "conv", "linear", "attention", "einsum", "gemm", "bmm", "lstm", "gru", "rnn")
+HEAVY_OUTPUT_SHARE = 0.01
 
 
 def _si(x: float) -> str:
@@ -147,7 +166,13 @@ def _param_owners(model: nn.Module) -> dict[str, _Owned]:
     seen: set[int] = set()
     owners: dict[str, _Owned] = {}
     for name, mod in model.named_modules():
-        params = [p for p in mod.parameters(recurse=False) if id(p) not in seen]
+        # quantized layers keep weight and bias in packed-parameter objects, not as parameters (a
+        # quantized Linear in a child module named _packed_params, whose forward never runs)
+        holders = [mod, *[c for n, c in mod.named_children() if n == "_packed_params"]]
+        objs = [v for h in holders for v in vars(h).values() if isinstance(v, torch._C.ScriptObject)]
+        packed = [t for o in objs if id(o) not in seen for t in packed_tensors(o)]
+        seen.update(id(o) for o in objs)
+        params = [p for p in [*mod.parameters(recurse=False), *packed] if id(p) not in seen]
         buffers = [b for b in mod.buffers(recurse=False) if b is not None and id(b) not in seen]
         seen.update(id(t) for t in params + buffers)
         owners[name] = _Owned(sum(p.numel() for p in params), params, buffers)

@@ -29,7 +29,7 @@ def parse_input(text: str) -> Any:
             dt = getattr(torch, dtype_text.strip(), None)
             if not isinstance(dt, torch.dtype):
                 raise InputError(f"unknown input dtype {dtype_text!r} in {p!r}; use int64, int32 or float32")
-            inputs.append(torch.zeros((1, *shape), dtype=dt, device="meta"))
+            inputs.append(torch.zeros((1, *shape), dtype=dt))  # token ids 0: values a trace can read
         else:
             inputs.append(shape)
     if not inputs:

@@ -72,6 +72,13 @@ def log_softmax_flops(rows: int, n: int) -> int:
     return rows * 3 * n
 
 
+# int8 quantization, per element: quantize = divide by the scale, round and add the zero point
+# (the clamp is free in the conversion); dequantize = subtract the zero point, multiply by the scale.
+QUANTIZE_FLOPS = 2
+DEQUANTIZE_FLOPS = 2
+QUANTIZED_DTYPES = ("qint8", "quint8", "qint32", "quint4x2", "int8", "uint8")
+
+
 # Sorting and selection (MoE routing): comparisons. A sort of n is n log2 n; top-k keeps a heap of k.
 def sort_comparisons(n: int, k: int) -> int:
     import math

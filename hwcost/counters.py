@@ -56,6 +56,8 @@ def lookup(name: str) -> Formula | None:
     f = REGISTRY.get(name)
     if f is None and name.endswith("_") and not name.endswith("__"):
         f = REGISTRY.get(name[:-1])  # in-place variant: add_ counts as add
+    if f is None and name.startswith("quantized::"):
+        f = REGISTRY.get(name.removeprefix("quantized::"))  # quantized::max_pool2d counts as max_pool2d
     return f
 
 
@@ -207,6 +209,73 @@ def sdpa_cost(rec: OpRecord) -> Work:
     return Work(macs, flops, bytes_written=_out(rec).nbytes)  # logsumexp etc. are small by-products
 
 
+def _attention_layer_work(rec: OpRecord, q: TensorSpec, k: TensorSpec, embed: int, heads: int, batch_first: bool,
+                          kdim: int, vdim: int, in_bias: bool, out_bias: bool, masked: bool,
+                          need_weights: bool) -> Work:
+    """Multi-head attention with its projections: q, k, v in, scaled scores, softmax, weighted sum, out.
+    Bytes: inputs and weights once, each projected q/k/v and the attention output written and read
+    once; the score matrix only when the weights are returned (need_weights)."""
+    def split(x: TensorSpec) -> tuple[int, int]:  # (batch, length)
+        if x.ndim < 3:
+            return 1, x.shape[0]
+        return (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
+
+    batch, lq = split(q)
+    _, lk = split(k)
+    tq, tk = batch * lq, batch * lk
+    proj = tq * embed * embed + tk * (kdim + vdim) * embed + tq * embed * embed
+    scores = batch * heads * lq * lk
+    macs = proj + 2 * batch * lq * lk * embed
+    flops = 2 * macs + tq * embed + cv.softmax_flops(batch * heads * lq, lk)   # q scaled, softmax
+    flops += (tq + 2 * tk) * embed * in_bias + tq * embed * out_bias + scores * masked
+    flops += scores * need_weights                                               # head average
+    isz = q.itemsize
+    read, written = generic_bytes(rec)
+    inner = 2 * (2 * tq + 2 * tk) * embed * isz + (2 * scores * isz if need_weights else 0)
+    return Work(macs, flops, "attention", read + inner, written)
+
+
+@register("multi_head_attention_forward", family="attention")
+def mha_functional_cost(rec: OpRecord) -> Work:
+    """F.multi_head_attention_forward as hwcost records it: inputs sequence-first, as the function takes."""
+    q, k, v, embed, heads, weights, in_bias, _, out_bias, mask, need_weights = rec.args
+    return _attention_layer_work(rec, q, k, embed, heads, False, k.shape[-1], v.shape[-1],
+                                 isinstance(in_bias, TensorSpec), isinstance(out_bias, TensorSpec),
+                                 isinstance(mask, TensorSpec), bool(need_weights))
+
+
+@register("_native_multi_head_attention", family="attention")
+def native_mha_cost(rec: OpRecord) -> Work:
+    """The fused CPU/GPU kernel of nn.MultiheadAttention (batch first, packed q/k/v weight)."""
+    q, k, v, embed, heads = rec.args[:5]
+    mask = rec.arg(9, "mask")
+    return _attention_layer_work(rec, q, k, embed, heads, True, k.shape[-1], v.shape[-1],
+                                 isinstance(rec.arg(6, "qkv_bias"), TensorSpec),
+                                 isinstance(rec.arg(8, "proj_bias"), TensorSpec),
+                                 isinstance(mask, TensorSpec), bool(rec.arg(10, "need_weights", True)))
+
+
+@register("_transformer_encoder_layer_fwd", family="attention")
+def encoder_layer_cost(rec: OpRecord) -> Work:
+    """nn.TransformerEncoderLayer's fused kernel: self-attention, two residual adds, two layer norms
+    and the feed-forward block (linear, ReLU or GELU, linear), counted as its parts are."""
+    src, embed, heads = rec.args[:3]
+    use_gelu = bool(rec.arg(7, "use_gelu", False))
+    w1, w2 = rec.arg(14, "ffn_weight_1"), rec.arg(16, "ffn_weight_2")
+    mask = rec.arg(18, "mask")
+    attn = _attention_layer_work(rec, src, src, embed, heads, True, embed, embed, True, True,
+                                 isinstance(mask, TensorSpec), False)
+    tokens = src.numel // embed
+    hidden = w1.shape[0]
+    ffn_macs = tokens * embed * hidden + tokens * hidden * w2.shape[0]
+    act = cv.POINTWISE_FLOPS["gelu"] if use_gelu else cv.POINTWISE_FLOPS["relu"]
+    norm = cv.NORM_APPLY_FLOPS + cv.NORM_AFFINE_FLOPS + cv.NORM_STATS_FLOPS
+    flops = attn.flops + 2 * ffn_macs + tokens * (hidden + embed)        # FFN and its biases
+    flops += tokens * hidden * act + 2 * src.numel + 2 * norm * src.numel  # activation, residuals, norms
+    inner = 2 * src.itemsize * tokens * (2 * hidden + 4 * embed)          # FFN hidden, residual/norm outputs
+    return Work(attn.macs + ffn_macs, flops, "attention", attn.bytes_read + inner, attn.bytes_written)
+
+
 # ------------------------------------------------------------------ recurrent (fused)
 
 _RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -261,6 +330,64 @@ def serial_steps(cost: OpCost) -> int:
         return 1
     g = rnn_geometry(cost.record)
     return g.steps * g.layer_directions if g else 1
+
+
+# ------------------------------------------------------------------ quantized (int8) ops
+# Weights arrive unpacked from their packed-parameter objects (trace.packed_tensors) as one tuple
+# (weight, bias); int8 tensors count one byte per element. MACs are the float op's: quantization
+# changes bytes and the rate a device reaches, not the work.
+
+
+def _packed(rec: OpRecord) -> tuple[TensorSpec, TensorSpec | None]:
+    packed = rec.args[1]
+    w = packed[0]
+    b = packed[1] if len(packed) > 1 and isinstance(packed[1], TensorSpec) else None
+    return w, b
+
+
+@register("quantized::linear", "quantized::linear_relu", "quantized::linear_dynamic",
+          "quantized::linear_relu_dynamic", "quantized::linear_dynamic_fp16", "quantized::linear_with_input_q_dq_qweight_dq_output_fp32",
+          family="matmul")
+def quantized_linear_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    w, b = _packed(rec)
+    macs = out.numel * w.shape[1]
+    flops = 2 * macs + (out.numel if b is not None else 0) + (out.numel if "relu" in rec.name else 0)
+    if "dynamic" in rec.name:
+        flops += cv.QUANTIZE_FLOPS * x.numel  # the input is quantized on the fly
+    return Work(macs, flops)
+
+
+@register("quantized::conv1d", "quantized::conv2d", "quantized::conv3d", "quantized::conv1d_relu",
+          "quantized::conv2d_relu", "quantized::conv3d_relu", family="conv")
+def quantized_conv_cost(rec: OpRecord) -> Work:
+    x, out = rec.args[0], _out(rec)
+    w, b = _packed(rec)
+    macs = out.numel * w.shape[1] * _prod(w.shape[2:])
+    groups = max(1, x.shape[1] // w.shape[1])
+    family = "conv" if groups == 1 else "depthwise_conv" if groups == x.shape[1] else "grouped_conv"
+    flops = 2 * macs + (out.numel if b is not None else 0) + (out.numel if "relu" in rec.name else 0)
+    return Work(macs, flops, family)
+
+
+@register("quantized::add", "quantized::add_relu", "quantized::mul", "quantized::mul_relu",
+          "quantized::add_scalar", "quantized::mul_scalar", family="elementwise")
+def quantized_binary_cost(rec: OpRecord) -> Work:
+    # the op, a requantization (scale, round) and the fused ReLU where there is one
+    per = 1 + cv.QUANTIZE_FLOPS + (1 if "relu" in rec.name else 0)
+    return Work(0, per * _out(rec).numel)
+
+
+@register("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "dequantize",
+          family="elementwise")
+def quantize_cost(rec: OpRecord) -> Work:
+    per = cv.DEQUANTIZE_FLOPS if rec.name == "dequantize" else cv.QUANTIZE_FLOPS
+    return Work(0, per * _out(rec).numel)
+
+
+@register("quantized::cat", family="data_movement")
+def quantized_cat_cost(rec: OpRecord) -> Work:
+    return Work(0, 0)
 
 
 # ------------------------------------------------------------------ embedding and gathers
@@ -369,18 +496,45 @@ def _spatial_dims(rec: OpRecord) -> int:
     return 2
 
 
+def pool_window_taps(in_size: int, out_size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Sum over the outputs along one dim of the window taps that fall inside the padded input: a window
+    larger than its input (AvgPool2d(1280) on a 7x7 map) or running off the end (ceil_mode) is clipped."""
+    total = 0
+    for i in range(out_size):
+        start = i * stride - padding
+        taps = sum(1 for j in range(kernel) if -padding <= start + j * dilation < in_size + padding)
+        total += max(1, taps)
+    return total
+
+
+def _pool_taps(rec: OpRecord, dilation_arg: int | None) -> tuple[int, int]:
+    """(taps summed over every output, outputs) of a pooling op."""
+    x, out = rec.args[0], _out(rec)
+    d = _spatial_dims(rec)
+    kernel = _ntuple(rec.arg(1, "kernel_size"), d)
+    stride = _ntuple(rec.arg(2, "stride") or kernel, d)
+    padding = _ntuple(rec.arg(3, "padding", 0), d)
+    dilation = _ntuple(rec.arg(dilation_arg, "dilation", 1), d) if dilation_arg else (1,) * d
+    per_plane = _prod(
+        pool_window_taps(i, o, k, s, p, dl)
+        for i, o, k, s, p, dl in zip(x.shape[-d:], out.shape[-d:], kernel, stride, padding, dilation)
+    )
+    planes = out.numel // max(1, _prod(out.shape[-d:]))
+    return planes * per_plane, out.numel
+
+
 @register("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
           "max_pool2d_with_indices", "max_pool3d_with_indices", "mkldnn_max_pool2d",
           "mkldnn_max_pool3d", family="pool")
 def max_pool_cost(rec: OpRecord) -> Work:
-    k = _prod(_ntuple(rec.arg(1, "kernel_size"), _spatial_dims(rec)))
-    return Work(0, _out(rec).numel * (k - 1), bytes_written=_out(rec).nbytes)  # indices are a by-product
+    taps, outs = _pool_taps(rec, dilation_arg=4)
+    return Work(0, taps - outs, bytes_written=_out(rec).nbytes)  # k - 1 comparisons; indices are a by-product
 
 
 @register("avg_pool1d", "avg_pool2d", "avg_pool3d", family="pool")
 def avg_pool_cost(rec: OpRecord) -> Work:
-    k = _prod(_ntuple(rec.arg(1, "kernel_size"), _spatial_dims(rec)))
-    return Work(0, _out(rec).numel * (k + 1))
+    taps, outs = _pool_taps(rec, dilation_arg=None)
+    return Work(0, taps + outs)  # k + 1 per output (seed 002), k the taps inside the input
 
 
 def adaptive_window_total(in_size: int, out_size: int) -> int:

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .analysis import Analysis, analyze
 from .counters import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
-from .conventions import MB
+from .conventions import MB, QUANTIZED_DTYPES
 from .devices import DeviceProfile, load_device
 from .errors import ProfileError
 from .records import COST_FIELDS, OpCost
@@ -104,6 +104,17 @@ class Prediction:
     def energy_per_sample_mj(self) -> float | None:
         return None if self.energy_mj is None else self.energy_mj / self.batch_size
 
+    @property
+    def warnings(self) -> list[str]:
+        """Everything that makes this number less than trustworthy, in one list (rendered by summary)."""
+        out = []
+        heavy = self.analysis.uncounted_heavy_ops()
+        if heavy:
+            ops = ", ".join(f"{k} x{v}" for k, v in sorted(heavy.items()))
+            out.append(f"ops without a formula may carry real work ({ops}): their arithmetic is not in this "
+                       "latency; register a formula for them (hwcost.counters.register)")
+        return out
+
     def bound_shares(self) -> dict[str, float]:
         shares = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
         for t in self.ops:
@@ -140,6 +151,7 @@ class Prediction:
                          f"({'host' if self.host_ms > self.device_ms else 'device'}-bound)")
         if a.unsupported:
             lines.append("ops with no FLOP formula (bytes only): " + ", ".join(sorted(a.unsupported)))
+        lines.extend(f"WARNING: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def aggregate(self, depth: int | None) -> list[LayerPrediction]:
@@ -163,6 +175,7 @@ class Prediction:
             "host_ms": self.host_ms,
             "device_ms": self.device_ms,
             "bound_pct": self.bound_shares(),
+            "warnings": self.warnings,
             "layers": [r.as_dict() for r in self.layers],
             "total": self.analysis.total.as_dict(),
         }
@@ -174,9 +187,19 @@ class Prediction:
 # ------------------------------------------------------------------ per op
 
 
+def op_dtype(cost: OpCost, dtype: str) -> str:
+    """The rate an op runs at: a product whose weight is int8 (torch.ao quantized layers) runs
+    int8 arithmetic whatever the model's float dtype."""
+    if cost.family in PRODUCT_FAMILIES and any(
+            str(t.dtype).removeprefix("torch.") in QUANTIZED_DTYPES for t in cost.record.inputs):
+        return "int8"
+    return dtype
+
+
 def peak_for(cost: OpCost, device: DeviceProfile, dtype: str) -> float:
     """FLOP/s available to this op: matrix units for products (TF32 for fp32 convs where the
     device runs them so, as cuDNN does by default), vector units for everything else."""
+    dtype = op_dtype(cost, dtype)
     if cost.family in CONV_FAMILIES and dtype == "float32" and device.tf32_tflops:
         return device.tf32_tflops * 1e12
     return device.peak_flops(dtype, matrix=cost.family in PRODUCT_FAMILIES)

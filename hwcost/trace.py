@@ -236,7 +236,7 @@ class _Tracer(TorchDispatchMode):
         )
 
     # -- ops
-    def record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    def record(self, func: Any, args: tuple, kwargs: dict, out: Any, name: str | None = None) -> None:
         memo: dict[int, TensorSpec] = {}
         in_args = self._to_specs(args, memo)
         in_kwargs = self._to_specs(kwargs, memo)
@@ -253,7 +253,7 @@ class _Tracer(TorchDispatchMode):
         if self.mode == "meta":
             self.keepalive.append(out)
         module, module_type, leaf = self.current_module()
-        name = schema.name
+        name = name or schema.name
         self.records.append(
             OpRecord(
                 index=len(self.records),
@@ -272,11 +272,17 @@ class _Tracer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         self.current_op = func
-        if self.mode == "meta":
-            args, kwargs = self._adopt_real(args, kwargs)
-            out = self._run_meta(func, args, kwargs)
-        else:
-            out = func(*args, **kwargs)
+        try:
+            if self.mode == "meta":
+                args, kwargs = self._adopt_real(args, kwargs)
+                out = self._run_meta(func, args, kwargs)
+            else:
+                out = func(*args, **kwargs)
+        except NeedsValues:
+            raise
+        except Exception as e:
+            e._hwcost_op = func  # an op refused its arguments (not the model's own Python)
+            raise
         if not self.suppress:
             if torch.Tag.inplace_view in func.tags:
                 self.view_ops += 1
@@ -513,6 +519,8 @@ class _FusedKernels(TorchFunctionMode):
                 raise NeedsValues(_why_values(torch.ops.aten._local_scalar_dense.default, RuntimeError("item()")),
                                   f"Tensor.{func.__name__}", self.tracer.where())
             return func(value, *args[1:], **kwargs)
+        if func is F.multi_head_attention_forward and not self.tracer.suppress:
+            return self._attention_layer(args, kwargs)
         op = self.fused.get(func) if not self.tracer.suppress else None
         if op is None or (op is not torch.ops.aten.scaled_dot_product_attention.default and not _is_input_overload(args)):
             return func(*args, **kwargs)
@@ -522,6 +530,30 @@ class _FusedKernels(TorchFunctionMode):
         finally:
             self.tracer.suppress -= 1
         self.tracer.record(op, args, kwargs, out)
+        return out
+
+
+    def _attention_layer(self, args: tuple, kwargs: dict) -> Any:
+        """nn.MultiheadAttention as one record, in the layout of aten._native_multi_head_attention (the
+        fused kernel eager CPUs run outside a trace): the same work whether its inner ops are seen or
+        not (a torch function mode hides the ops inside an overridable function)."""
+        import inspect
+
+        a = inspect.signature(F.multi_head_attention_forward).bind(*args, **kwargs)
+        a.apply_defaults()
+        a = a.arguments
+        weights = ((a["q_proj_weight"], a["k_proj_weight"], a["v_proj_weight"]) if a["use_separate_proj_weight"]
+                   else (a["in_proj_weight"],))
+        mask = a["attn_mask"] if a["attn_mask"] is not None else a["key_padding_mask"]
+        self.tracer.suppress += 1
+        try:
+            out = F.multi_head_attention_forward(*args, **kwargs)
+        finally:
+            self.tracer.suppress -= 1
+        rec_args = (a["query"], a["key"], a["value"], a["embed_dim_to_check"], a["num_heads"], weights,
+                    a["in_proj_bias"], a["out_proj_weight"], a["out_proj_bias"], mask, bool(a["need_weights"]))
+        self.tracer.record(torch.ops.aten._native_multi_head_attention.default, rec_args, {},
+                           out, name="multi_head_attention_forward")
         return out
 
 
@@ -537,7 +569,8 @@ def _is_input_overload(args: tuple) -> bool:
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    for m, _ in flags:  # the flag itself: an exported program's module refuses .eval()
+        m.training = False
     try:
         yield
     finally:
@@ -702,20 +735,22 @@ def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict,
         )
     else:
         where = f"in {type(model).__name__}.forward"
-    op = f" while running {tracer.current_op}" if tracer.current_op else ""
+    failed_op = getattr(e, "_hwcost_op", None)
+    op = f" while running {failed_op}" if failed_op else ""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    hint = _hint(str(e))
+    hint = _hint(str(e), failed_op is not None)
     return ModelForwardError(
         f"the forward pass of {type(model).__name__} failed {where}{op}: {msg}. "
         f"Model input was {given}; {hint}."
     )
 
 
-def _hint(msg: str) -> str:
+def _hint(msg: str, from_op: bool) -> str:
     low = msg.lower()
-    if "shape" in low or "size" in low or "dimension" in low or "expected" in low and "dtype" in low:
-        return "check the input shape (given without the batch dimension) and dtype the model expects"
-    if "device" in low:
+    if "device" in low and ("expected" in low or "same device" in low):
         return ("a tensor the model keeps outside its parameters and buffers is on another device; register "
                 "it as a buffer, or pass it as an input")
-    return "the model's own forward raised this; run it once in PyTorch with the same inputs to see why"
+    if from_op:
+        return "check the input shape (given without the batch dimension) and dtype the model expects"
+    return ("the model's own code raised this, not an op; run it once in PyTorch with the same inputs "
+            "(keyword names and types included) to see why")

@@ -29,7 +29,7 @@ def test_zoo_matches_flop_counter(name):
     loaded = load_model(name)
     model = loaded.model.eval()
     ex = loaded.example
-    x = torch.empty((1, *ex), device="meta") if isinstance(ex, tuple) else ex
+    x = torch.empty((1, *ex), device="meta") if isinstance(ex, tuple) else ex.to("meta")
     a = hwcost.analyze(model, ex)
     assert product_macs(a) == flop_counter_macs(model, x)
     assert not a.unsupported

@@ -24,7 +24,7 @@ def _image(size: int = 224) -> Callable[[], tuple[int, ...]]:
 
 
 def _tokens(seq: int) -> Callable[[], torch.Tensor]:
-    return lambda: torch.zeros(1, seq, dtype=torch.long, device="meta")
+    return lambda: torch.zeros(1, seq, dtype=torch.long)  # token ids: small, and values a trace can read
 
 
 _ENTRIES = [

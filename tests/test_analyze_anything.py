@@ -1,0 +1,267 @@
+"""Every failure class of 'analyze anything': values beside the meta trace, the values trace, nested
+inputs, quantized / scripted / exported models, fused attention, clipped pools, heavy uncounted ops."""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import hwcost
+from hwcost.errors import InputError, ModelForwardError
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+class MaskedMean(nn.Module):
+    """Branches on the mask's values, as transformers does before building an attention mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x, mask):
+        h = self.proj(x)
+        if mask.all():                      # .item() on a value derived from the input alone
+            return h.mean(1)
+        keep = mask.nonzero()               # value-dependent shape
+        return h[keep[:, 0], keep[:, 1]].sum(0, keepdim=True) + len(mask.tolist())
+
+
+def test_input_values_answer_data_dependent_branches_without_weights():
+    x = torch.randn(2, 5, 16)
+    for mask, rows in ((torch.ones(2, 5, dtype=torch.bool), 2), (torch.tensor([[1, 1, 0, 0, 0]] * 2).bool(), 1)):
+        a = hwcost.analyze(MaskedMean(), (x, mask))
+        assert a.trace_mode == "meta" and "values derived from the inputs" in a.trace_note
+        assert a.total.macs == 2 * 5 * 16 * 16
+        assert rows == 2 or any(c.record.name == "nonzero" for c in a.ops)
+
+
+class Routed(nn.Module):
+    """Routes on values computed from the weights: only a values trace can follow it."""
+
+    def __init__(self):
+        super().__init__()
+        self.router = nn.Linear(8, 4)
+        self.experts = nn.ModuleList(nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x):
+        choice = self.router(x).argmax(-1)
+        out = torch.zeros_like(x)
+        for e in choice.unique().tolist():
+            rows = (choice == e).nonzero()[:, 0]
+            out[rows] = self.experts[e](x[rows])
+        return out
+
+
+def test_routing_on_weights_falls_back_to_a_values_trace():
+    x = torch.randn(6, 8)
+    model = Routed()
+    a = hwcost.analyze(model, x)
+    assert a.trace_mode == "values" and "computed from the weights" in a.trace_note
+    expert_macs = sum(c.macs for c in a.ops if c.record.module.startswith("experts"))
+    assert expert_macs == 6 * 8 * 8           # every token through exactly one expert
+    with pytest.raises(ModelForwardError, match="trace='values'"):
+        hwcost.analyze(model, x, trace="meta")
+    # a model built without weights gets random ones, after a memory check
+    with torch.device("meta"):
+        empty = Routed()
+    b = hwcost.analyze(empty, x)
+    assert b.trace_mode == "values" and "materialized" in b.trace_note
+    assert sum(c.macs for c in b.ops if c.record.module.startswith("experts")) == 6 * 8 * 8
+
+
+def test_values_trace_refuses_when_memory_is_short(monkeypatch):
+    import psutil
+
+    class Tiny:
+        available = 1024
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    with torch.device("meta"):
+        empty = Routed()
+    with pytest.raises(ModelForwardError, match=r"GiB is free.*smaller configuration") as e:
+        hwcost.analyze(empty, torch.randn(6, 8))
+    assert "argmax" in str(e.value) or "unique" in str(e.value) or "aten" in str(e.value)
+
+
+@dataclasses.dataclass
+class Batch:
+    image: torch.Tensor
+    extra: list
+
+
+class DictModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, batch, sizes=None, scale=1.0):
+        assert isinstance(sizes, list) and sizes == [224, 224]   # a list of ints stays a list
+        x = self.conv(batch["image"]).mean((2, 3)) + batch["pair"][1]
+        return self.fc(x) * scale
+
+
+class DataclassModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, b: Batch):
+        return self.fc(b.image) + b.extra[0]
+
+
+def test_inputs_nested_in_dicts_lists_and_dataclasses():
+    batch = {"image": torch.randn(2, 3, 8, 8), "pair": [torch.zeros(1), torch.ones(2, 4)]}
+    a = hwcost.analyze(DictModel(), {"batch": batch, "sizes": [224, 224], "scale": 2.0})
+    assert a.total.macs == 2 * 4 * 6 * 6 * 27 + 2 * 4 * 2
+    assert batch["image"].device.type == "cpu"                    # the user's tensors are untouched
+    b = hwcost.analyze(DataclassModel(), {"b": Batch(torch.randn(3, 4), [torch.ones(2)])}, batch_size=5)
+    assert b.total.macs == 5 * 4 * 2
+
+
+def test_decode_step_cache_is_copied_never_mutated():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=64)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (1, 10))
+    with torch.no_grad():
+        cache = model(input_ids=ids, use_cache=True).past_key_values
+    a = hwcost.analyze(model, {"input_ids": ids[:, -1:], "attention_mask": torch.ones(1, 11, dtype=torch.long),
+                               "past_key_values": cache})
+    assert cache.get_seq_length() == 10
+    # exactly one token's projections, plus attention over the 10 cached + 1 new positions
+    per_layer = 32 * (32 + 2 * 16 + 32) + 3 * 32 * 64 + 4 * 11 * 8 * 2
+    assert a.total.macs == 2 * per_layer + 32 * 64
+
+
+def test_quantized_dynamic_linear_counts_int8_macs():
+    float_model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).eval()
+    q = torch.ao.quantization.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+    a = hwcost.analyze(q, (64,))
+    assert a.trace_mode == "values" and "no meta kernel" in a.trace_note
+    assert a.total.macs == hwcost.analyze(float_model, (64,)).total.macs == 64 * 128 + 128 * 10
+    assert not a.unsupported and a.unused_params == 0
+    assert a.total.storage_bytes == 64 * 128 + 128 * 10 + 4 * (128 + 10)   # int8 weights, float biases
+    from hwcost.predict import op_dtype
+
+    assert {op_dtype(c, "float32") for c in a.ops if c.family == "matmul"} == {"int8"}
+
+
+def test_static_quantized_mobilenet_v2_has_its_float_macs():
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from hwcost.loaders import load_model
+
+    model = load_model("mobilenet_v2", meta=False).model.eval()
+    engine = "qnnpack" if "qnnpack" in torch.backends.quantized.supported_engines else "fbgemm"
+    torch.backends.quantized.engine = engine
+    x = torch.randn(1, 3, 224, 224)
+    prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (x,))
+    prepared(x)
+    q = convert_fx(prepared)                      # conv + bn + relu fused, as the Pi tutorial deploys
+    a = hwcost.analyze(q, (3, 224, 224))
+    assert a.total.macs == hwcost.analyze(model, (3, 224, 224)).total.macs
+    assert not a.unsupported
+
+
+def _small_cnn():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
+
+
+def test_scripted_exported_and_compiled_models():
+    model = _small_cnn()
+    ref = hwcost.analyze(model, (3, 8, 8)).total.macs
+    for wrapped in (torch.jit.script(model), torch.jit.trace(model, torch.randn(1, 3, 8, 8))):
+        a = hwcost.analyze(wrapped, (3, 8, 8))
+        assert a.trace_mode == "values" and "TorchScript" in a.trace_note and a.total.macs == ref
+    with pytest.raises(InputError, match="TorchScript"):
+        hwcost.analyze(torch.jit.script(model), (3, 8, 8), trace="meta")
+    ep = torch.export.export(model, (torch.randn(1, 3, 8, 8),))
+    assert hwcost.analyze(ep, (3, 8, 8)).total.macs == ref
+    assert hwcost.analyze(torch.compile(model), (3, 8, 8)).total.macs == ref
+
+
+def test_moe_grouped_mm_counts_routed_experts():
+    """transformers' bf16 experts run one _grouped_mm per projection: tokens x top-k x expert size."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.MixtralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                                     num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, vocab_size=64)
+    with torch.device("meta"):
+        model = transformers.MixtralForCausalLM(cfg).to(torch.bfloat16)
+    a = hwcost.analyze(model, {"input_ids": torch.zeros(1, 8, dtype=torch.long)}, dtype="bfloat16")
+    grouped = sum(c.macs for c in a.ops if c.record.name == "_grouped_mm")
+    assert grouped == 8 * 2 * 3 * 32 * 48
+    assert not a.uncounted_heavy_ops()
+
+
+def test_fused_attention_layers_count_the_same_in_both_traces():
+    layer = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
+                                  enable_nested_tensor=False).eval()
+    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    x = torch.randn(2, 10, 32)
+    for model, inputs in ((layer, x), (mha, (x, x, x))):
+        m, v = hwcost.analyze(model, inputs, trace="meta"), hwcost.analyze(model, inputs, trace="values")
+        assert (m.total.macs, m.total.flops) == (v.total.macs, v.total.flops)
+    # the fused kernels eager CPUs run outside a trace count the decomposed work's MACs
+    enc = layer.layers[0]
+    sa = enc.self_attn
+
+    class Fused(nn.Module):
+        def forward(self, src):
+            return torch._transformer_encoder_layer_fwd(
+                src, 32, 4, sa.in_proj_weight, sa.in_proj_bias, sa.out_proj.weight, sa.out_proj.bias, False, False,
+                1e-5, enc.norm1.weight, enc.norm1.bias, enc.norm2.weight, enc.norm2.bias, enc.linear1.weight,
+                enc.linear1.bias, enc.linear2.weight, enc.linear2.bias)
+
+    class FusedMha(nn.Module):
+        def forward(self, q):
+            return torch._native_multi_head_attention(q, q, q, 32, 4, sa.in_proj_weight, sa.in_proj_bias,
+                                                      sa.out_proj.weight, sa.out_proj.bias, need_weights=False)[0]
+
+    decomposed = hwcost.analyze(enc, x, trace="values")
+    assert hwcost.analyze(Fused(), x, trace="values").total.macs == decomposed.total.macs
+    plain = hwcost.analyze(sa, (x, x, x), trace="values")
+    fused_mha = hwcost.analyze(FusedMha(), x, trace="values")
+    assert fused_mha.total.macs == plain.total.macs
+
+
+def test_pool_window_larger_than_its_input_is_clipped():
+    a = hwcost.analyze(nn.AvgPool2d(1280, ceil_mode=True), (1280, 7, 7))   # transformers' EfficientNet pooler
+    assert a.total.flops == 1280 * (49 + 1)
+    b = hwcost.analyze(nn.MaxPool2d(3, 2, 1), (64, 112, 112))               # padded windows keep k - 1
+    assert b.total.flops == 64 * 56 * 56 * 8
+
+
+class Custom(nn.Module):
+    def forward(self, x):
+        return torch.ops.aten._weight_int8pack_mm(x, torch.zeros(256, 128, dtype=torch.int8), torch.ones(256))
+
+
+def test_predict_flags_heavy_ops_without_a_formula():
+    a = hwcost.analyze(Custom(), (128,), batch_size=4, trace="values")
+    assert "_weight_int8pack_mm" in a.uncounted_heavy_ops()
+    p = hwcost.predict_analysis(a, "raspberry-pi-4")
+    assert p.warnings and "_weight_int8pack_mm" in p.summary() and "WARNING" in p.summary()
+    assert not hwcost.predict(_small_cnn(), (3, 8, 8), device="raspberry-pi-4").warnings
+
+
+def test_shape_error_keeps_the_shape_hint_and_other_errors_do_not():
+    with pytest.raises(ModelForwardError, match="check the input shape"):
+        hwcost.analyze(nn.Linear(4, 2), (5,))
+
+    class Raises(nn.Module):
+        def forward(self, x):
+            raise KeyError("labels")
+
+    with pytest.raises(ModelForwardError) as e:
+        hwcost.analyze(Raises(), (3,))
+    assert "check the input shape" not in str(e.value)
+    with pytest.raises(InputError, match="trace must be"):
+        hwcost.analyze(nn.Linear(4, 2), (4,), trace="fast")
