@@ -132,20 +132,51 @@ def time_tool(fn, model, inputs, repeats: int) -> tuple[float | None, float | No
 
 
 LLAMA_CODE = """
-import resource, time, hwcost
+import resource, sys, time, torch, hwcost
 from hwcost.loaders import load_model
 from hwcost.zoo import ZOO
-t = time.perf_counter()
-model = load_model("llama2_70b").model          # built on the meta device: no weights
-a = hwcost.analyze(model, ZOO["llama2_70b"].example())
+if sys.argv[1] == "zoo":
+    t = time.perf_counter()
+    model = load_model("llama2_70b").model          # built on the meta device: no weights
+    a = hwcost.analyze(model, ZOO["llama2_70b"].example())
+else:  # transformers' Llama with the 70B config, called as generate() does: an all-ones attention mask
+    import transformers
+    cfg = transformers.LlamaConfig(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+                                   num_attention_heads=64, num_key_value_heads=8, vocab_size=32000)
+    t = time.perf_counter()
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(cfg)
+    a = hwcost.analyze(model, {"input_ids": torch.zeros(1, 2048, dtype=torch.long),
+                               "attention_mask": torch.ones(1, 2048, dtype=torch.long)})
 wall = time.perf_counter() - t
 # VmHWM is this address space's peak; ru_maxrss would carry the parent's peak across exec
 try:
     rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 except (OSError, StopIteration):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f"{wall:.2f} {rss:.0f} {a.total.params} {a.total.macs / 1e12:.2f} {len(a.ops)}")
+print(f"{wall:.2f} {rss:.0f} {a.total.params} {a.total.macs / 1e12:.2f} {len(a.ops)} {a.trace_mode}")
 """
+
+
+def trace_modes(repeats: int) -> None:
+    """BERT-base at sequence 128 with a padded attention mask: the meta trace (no weights touched, the
+    mask's values carried beside) against the values trace (real CPU tensors, real weights)."""
+    try:
+        model, inputs = bert_base()
+    except ImportError as e:
+        print(f"trace modes: skipped ({e})")
+        return
+    inputs["attention_mask"] = torch.ones(1, 128, dtype=torch.long)
+    inputs["attention_mask"][0, 100:] = 0
+    print("BERT-base, sequence 128, padded attention mask:")
+    for mode in ("meta", "values"):
+        hwcost.analyze(model, inputs, trace=mode)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a = hwcost.analyze(model, inputs, trace=mode)
+            times.append(time.perf_counter() - t)
+        print(f"  trace={mode:6s} {statistics.median(times) * 1000:8.1f} ms  {a.total.macs / 1e9:.3f} GMAC")
 
 
 def main() -> None:
@@ -184,14 +215,17 @@ def main() -> None:
     if rb and tb:
         print(f"resnet50 at batch {args.batch}: hwcost is {tb / rb:.1f}x faster than thop")
 
-    out = subprocess.run([sys.executable, "-c", LLAMA_CODE], capture_output=True, text=True)
-    if out.returncode != 0:
-        print("llama2_70b failed:", out.stderr[-500:])
-        return
-    wall, rss, params, tmacs, nops = out.stdout.split()
+    print()
+    trace_modes(args.repeats)
     print("\nLlama-2-70B-shaped decoder (80 layers, d=8192, GQA 8 KV heads, FFN 28672, seq 2048, meta):")
-    print(f"  {int(params):,} parameters, {tmacs} TMAC, {nops} ops counted; wall {wall} s "
-          f"(build + analyze), peak RSS {rss} MB (whole process, torch import included)")
+    for kind, label in (("zoo", "hwcost zoo llama2_70b"), ("hf", "transformers Llama, all-ones attention mask")):
+        out = subprocess.run([sys.executable, "-c", LLAMA_CODE, kind], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"  {label}: failed:", out.stderr[-300:])
+            continue
+        wall, rss, params, tmacs, nops, mode = out.stdout.split()
+        print(f"  {label}: {int(params):,} parameters, {tmacs} TMAC, {nops} ops, trace {mode}; wall {wall} s "
+              f"(build + analyze), peak RSS {rss} MB (whole process, torch import included)")
 
 
 if __name__ == "__main__":

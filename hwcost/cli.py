@@ -44,6 +44,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or int8")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--out", help="write the result to this file instead of standard output")
+    p.add_argument("--trace", choices=["auto", "meta", "values"], default="auto",
+                   help="meta: shapes only (no weights); values: real CPU tensors; auto: meta unless the model "
+                        "needs values (default)")
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -61,7 +64,8 @@ def _analysis(args: argparse.Namespace):
 
     loaded = load_model(args.model)
     example = parse_input(args.input) if args.input else loaded.example
-    return analyze(loaded.model, example, batch_size=args.batch, dtype=args.dtype, model_name=loaded.name)
+    return analyze(loaded.model, example, batch_size=args.batch, dtype=args.dtype, model_name=loaded.name,
+                   trace=getattr(args, "trace", "auto"))
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:

@@ -148,7 +148,9 @@ class _Tracer(TorchDispatchMode):
         self.stack: list[tuple[nn.Module, tuple]] = []
         self.module_calls: list[ModuleCall] = []
         self.first_call: dict[str, tuple[int, int]] = {}
-        self.keepalive: list[Any] = []  # holds meta outputs so storage ids are never reused
+        # holds the storages of meta outputs so storage ids are never reused; storages, not tensors, so
+        # the values carried beside a tensor are freed with it
+        self.keepalive: list[Any] = []
         self.suppress = 0
         self.view_ops = 0
         self.valued_ops = 0
@@ -251,7 +253,7 @@ class _Tracer(TorchDispatchMode):
             self.view_ops += 1
             return  # a view: shares its input's storage, moves no bytes
         if self.mode == "meta":
-            self.keepalive.append(out)
+            self.keepalive.extend(t.untyped_storage() for t in out_tensors)
         module, module_type, leaf = self.current_module()
         name = name or schema.name
         self.records.append(
@@ -322,6 +324,8 @@ class _Tracer(TorchDispatchMode):
         return out
 
     def _run_meta(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        if self.suppress:  # inside a fused kernel (attention's causal mask): shapes are all it needs
+            return self._meta_kernel(func, args, kwargs)
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if tensors and all(t in self.values for t in tensors):
             return self._run_valued(func, args, kwargs)

@@ -73,3 +73,14 @@ def test_python_dash_m():
     r = subprocess.run([sys.executable, "-m", "hwcost", "analyze", "alexnet", "--format", "json"],
                        capture_output=True, text=True, check=True)
     assert json.loads(r.stdout)["total"]["params"] == 61_100_840
+
+
+def test_analyze_trace_mode_flag(capsys):
+    rc, out, _ = run(capsys, "analyze", "lstm_classifier", "--input", "16:int64", "--trace", "values",
+                     "--format", "json")
+    values = json.loads(out)
+    rc2, out2, _ = run(capsys, "analyze", "lstm_classifier", "--input", "16:int64", "--format", "json")
+    meta = json.loads(out2)
+    assert rc == rc2 == 0
+    assert (values["trace_mode"], meta["trace_mode"]) == ("values", "meta")
+    assert values["total"]["macs"] == meta["total"]["macs"] > 0
