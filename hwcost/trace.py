@@ -687,13 +687,13 @@ def trace(
         if next(iter(mod.children()), None) is None:
             leaves.add(id(mod))
     tracer = _Tracer(names, leaves, count_dtype, mode)
-    by_id = {id(t): t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+    from .inputs import tensors_in
+
+    by_id = {id(t): t for t in tensors_in((args, kwargs))}  # tensors inside cache objects too
     by_id.update({id(t): t for t in (state or {}).values()})
     for key, v in (values or {}).items():
         if key in by_id:
             tracer.values[by_id[key]] = v
-    from .inputs import tensors_in
-
     in_specs = [tracer.spec(t) for t in tensors_in((args, kwargs))]
     if state is not None:
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in state.values())
