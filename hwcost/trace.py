@@ -484,7 +484,7 @@ def _grouped_mm_meta(func: Any, args: tuple, kwargs: dict) -> Any:
 
 
 # Ops whose meta kernel is stricter than their CPU kernel: the shape rule stands in for it.
-_SHAPE_RULES = {_aten._grouped_mm.default: _grouped_mm_meta}
+_SHAPE_RULES = {op.default: _grouped_mm_meta for op in [getattr(_aten, "_grouped_mm", None)] if op is not None}
 
 
 def _materialize(desc: Any) -> Any:
