@@ -87,17 +87,18 @@ def map_tensors(x: Any, fn: Callable[[torch.Tensor], torch.Tensor], device: torc
             "tensors as plain arguments, or in a dict, list, tuple or dataclass"
         ) from e
     if device is not None:
-        _set_devices(out, device, tensors_seen=set())
+        _set_devices(out, device)
     return out
 
 
-def _set_devices(x: Any, device: torch.device, tensors_seen: set[int]) -> None:
+def _set_devices(x: Any, device: torch.device) -> None:
+    seen: set[int] = set()
     stack = [x]
     while stack:
         obj = stack.pop()
-        if isinstance(obj, (torch.Tensor, *_LEAF_TYPES)) or id(obj) in tensors_seen:
+        if isinstance(obj, (torch.Tensor, *_LEAF_TYPES)) or id(obj) in seen:
             continue
-        tensors_seen.add(id(obj))
+        seen.add(id(obj))
         attrs = getattr(obj, "__dict__", None)
         if isinstance(attrs, dict) and not isinstance(obj, (dict, list, tuple, torch.nn.Module, type)):
             for k, v in attrs.items():
@@ -134,8 +135,12 @@ def _shape_tensor(shape: Any, batch_size: int | None, dtype: torch.dtype, device
     full = (batch_size or 1, *shape)
     if device == "meta":
         return torch.empty(full, dtype=dtype, device="meta")
+    return _seeded_normal(full, dtype, device)
+
+
+def _seeded_normal(shape: tuple[int, ...], dtype: torch.dtype, device: Any) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(full, generator=g, dtype=dtype).to(device)
+    return torch.randn(shape, generator=g, dtype=dtype).to(device)
 
 
 def _structure(example: Example, convert_shape: Callable[[Any], Any], convert: Callable[[Any], Any]
@@ -202,8 +207,7 @@ def real_inputs(
         dt = float_dtype if t.is_floating_point() else t.dtype
         if t.device.type == "meta":
             if t.is_floating_point():
-                g = torch.Generator().manual_seed(0)
-                return torch.randn(shape, generator=g, dtype=dt).to(dev)
+                return _seeded_normal(shape, dt, dev)
             return torch.zeros(shape, dtype=dt, device=dev)
         return _rebatched_values(t, shape).to(device=dev, dtype=dt, copy=True)
 

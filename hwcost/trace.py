@@ -26,6 +26,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .conventions import MB, itemsize
 from .errors import ModelForwardError
+from .inputs import tensors_in
 from .records import OpRecord, TensorSpec
 
 # A value carried beside a meta stand-in costs real memory and time; masks and ids are far below this.
@@ -583,8 +584,6 @@ def _eval_mode(model: nn.Module):
 
 
 def _describe(x: Any) -> str:
-    from .inputs import tensors_in
-
     shapes = [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in tensors_in(x)]
     return ", ".join(shapes) if shapes else "no tensors"
 
@@ -687,21 +686,16 @@ def trace(
         if next(iter(mod.children()), None) is None:
             leaves.add(id(mod))
     tracer = _Tracer(names, leaves, count_dtype, mode)
-    from .inputs import tensors_in
-
-    by_id = {id(t): t for t in tensors_in((args, kwargs))}  # tensors inside cache objects too
-    by_id.update({id(t): t for t in (state or {}).values()})
+    inputs = tensors_in((args, kwargs))  # tensors inside cache objects too
+    by_id = {id(t): t for t in [*inputs, *(state or {}).values()]}
     for key, v in (values or {}).items():
         if key in by_id:
             tracer.values[by_id[key]] = v
-    in_specs = [tracer.spec(t) for t in tensors_in((args, kwargs))]
+    in_specs = [tracer.spec(t) for t in inputs]
     if state is not None:
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in state.values())
     if state is None or len(state) < len(_state(model)):
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in _state(model).values() if t.device.type != "meta")
-    for mod in model.modules():
-        for v in vars(mod).values():
-            tracer._packed_specs(v) if isinstance(v, torch._C.ScriptObject) else None
     hooks = [
         nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
         nn.modules.module.register_module_forward_hook(tracer.post_hook),
