@@ -19,7 +19,7 @@ This VM's speed changes in phases of seconds to minutes (mobilenet_v2 b1 at one 
 fall into two modes 1.5x apart). So every pair is measured in --rounds interleaved passes over all
 pairs (a slow phase falls on all models alike), the measured latency is the median of all its runs,
 and the column "rounds" is the spread (max / min) of the per-round medians: the measurement's own
-noise, which bounds what the errors can show. The fixed probe network (hwcost.calibration.probe)
+noise, which bounds what the errors can show. The fixed probe network (hwcost.probe)
 is timed at calibration's start and end and before and after measuring, and three single-resource
 readings (cache-resident matmul, last-level-cache copy, DRAM copy) at calibration and at the start
 of every round say which resource a slow round was short of.
@@ -41,8 +41,8 @@ import yaml
 
 import hwcost
 from hwcost.calibration import calibrate
-from hwcost.calibration.fit import read_samples
-from hwcost.calibration.probe import calibration_probe_ms, calibration_rates, probe_ms, rates_line, resource_rates
+from hwcost.calibration.samples import read_samples
+from hwcost.probe import calibration_probe_ms, calibration_rates, probe_ms, rates_line, resource_rates
 from hwcost.devices import parse_profile
 from hwcost.loaders import LoadedModel, load_model
 from hwcost.measure import measure

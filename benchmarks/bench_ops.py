@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hwcost  # noqa: E402
 from bench_accuracy import MODELS, load  # noqa: E402
 from hwcost.allocator import apply as apply_allocator  # noqa: E402
-from hwcost.calibration.fit import rates_of, time_model_for  # noqa: E402
-from hwcost.counters import PRODUCT_FAMILIES  # noqa: E402
+from hwcost.timemodel import calibration_text, rates_of, time_model_for  # noqa: E402
+from hwcost.formulas import PRODUCT_FAMILIES  # noqa: E402
 from hwcost.measure import fixed_threads, real_inputs, time_callable  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.
 
 
 def audit(profile, names: list[str], batch: int) -> list[dict]:
-    tm = time_model_for(profile.calibration_file("model"), rates_of(profile))
+    tm = time_model_for(calibration_text(profile, "model"), rates_of(profile))
     rows, seen = [], set()
     for name in names:
         loaded = load(name)

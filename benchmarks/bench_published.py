@@ -1,6 +1,6 @@
 """Uncalibrated predictions against published measured latencies on shipped devices.
 
-    python benchmarks/bench_published.py [--reference ../shared/reference/h100_torchvision_eager.json]
+    python benchmarks/bench_published.py [--reference calibration/reference/h100_torchvision_eager.json]
 
 Sources:
   [rpi]  PyTorch tutorial "Real Time Inference on Raspberry Pi 4 and 5" (T. Rice,
@@ -8,7 +8,7 @@ Sources:
          Raspberry Pi 4 Model B 4GB, batch 1, 224x224; mobilenet_v2/v3 are the qnnpack-quantized
          (int8) versions, the rest float32. (Its Pi 5 figure, "~41 fps", is left out: the loop
          captures at a camera FrameRate of 36, so it bounds the latency from above only.)
-  [h100] shared/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
+  [h100] calibration/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
          50 runs after warm-up. resnet18/50, mobilenet_v2, efficientnet_b0 and vit_b_16 were used to
          fit the H100 profile's conv efficiency and per-op overheads (calibration/
          derive_gpu_overheads.py, which also reads h100_host_vs_device.txt): they are marked
@@ -53,7 +53,7 @@ def main() -> None:
     here = Path(__file__).resolve()
     ap = argparse.ArgumentParser()
     ap.add_argument("--reference", type=Path,
-                    default=here.parents[2] / "shared/reference/h100_torchvision_eager.json")
+                    default=here.parents[1] / "calibration/reference/h100_torchvision_eager.json")
     args = ap.parse_args()
     pairs = [(d, m, dt, ms, src, 1, None) for d, m, dt, ms, src in RPI]
     if args.reference.exists():

@@ -30,8 +30,8 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
-from hwcost.calibration.fit import read_samples
-from hwcost.counters import PRODUCT_FAMILIES
+from hwcost.calibration.samples import read_samples
+from hwcost.formulas import PRODUCT_FAMILIES
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MEMORY_EFFICIENCY = 0.70  # the cpu kind's default (STREAM vs wire rate), held fixed here

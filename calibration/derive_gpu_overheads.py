@@ -1,4 +1,4 @@
-"""Fit the eager-PyTorch constants of the H100 profile from shared/reference measurements.
+"""Fit the eager-PyTorch constants of the H100 profile from calibration/reference measurements.
 
     python calibration/derive_gpu_overheads.py [path/to/h100_host_vs_device.txt]
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import hwcost
 from hwcost.loaders import load_model
-from hwcost.counters import CONV_FAMILIES
-from hwcost.predict import time_ops
+from hwcost.formulas import CONV_FAMILIES
+from hwcost.execution import time_ops
 
-REF = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/reference/h100_host_vs_device.txt")
+REF = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent / "reference/h100_host_vs_device.txt")
 EAGER = REF.with_name("h100_torchvision_eager.json")
 
 

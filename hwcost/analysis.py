@@ -1,7 +1,6 @@
 """hwcost.analyze: trace, count every op, and aggregate per layer."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,10 +8,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import counters
+from . import formulas
 from .conventions import MB, dtype_name, itemsize, parse_dtype
 from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
-from .table import format_table, save_text, to_csv_text
+from . import report
 from .errors import InputError, ModelForwardError
 from .inputs import Example, meta_inputs, real_inputs
 from .trace import (ModuleCall, NeedsValues, Trace, is_scripted, packed_tensors, materialized_state, meta_state,
@@ -60,41 +59,10 @@ class Analysis:
         return list(merged.values())
 
     def table(self, depth: int | None = None) -> str:
-        rows = [
-            [
-                r.name, r.type, r.params, r.macs / 1e6, r.flops / 1e6, r.bytes_read / MB,
-                r.bytes_written / MB, r.storage_bytes / MB, r.activation_bytes / MB,
-            ]
-            for r in self.aggregate(depth)
-        ]
-        headers = [
-            "layer", "type", "params", "MACs (M)", "FLOPs (M)", "read (MB)", "write (MB)",
-            "storage (MB)", "output (MB)",
-        ]
-        return format_table(headers, rows) + "\n" + self.summary()
+        return report.analysis_table(self, depth)
 
     def summary(self) -> str:
-        t = self.total
-        lines = [
-            f"model: {self.model_name}   input: {', '.join(str(s) for s in self.input_shapes)}   "
-            f"batch: {self.batch_size}   dtype: {self.dtype}",
-            f"parameters:             {t.params:,}",
-            f"storage:                {t.storage_bytes / MB:,.2f} MB parameters "
-            f"(+ {t.buffer_bytes / MB:,.2f} MB buffers)",
-            f"MACs:                   {_si(t.macs)}MAC",
-            f"FLOPs:                  {_si(t.flops)}FLOP",
-            f"memory read + write:    {t.memory_traffic_bytes / MB:,.2f} MB "
-            f"(read {t.bytes_read / MB:,.2f}, write {t.bytes_written / MB:,.2f})",
-            f"inference memory:       {t.inference_memory_bytes / MB:,.2f} MB (sum of layer outputs, seed 001)",
-            f"peak activation memory: {t.peak_activation_bytes / MB:,.2f} MB (live tensors, from lifetimes)",
-        ]
-        lines.append(f"trace:                  {self.trace_mode} ({self.trace_note})")
-        if self.unused_params:
-            lines.append(f"parameters never used in forward: {self.unused_params:,}")
-        if self.unsupported:
-            ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items()))
-            lines.append(f"ops with no FLOP formula (bytes counted, FLOPs unknown): {ops}")
-        return "\n".join(lines)
+        return report.analysis_summary(self)
 
     def uncounted_heavy_ops(self) -> dict[str, int]:
         """Ops without a formula that could carry real work: a product by its name, or an output of at
@@ -125,22 +93,15 @@ class Analysis:
         }
 
     def to_json(self, path: str | None = None) -> str:
-        return save_text(json.dumps(self.to_dict(), indent=1), path)
+        return report.save_text(report.to_json_text(self.to_dict()), path)
 
     def to_csv(self, path: str | None = None, depth: int | None = None) -> str:
-        return save_text(to_csv_text([r.as_dict() for r in self.aggregate(depth)]), path)
+        return report.save_text(report.to_csv_text([r.as_dict() for r in self.aggregate(depth)]), path)
 
 
 # names that say an op multiplies matrices or convolves; an uncounted one is never small
 _PRODUCT_TOKENS = ("mm", "matmul", "conv", "linear", "attention", "einsum", "gemm", "bmm", "lstm", "gru", "rnn")
 HEAVY_OUTPUT_SHARE = 0.01
-
-
-def _si(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:,.2f} {unit}"
-    return f"{x:,.0f} "
 
 
 def _row_module(row: LayerCost) -> str:
@@ -314,7 +275,7 @@ def analyze(
     # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
     trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
     tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
-    costs = [counters.count(r, tr.weight_storage_ids) for r in tr.records]
+    costs = [formulas.count(r, tr.weight_storage_ids) for r in tr.records]
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
     owners = _param_owners(model)

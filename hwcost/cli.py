@@ -91,7 +91,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.format == "json":
         _emit(p.to_json(), args.out)
     elif args.format == "csv":
-        from .table import to_csv_text
+        from .report import to_csv_text
 
         _emit(to_csv_text([r.as_dict() for r in p.aggregate(args.depth)]), args.out)
     else:
@@ -101,7 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .devices import load_device
     from .predict import predict_analysis
-    from .table import format_table
+    from .report import format_table
 
     names = [d.strip() for d in args.devices.split(",") if d.strip()]
     if not names:
@@ -129,7 +129,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_devices(args: argparse.Namespace) -> None:
     from .devices import devices, load_device
-    from .table import format_table
+    from .report import format_table
 
     profiles = [load_device(n) for n in devices()]
     if args.format == "json":
@@ -147,7 +147,7 @@ def cmd_devices(args: argparse.Namespace) -> None:
 
 
 def cmd_roofline(args: argparse.Namespace) -> None:
-    from .roofline import plot_roofline
+    from .plot import plot_roofline
 
     p = _prediction(args, args.device)
     print(f"wrote {plot_roofline(p, args.out)}  ({p.analysis.model_name} on {p.device.name}: "
@@ -171,7 +171,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     ctx = cal.get("context", {})
     print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
           f"{ctx.get('chains', 0)} chains, chain error {ctx.get('median_abs_error_pct')}%)")
-    from .calibration.probe import calibration_steadiness_note
+    from .probe import calibration_steadiness_note
 
     if (note := calibration_steadiness_note(cal)) is not None:
         print(note)
@@ -204,7 +204,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from .devices import load_device
     from .measure import UNSTEADY_SPREAD
     from .predict import predict
-    from .table import format_table
+    from .report import format_table
 
     profile = load_device(args.device)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -215,7 +215,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.threads is None and cal_threads:
         args.threads = int(cal_threads)  # a calibrated profile describes this machine at that thread count
     if profile.calibration and profile.calibration.get("probe"):
-        from .calibration.probe import drift_line, probe_ms, resource_rates
+        from .probe import drift_line, probe_ms, resource_rates
         from .measure import fixed_threads
 
         with fixed_threads(args.threads):   # the same conditions the models are measured under
@@ -250,7 +250,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     from .devices import load_device
     from .specialize import LatencyLUT, search
     from .spaces import SPACES
-    from .table import format_table
+    from .report import format_table
 
     if args.space not in SPACES:
         raise InputError(f"unknown search space {args.space!r}; spaces: {', '.join(SPACES)}")
@@ -278,7 +278,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
-    from .table import format_table
+    from .report import format_table
     from .zoo import ZOO
 
     rows = []

@@ -112,7 +112,7 @@ class DeviceProfile:
 
         "busy": a GPU draws its idle power whenever it is up and about its maximum while a kernel
         runs, however much of the peak that kernel reaches; energy = idle x latency + (max - idle)
-        x device-busy time. Checked on 40 H100 runs (shared/reference): median 1.06x of measured,
+        x device-busy time. Checked on 40 H100 runs (calibration/reference): median 1.06x of measured,
         all within 1.5x; per FLOP and byte at the datasheet rates the same runs came out 0.38x
         (an eager fp32 convolution reaching 5% of the TF32 peak still draws ~630 W).
         "linear": idle x latency + pJ/FLOP x FLOPs + pJ/byte x bytes: CPUs (a calibration with RAPL fits
@@ -129,25 +129,20 @@ class DeviceProfile:
     def has_energy(self) -> bool:
         return self.energy_model is not None
 
-    def calibration_file(self, kind: str) -> str:
-        """A file behind a calibrated profile ("samples" or "model"), checked against its recorded hash."""
-        from .calibration.fit import sha256
-
+    def calibration_file_text(self, kind: str) -> str:
+        """The text of a file behind a calibrated profile ("samples" or "model"), beside its YAML
+        (hwcost.timemodel.calibration_text checks it against the hash the profile records)."""
         cal = self.calibration or {}
         fname = cal.get(f"{kind}_file")
         if not fname:
             raise ProfileError(f"{self.path}: the calibration section has no {kind}_file; recalibrate")
         if self.path and self.path.endswith("(shipped)"):
-            text = (_profiles_dir() / fname).read_text()
-        else:
-            full = os.path.join(os.path.dirname(os.path.abspath(self.path or ".")), fname)
-            if not os.path.isfile(full):
-                raise ProfileError(f"{self.path}: its {kind} file {full!r} is missing; keep it beside the YAML")
-            with open(full) as f:
-                text = f.read()
-        if cal.get(f"{kind}_sha256") and sha256(text) != cal[f"{kind}_sha256"]:
-            raise ProfileError(f"{self.path}: {fname} changed since calibration (sha256 differs); recalibrate")
-        return text
+            return (_profiles_dir() / fname).read_text()
+        full = os.path.join(os.path.dirname(os.path.abspath(self.path or ".")), fname)
+        if not os.path.isfile(full):
+            raise ProfileError(f"{self.path}: its {kind} file {full!r} is missing; keep it beside the YAML")
+        with open(full) as f:
+            return f.read()
 
     @property
     def ridge_flop_per_byte(self) -> float:
@@ -167,7 +162,7 @@ class DeviceProfile:
 
 
 def _profiles_dir():
-    return resources.files("hwcost") / "device_profiles"
+    return resources.files("hwcost.device_profiles")
 
 
 def devices() -> list[str]:
@@ -281,7 +276,7 @@ def _unit(full: str) -> str:
 
 
 def _validate_efficiency(value: Any, where: str) -> None:
-    from .counters import FAMILIES
+    from .formulas import FAMILIES
 
     if not isinstance(value, dict) or set(value) - {"compute", "memory", "startup_dispatches"}:
         raise ProfileError(f"{where}: 'efficiency' is a mapping with 'compute' (per op family), 'memory' "
@@ -315,7 +310,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
     eff = d.get("efficiency") or {}
     defaults = _defaults()["kinds"].get(d["kind"])
     if defaults is None:
-        from .counters import FAMILIES
+        from .formulas import FAMILIES
 
         missing = [f for f in FAMILIES if f not in (eff.get("compute") or {})]
         if missing or "memory" not in eff:

@@ -1,65 +1,32 @@
-"""Energy counters: Intel/AMD RAPL (powercap sysfs) on CPUs, the NVML total-energy counter on GPUs."""
+"""Energy of a predicted run: per op, idle power over its latency plus its dynamic energy; the
+device profile says which dynamic model applies (DeviceProfile.energy_model)."""
 from __future__ import annotations
 
-import glob
-import os
-from dataclasses import dataclass
-from typing import Callable
+from .devices import DeviceProfile
+from .execution import OpTiming
 
 
-@dataclass
-class EnergyMeter:
-    name: str
-    read_j: Callable[[], float | None]
+def assign_energy(timings: list[OpTiming], device: DeviceProfile, total_s: float) -> tuple[float | None, bool]:
+    """Idle power over each op's latency plus its dynamic energy (joules): on a GPU (max - idle)
+    power over its kernel's busy time, on a CPU (or from a measured fit) energy per FLOP and per
+    DRAM byte (DeviceProfile.energy_model says which and why).
 
-    @staticmethod
-    def detect(backend: str, powercap_root: str = "/sys/class/powercap") -> "EnergyMeter | None":
-        return nvml_meter() if backend == "cuda" else rapl_meter(powercap_root)
-
-
-def rapl_meter(root: str = "/sys/class/powercap") -> EnergyMeter | None:
-    """Sum of the package-level RAPL domains (intel-rapl:N), handling counter wrap-around."""
-    domains = sorted(d for d in glob.glob(os.path.join(root, "intel-rapl:*")) if d.count(":") == 1)
-    readable = []
-    for d in domains:
-        try:
-            with open(os.path.join(d, "energy_uj")) as f:
-                int(f.read())
-            with open(os.path.join(d, "max_energy_range_uj")) as f:
-                wrap = int(f.read())
-            readable.append((d, wrap))
-        except (OSError, ValueError):
-            continue
-    if not readable:
-        return None
-    last: dict[str, int] = {}
-    total = [0.0]
-
-    def read() -> float | None:
-        for d, wrap in readable:
-            try:
-                with open(os.path.join(d, "energy_uj")) as f:
-                    now = int(f.read())
-            except (OSError, ValueError):
-                return None
-            if d in last:
-                delta = now - last[d]
-                total[0] += (delta if delta >= 0 else delta + wrap) * 1e-6
-            last[d] = now
-        return total[0]
-
-    read()  # prime
-    return EnergyMeter(f"RAPL ({len(readable)} package domain{'s' if len(readable) > 1 else ''})", read)
-
-
-def nvml_meter(index: int = 0) -> EnergyMeter | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    except Exception:  # no pynvml, no driver, or a GPU without the counter
-        return None
-    return EnergyMeter("NVML total energy counter",
-                       lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) * 1e-3)
+    The sum is capped at max power x latency: a profile's energy-per-FLOP figure is a full-load
+    average, and no device draws more than its maximum power. None when the profile has no power
+    figures (a calibrated profile without a sensor or a datasheet base)."""
+    model = device.energy_model
+    if model is None:
+        return None, False
+    for t in timings:
+        if model == "busy":
+            dynamic = (device.power_max_w - device.power_idle_w) * t.kernel_s
+        else:
+            dynamic = (t.cost.flops * device.pj_per_flop + t.cost.memory_traffic_bytes * device.pj_per_byte) * 1e-12
+        t.energy_j = dynamic + device.power_idle_w * t.latency_s
+    total = sum(t.energy_j for t in timings)
+    cap = device.power_max_w * total_s
+    if total > cap > 0:
+        for t in timings:
+            t.energy_j *= cap / total
+        return cap, True
+    return total, False

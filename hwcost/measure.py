@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .errors import InputError
-from .table import format_table
+from . import report
 
 OUTLIER_MADS = 4.0
 UNSTEADY_SPREAD = 1.25   # p90 / p10 of the kept runs above which a measurement says the machine was not steady
@@ -164,24 +164,7 @@ class Measurement:
                 f"(other load, a shared VM, frequency scaling); the median is not reproducible to better than that{hint}")
 
     def table(self) -> str:
-        lines = []
-        if self.layers:
-            rows = [[r.name, r.type, r.calls, r.latency_ms, r.share_pct] for r in self.layers]
-            lines.append(format_table(["layer", "type", "calls", "latency (ms)", "duration %"], rows))
-            lines.append("(per-layer times come from a separate run with hooks, which add their own overhead)")
-        lines.append(
-            f"model: {self.model_name}   backend: {self.backend} ({self.threads} threads)   batch: {self.batch_size}"
-            f"   dtype: {self.dtype}   allocator: {self.allocator}"
-        )
-        lines.append(f"latency: {self.latency_ms:,.3f} ms median (p10 {self.p10_ms:,.3f}, p90 {self.p90_ms:,.3f}; "
-                     f"{len(self.samples_ms)} runs)   {self.fps:,.1f} FPS")
-        if (note := self.steadiness_note()) is not None:
-            lines.append(note)
-        if self.energy_mj is not None:
-            lines.append(f"energy: {self.energy_mj:,.2f} mJ per batch ({self.energy_source})")
-        else:
-            lines.append("energy: no readable power sensor (RAPL / NVML) on this machine")
-        return "\n".join(lines)
+        return report.measurement_table(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,7 +176,7 @@ class Measurement:
         }
 
 
-def _check_backend(backend: str) -> None:
+def check_backend(backend: str) -> None:
     if backend not in ("cpu", "cuda"):
         raise InputError(f"unknown backend {backend!r}: use cpu or cuda")
     if backend == "cuda" and not torch.cuda.is_available():
@@ -224,9 +207,9 @@ def measure(
     """
     from . import allocator as alloc
     from .conventions import dtype_name, parse_dtype
-    from .energy import EnergyMeter
+    from .meters import EnergyMeter
 
-    _check_backend(backend)
+    check_backend(backend)
     allocator_mode = alloc.apply(allocator)
     dt = parse_dtype(dtype)
     if not dt.is_floating_point:

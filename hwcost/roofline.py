@@ -1,51 +1,45 @@
-"""Roofline chart of a prediction: the device's ceilings and one dot per layer (needs matplotlib)."""
+"""The roofline per op: the FLOP/s an op can reach on a device (matrix or vector units, its dtype's
+rate), its compute and memory times at the profile's efficiencies, and its fixed startup cost.
+
+compute time = FLOPs / (peak[dtype] x efficiency[family]); memory time = bytes / (bandwidth x memory
+efficiency); the op takes the larger, plus its family's startup (a fixed cost per call, so small ops
+reach less of the peak: Hockney's r_inf and n_1/2).
+"""
 from __future__ import annotations
 
-from .errors import HwcostError
-from .predict import Prediction
+from .conventions import QUANTIZED_DTYPES
+from .devices import DeviceProfile
+from .formulas import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
+from .records import OpCost
 
 
-def plot_roofline(p: Prediction, out: str) -> str:
-    try:
-        import matplotlib
+def op_dtype(cost: OpCost, dtype: str) -> str:
+    """The rate an op runs at: a product whose weight is int8 (torch.ao quantized layers) runs
+    int8 arithmetic whatever the model's float dtype."""
+    if cost.family in PRODUCT_FAMILIES and any(
+            str(t.dtype).removeprefix("torch.") in QUANTIZED_DTYPES for t in cost.record.inputs):
+        return "int8"
+    return dtype
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise HwcostError("the roofline chart needs matplotlib: pip install 'hwcost[plot]' (or matplotlib)") from e
-    d = p.device
-    dtype = p.analysis.dtype
-    peak = d.peak_flops(dtype) / 1e9
-    bw = d.bandwidth_gbps
-    layers = [r for r in p.layers if r.flops > 0 and r.memory_traffic_bytes > 0 and r.latency_ms > 0]
-    ais = [r.arithmetic_intensity for r in layers] or [1.0]
-    lo, hi = min(ais + [d.ridge_flop_per_byte]) / 4, max(ais + [d.ridge_flop_per_byte]) * 4
-    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
 
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
-    ax.plot(xs, [min(peak, bw * x) for x in xs], color="black", lw=2,
-            label=f"peak: {peak:,.0f} GFLOP/s ({dtype}), {bw:,.1f} GB/s")
-    eff_m = d.memory_efficiency
-    eff_c = d.compute_efficiency.get("conv", 1.0)
-    ax.plot(xs, [min(peak * eff_c, bw * eff_m * x) for x in xs], color="gray", ls="--", lw=1,
-            label=f"attainable: conv efficiency {eff_c:.2f}, memory efficiency {eff_m:.2f}")
-    colors = {"compute": "tab:blue", "memory": "tab:orange", "overhead": "tab:red"}
-    for bound, color in colors.items():
-        sel = [r for r in layers if r.bound == bound]
-        if sel:
-            ax.scatter([r.arithmetic_intensity for r in sel], [r.attained_gflops for r in sel],
-                       s=[20 + 6 * r.share_pct for r in sel], c=color, alpha=0.7, edgecolors="k",
-                       linewidths=0.3, label=f"{bound}-bound layers ({len(sel)})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP per byte of memory traffic)")
-    ax.set_ylabel("attained GFLOP/s (predicted)")
-    skipped = len(p.layers) - len(layers)
-    ax.set_title(f"{p.analysis.model_name} on {d.name}: {p.latency_ms:,.2f} ms, batch {p.batch_size}"
-                 + (f"  ({skipped} layers without FLOPs not shown)" if skipped else ""), fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+def peak_for(cost: OpCost, device: DeviceProfile, dtype: str) -> float:
+    """FLOP/s available to this op: matrix units for products (TF32 for fp32 convs where the
+    device runs them so, as cuDNN does by default), vector units for everything else."""
+    dtype = op_dtype(cost, dtype)
+    if cost.family in CONV_FAMILIES and dtype == "float32" and device.tf32_tflops:
+        return device.tf32_tflops * 1e12
+    return device.peak_flops(dtype, matrix=cost.family in PRODUCT_FAMILIES)
+
+
+def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[float, float]:
+    eff_c = device.compute_efficiency.get(cost.family, device.compute_efficiency["elementwise"])
+    compute_s = cost.flops / (peak_for(cost, device, dtype) * eff_c) if cost.flops else 0.0
+    memory_s = cost.memory_traffic_bytes / (device.bandwidth_gbps * 1e9 * device.memory_efficiency)
+    return compute_s, memory_s
+
+
+def startup_s(cost: OpCost, device: DeviceProfile) -> float:
+    """Fixed cost of each call beyond the dispatch (Hockney's startup): what makes small ops reach
+    less of the peak than large ones. A fused RNN pays it per step, layer and direction."""
+    n = device.startup_dispatches.get(cost.family, 0.0)
+    return n * device.host_per_op_us * 1e-6 * serial_steps(cost) if n else 0.0

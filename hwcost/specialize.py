@@ -24,7 +24,7 @@ import torch
 from .analysis import analyze
 from .devices import DeviceProfile, load_device
 from .errors import InputError
-from .predict import add_framework_overhead, queue, time_ops
+from .execution import add_framework_overhead, replay_s, time_ops
 from .spaces import SPACES, Block, SearchSpace
 
 
@@ -68,10 +68,7 @@ class LatencyLUT:
         costs = self.costs(config)
         if self.device.execution != "async":
             return sum(c.total_s for c in costs) * 1e3
-        end = 0.0
-        for end, _ in queue([h for c in costs for h in c.host_s], [k for c in costs for k in c.kernel_s]):
-            pass
-        return end * 1e3
+        return replay_s([h for c in costs for h in c.host_s], [k for c in costs for k in c.kernel_s], "async") * 1e3
 
     def macs(self, config: Any) -> int:
         return sum(c.macs for c in self.costs(config))

@@ -148,7 +148,7 @@ def test_quantized_dynamic_linear_counts_int8_macs():
     assert a.total.macs == hwcost.analyze(float_model, (64,)).total.macs == 64 * 128 + 128 * 10
     assert not a.unsupported and a.unused_params == 0
     assert a.total.storage_bytes == 64 * 128 + 128 * 10 + 4 * (128 + 10)   # int8 weights, float biases
-    from hwcost.predict import op_dtype
+    from hwcost.roofline import op_dtype
 
     assert {op_dtype(c, "float32") for c in a.ops if c.family == "matmul"} == {"int8"}
 

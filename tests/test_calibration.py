@@ -12,8 +12,10 @@ import yaml
 
 import hwcost
 from hwcost.calibration import calibrate
-from hwcost.calibration.features import FEATURES, feature_vector, shape_features
-from hwcost.calibration.fit import ContextModel, Rates, Sample, TimeModel, TreeEnsemble, read_samples
+from hwcost.features import FEATURES, feature_vector, shape_features
+from hwcost.calibration.fit import ensemble_from_sklearn, fit_context_model, fit_time_model
+from hwcost.calibration.samples import Sample, read_samples
+from hwcost.timemodel import ContextModel, Rates, TimeModel, TreeEnsemble
 from hwcost.errors import InputError, ProfileError
 
 RATES = Rates(floor_s=2e-6, matrix_flops={"float32": 1e11}, vector_flops={"float32": 1e11}, bandwidth=1e10)
@@ -80,7 +82,7 @@ def _synthetic_samples(rule, n=80, seed=0):
 
 
 def test_fit_recovers_a_constant_efficiency():
-    model = TimeModel.fit(_synthetic_samples(lambda k: 2.0), RATES)
+    model = fit_time_model(_synthetic_samples(lambda k: 2.0), RATES)
     assert math.exp(model.constants["conv"]) == pytest.approx(2.0)
     x = np.array([[s.features.get(f, 0.0) for f in FEATURES] for s in _synthetic_samples(lambda k: 2.0, 5, 1)])
     assert np.exp(model.ensembles["conv"].predict(x)) == pytest.approx(2.0, rel=1e-6)
@@ -88,7 +90,7 @@ def test_fit_recovers_a_constant_efficiency():
 
 def test_fit_recovers_a_feature_dependent_slowdown():
     rule = lambda k: {1: 1.5, 9: 3.0, 25: 6.0}[k]  # noqa: E731
-    model = TimeModel.fit(_synthetic_samples(rule, 120), RATES)
+    model = fit_time_model(_synthetic_samples(rule, 120), RATES)
     test = _synthetic_samples(rule, 30, seed=7)
     x = np.array([[s.features.get(f, 0.0) for f in FEATURES] for s in test])
     pred = np.exp(model.ensembles["conv"].predict(x))
@@ -98,7 +100,7 @@ def test_fit_recovers_a_feature_dependent_slowdown():
 
 def test_fit_is_deterministic_and_plain_data_round_trips():
     samples = _synthetic_samples(lambda k: 1.0 + k / 10)
-    a, b = TimeModel.fit(samples, RATES), TimeModel.fit(samples, RATES)
+    a, b = fit_time_model(samples, RATES), fit_time_model(samples, RATES)
     assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())
     back = TimeModel.from_dict(json.loads(json.dumps(a.to_dict())), RATES)
     x = np.random.default_rng(0).normal(size=(20, len(FEATURES)))
@@ -112,7 +114,7 @@ def test_tree_ensemble_equals_sklearn():
     x = rng.normal(size=(200, 5))
     y = np.sin(x[:, 0]) + x[:, 1] ** 2
     gbm = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(x, y)
-    ens = TreeEnsemble.from_sklearn(gbm)
+    ens = ensemble_from_sklearn(gbm)
     xt = rng.normal(size=(50, 5))
     assert np.allclose(ens.predict(xt), gbm.predict(xt), rtol=1e-12, atol=1e-12)
 
@@ -127,21 +129,21 @@ def test_context_fit_recovers_known_coefficients():
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
                      + 2e-11 * r["_output_bytes"])
-    ctx = ContextModel.fit(rows, times, cache_bytes=4e6)
+    ctx = fit_context_model(rows, times, cache_bytes=4e6)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
     assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
     assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
-    assert ContextModel.fit(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
+    assert fit_context_model(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
 
 
 def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
              "_output_bytes": 1e6} for i in range(10)]
-    ctx = ContextModel.fit(rows, [0.9 * r["_isolated_s"] for r in rows])
+    ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
     assert min(ctx.per_op_s, ctx.per_weight_byte_s, ctx.per_input_byte_s, ctx.per_output_byte_s) >= 0.0
 
 
@@ -162,7 +164,7 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
 
 
 def test_private_cache_bytes_is_l2_per_core_times_threads():
-    from hwcost.calibration.runner import private_cache_bytes
+    from hwcost.calibration.bench import private_cache_bytes
 
     one, two = private_cache_bytes("cpu", 1), private_cache_bytes("cpu", 2)
     assert two == 2 * one
@@ -171,7 +173,7 @@ def test_private_cache_bytes_is_l2_per_core_times_threads():
 
 
 def test_in_place_ops_have_their_own_key_and_older_vocabularies_still_know_them():
-    from hwcost.calibration.features import FEATURES, op_key, vectorize
+    from hwcost.features import FEATURES, op_key, vectorize
 
     x = torch.randn(1, 8, 4, 4)
     keys = {op_key(c) for m in (nn.ReLU(), nn.ReLU(inplace=True)) for c in hwcost.analyze(m, x).ops if c.launches}
@@ -272,7 +274,7 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
 
 
 def test_probe_network_is_fixed_and_drift_line_reads_it():
-    from hwcost.calibration.probe import calibration_probe_ms, drift_line, probe_network
+    from hwcost.probe import calibration_probe_ms, drift_line, probe_network
 
     (n1, x1), (n2, x2) = probe_network(), probe_network()
     assert torch.equal(x1, x2) and all(torch.equal(a, b) for a, b in zip(n1.state_dict().values(), n2.state_dict().values()))
@@ -286,7 +288,7 @@ def test_probe_network_is_fixed_and_drift_line_reads_it():
 
 
 def test_resource_readings_say_which_resource_moved():
-    from hwcost.calibration.probe import calibration_rates, drift_line, rates_line
+    from hwcost.probe import calibration_rates, drift_line, rates_line
 
     cal = {"probe": {"start_ms": 2.0, "end_ms": 2.0,
                      "start": {"compute_gflops": 100.0, "cache_gbps": 60.0, "dram_gbps": 25.0},
@@ -301,7 +303,7 @@ def test_resource_readings_say_which_resource_moved():
 
 
 def test_resource_rates_and_cache_sizes_read_this_machine():
-    from hwcost.calibration.probe import cache_bytes_at_level, resource_rates
+    from hwcost.probe import cache_bytes_at_level, resource_rates
 
     rates = resource_rates("cpu")
     assert rates["compute_gflops"] > 0 and rates["dram_gbps"] > 0
@@ -311,7 +313,7 @@ def test_resource_rates_and_cache_sizes_read_this_machine():
 
 
 def test_calibration_that_saw_the_machine_change_says_so():
-    from hwcost.calibration.probe import calibration_steadiness_note
+    from hwcost.probe import calibration_steadiness_note
 
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37, "end_ms": 3.96}}).count("+18%") == 1
     assert calibration_steadiness_note({"probe": {"start_ms": 3.37, "end_ms": 3.50}}) is None   # within 10%
@@ -347,7 +349,7 @@ def test_energy_fitted_from_a_power_sensor(tmp_path, monkeypatch):
     """A meter that reads 50 W x wall time: the fit must find ~50 W of static power."""
     import time
 
-    from hwcost.energy import EnergyMeter
+    from hwcost.meters import EnergyMeter
 
     fake = EnergyMeter("fake 50 W meter", lambda: 50.0 * time.perf_counter())
     monkeypatch.setattr(EnergyMeter, "detect", staticmethod(lambda backend, *a, **k: fake))
@@ -408,8 +410,8 @@ def test_rnn_features_see_steps_hidden_layers_and_gates():
 
 
 def test_resume_refuses_samples_of_another_suite_version(tmp_path):
-    from hwcost.calibration.fit import Sample, write_samples_header
-    from hwcost.calibration.runner import _load_existing
+    from hwcost.calibration.samples import Sample, write_samples_header
+    from hwcost.calibration.samples import load_existing as _load_existing
     from hwcost.calibration.suite import SUITE_VERSION
     from hwcost.errors import InputError
 
@@ -427,7 +429,7 @@ def test_resume_refuses_samples_of_another_suite_version(tmp_path):
 
 
 def test_time_model_of_another_version_is_refused_with_the_refit_advice():
-    from hwcost.calibration.fit import MODEL_VERSION, Rates
+    from hwcost.timemodel import MODEL_VERSION, Rates
 
     model = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {"float32": 1e11}, {"float32": 1e10}, 1e10))
     d = model.to_dict()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import hwcost
-from hwcost.counters import PRODUCT_FAMILIES
+from hwcost.formulas import PRODUCT_FAMILIES
 
 transformers = pytest.importorskip("transformers")
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402

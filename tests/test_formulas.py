@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import hwcost
-from hwcost.counters import adaptive_window_total
+from hwcost.formulas import adaptive_window_total
 
 
 class Fn(nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hwcost.energy import rapl_meter
+from hwcost.meters import rapl_meter
 from hwcost.errors import InputError
 from hwcost.measure import Measurement, measure, reject_outliers, summarize, time_callable
 

@@ -9,7 +9,7 @@ from hwcost.cli import main
 from hwcost.devices import parse_profile
 from hwcost.errors import ProfileError
 from hwcost.loaders import load_model
-from hwcost.predict import OpTiming, run_async, run_sequential
+from hwcost.execution import OpTiming, run_async, run_sequential
 
 FAMILIES = ["conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
             "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "rnn", "unknown"]
@@ -138,7 +138,7 @@ def test_h100_mobilenet_v2_batch_1_is_host_bound():
     p = hwcost.predict(load_model("mobilenet_v2").model, (3, 224, 224), device="h100")
     roofline_ms = sum(max(t.compute_s, t.memory_s) for t in p.ops) * 1e3
     assert roofline_ms < 0.1                  # ~0.06 ms with the profile's efficiencies
-    assert 2.0 < p.latency_ms < 5.0           # measured ~3 ms (shared/reference): the host bounds it
+    assert 2.0 < p.latency_ms < 5.0           # measured ~3 ms (calibration/reference): the host bounds it
     assert p.bound_shares()["overhead"] > 90
 
 

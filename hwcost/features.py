@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from ..counters import rnn_geometry, serial_steps
-from ..records import OpCost, TensorSpec
+from .formulas import rnn_geometry, serial_steps
+from .records import OpCost, TensorSpec
 
 FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",

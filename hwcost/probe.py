@@ -21,7 +21,7 @@ import statistics
 import torch
 import torch.nn as nn
 
-from ..measure import synchronizer, time_callable
+from .measure import synchronizer, time_callable
 
 PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round does not decide
 RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
@@ -46,7 +46,7 @@ def probe_ms(backend: str = "cpu", allocator: str = "retain") -> float:
     """Median latency of the probe network here, in ms (about a second of timing on a CPU), under
     the allocator condition calibration and measurement use (with glibc's default malloc the same
     probe varies 2.3-3.2 ms from call to call here; retained, 2.32-2.38 ms)."""
-    from ..allocator import apply
+    from .allocator import apply
 
     apply(allocator)
     net, x = probe_network()

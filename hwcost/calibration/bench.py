@@ -1,0 +1,167 @@
+"""Timing calibration's cases on this machine: one op case, a network-like chain (with its energy
+where a sensor is readable), the fundamental rates (dispatch floor, matmul rate per dtype, copy
+bandwidth), and the probe's speed readings. The samples they return are stored by samples.py."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ..analysis import analyze
+from ..features import op_key, shape_features
+from ..formulas import PRODUCT_FAMILIES
+from ..measure import summarize, synchronizer, time_callable
+from ..probe import cache_bytes_at_level, probe_ms, resource_rates
+from .fit import dominant
+from .samples import Sample
+from .suite import chain_case
+
+CASE_SECONDS = 0.12       # timing budget per case after warm-up
+
+
+def private_cache_bytes(backend: str, threads: int) -> float:
+    """Cache an op's threads keep to themselves between two ops: L2 per core x threads on a CPU
+    (Linux sysfs), the device L2 on a GPU. 0.0 where the platform does not say (bytes then uncapped)."""
+    if backend == "cuda":
+        return float(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
+    return cache_bytes_at_level(2) * max(1, threads)
+
+
+def _time_module_cuda(mod: nn.Module, inputs: tuple, calls: int = 20) -> tuple[float, float, float, int]:
+    """Device time per call: replay of a CUDA graph of ``calls`` launches (no host gaps), timed with
+    CUDA events; if the op cannot be captured, back-to-back launches between two synchronizations."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            mod(*inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    run: Callable[[], Any]
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                mod(*inputs)
+        run = graph.replay
+    except Exception:  # not capturable: dynamic shapes, host syncs, CPU fallbacks
+        def run():
+            for _ in range(calls):
+                mod(*inputs)
+    samples = []
+    for _ in range(7):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / calls)
+    st = summarize(samples)
+    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s) * calls
+
+
+def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, float, float, int]:
+    if backend == "cuda":
+        return _time_module_cuda(mod, inputs)
+    sync = synchronizer(backend)
+    call = lambda: mod(*inputs)  # noqa: E731
+    t0 = time.perf_counter()
+    call()
+    sync()
+    first = time.perf_counter() - t0
+    repeats = int(min(30, max(3, CASE_SECONDS / max(first, 1e-6))))
+    st = time_callable(call, warmup=2, repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2)
+    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s)
+
+
+def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> Sample | None:
+    mod = mod.eval()
+    a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
+    main = dominant(a.ops)
+    if main is None:
+        return None
+    device_inputs = tuple(x.to(backend) for x in inputs)
+    mod = mod.to(backend)
+    with torch.inference_mode():
+        med, p10, p90, n = _time_module(mod, device_inputs, backend)
+    working = [c for c in a.ops if c.launches]
+    flops = sum(c.flops for c in working)
+    read = sum(c.bytes_read for c in working)
+    written = sum(c.bytes_written for c in working)
+    feats = shape_features(main)
+    feats.pop("op_code")
+    return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
+                  main.family in PRODUCT_FAMILIES, feats)
+
+
+def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
+    """Dispatch floor, matmul rate per dtype, copy bandwidth: the baseline's rates."""
+    dev = backend
+    sync = synchronizer(backend)
+    res: dict[str, float] = {}
+    with torch.inference_mode():
+        tiny = nn.ReLU().to(dev)
+        x = torch.zeros(8, device=dev)
+        res["floor_s"] = time_callable(lambda: tiny(x), warmup=20, repeats=200, sync=sync).median_s
+        # host costs that ops do not carry: nn.Module.__call__ (containers too), and view ops
+        ident = nn.Identity()
+        plain = lambda t: t  # noqa: E731
+        direct = time_callable(lambda: plain(x), warmup=20, repeats=400).median_s
+        res["module_call_s"] = max(0.0, time_callable(lambda: ident(x), warmup=20, repeats=400).median_s - direct)
+        res["view_s"] = time_callable(lambda: x.view(-1), warmup=20, repeats=400).median_s
+        if backend == "cuda":
+            # host enqueue cost of an op: launches timed without waiting for the device
+            def enqueue_many():
+                for _ in range(200):
+                    tiny(x)
+            res["host_enqueue_s"] = time_callable(enqueue_many, warmup=2, repeats=10).median_s / 200
+            torch.cuda.synchronize()
+            res["floor_s"] = _time_module_cuda(tiny, (x,))[0]  # device-side cost of a tiny kernel
+        for dt in dtypes:
+            t = getattr(torch, dt)
+            n = 2048 if backend == "cuda" else 1024
+            a = torch.randn(n, n, device=dev).to(t)
+            b = torch.randn(n, n, device=dev).to(t)
+            st = time_callable(lambda: a @ b, warmup=3, repeats=10, sync=sync)
+            res[f"matmul_flops_{dt}"] = 2 * n**3 / st.median_s
+        big = torch.randn(32 * 1024**2 if backend == "cpu" else 256 * 1024**2, device=dev)
+        st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
+        res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
+    res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
+    return res
+
+
+ENERGY_SECONDS = 0.3      # run a chain at least this long between two energy readings
+
+
+def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
+    case = chain_case(seed, k)
+    mod, inputs = case.build()
+    mod = mod.eval().to(backend)
+    inputs = tuple(x.to(backend) for x in inputs)
+    sync = synchronizer(backend)
+    energy = energy_s = 0.0
+    with torch.inference_mode():
+        st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
+        if meter is not None:
+            runs = max(3, int(ENERGY_SECONDS / max(st.median_s, 1e-6)))
+            sync()
+            before, t0 = meter.read_j(), time.perf_counter()
+            for _ in range(runs):
+                mod(*inputs)
+            sync()
+            after, t1 = meter.read_j(), time.perf_counter()
+            if before is not None and after is not None and after > before:
+                energy, energy_s = (after - before) / runs, (t1 - t0) / runs
+    return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {},
+                  energy, energy_s)
+
+
+def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
+    """The probe network's time and the single-resource rates, under the keys the samples file and
+    ``_probe_record`` use (probe_start_ms, probe_start_compute_gflops, ...)."""
+    readings = {f"probe_{when}_ms": probe_ms(backend, allocator)}
+    readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend).items()})
+    return readings

@@ -1,0 +1,139 @@
+"""Writing a calibrated profile: the host's description, the measured rates and the fitted model
+turned into the profile YAML (plain data, its samples and model files referenced by sha256)."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from typing import Any
+
+import torch
+import yaml
+
+from ..devices import DeviceProfile
+from ..errors import InputError
+from ..features import FEATURES
+from ..probe import RESOURCES
+from ..timemodel import sha256
+from .fit import GBM_PARAMS
+from .suite import SUITE_VERSION
+
+
+def host_info(backend: str) -> dict[str, Any]:
+    import psutil
+
+    from ..allocator import state as allocator_state
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    freq = psutil.cpu_freq()
+    info = {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "cpu_freq_mhz": round(freq.max or freq.current, 1) if freq else None,
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "allocator": allocator_state(),
+    }
+    if backend == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = str(torch.cuda.get_device_name(0))
+        info["gpu_memory_gb"] = round(props.total_memory / 1024**3, 1)
+        info["cuda"] = str(torch.version.cuda)
+    return info
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
+    probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms")
+                             if fundamentals.get(f"probe_{k}")}
+    for when in ("start", "end"):
+        rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES
+                 if fundamentals.get(f"probe_{when}_{k}")}
+        if rates:
+            probe[when] = rates
+    return {"probe": probe} if probe else {}
+
+
+def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
+                 samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
+                 base: DeviceProfile | None, sensor: str | None, seed: int = 0) -> str:
+    host = host_info(backend)
+    matrix = {dt: round(fundamentals[f"matmul_flops_{dt}"] / 1e12, 5) for dt in dtypes
+              if f"matmul_flops_{dt}" in fundamentals}
+    if "float32" not in matrix:
+        raise InputError("calibration needs float32 among its dtypes")
+    bw = round(fundamentals["copy_bytes_per_s"] / 1e9, 3)
+    floor_us = round(fundamentals["floor_s"] * 1e6, 3)
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc: dict[str, Any] = {
+        "name": name,
+        "kind": "gpu" if backend == "cuda" else "cpu",
+        "description": f"calibrated on {host.get('gpu') or host['cpu']} ({_threads(threads)}, torch {host['torch']})",
+        "execution": "async" if backend == "cuda" else "sequential",
+        "threads": threads,
+        "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
+        "memory": {"bandwidth_gbps": bw,   # what the model and its activations must fit in: the GPU's own memory on CUDA
+                   "capacity_gb": host["gpu_memory_gb"] if backend == "cuda" else host["memory_gb"]},
+        "overhead_us": {"host_per_op": round(fundamentals.get("host_enqueue_s", fundamentals["floor_s"]) * 1e6, 3),
+                        "device_per_op": 0.0,
+                        "per_module_call": round(fundamentals.get("module_call_s", 0.0) * 1e6, 3),
+                        "per_view": round(fundamentals.get("view_s", 0.0) * 1e6, 3)},
+        "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
+        "calibration": {
+            "version": 1,
+            "suite_version": int(fundamentals.get("suite_version", SUITE_VERSION)),  # a refit keeps its samples' suite
+            "seed": seed,
+            "backend": backend,
+            "date": when,
+            "host": host,
+            "threads": threads,
+            "dtypes": list(dtypes),
+            "budget_s": budget,
+            "cases": n_cases,
+            "interrupted": interrupted,
+            "rates": {"floor_us": floor_us},
+            **_probe_record(fundamentals),
+            "samples_file": os.path.basename(samples_path),
+            "samples_sha256": sha256(samples_text),
+            "model": {"kind": "gradient boosting of log(isolated time / baseline) per op family, "
+                              "then a context model fitted on network-like chains",
+                      "params": dict(GBM_PARAMS), "features": list(FEATURES)},
+        },
+        "sources": {
+            "compute": f"measured by hwcost calibrate ({when}): best {'2048' if backend == 'cuda' else '1024'}^3 "
+                       f"matmul rate per dtype ({', '.join(dtypes)}), {_threads(threads)}",
+            "memory": "measured: copy of a large tensor (bytes read + written per second)",
+            "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
+                            if backend == "cuda" else
+                            "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)")
+                           + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)",
+        },
+    }
+    has_pj = base is not None and base.pj_per_flop is not None and base.pj_per_byte is not None
+    # a CPU profile needs both power and pJ figures; a GPU base may give power only (busy-time energy)
+    if base is not None and base.power_idle_w is not None and (has_pj or backend == "cuda"):
+        doc["power_w"] = {"idle": base.power_idle_w, "max": base.power_max_w}
+        if base.power_typical_w:
+            doc["power_w"]["typical"] = base.power_typical_w
+        doc["sources"]["power_w"] = f"datasheet, from base profile {base.name}: {base.sources.get('power_w', '')}"
+        if has_pj:
+            doc["energy"] = {"pj_per_flop": base.pj_per_flop, "pj_per_byte": base.pj_per_byte}
+            doc["sources"]["energy"] = f"datasheet, from base profile {base.name}: {base.sources.get('energy', '')}"
+    if sensor:
+        doc["calibration"]["energy_meter"] = sensor
+    else:
+        doc["calibration"]["energy"] = (
+            "no power sensor (RAPL / NVML) readable here: energy figures, if any, are from the datasheet base")
+    return yaml.safe_dump(doc, sort_keys=False, width=100)

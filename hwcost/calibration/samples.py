@@ -1,0 +1,93 @@
+"""Calibration samples: one measured op case or chain per row, stored as plain CSV beside the profile."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..features import FEATURES
+from .suite import SUITE_VERSION
+
+SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
+                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f != "op_code")
+_META = 13  # columns before the features
+
+
+@dataclass
+class Sample:
+    case_id: str
+    family: str
+    op: str
+    time_s: float
+    p10_s: float
+    p90_s: float
+    repeats: int
+    flops: float
+    bytes_read: float
+    bytes_written: float
+    matrix: bool
+    features: dict[str, float] = field(default_factory=dict)
+    energy_j: float = 0.0            # per run, where a power sensor was readable (chains)
+    energy_s: float = 0.0            # wall time per run of the loop the energy was read around
+
+    def row(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in SAMPLE_COLUMNS[:_META]}
+        d["matrix"] = int(self.matrix)
+        d.update({k: self.features.get(k, 0.0) for k in SAMPLE_COLUMNS[_META:]})
+        return d
+
+
+def write_samples_header(f) -> csv.DictWriter:
+    w = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    return w
+
+
+def read_samples(text: str) -> list[Sample]:
+    out = []
+    for r in csv.DictReader(io.StringIO(text)):
+        feats = {k: float(r[k]) for k in SAMPLE_COLUMNS[_META:]}
+        out.append(Sample(r["case_id"], r["family"], r["op"], float(r["time_s"]), float(r["p10_s"]),
+                          float(r["p90_s"]), int(r["repeats"]), float(r["flops"]), float(r["bytes_read"]),
+                          float(r["bytes_written"]), r["matrix"] == "1", feats, float(r["energy_j"]),
+                          float(r["energy_s"])))
+    return out
+
+
+def atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def samples_path_for(out: str) -> str:
+    base = out[:-5] if out.endswith(".yaml") else out[:-4] if out.endswith(".yml") else out
+    return base + ".samples.csv"
+
+
+def load_existing(path: str) -> list[Sample]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read()
+    try:
+        samples = read_samples(text)
+    except (KeyError, ValueError) as e:
+        raise InputError(f"{path} is not a samples file of this hwcost version ({e}); move it away to start over") from e
+    # files older than this record are suite version 2
+    version = next((s.time_s for s in samples if s.family == "_fundamental" and s.op == "suite_version"), 2.0)
+    if samples and version != SUITE_VERSION:
+        # chains are rebuilt from their ids at fit time: another suite version would rebuild others
+        raise InputError(f"{path} holds samples of suite version {version:g}, this hwcost runs "
+                         f"version {SUITE_VERSION}; move it away (or use another --out) to calibrate afresh")
+    return samples
+
+
+def fundamental_row(key: str, value: float) -> dict[str, Any]:
+    return Sample(f"_{key}", "_fundamental", key, value, value, value, 1, 0, 0, 0, False, {}).row()

@@ -1,0 +1,119 @@
+"""The execution model: how per-op times add up to a model's latency on a device.
+
+Sequential (eager PyTorch on a CPU): every op pays the host's dispatch, then runs; ops run one after
+another. Async (GPU): the host enqueues each op (host_per_op) while the device runs the previous
+kernels; a kernel starts when the host has issued it and the previous kernel is done, and takes its
+roofline (or calibrated) time plus a fixed per-kernel cost; the end-to-end time is when both are done.
+One simulation serves hwcost.predict and the search's latency table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .analysis import Analysis
+from .devices import DeviceProfile
+from .records import OpCost
+from .roofline import roofline_times, startup_s
+from .timemodel import calibrated_times
+
+
+@dataclass(slots=True)
+class OpTiming:
+    cost: OpCost
+    compute_s: float
+    memory_s: float
+    overhead_s: float           # host dispatch (CPU) or host enqueue (GPU) for this op
+    kernel_s: float             # device busy time (GPU: roofline + per-kernel cost; CPU: roofline)
+    latency_s: float = 0.0      # this op's share of the end-to-end time (they sum to the total)
+    bound: str = "compute"
+    energy_j: float = 0.0
+
+
+def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
+    """Roofline and overhead of every op that does work (allocations launch nothing)."""
+    working = [c for c in costs if c.launches]
+    calibrated = calibrated_times(working, device, dtype) if device.calibration else None
+    host_s = device.host_per_op_us * 1e-6
+    timings = []
+    for i, c in enumerate(working):
+        compute_s, memory_s = roofline_times(c, device, dtype)
+        bound = "compute" if compute_s >= memory_s else "memory"
+        if calibrated is not None and device.execution == "sequential":
+            # a measured op call includes its dispatch: split it back out for the overhead bound
+            overhead = min(host_s, calibrated[i])
+            timings.append(OpTiming(c, compute_s, memory_s, overhead, calibrated[i] - overhead, bound=bound))
+            continue
+        if calibrated is not None:
+            kernel = calibrated[i]
+        else:
+            kernel = max(compute_s, memory_s) + startup_s(c, device)
+            if device.execution == "async":
+                kernel += device.device_per_op_us * 1e-6
+        timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound))
+    return timings
+
+
+def add_framework_overhead(timings: list[OpTiming], analysis: Analysis, device: DeviceProfile) -> None:
+    """Host time of module calls and view ops (measured by calibration), spread over the ops.
+
+    Views move no bytes and container modules launch no kernel, but each costs a Python dispatch;
+    spreading the total evenly keeps a CPU's sum exact and lets the GPU queue see it as host time."""
+    extra_s = (analysis.module_calls * device.module_call_us + analysis.view_ops * device.view_us) * 1e-6
+    if timings and extra_s:
+        share = extra_s / len(timings)
+        for t in timings:
+            t.overhead_s += share
+
+
+def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:
+    """CPU eager: each op dispatches, then runs. Returns (total, host, device) seconds."""
+    for t in timings:
+        t.latency_s = t.overhead_s + t.kernel_s
+        if t.overhead_s > t.kernel_s:
+            t.bound = "overhead"
+    host = sum(t.overhead_s for t in timings)
+    dev = sum(t.kernel_s for t in timings)
+    return host + dev, host, dev
+
+
+def queue(host_s: Iterable[float], kernel_s: Iterable[float]) -> Iterator[tuple[float, bool]]:
+    """GPU eager: the host enqueues op i at host_i; kernel i starts at max(host_i, end of kernel i-1).
+
+    Yields, after each op, the finishing time so far, max(host clock, device clock), and whether
+    that op's kernel had to wait for the host."""
+    host = dev = 0.0
+    for h, k in zip(host_s, kernel_s):
+        host += h
+        waited_for_host = host > dev
+        dev = max(host, dev) + k
+        yield max(host, dev), waited_for_host
+
+
+def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
+    """Each op's latency is how far it moved the finishing time, so the per-op latencies sum to the
+    end-to-end time. An op that waited for the host, with a kernel shorter than its dispatch, is
+    overhead-bound."""
+    frontier = 0.0
+    steps = queue([t.overhead_s for t in timings], [t.kernel_s for t in timings])
+    for t, (new_frontier, waited_for_host) in zip(timings, steps):
+        t.latency_s = new_frontier - frontier
+        frontier = new_frontier
+        if waited_for_host and t.kernel_s < t.overhead_s:
+            t.bound = "overhead"
+    return frontier, sum(t.overhead_s for t in timings), sum(t.kernel_s for t in timings)
+
+
+def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, float]:
+    return run_async(timings) if execution == "async" else run_sequential(timings)
+
+
+def replay_s(host_s: list[float], kernel_s: list[float], execution: str) -> float:
+    """End-to-end seconds of ops given only their host and kernel times (the search's latency table
+    replays blocks' ops this way, through the same queue as predict)."""
+    if execution != "async":
+        return sum(host_s) + sum(kernel_s)
+    end = 0.0
+    for end, _ in queue(host_s, kernel_s):
+        pass
+    return end

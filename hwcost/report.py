@@ -1,0 +1,239 @@
+"""Every table and text hwcost prints: plain-text tables (right-aligned numbers), CSV, JSON, and the
+renderers of analyses, predictions, measurements, device lists, search and validation results.
+Renderers take the records duck-typed, so this module sits below them and imports none (as fvcore's
+renderers sit apart from its engine)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any, Sequence
+
+from .conventions import MB
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [
+        all(_is_number(r[i]) or r[i] is None for r in rows) and bool(rows) for i in range(len(headers))
+    ]
+
+    def line(r: list[str]) -> str:
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)]
+        return "| " + " | ".join(parts) + " |"
+
+    sep = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    out = [sep, line(cells[0]), sep.replace("-", "=")]
+    out += [line(r) for r in cells[1:]]
+    out.append(sep)
+    return "\n".join(out)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def save_text(text: str, path: str | None) -> str:
+    """Write ``text`` to ``path`` when one is given; return the text either way."""
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    return text
+
+
+def to_csv_text(dicts: Sequence[dict[str, Any]]) -> str:
+    if not dicts:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dicts[0].keys()), lineterminator="\n")
+    w.writeheader()
+    w.writerows(dicts)
+    return buf.getvalue()
+
+
+def to_json_text(obj: Any) -> str:
+    """JSON with floats to 6 significant digits: what a prediction or a measurement can stand behind."""
+    return json.dumps(_rounded(obj), indent=1)
+
+
+def _rounded(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == 0 or not math.isfinite(obj) else float(f"{obj:.6g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def si(x: float, unit: str) -> str:
+    """1.23 GMAC, 45.6 MFLOP, 789 MAC: a count with the prefix that keeps it readable."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f} {prefix}{unit}"
+    return f"{x:,.0f} {unit}"
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / MB:,.2f} MB" if nbytes >= MB / 100 or nbytes == 0 else f"{nbytes:,.0f} bytes"
+
+
+# ------------------------------------------------------------------ analysis
+
+
+def analysis_table(a: Any, depth: int | None = None) -> str:
+    rows = [[r.name, r.type, r.params, r.macs / 1e6, r.flops / 1e6, r.bytes_read / MB, r.bytes_written / MB,
+             r.storage_bytes / MB, r.activation_bytes / MB] for r in a.aggregate(depth)]
+    headers = ["layer", "type", "params", "MACs (M)", "FLOPs (M)", "read (MB)", "write (MB)", "storage (MB)",
+               "output (MB)"]
+    return format_table(headers, rows) + "\n" + analysis_summary(a)
+
+
+def analysis_summary(a: Any) -> str:
+    t = a.total
+    lines = [
+        f"model: {a.model_name}   input: {', '.join(str(s) for s in a.input_shapes)}   "
+        f"batch: {a.batch_size}   dtype: {a.dtype}",
+        f"parameters:             {t.params:,}",
+        f"storage:                {_mb(t.storage_bytes)} parameters (+ {_mb(t.buffer_bytes)} buffers)",
+        f"MACs:                   {si(t.macs, 'MAC')}",
+        f"FLOPs:                  {si(t.flops, 'FLOP')}",
+        f"memory read + write:    {_mb(t.memory_traffic_bytes)} "
+        f"(read {_mb(t.bytes_read)}, write {_mb(t.bytes_written)})",
+        f"inference memory:       {_mb(t.inference_memory_bytes)} (sum of layer outputs)",
+        f"peak activation memory: {_mb(t.peak_activation_bytes)} (live tensors, from lifetimes)",
+        f"trace:                  {a.trace_mode} ({a.trace_note})",
+    ]
+    if a.unused_params:
+        lines.append(f"parameters never used in forward: {a.unused_params:,}")
+    if a.unsupported:
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(a.unsupported.items()))
+        lines.append(f"ops with no FLOP formula (bytes counted, FLOPs unknown): {ops}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ prediction
+
+
+def prediction_table(p: Any, depth: int | None = None) -> str:
+    rows = [[r.name, r.type, r.macs / 1e6, r.memory_traffic_bytes / MB, r.arithmetic_intensity, r.bound,
+             r.latency_ms, r.share_pct, r.attained_gflops, r.energy_mj] for r in p.aggregate(depth)]
+    headers = ["layer", "type", "MACs (M)", "traffic (MB)", "FLOP/B", "bound", "latency (ms)", "share %",
+               "GFLOP/s", "energy (mJ)"]
+    return format_table(headers, rows) + "\n" + prediction_summary(p)
+
+
+def prediction_summary(p: Any) -> str:
+    d, a = p.device, p.analysis
+    b = p.bound_shares()
+    lines = [
+        f"model: {a.model_name}   device: {d.name} ({d.kind}, {d.execution}, "
+        f"{'calibrated' if d.calibration else 'datasheet'} profile)   batch: {a.batch_size}   dtype: {a.dtype}",
+        f"latency:        {p.latency_ms:,.3f} ms   ({p.fps:,.1f} FPS)",
+        (f"energy:         {p.energy_mj:,.2f} mJ per batch, {p.energy_per_sample_mj:,.2f} mJ per sample, "
+         f"average power {p.average_power_w:,.2f} W" + ("  (capped at max power)" if p.energy_capped else "")
+         if p.energy_mj is not None else "energy:         unknown (this profile has no power figures)"),
+        f"time bound by:  compute {b['compute']:.0f}%, memory {b['memory']:.0f}%, per-op overhead {b['overhead']:.0f}%",
+        f"work:           {si(a.total.macs, 'MAC')}, {si(a.total.flops, 'FLOP')}, "
+        f"{_mb(a.total.memory_traffic_bytes)} memory traffic",
+    ]
+    if d.execution == "async":
+        lines.append(f"host enqueue:   {p.host_ms:,.3f} ms; device busy: {p.device_ms:,.3f} ms "
+                     f"({'host' if p.host_ms > p.device_ms else 'device'}-bound)")
+    if a.unsupported:
+        lines.append("ops with no FLOP formula (bytes only): " + ", ".join(sorted(a.unsupported)))
+    lines.extend(f"WARNING: {w}" for w in p.warnings)
+    return "\n".join(lines)
+
+
+def compare_table(preds: Sequence[Any]) -> str:
+    rows = []
+    for p in preds:
+        b = p.bound_shares()
+        top = max(p.layers, key=lambda r: r.latency_ms)
+        rows.append([p.device.name, p.device.kind, p.latency_ms, p.fps, p.energy_mj, p.average_power_w,
+                     f"{b['compute']:.0f}/{b['memory']:.0f}/{b['overhead']:.0f}",
+                     f"{top.name} ({top.share_pct:.0f}%)"])
+    headers = ["device", "kind", "latency (ms)", "FPS", "energy (mJ)", "avg power (W)",
+               "compute/memory/overhead %", "slowest layer"]
+    a = preds[0].analysis
+    lines = [format_table(headers, rows),
+             f"model: {a.model_name}   batch: {a.batch_size}   dtype: {a.dtype}   {si(a.total.macs, 'MAC')}"]
+    lines.extend(f"WARNING ({p.device.name}): {w}" for p in preds for w in p.warnings)
+    return "\n".join(lines)
+
+
+def compare_rows(preds: Sequence[Any]) -> list[dict[str, Any]]:
+    """One flat row per device, for CSV."""
+    return [{"device": p.device.name, "kind": p.device.kind, "latency_ms": p.latency_ms, "fps": p.fps,
+             "energy_mj": p.energy_mj, "average_power_w": p.average_power_w,
+             **{f"{k}_bound_pct": v for k, v in p.bound_shares().items()},
+             "warnings": " | ".join(p.warnings)} for p in preds]
+
+
+# ------------------------------------------------------------------ measurement
+
+
+def measurement_table(m: Any) -> str:
+    lines = []
+    if m.layers:
+        rows = [[r.name, r.type, r.calls, r.latency_ms, r.share_pct] for r in m.layers]
+        lines.append(format_table(["layer", "type", "calls", "latency (ms)", "duration %"], rows))
+        lines.append("(per-layer times come from a separate run with hooks, which add their own overhead)")
+    lines.append(f"model: {m.model_name}   backend: {m.backend} ({m.threads} threads)   batch: {m.batch_size}"
+                 f"   dtype: {m.dtype}   allocator: {m.allocator}")
+    lines.append(f"latency: {m.latency_ms:,.3f} ms median (p10 {m.p10_ms:,.3f}, p90 {m.p90_ms:,.3f}; "
+                 f"{len(m.samples_ms)} runs)   {m.fps:,.1f} FPS")
+    if (note := m.steadiness_note()) is not None:
+        lines.append(note)
+    if m.energy_mj is not None:
+        lines.append(f"energy: {m.energy_mj:,.2f} mJ per batch ({m.energy_source})")
+    else:
+        lines.append("energy: no readable power sensor (RAPL / NVML) on this machine")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ devices, zoo, search
+
+
+def devices_table(profiles: Sequence[Any]) -> str:
+    rows = []
+    for p in profiles:
+        m = p.matrix_tflops
+        rows.append([p.name, p.kind, m["float32"], m.get("float16"), m.get("int8"), p.bandwidth_gbps,
+                     p.capacity_gb, f"{p.power_idle_w:g}/{p.power_max_w:g}" if p.has_energy else "-",
+                     "calibrated" if p.calibration else "datasheet"])
+    return (format_table(["name", "kind", "fp32 TFLOP/s", "fp16", "int8 TOP/s", "GB/s", "memory GB", "idle/max W",
+                          "profile"], rows)
+            + "\n'-': the profile has no figure (a dtype without one is refused). Descriptions and sources: "
+              "hwcost devices --format json")
+
+
+def zoo_table(entries: Sequence[tuple[str, str, int | None, str]]) -> str:
+    return format_table(["name", "input (no batch)", "reference params", "description"],
+                        [[n, shape, ref or "", desc] for n, shape, ref, desc in entries])
+
+
+def search_table(rows: Sequence[dict[str, Any]]) -> str:
+    """One row per device and budget; a budget no sub-network meets says so in its row."""
+    out = []
+    for r in rows:
+        if r.get("unreachable"):
+            out.append([r["device"], r["budget_ms"], None, None, None, None,
+                        f"unreachable: fastest is {r['fastest_ms']:.3f} ms"])
+        else:
+            out.append([r["device"], r["budget_ms"], r["latency_ms"], r["mmacs"], r["evaluated"],
+                        round(r["per_s"]), r["subnet"]])
+    return format_table(["device", "budget (ms)", "latency (ms)", "MMACs", "evaluated", "per s", "sub-network"], out)

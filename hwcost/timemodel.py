@@ -1,0 +1,216 @@
+"""The calibrated time model read at prediction time: per op family, fitted trees of log(measured /
+baseline) on op features, and the in-network context model; numpy only (fitting lives in
+hwcost.calibration.fit, which needs scikit-learn and scipy).
+
+baseline = dispatch floor + max(FLOPs / peak, bytes / bandwidth), with the profile's measured
+peak rates. Regressing the log ratio keeps the model physical where samples run out: a
+convolution larger than any measured one keeps the efficiency of the largest ones instead of a
+flat time. The fitted trees are stored as plain arrays (JSON) beside the profile, checked against the
+sha256 the profile records, and evaluated with numpy, so nothing but numbers is ever read from disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .devices import DeviceProfile
+from .errors import ProfileError
+from .features import FEATURES, feature_vector
+from .formulas import PRODUCT_FAMILIES
+from .records import OpCost
+
+MODEL_VERSION = 2  # 2: context model without per-family scales, bytes capped at the private cache
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def calibration_text(device: DeviceProfile, kind: str) -> str:
+    """A file behind a calibrated profile ("samples" or "model"), checked against its recorded hash."""
+    cal = device.calibration or {}
+    text = device.calibration_file_text(kind)
+    if cal.get(f"{kind}_sha256") and sha256(text) != cal[f"{kind}_sha256"]:
+        raise ProfileError(f"{device.path}: {cal.get(kind + '_file')} changed since calibration (sha256 differs); "
+                           "recalibrate")
+    return text
+
+
+@dataclass
+class Rates:
+    """Measured attainable rates that define the baseline."""
+
+    floor_s: float                       # dispatch floor: the fastest op call measured
+    matrix_flops: dict[str, float]       # FLOP/s per dtype for products
+    vector_flops: dict[str, float]       # FLOP/s per dtype for elementwise work
+    bandwidth: float                     # bytes/s (read + write)
+
+    def base(self, flops: float, traffic: float, matrix: bool, dtype: str) -> float:
+        table = self.matrix_flops if matrix else self.vector_flops
+        peak = table.get(dtype) or table["float32"]
+        return self.floor_s + max(flops / peak, traffic / self.bandwidth)
+
+
+class TreeEnsemble:
+    """A fitted gradient-boosting regressor as plain arrays: init + lr x sum of tree leaves."""
+
+    def __init__(self, init: float, lr: float, trees: list[dict[str, list]]):
+        self.init, self.lr = init, lr
+        self.trees = [{k: np.asarray(v) for k, v in t.items()} for t in trees]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(len(x), self.init, dtype=float)
+        rows = np.arange(len(x))
+        for t in self.trees:
+            node = np.zeros(len(x), dtype=int)
+            while True:
+                leaf = t["left"][node] == -1
+                if leaf.all():
+                    break
+                go_left = x[rows, np.maximum(t["feature"][node], 0)] <= t["threshold"][node]
+                nxt = np.where(go_left, t["left"][node], t["right"][node])
+                node = np.where(leaf, node, nxt)
+            out += self.lr * t["value"][node]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"init": self.init, "lr": self.lr, "trees": [{k: v.tolist() for k, v in t.items()} for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
+        return cls(d["init"], d["lr"], d["trees"])
+
+
+@dataclass
+class ContextModel:
+    """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
+    tensors, so its weights and inputs sit in the core's private caches; in a network every parameter
+    is read once per pass from further out (L3 or DRAM) and each input was just written, often by
+    another core. So in context an op pays, on top of its isolated time, a cost per op (cold code and
+    thread hand-off) and a cost per byte of parameters, inputs and outputs it would have found in its
+    private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
+    that run it); beyond that the isolated measurement already streamed them from outside.
+
+    No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
+    1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
+    10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without)."""
+
+    per_op_s: float = 0.0
+    per_weight_byte_s: float = 0.0
+    per_input_byte_s: float = 0.0
+    per_output_byte_s: float = 0.0
+    cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
+    chains: int = 0
+    median_abs_error_pct: float | None = None
+
+    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
+
+    def terms(self, cost: OpCost) -> tuple[float, float, float, float]:
+        """What each coefficient multiplies for one op, in TERMS' order: the op, and its parameter,
+        input and output bytes, each capped at the private cache."""
+        def cap(nbytes: float) -> float:
+            return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
+
+        return 1.0, cap(cost.weight_bytes), cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written)
+
+    def apply(self, iso_s: float, cost: OpCost) -> float:
+        coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s)
+        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost)))
+
+    def design(self, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
+        """A chain's totals: isolated seconds and the sum of each term over its ops."""
+        row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
+        for t, c in zip(iso, costs):
+            row["_isolated_s"] += t
+            for name, v in zip(self.TERMS, self.terms(c)):
+                row[name] += v
+        return row
+
+
+class TimeModel:
+    """Per-family regressions of log(isolated time / baseline), plus the context model (fitted by
+    hwcost.calibration.fit; read here with numpy only)."""
+
+    def __init__(self, vocab: dict[str, list[str]], ensembles: dict[str, TreeEnsemble], constants: dict[str, float],
+                 global_constant: float, rates: Rates, context: ContextModel | None = None):
+        self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
+        self.global_constant, self.rates = global_constant, rates
+        self.context = context or ContextModel()
+
+    def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
+        """Seconds per op measured alone (dispatch included), batched per family."""
+        out = [0.0] * len(costs)
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(costs):
+            groups.setdefault(c.family, []).append(i)
+        for fam, idx in groups.items():
+            bases = [self.rates.base(costs[i].flops, costs[i].memory_traffic_bytes, matrix_flags[i], dtype) for i in idx]
+            ens = self.ensembles.get(fam)
+            if ens is not None:
+                corr = ens.predict(np.array([feature_vector(costs[i], self.vocab) for i in idx]))
+            else:
+                corr = [self.constants.get(fam, self.global_constant)] * len(idx)
+            for i, b, c in zip(idx, bases, corr):
+                out[i] = b * math.exp(float(c))
+        return out
+
+    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
+        """Seconds per op inside a network: isolated time through the context model."""
+        iso = self.isolated(costs, dtype, matrix_flags)
+        return [self.context.apply(t, c) for t, c in zip(iso, costs)]
+
+    def chain_row(self, costs: list[OpCost], cache_bytes: float, dtype: str = "float32") -> dict[str, float]:
+        working = [c for c in costs if c.launches]
+        iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working])
+        return ContextModel(cache_bytes=cache_bytes).design(iso, working)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
+                "constants": self.constants, "global_constant": self.global_constant,
+                "context": vars(self.context),
+                "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], rates: Rates) -> "TimeModel":
+        if d.get("format") != "hwcost-time-model" or list(d.get("features", [])) != list(FEATURES):
+            raise ValueError("not a time model of this hwcost version (format or feature list differs)")
+        if d.get("version") != MODEL_VERSION:
+            raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION} "
+                             "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
+        ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
+        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]))
+
+
+_CACHE: dict[str, TimeModel] = {}
+
+
+def time_model_for(model_text: str, rates: Rates) -> TimeModel:
+    key = sha256(model_text) + repr(sorted(rates.matrix_flops.items())) + repr(rates.bandwidth)
+    if key not in _CACHE:
+        _CACHE[key] = TimeModel.from_dict(json.loads(model_text), rates)
+    return _CACHE[key]
+
+
+def rates_of(profile: DeviceProfile) -> Rates:
+    """The baseline rates a calibrated profile's time model was fitted against."""
+    r = (profile.calibration or {}).get("rates", {})
+    return Rates(
+        floor_s=float(r.get("floor_us", profile.host_per_op_us)) * 1e-6,
+        matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
+        vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
+        bandwidth=profile.bandwidth_gbps * 1e9,
+    )
+
+
+def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[float]:
+    """Per-op seconds inside a network from the profile's fitted time model."""
+    try:
+        model = time_model_for(calibration_text(device, "model"), rates_of(device))
+    except ValueError as e:
+        raise ProfileError(f"{device.path}: {e}; recalibrate (or refit) with this hwcost version") from e
+    return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs])
