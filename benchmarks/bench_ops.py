@@ -34,7 +34,8 @@ from bench_accuracy import MODELS, load  # noqa: E402
 from hwcost.allocator import apply as apply_allocator  # noqa: E402
 from hwcost.timemodel import calibration_text, rates_of, time_model_for  # noqa: E402
 from hwcost.formulas import PRODUCT_FAMILIES  # noqa: E402
-from hwcost.measure import fixed_threads, real_inputs, time_callable  # noqa: E402
+from hwcost.inputs import real_inputs  # noqa: E402
+from hwcost.timing import fixed_threads, time_callable  # noqa: E402
 
 
 def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.nn.Module, tuple]]:

@@ -2,17 +2,23 @@
 
 The public front: ``analyze`` counts per-layer work and memory traffic; ``predict`` maps it onto
 a device profile (``devices()``, ``load_device()``) for latency, FPS and energy; ``measure`` times
-a model for real; ``calibrate`` fits a profile to this machine; ``search`` specializes a
-Once-for-All-style space for a device and latency budget.
+a model for real and ``validate`` compares the two on this machine; ``calibrate`` fits a profile to
+this machine; ``search`` specializes a Once-for-All-style space for a device and latency budget;
+``register_formula`` adds an op's formula; ``load_model`` builds a zoo model (or torchvision:, timm:,
+file.py:function) by name.
 """
+from . import spaces
 from .analysis import Analysis, analyze
 from .devices import DeviceProfile, devices, load_device
 from .errors import HwcostError, InputError, ModelForwardError, ProfileError, UnknownModelError
-from .predict import LayerPrediction, Prediction, predict, predict_analysis
-from . import spaces
+from .formulas import Work, register_formula
+from .loaders import LoadedModel, load_model
 from .measure import Measurement, measure
+from .predict import LayerPrediction, Prediction, predict, predict_analysis
 from .records import LayerCost, OpCost, OpRecord, TensorSpec, Totals
 from .specialize import LatencyLUT, SearchResult, search
+from .validate import Validation, validate
+from .version import __version__
 
 
 def calibrate(*args, **kwargs):
@@ -21,11 +27,11 @@ def calibrate(*args, **kwargs):
 
     return _calibrate(*args, **kwargs)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Analysis", "analyze", "DeviceProfile", "devices", "load_device", "LayerPrediction", "Prediction",
-    "predict", "predict_analysis", "measure", "Measurement", "calibrate", "search", "SearchResult",
-    "LatencyLUT", "spaces", "HwcostError", "InputError", "ModelForwardError", "ProfileError",
-    "UnknownModelError", "LayerCost", "OpCost", "OpRecord", "TensorSpec", "Totals",
+    "predict", "predict_analysis", "measure", "Measurement", "validate", "Validation", "calibrate", "search",
+    "SearchResult", "LatencyLUT", "spaces", "register_formula", "Work", "load_model", "LoadedModel",
+    "HwcostError", "InputError", "ModelForwardError", "ProfileError", "UnknownModelError", "LayerCost", "OpCost",
+    "OpRecord", "TensorSpec", "Totals", "__version__",
 ]

@@ -1,4 +1,8 @@
-"""hwcost.analyze: trace, count every op, and aggregate per layer."""
+"""hwcost.analyze: trace, count every op, and aggregate per layer.
+
+Long because choosing the trace (meta, or real values with its memory check) and attributing
+parameters, storage and live-tensor peaks to layers belong to the one step from a model to its rows.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -269,13 +273,7 @@ def analyze(
     give (routing on weights, ops without a meta kernel, TorchScript). Counts do not depend on it.
     """
     model = unwrap(model)
-    if trace not in TRACE_MODES:
-        raise InputError(f"trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
-    count_dtype = parse_dtype(dtype)
-    # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
-    trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
-    tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
-    costs = [formulas.count(r, tr.weight_storage_ids) for r in tr.records]
+    tr, note, costs, count_dtype = _counted_trace(model, inputs, batch_size, dtype, trace)
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
     owners = _param_owners(model)
@@ -309,6 +307,39 @@ def analyze(
         trace_mode=tr.mode,
         trace_note=note,
     )
+
+
+@dataclass
+class OpCounts:
+    """The counted ops of a forward without the per-layer roll-up: what a latency table needs."""
+
+    ops: list[OpCost]
+    dtype: str
+    module_calls: int
+    view_ops: int
+
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.ops)
+
+
+def count_ops(model: nn.Module, inputs: Example, batch_size: int | None = None,
+              dtype: str | torch.dtype | None = None, trace: str = "auto") -> OpCounts:
+    """Trace and count every op as ``analyze`` does, without building layers, parameter owners or the
+    activation peak (the search's latency table times thousands of small blocks this way)."""
+    tr, _, costs, count_dtype = _counted_trace(unwrap(model), inputs, batch_size, dtype, trace)
+    return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops)
+
+
+def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dtype: str | torch.dtype | None,
+                   trace: str) -> tuple[Trace, str, list[OpCost], torch.dtype]:
+    if trace not in TRACE_MODES:
+        raise InputError(f"trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
+    count_dtype = parse_dtype(dtype)
+    # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
+    trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
+    tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
+    return tr, note, [formulas.count(r, tr.weight_storage_ids) for r in tr.records], count_dtype
 
 
 # A values trace holds the weights, and PyTorch holds activations as the forward needs them; leave

@@ -1,13 +1,22 @@
-"""Command line: ``hwcost analyze|zoo|...`` (``python -m hwcost`` is the same)."""
+"""Command line: ``hwcost analyze|predict|compare|devices|roofline|calibrate|measure|validate|search|zoo``
+(``python -m hwcost`` is the same). Parses arguments, calls the library, prints what hwcost.report
+renders; no workflow lives here.
+
+Long because it declares ten subcommands with a help line for every option.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Sequence
 
 import torch
 
+from . import report
 from .errors import HwcostError, InputError
+
+DEFAULT_DEVICE = "raspberry-pi-4"
 
 
 def parse_input(text: str) -> Any:
@@ -37,16 +46,31 @@ def parse_input(text: str) -> Any:
     return inputs[0] if len(inputs) == 1 else tuple(inputs)
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="zoo name (see `hwcost zoo`), torchvision:NAME, timm:NAME or file.py:function")
-    p.add_argument("--input", help="input shape without batch, e.g. 3,224,224; 128:int64 for token ids; ';' between inputs")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default 1)")
-    p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or int8")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--out", help="write the result to this file instead of standard output")
-    p.add_argument("--trace", choices=["auto", "meta", "values"], default="auto",
-                   help="meta: shapes only (no weights); values: real CPU tensors; auto: meta unless the model "
-                        "needs values (default)")
+def _depth(text: str) -> int:
+    try:
+        d = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if d < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = the whole model, 1 = its children), got {d}")
+    return d
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {n}")
+    return n
+
+
+def _names(text: str | None, what: str, example: str) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if not names:
+        raise InputError(f"{what} is empty; give a comma-separated list such as {example}")
+    return names
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -58,6 +82,25 @@ def _emit(text: str, out: str | None) -> None:
         print(text)
 
 
+def _model_args(p: argparse.ArgumentParser, formats: Sequence[str] = ("table", "json", "csv")) -> None:
+    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, or path/to/file.py:function")
+    p.add_argument("--input", help="input shape without batch, e.g. 3,224,224; 128:int64 for token ids; ';' between "
+                                   "inputs (default: the model's own example)")
+    p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or int8 (default float32)")
+    p.add_argument("--trace", choices=["auto", "meta", "values"], default="auto",
+                   help="meta: shapes only (no weights); values: real CPU tensors; auto: meta unless the model "
+                        "needs values (default)")
+    if formats:
+        p.add_argument("--format", choices=list(formats), default="table", help="output format (default table)")
+        p.add_argument("--out", help="write the result to this file instead of standard output")
+
+
+def _depth_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", type=_depth, default=None,
+                   help="merge rows to this module depth (0 = whole model, 1 = its children; default: every layer)")
+
+
 def _analysis(args: argparse.Namespace):
     from .analysis import analyze
     from .loaders import load_model
@@ -65,17 +108,21 @@ def _analysis(args: argparse.Namespace):
     loaded = load_model(args.model)
     example = parse_input(args.input) if args.input else loaded.example
     return analyze(loaded.model, example, batch_size=args.batch, dtype=args.dtype, model_name=loaded.name,
-                   trace=getattr(args, "trace", "auto"))
+                   trace=args.trace)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     a = _analysis(args)
-    if args.format == "json":
-        _emit(a.to_json(), args.out)
-    elif args.format == "csv":
-        _emit(a.to_csv(depth=args.depth), args.out)
-    else:
-        _emit(a.table(depth=args.depth), args.out)
+    text = {"json": a.to_json, "csv": lambda: a.to_csv(depth=args.depth)}.get(args.format, lambda: a.table(args.depth))()
+    _emit(text, args.out)
+
+
+def _device_name(args: argparse.Namespace) -> str:
+    if args.device:
+        return args.device
+    print(f"hwcost: no --device given: predicting for {DEFAULT_DEVICE} (`hwcost devices` lists the others)",
+          file=sys.stderr)
+    return DEFAULT_DEVICE
 
 
 def _prediction(args: argparse.Namespace, device: str):
@@ -87,13 +134,11 @@ def _prediction(args: argparse.Namespace, device: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    p = _prediction(args, args.device)
+    p = _prediction(args, _device_name(args))
     if args.format == "json":
         _emit(p.to_json(), args.out)
     elif args.format == "csv":
-        from .report import to_csv_text
-
-        _emit(to_csv_text([r.as_dict() for r in p.aggregate(args.depth)]), args.out)
+        _emit(report.to_csv_text([r.as_dict() for r in p.aggregate(args.depth)]), args.out)
     else:
         _emit(p.table(depth=args.depth), args.out)
 
@@ -101,54 +146,38 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .devices import load_device
     from .predict import predict_analysis
-    from .report import format_table
 
-    names = [d.strip() for d in args.devices.split(",") if d.strip()]
-    if not names:
-        raise InputError("--devices is empty; give a comma-separated list such as raspberry-pi-4,h100")
-    profiles = [load_device(n) for n in names]
+    profiles = [load_device(n) for n in _names(args.devices, "--devices", "raspberry-pi-4,h100")]
     a = _analysis(args)
     preds = [predict_analysis(a, prof) for prof in profiles]
     if args.format == "json":
-        import json
-
-        _emit(json.dumps([p.to_dict() for p in preds], indent=1), args.out)
-        return
-    rows = []
-    for p in preds:
-        b = p.bound_shares()
-        top = max(p.layers, key=lambda r: r.latency_ms)
-        rows.append([p.device.name, p.device.kind, p.latency_ms, p.fps, p.energy_mj, p.average_power_w,
-                     f"{b['compute']:.0f}/{b['memory']:.0f}/{b['overhead']:.0f}",
-                     f"{top.name} ({top.share_pct:.0f}%)"])
-    headers = ["device", "kind", "latency (ms)", "FPS", "energy (mJ)", "avg power (W)",
-               "compute/memory/overhead %", "slowest layer"]
-    _emit(format_table(headers, rows) + f"\nmodel: {a.model_name}   batch: {a.batch_size}   dtype: {a.dtype}   "
-          f"{a.total.macs / 1e9:,.3f} GMAC", args.out)
+        _emit(report.to_json_text([p.to_dict() for p in preds]), args.out)
+    elif args.format == "csv":
+        _emit(report.to_csv_text(report.compare_rows(preds)), args.out)
+    else:
+        _emit(report.compare_table(preds), args.out)
 
 
 def cmd_devices(args: argparse.Namespace) -> None:
     from .devices import devices, load_device
-    from .report import format_table
 
     profiles = [load_device(n) for n in devices()]
     if args.format == "json":
-        import json
-
-        print(json.dumps([{"name": p.name, "kind": p.kind, "description": p.description,
-                           "matrix_tflops": p.matrix_tflops, "bandwidth_gbps": p.bandwidth_gbps,
-                           "power_w": [p.power_idle_w, p.power_max_w], "sources": p.sources}
-                          for p in profiles], indent=1))
-        return
-    rows = [p.summary_row() + [p.description] for p in profiles]
-    print(format_table(["name", "kind", "fp32 TFLOP/s", "fp16", "int8 TOP/s", "GB/s", "idle/max W",
-                        "profile", "description"], rows))
-    print("sources: `hwcost devices --format json`, or the YAML files in hwcost/device_profiles/")
+        print(report.to_json_text([{"name": p.name, "kind": p.kind, "isa": p.isa, "description": p.description,
+                                    "matrix_tflops": p.matrix_tflops, "bandwidth_gbps": p.bandwidth_gbps,
+                                    "capacity_gb": p.capacity_gb, "power_w": [p.power_idle_w, p.power_max_w],
+                                    "sources": p.sources} for p in profiles]))
+    else:
+        print(report.devices_table(profiles))
 
 
 def cmd_roofline(args: argparse.Namespace) -> None:
     from .plot import plot_roofline
 
+    if not args.out.lower().endswith(".png"):
+        raise InputError(f"--out must name a .png file, got {args.out!r}")
+    if os.path.exists(args.out) and not args.force:
+        raise InputError(f"{args.out} exists; pass --force to overwrite it, or another --out")
     p = _prediction(args, args.device)
     print(f"wrote {plot_roofline(p, args.out)}  ({p.analysis.model_name} on {p.device.name}: "
           f"{p.latency_ms:,.3f} ms)")
@@ -156,6 +185,7 @@ def cmd_roofline(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from .calibration import calibrate, refit
+    from .probe import calibration_steadiness_note
 
     if not args.name and not (args.refit and args.out):
         raise InputError("calibrate needs --name (or, with --refit, the --out profile to refit)")
@@ -166,127 +196,116 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
     p = calibrate(name=args.name, backend=args.backend, out=args.out, budget_s=args.budget, quick=args.quick,
                   threads=args.threads, dtypes=dtypes, base=args.base, progress=not args.no_progress,
-                  allocator=args.allocator)
+                  allocator=args.allocator, allow_busy=args.allow_busy)
     cal = p.calibration or {}
     ctx = cal.get("context", {})
     print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
           f"{ctx.get('chains', 0)} chains, chain error {ctx.get('median_abs_error_pct')}%)")
-    from .probe import calibration_steadiness_note
-
     if (note := calibration_steadiness_note(cal)) is not None:
         print(note)
     print(f"use it: hwcost predict resnet50 --device {args.out or args.name + '.yaml'}")
 
 
-def _measurement(args: argparse.Namespace, name: str, batch: int | None):
+def cmd_measure(args: argparse.Namespace) -> None:
+    from .devices import load_device
     from .loaders import load_model
     from .measure import measure
+    from .probe import calibration_probe_ms, probe_network
 
-    loaded = load_model(name, meta=False)
-    example = parse_input(args.input) if getattr(args, "input", None) else loaded.example
-    return loaded, example, measure(loaded.model, example, backend=args.backend, batch_size=batch,
-                                    dtype=args.dtype, per_layer=getattr(args, "per_layer", False),
-                                    repeats=args.repeats, threads=args.threads, model_name=loaded.name,
-                                    allocator=args.allocator)
-
-
-def cmd_measure(args: argparse.Namespace) -> None:
-    _, _, m = _measurement(args, args.model, args.batch)
-    if args.format == "json":
-        import json
-
-        _emit(json.dumps(m.to_dict(), indent=1), args.out)
-    else:
-        _emit(m.table(), args.out)
+    reference, then_ms = None, None
+    if args.reference:
+        profile = load_device(args.reference)
+        then_ms = calibration_probe_ms(profile.calibration)
+        if then_ms is None:
+            raise InputError(f"{args.reference} records no probe time (a datasheet profile, or calibrated by an "
+                             "older hwcost): the drift-adjusted latency needs one; recalibrate")
+        reference = probe_network()
+    loaded = load_model(args.model, meta=False)
+    example = parse_input(args.input) if args.input else loaded.example
+    m = measure(loaded.model, example, backend=args.backend, batch_size=args.batch, dtype=args.dtype,
+                per_layer=args.per_layer, repeats=args.repeats, threads=args.threads, model_name=loaded.name,
+                allocator=args.allocator, reference=reference, reference_then_ms=then_ms)
+    _emit(report.to_json_text(m.to_dict()) if args.format == "json" else m.table(), args.out)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from .devices import load_device
-    from .measure import UNSTEADY_SPREAD
-    from .predict import predict
-    from .report import format_table
+    from .validate import validate
 
-    profile = load_device(args.device)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    batches = [int(b) for b in str(args.batch).split(",")]
-    rows, errors, unsteady = [], [], []
-    drift = None
-    cal_threads = (profile.calibration or {}).get("threads")
-    if args.threads is None and cal_threads:
-        args.threads = int(cal_threads)  # a calibrated profile describes this machine at that thread count
-    if profile.calibration and profile.calibration.get("probe"):
-        from .probe import drift_line, probe_ms, resource_rates
-        from .measure import fixed_threads
-
-        with fixed_threads(args.threads):   # the same conditions the models are measured under
-            drift = drift_line(profile.calibration, probe_ms(args.backend, args.allocator),
-                               resource_rates(args.backend))
-    for name in names:
-        for b in batches:
-            loaded, example, m = _measurement(args, name, b)
-            p = predict(loaded.model, example, device=profile, batch_size=b, dtype=args.dtype, model_name=name)
-            err = 100 * (p.latency_ms / m.latency_ms - 1)
-            errors.append(err)
-            rows.append([name, b, m.latency_ms, f"x{m.spread:.2f}", p.latency_ms, f"{err:+.1f}%"])
-            if not m.steady:
-                unsteady.append(f"{name} b{b}")
-    print(format_table(["model", "batch", "measured (ms)", "p90/p10", "predicted (ms)", "error"], rows))
-    within = lambda t: sum(abs(e) <= t for e in errors) / len(errors)  # noqa: E731
-    cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
-    if cal_alloc and cal_alloc != m.allocator:
-        print(f"note: {profile.name} was calibrated with allocator {cal_alloc!r}, measured here with {m.allocator!r}")
-    if drift:
-        print(drift)
-    if unsteady:
-        print(f"warning: runs varied more than x{UNSTEADY_SPREAD} between p10 and p90 for {', '.join(unsteady)}: "
-              "the machine's speed was not steady, and errors up to that spread are the measurement's")
-    print(f"measured with {m.threads} threads" + (" (the profile's calibration)" if cal_threads == m.threads else ""))
-    print(f"device profile: {profile.name} ({'calibrated' if profile.calibration else 'datasheet'})   "
-          f"within ±10%: {within(10):.0%}   within ±20%: {within(20):.0%}   "
-          f"mean |error|: {sum(abs(e) for e in errors) / len(errors):.1f}%")
+    batches = [_positive(b) for b in str(args.batch).split(",") if b.strip()]
+    v = validate(args.device, _names(args.models, "--models", "mobilenet_v2,resnet18"), batches,
+                 backend=args.backend, dtype=args.dtype, repeats=args.repeats, threads=args.threads,
+                 allocator=args.allocator, force=args.force)
+    print(v.table())
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     from .devices import load_device
-    from .specialize import LatencyLUT, search
     from .spaces import SPACES
-    from .report import format_table
+    from .specialize import LatencyLUT, search
 
     if args.space not in SPACES:
         raise InputError(f"unknown search space {args.space!r}; spaces: {', '.join(SPACES)}")
-    device_names = [d.strip() for d in (args.devices or args.device or "").split(",") if d.strip()]
-    if not device_names:
-        raise InputError("give --device NAME or --devices A,B,C")
+    device_names = _names(args.devices or args.device, "--device/--devices", "raspberry-pi-4,h100")
     try:
         budgets = [float(b) for b in str(args.latency_ms).split(",") if b.strip()]
     except ValueError:
         raise InputError(
             f"--latency-ms must be numbers in milliseconds, e.g. 40 or 10,20,40; got {args.latency_ms!r}") from None
+    if not budgets or any(b <= 0 for b in budgets):
+        raise InputError(f"--latency-ms must be positive milliseconds, e.g. 40 or 10,20,40; got {args.latency_ms!r}")
+    space = SPACES[args.space]()
     rows = []
     for name in device_names:
         profile = load_device(name)
-        space = SPACES[args.space]()
-        lut = LatencyLUT(space, profile, args.batch, args.dtype)
+        lut = LatencyLUT.shared(space, profile, args.batch, args.dtype)
         for b in budgets:
+            fastest = lut.latency_ms(space.smallest())
+            if fastest > b:   # one unreachable budget is one cell, not the end of the table
+                rows.append({"device": profile.name, "budget_ms": b, "unreachable": True, "fastest_ms": fastest})
+                continue
             r = search(space, profile, b, population=args.population, generations=args.generations, seed=args.seed,
                        batch_size=args.batch, dtype=args.dtype, lut=lut)
-            rows.append([profile.name, b, r.best_latency_ms, lut.macs(r.best) / 1e6, r.evaluated,
-                         round(r.per_second), r.description])
-    print(format_table(["device", "budget (ms)", "latency (ms)", "MMACs", "evaluated", "per s", "sub-network"], rows))
+            rows.append({"device": profile.name, "budget_ms": b, "latency_ms": r.best_latency_ms,
+                         "mmacs": lut.macs(r.best) / 1e6, "evaluated": r.evaluated, "per_s": r.per_second,
+                         "subnet": r.description})
+    if all(r.get("unreachable") for r in rows):
+        worst = min(rows, key=lambda r: r["fastest_ms"])
+        raise InputError(f"no sub-network of {space.name} meets {', '.join(f'{b:g}' for b in budgets)} ms on "
+                         f"{', '.join(device_names)}: the fastest reachable is {worst['fastest_ms']:.3f} ms "
+                         f"({worst['device']}); raise the budget")
+    if args.format == "json":
+        print(report.to_json_text(rows))
+        return
+    print(report.search_table(rows))
+    print(f"sub-network: {space.notation}")
     print("objective: capacity proxy log10(MACs), NOT accuracy: pass your accuracy predictor through the "
           "Python API (hwcost.search(..., objective=fn)); see examples/specialize.py")
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
-    from .report import format_table
     from .zoo import ZOO
 
-    rows = []
+    entries = []
     for e in ZOO.values():
         ex = e.example()
         shape = tuple(ex.shape[1:]) if isinstance(ex, torch.Tensor) else ex
-        rows.append([e.name, str(shape), e.reference_params or "", e.description])
-    print(format_table(["name", "input (no batch)", "reference params", "description"], rows))
+        entries.append((e.name, str(shape), e.reference_params, e.description))
+    print(report.zoo_table(entries))
+
+
+def _timing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
+    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (default float32)")
+    p.add_argument("--repeats", type=_positive, default=20, help="timed runs after warm-up (default 20)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="CPU threads (default: torch's; validate: the profile's calibration)")
+    _allocator_arg(p)
+
+
+def _allocator_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allocator", choices=["retain", "system"], default="retain",
+                   help="retain: keep freed host memory, no page-fault storms (default, as calibration); "
+                        "system: malloc as it is")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,83 +313,79 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("analyze", help="count per-layer MACs, FLOPs, bytes and memory")
-    _add_model_args(p)
-    p.add_argument("--depth", type=int, default=None, help="aggregate rows to this module depth")
+    _model_args(p)
+    _depth_arg(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("predict", help="per-layer latency, share, bound and energy on a device")
-    _add_model_args(p)
-    p.add_argument("--device", default="raspberry-pi-4", help="shipped profile name (hwcost devices) or a YAML path")
-    p.add_argument("--depth", type=int, default=None, help="aggregate rows to this module depth")
+    _model_args(p)
+    p.add_argument("--device", help=f"shipped profile name (hwcost devices) or a YAML path (default {DEFAULT_DEVICE})")
+    _depth_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("compare", help="one model on several devices, side by side")
-    _add_model_args(p)
+    _model_args(p)
     p.add_argument("--devices", required=True, help="comma-separated profile names or YAML paths")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("devices", help="table of the shipped device profiles")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="json: with descriptions and sources")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("roofline", help="PNG of each layer on the device's roofline")
-    _add_model_args(p)
+    p = sub.add_parser("roofline", help="PNG of each layer on the device's roofline (needs matplotlib)")
+    _model_args(p, formats=())
     p.add_argument("--device", required=True, help="profile name or YAML path")
-    p.set_defaults(func=cmd_roofline, out="roofline.png")
-
-    def allocator_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--allocator", choices=["retain", "system"], default="retain",
-                       help="retain: keep freed host memory, no page-fault storms (default, as calibration); "
-                            "system: malloc as it is")
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=cmd_roofline)
 
     p = sub.add_parser("calibrate", help="microbenchmark this machine and write a calibrated profile")
     p.add_argument("--name", help="profile name (required unless --refit with --out)")
     p.add_argument("--out", help="profile YAML to write (default NAME.yaml); samples and model go beside it")
-    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu", help="what to calibrate (default cpu)")
     p.add_argument("--budget", type=float, default=None, help="seconds for the suite (default 300; --quick 45)")
     p.add_argument("--quick", action="store_true", help="a smaller sweep, for CI and a first look")
-    p.add_argument("--threads", type=int, default=None, help="fixed thread count (default: torch's)")
-    p.add_argument("--dtypes", default="float32", help="comma-separated dtypes to measure peak rates for")
+    p.add_argument("--threads", type=_positive, default=None, help="fixed thread count (default: torch's)")
+    p.add_argument("--dtypes", default="float32", help="comma-separated dtypes to measure rates for (default float32)")
     p.add_argument("--base", help="datasheet profile to take power and energy figures from")
-    p.add_argument("--no-progress", action="store_true")
-    allocator_arg(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-busy", action="store_true",
+                   help="write the profile even though other processes kept the CPU busy while it was measured")
+    _allocator_arg(p)
     p.add_argument("--refit", action="store_true", help="fit the model again from the stored samples, no measuring")
     p.set_defaults(func=cmd_calibrate)
 
-    def timing_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", choices=["cpu", "cuda"], default="cpu")
-        p.add_argument("--dtype", default="float32")
-        p.add_argument("--repeats", type=int, default=20)
-        p.add_argument("--threads", type=int, default=None)
-        allocator_arg(p)
-
     p = sub.add_parser("measure", help="real latency of a model here (median, p10, p90), optionally per layer")
-    p.add_argument("model")
-    p.add_argument("--input")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--per-layer", action="store_true", help="leaf-module durations (seed 001's duration %%)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--out")
-    timing_args(p)
+    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, or path/to/file.py:function")
+    p.add_argument("--input", help="input shape without batch, e.g. 3,224,224 (default: the model's own example)")
+    p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
+    p.add_argument("--per-layer", action="store_true", help="also time each leaf module (duration share per layer)")
+    p.add_argument("--reference", help="a calibrated profile: time its probe network call by call between the "
+                                       "model's, and report the drift-adjusted latency beside the raw one")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
+    p.add_argument("--out", help="write the result to this file instead of standard output")
+    _timing_args(p)
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("validate", help="predicted vs measured latency for several models on this machine")
-    p.add_argument("--device", required=True, help="profile (calibrated on this machine) to validate")
+    p.add_argument("--device", required=True, help="the profile of this machine (calibrated here) to validate")
     p.add_argument("--models", required=True, help="comma-separated model names")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8")
-    timing_args(p)
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8 (default 1)")
+    p.add_argument("--force", action="store_true", help="compare even when the profile describes another machine")
+    _timing_args(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("search", help="best sub-network of a space under a latency budget (Once-for-All style)")
-    p.add_argument("--space", default="ofa-mbv3", help="ofa-mbv3 or resnet")
+    p.add_argument("--space", default="ofa-mbv3", help="ofa-mbv3 or resnet (default ofa-mbv3)")
     p.add_argument("--device", help="one device profile")
     p.add_argument("--devices", help="comma-separated device profiles (a table)")
     p.add_argument("--latency-ms", required=True, help="budget(s) in ms, comma-separated")
-    p.add_argument("--population", type=int, default=100)
-    p.add_argument("--generations", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--population", type=_positive, default=100, help="sub-networks per generation (default 100)")
+    p.add_argument("--generations", type=_positive, default=30, help="generations (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or int8 (default float32)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("zoo", help="list the built-in reference architectures")

@@ -3,12 +3,12 @@
 * MAC  = one multiply-accumulate of a conv / linear / matmul / attention product.
 * FLOPs = 2 * MACs for those products, plus one FLOP per bias element added, plus the
   elementwise work of every other op, per output element, from the table below.
-  Transcendentals (exp, log, erf, tanh's exponentials) count one FLOP each, as in seed 002
+  Transcendentals (exp, log, erf, tanh's exponentials) count one FLOP each, as common per-layer FLOP tables do
   (sigmoid = negate, exp, add, div = 4; tanh = exp, exp^-1, sub, add, div = 5).
 * Memory traffic (ShuffleNet v2's "MAC", renamed to avoid the clash) = bytes read + bytes written.
   Bytes read = every distinct input tensor (activations and weights) once; gathers (embedding,
   index_select) read only the rows they gather. Bytes written = every output once. Views move nothing.
-* MB = 1024**2 bytes (seed 000); M/G for MACs and FLOPs are 10**6 / 10**9.
+* MB = 1024**2 bytes; M/G for MACs and FLOPs are 10**6 / 10**9.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ POINTWISE_FLOPS: dict[str, int] = {
     "_prelu_kernel": 2, "prelu": 2,
     "elu": 4,           # compare, exp, subtract, multiply
     "celu": 5, "selu": 5,
-    "sigmoid": 4,       # seed 002: negate, exp, add, divide
-    "tanh": 5,          # seed 002: exp, exp^-1, subtract, add, divide
+    "sigmoid": 4,       # negate, exp, add, divide
+    "tanh": 5,          # exp, exp^-1, subtract, add, divide
     "silu": 5,          # x * sigmoid(x)
     "hardswish": 5,     # x * min(max(x + 3, 0), 6) / 6
     "hardsigmoid": 4,   # min(max(x + 3, 0), 6) / 6
@@ -50,7 +50,7 @@ POINTWISE_FLOPS: dict[str, int] = {
     "mish": 9,          # x * tanh(softplus(x)) = 3 + 5 + 1
     "log_sigmoid_forward": 5,
     "gelu": 5,          # x/2 * (1 + erf(x / sqrt 2)): div, erf, add, mul, mul
-    "softshrink": 2, "hardshrink": 2, "tanhshrink": 6,
+    "softshrink": 2, "hardshrink": 2,
     # pure data movement: no arithmetic
     **dict.fromkeys(["_to_copy", "copy", "clone", "fill", "zero", "lift_fresh_copy", "alias_copy"], 0),
 }
@@ -62,7 +62,7 @@ NORM_AFFINE_FLOPS = 2       # scale, shift
 NORM_STATS_FLOPS = 4        # mean (1 add), variance (subtract, square, add)
 RMS_NORM_FLOPS = 3          # square, add, scale by 1/rms (+1 with weight)
 
-# Softmax over n elements: exp n, add n - 1, divide n (seed 002: 3n - 1 per row).
+# Softmax over n elements: exp n, add n - 1, divide n (3n - 1 per row).
 def softmax_flops(rows: int, n: int) -> int:
     return rows * (3 * n - 1)
 

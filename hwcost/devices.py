@@ -1,4 +1,6 @@
-"""Device profiles: YAML files (shipped in hwcost/device_profiles/ or the user's own), validated on load.
+"""Device profiles: YAML files (shipped in device_profiles/ or the user's own), validated on load.
+
+Long because the schema's checks are written out, one clear error per way a profile can be wrong.
 
 Schema (units are in the key names; every group of numbers needs an entry under ``sources``)::
 
@@ -6,6 +8,7 @@ Schema (units are in the key names; every group of numbers needs an entry under 
     kind: cpu                       # cpu | gpu | npu
     description: ...
     execution: sequential           # sequential (eager CPU) | async (host enqueues, device runs)
+    isa: aarch64                    # aarch64 | x86_64 (CPUs), cuda | opencl (GPUs): what validate checks
     compute:
       matrix_tflops: {float32: ..., float16: ..., bfloat16: ..., int8: ...}   # dense peak, matrix units
       vector_tflops: {...}          # optional: elementwise peak (GPU CUDA cores); default = matrix
@@ -43,6 +46,7 @@ _SCHEMA: dict[str, Any] = {
     "kind": (True, str),
     "description": (True, str),
     "execution": (True, str),
+    "isa": (False, str),
     "threads": (False, int),
     "compute": (True, {
         "matrix_tflops": (True, {d: (d == "float32", float) for d in DTYPES}),
@@ -95,6 +99,7 @@ class DeviceProfile:
     cache_mb: float | None = None
     power_typical_w: float | None = None
     threads: int | None = None
+    isa: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     path: str | None = None
@@ -156,6 +161,17 @@ class DeviceProfile:
             f"{self.power_idle_w:g}/{self.power_max_w:g}" if self.has_energy else "-",
             "calibrated" if self.calibration else "datasheet",
         ]
+
+
+def profile_fingerprint(profile: DeviceProfile) -> str:
+    """sha256 of everything a prediction reads from a profile (its location aside): a calibrated
+    profile's section records its model file's hash, so a refit changes the fingerprint too."""
+    import dataclasses
+    import hashlib
+    import json
+
+    fields = {k: v for k, v in dataclasses.asdict(profile).items() if k != "path"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------ loading
@@ -350,6 +366,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         memory_efficiency=float(eff.get("memory", defaults["memory"])),
         startup_dispatches=startup,
         threads=d.get("threads"),
+        isa=d.get("isa"),
         sources={str(k): str(v) for k, v in d["sources"].items()},
         calibration=d.get("calibration"),
         path=where,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .analysis import Analysis
+from .analysis import Analysis, OpCounts
 from .devices import DeviceProfile
 from .records import OpCost
 from .roofline import roofline_times, startup_s
@@ -54,7 +54,7 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
     return timings
 
 
-def add_framework_overhead(timings: list[OpTiming], analysis: Analysis, device: DeviceProfile) -> None:
+def add_framework_overhead(timings: list[OpTiming], analysis: Analysis | OpCounts, device: DeviceProfile) -> None:
     """Host time of module calls and view ops (measured by calibration), spread over the ops.
 
     Views move no bytes and container modules launch no kernel, but each costs a Python dispatch;

@@ -4,14 +4,18 @@ A formula takes an OpRecord (shapes and arguments, never data) and returns the o
 MACs, FLOPs and, where the generic rule does not hold, the bytes it moves. The generic rule
 (every distinct input read once, every output written once) lives in ``count``.
 Conventions are documented in ``conventions.py``.
+
+Long because it is the registry: one short formula per op family (about 70 of them), read as a
+table, as torch.utils.flop_counter and fvcore's jit_handles are.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from . import conventions as cv
+from .errors import InputError
 from .records import OpCost, OpRecord, TensorSpec
 
 
@@ -44,12 +48,53 @@ CONV_FAMILIES = frozenset({"conv", "depthwise_conv", "grouped_conv", "conv_trans
 
 
 def register(*names: str, family: str):
+    """The built-in formulas' decorator: ``names`` are aten op names without "aten::"."""
     def deco(fn: Callable[[OpRecord], Work]) -> Callable[[OpRecord], Work]:
         for n in names:
+            if n in REGISTRY:
+                raise ValueError(f"formula for {n!r} registered twice")
             REGISTRY[n] = Formula(fn, family)
         return fn
 
     return deco
+
+
+def op_name(op: Any) -> str:
+    """The name records carry for an op: "conv2d" style for aten ops, "namespace::name" otherwise.
+    ``op``: that string, "aten::name", or a torch.ops overload or packet (torch.ops.mylib.scale)."""
+    if not isinstance(op, str):
+        schema_name = getattr(getattr(op, "_schema", None), "name", None)
+        if schema_name is None:   # an OpOverloadPacket: its qualified name
+            qualified = getattr(op, "_qualified_op_name", None)
+            if qualified is None:
+                raise InputError(f"register_formula needs an op name or a torch.ops op, got {op!r}")
+            schema_name = qualified
+        op = schema_name
+    return op.removeprefix("aten::")
+
+
+def register_formula(op: Any, fn: Callable[[OpRecord], Work] | None = None, family: str = "unknown",
+                     override: bool = False):
+    """Add a formula for an op (aten, quantized, or your own custom op): ``fn(record) -> Work`` with
+    MACs and FLOPs (bytes default to every input read once, every output written once).
+
+    ``family`` (one of FAMILIES) sets which roofline and calibrated time model the op gets. Registering
+    a name that already has a formula is an error unless ``override=True``. Usable as a decorator:
+    ``@hwcost.register_formula("mylib::scale", family="elementwise")``."""
+    if family not in FAMILIES:
+        raise InputError(f"unknown op family {family!r}; families: {', '.join(FAMILIES)}")
+    name = op_name(op)
+
+    def add(f: Callable[[OpRecord], Work]) -> Callable[[OpRecord], Work]:
+        if not callable(f):
+            raise InputError(f"the formula for {name!r} must be a function of an OpRecord returning a Work")
+        if name in REGISTRY and not override:
+            raise InputError(f"{name!r} already has a formula ({REGISTRY[name].fn.__name__}); pass override=True "
+                             "to replace it")
+        REGISTRY[name] = Formula(f, family)
+        return f
+
+    return add(fn) if fn is not None else add
 
 
 def lookup(name: str) -> Formula | None:
@@ -469,7 +514,7 @@ def pointwise_cost(rec: OpRecord) -> Work:
     return Work(0, per * _out(rec).numel, fam)
 
 
-for _name in [*cv.POINTWISE_FLOPS, "clamp", "gelu"]:
+for _name in dict.fromkeys([*cv.POINTWISE_FLOPS, "clamp", "gelu"]):
     register(_name, family="elementwise")(pointwise_cost)
 
 
@@ -534,7 +579,7 @@ def max_pool_cost(rec: OpRecord) -> Work:
 @register("avg_pool1d", "avg_pool2d", "avg_pool3d", family="pool")
 def avg_pool_cost(rec: OpRecord) -> Work:
     taps, outs = _pool_taps(rec, dilation_arg=None)
-    return Work(0, taps + outs)  # k + 1 per output (seed 002), k the taps inside the input
+    return Work(0, taps + outs)  # k + 1 per output, k the taps inside the input
 
 
 def adaptive_window_total(in_size: int, out_size: int) -> int:

@@ -1,117 +1,18 @@
-"""hwcost.measure: real latency of a model on this machine (CPU or CUDA), and per-layer durations.
-
-Timing rules (shared with calibration): warm-up runs first, a fixed thread count, CUDA
-synchronization around every timed region on GPUs, then the median of the repeats after dropping
-outliers (beyond median + 4 scaled MADs: a preempted run, a page fault storm).
-"""
+"""hwcost.measure: real latency of a model on this machine (CPU or CUDA), optionally timed call by call
+against a reference network (drift-adjusted), and per-layer durations. Timing rules: hwcost.timing."""
 from __future__ import annotations
 
-import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from .errors import InputError
 from . import report
-
-OUTLIER_MADS = 4.0
-UNSTEADY_SPREAD = 1.25   # p90 / p10 of the kept runs above which a measurement says the machine was not steady
-
-
-@dataclass
-class TimingStats:
-    median_s: float
-    p10_s: float
-    p90_s: float
-    samples_s: list[float]
-    rejected: int = 0
-
-    @property
-    def median_ms(self) -> float:
-        return self.median_s * 1e3
-
-
-def reject_outliers(samples: list[float], mads: float = OUTLIER_MADS) -> tuple[list[float], int]:
-    """Drop samples slower than median + mads x 1.4826 x MAD (one-sided: a run is never too fast)."""
-    if len(samples) < 4:
-        return list(samples), 0
-    med = statistics.median(samples)
-    mad = statistics.median(abs(s - med) for s in samples) * 1.4826
-    if mad == 0:
-        return list(samples), 0
-    kept = [s for s in samples if s <= med + mads * mad]
-    return kept, len(samples) - len(kept)
-
-
-def _quantile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if len(xs) == 1:
-        return xs[0]
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def summarize(samples: list[float]) -> TimingStats:
-    kept, rejected = reject_outliers(samples)
-    return TimingStats(statistics.median(kept), _quantile(kept, 0.1), _quantile(kept, 0.9), kept, rejected)
-
-
-def synchronizer(backend: str) -> Callable[[], None]:
-    if backend == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
-
-
-def time_callable(
-    fn: Callable[[], Any],
-    warmup: int = 3,
-    repeats: int = 10,
-    sync: Callable[[], None] = lambda: None,
-    clock: Callable[[], float] = time.perf_counter,
-    max_seconds: float | None = None,
-) -> TimingStats:
-    """Warm up, then time ``repeats`` calls (fewer if ``max_seconds`` runs out, at least 3)."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples: list[float] = []
-    start = clock()
-    for i in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        samples.append(clock() - t0)
-        if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
-            break
-    return summarize(samples)
-
-
-@contextmanager
-def fixed_threads(threads: int | None):
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(old)
-
-
-# ------------------------------------------------------------------ model inputs
-
-
-def real_inputs(example: Any, batch_size: int | None, dtype: torch.dtype, device: str) -> tuple[tuple, dict]:
-    """Concrete tensors for a shape / example spec (see hwcost.inputs.real_inputs)."""
-    from .inputs import real_inputs as _real
-
-    return _real(example, batch_size, dtype, device)
-
+from .errors import InputError
+from .inputs import real_inputs
+from .timing import UNSTEADY_SPREAD, fixed_threads, synchronizer, time_callable, time_interleaved
 
 # ------------------------------------------------------------------ measuring a model
 
@@ -140,6 +41,25 @@ class Measurement:
     energy_mj: float | None = None
     energy_source: str | None = None
     allocator: str = "system"
+    reference_ms: float | None = None        # the reference network's median, timed interleaved with the model
+    reference_then_ms: float | None = None   # its time when the profile was calibrated
+    ratio_median: float | None = None        # median of model / reference, call by call
+    ratio_spread: float | None = None
+
+    @property
+    def drift_adjusted_ms(self) -> float | None:
+        """The latency the machine would have shown at its speed when calibrated: the model's time per
+        reference time, call by call, times the reference's time then. Nothing is fitted to results."""
+        if self.ratio_median is None or not self.reference_then_ms:
+            return None
+        return self.ratio_median * self.reference_then_ms
+
+    @property
+    def machine_factor(self) -> float | None:
+        """Reference time now / at calibration: above 1, this machine runs slower than it did then."""
+        if not self.reference_ms or not self.reference_then_ms:
+            return None
+        return self.reference_ms / self.reference_then_ms
 
     @property
     def fps(self) -> float:
@@ -172,6 +92,8 @@ class Measurement:
             "dtype": self.dtype, "threads": self.threads, "latency_ms": self.latency_ms,
             "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "spread": self.spread, "fps": self.fps, "samples_ms": self.samples_ms,
             "energy_mj": self.energy_mj, "energy_source": self.energy_source, "allocator": self.allocator,
+            "reference_ms": self.reference_ms, "reference_then_ms": self.reference_then_ms,
+            "ratio_median": self.ratio_median, "drift_adjusted_ms": self.drift_adjusted_ms,
             "layers": [vars(r) for r in self.layers],
         }
 
@@ -196,6 +118,8 @@ def measure(
     model_name: str | None = None,
     max_seconds: float = 30.0,
     allocator: str = "retain",
+    reference: tuple[nn.Module, torch.Tensor] | None = None,
+    reference_then_ms: float | None = None,
 ) -> Measurement:
     """Time ``model`` for real: median latency with p10/p90, FPS, optional per-layer durations.
 
@@ -204,6 +128,9 @@ def measure(
     ``allocator``: ``retain`` (default, as calibration) keeps freed host memory in the process so
     runs do not pay page faults for re-mapped activations; ``system`` leaves malloc as it is (see
     hwcost.allocator; ``retain`` stays in force for the rest of the process).
+    ``reference``: a fixed (network, input) timed call by call between the model's calls (hwcost.probe's
+    network is the one calibration records); with ``reference_then_ms``, its time when the profile was
+    calibrated, the result carries the drift-adjusted latency beside the raw one.
     """
     from . import allocator as alloc
     from .conventions import dtype_name, parse_dtype
@@ -223,13 +150,22 @@ def measure(
     with fixed_threads(threads) as n_threads, torch.inference_mode():
         call = lambda: run_model(*args, **kwargs)  # noqa: E731
         energy_before = meter.read_j() if meter else None
-        stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
+        paired = None
+        if reference is not None:
+            ref_net, ref_x = reference
+            ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
+            paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds)
+            stats = paired.model
+        else:
+            stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
         energy_mj = None
         if meter and energy_before is not None:
             after = meter.read_j()
             if after is not None:
                 runs = len(stats.samples_s) + stats.rejected
-                energy_mj = (after - energy_before) / runs * 1e3
+                # interleaved, the reference's runs drew power too: charge the model its share of the time
+                share = 1.0 if paired is None else stats.median_s / (stats.median_s + paired.reference.median_s)
+                energy_mj = (after - energy_before) * share / runs * 1e3
         layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []
     batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else (batch_size or 1)
     return Measurement(
@@ -237,6 +173,8 @@ def measure(
         dtype=dtype_name(dt), threads=n_threads, latency_ms=stats.median_ms, p10_ms=stats.p10_s * 1e3,
         p90_ms=stats.p90_s * 1e3, samples_ms=[s * 1e3 for s in stats.samples_s], layers=layers,
         energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
+        reference_ms=paired.reference.median_ms if paired else None, reference_then_ms=reference_then_ms,
+        ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
     )
 
 
@@ -252,10 +190,12 @@ def _prepared(model: nn.Module, backend: str, dtype: torch.dtype) -> nn.Module:
 
 
 def _per_layer(model: nn.Module, args: tuple, kwargs: dict, sync: Callable[[], None], total_s: float,
-               runs: int = 5) -> list[MeasuredLayer]:
-    """Leaf-module durations from pre/post forward hooks (median over runs), seed 001's duration %."""
+               runs: int = 5, warmup: int = 2) -> list[MeasuredLayer]:
+    """Leaf-module durations from pre/post forward hooks: after warm-up runs with the hooks in place, the
+    median per layer over ``runs`` runs. Shares are of the same hooked runs' total, so a machine whose
+    speed swings between this and the plain timing (a shared VM, other load) cannot push them past 100%."""
     leaves = [(n, m) for n, m in model.named_modules() if next(iter(m.children()), None) is None and n]
-    acc: dict[str, list[float]] = {n: [] for n, _ in leaves}
+    current: dict[str, float] = {n: 0.0 for n, _ in leaves}
     calls: dict[str, int] = {n: 0 for n, _ in leaves}
     starts: dict[int, float] = {}
     handles = []
@@ -266,21 +206,35 @@ def _per_layer(model: nn.Module, args: tuple, kwargs: dict, sync: Callable[[], N
 
         def post(m, a, o, _id=id(mod), _name=name):
             sync()
-            acc[_name].append(time.perf_counter() - starts.pop(_id, time.perf_counter()))
+            current[_name] += time.perf_counter() - starts.pop(_id, time.perf_counter())
             calls[_name] += 1
 
         handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    per_run: dict[str, list[float]] = {n: [] for n, _ in leaves}
+    totals: list[float] = []
     try:
-        for _ in range(runs):
+        for i in range(warmup + runs):
+            for n in current:
+                current[n] = 0.0
+            t0 = time.perf_counter()
             model(*args, **kwargs)
+            sync()
+            if i >= warmup:
+                totals.append(time.perf_counter() - t0)
+                for n, t in current.items():
+                    per_run[n].append(t)
     finally:
         for h in handles:
             h.remove()
-    types = dict((n, type(m).__name__) for n, m in leaves)
+    types = {n: type(m).__name__ for n, m in leaves}
+    hooked_total = sorted(totals)[len(totals) // 2]
     out = []
-    for name, ts in acc.items():
-        if not ts:
+    for name, ts in per_run.items():
+        if calls[name] == 0:
             continue
-        per_run = sum(ts) / runs
-        out.append(MeasuredLayer(name, types[name], per_run * 1e3, 100 * per_run / total_s, calls[name] // runs))
+        median = sorted(ts)[len(ts) // 2]
+        # shares of the hooked run, scaled to the plain run's total for the time column
+        share = median / hooked_total if hooked_total > 0 else 0.0
+        out.append(MeasuredLayer(name, types[name], share * total_s * 1e3, 100 * share,
+                                 calls[name] // (warmup + runs)))
     return out

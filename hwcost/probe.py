@@ -21,7 +21,7 @@ import statistics
 import torch
 import torch.nn as nn
 
-from .measure import synchronizer, time_callable
+from .timing import synchronizer, time_callable
 
 PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round does not decide
 RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
@@ -121,9 +121,10 @@ def calibration_rates(calibration: dict | None) -> dict[str, float]:
 
 
 def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now vs at calibration") -> str | None:
-    """One line of now / then per resource (x1.00 = unchanged, below 1 = slower), None if none in common."""
-    parts = [f"{RESOURCES[k]} x{now[k] / then[k]:.2f}" for k in RESOURCES if then.get(k) and now.get(k)]
-    return f"resources {label}: " + ", ".join(parts) if parts else None
+    """One line per resource of how much longer the same work takes now than then (x1.00 = unchanged,
+    above 1 = slower: the direction of every ratio hwcost prints), None if none in common."""
+    parts = [f"{RESOURCES[k]} x{then[k] / now[k]:.2f}" for k in RESOURCES if then.get(k) and now.get(k)]
+    return f"resources {label} (time, >1 = slower): " + ", ".join(parts) if parts else None
 
 
 def calibration_probe_ms(calibration: dict | None) -> float | None:

@@ -120,7 +120,7 @@ class LayerCost:
     bytes_read: int = 0
     bytes_written: int = 0
     activation_bytes: int = 0   # bytes of this layer's outputs (every call)
-    storage_bytes: int = 0      # its parameters at the counted dtype (seed 001 "storage")
+    storage_bytes: int = 0      # its parameters at the counted dtype (a DNN-analyzer table's "storage")
     buffer_bytes: int = 0       # its buffers (batch-norm running statistics ...) at the counted dtype
     calls: int = 0
     ops: list[OpCost] = field(default_factory=list, repr=False)
@@ -147,7 +147,7 @@ class Totals:
     activation_bytes: int = 0           # sum over every row's outputs
     storage_bytes: int = 0              # every parameter of the model at the counted dtype
     buffer_bytes: int = 0               # every buffer (running statistics, rotary tables ...)
-    inference_memory_bytes: int = 0     # seed 001: sum of leaf-module outputs
+    inference_memory_bytes: int = 0     # sum of leaf-module outputs (a DNN-analyzer table's "inference memory")
     peak_activation_bytes: int = 0      # largest set of live activations (tensor lifetimes)
     input_bytes: int = 0
 

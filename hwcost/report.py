@@ -198,6 +198,12 @@ def measurement_table(m: Any) -> str:
                  f"{len(m.samples_ms)} runs)   {m.fps:,.1f} FPS")
     if (note := m.steadiness_note()) is not None:
         lines.append(note)
+    if m.reference_ms is not None:
+        lines.append(f"reference (probe network), timed call by call between the model's runs: {m.reference_ms:,.3f} ms; "
+                     f"model / reference x{m.ratio_median:.3f} (p90/p10 of that ratio x{m.ratio_spread:.2f})")
+        if m.drift_adjusted_ms is not None:
+            lines.append(f"drift-adjusted latency: {m.drift_adjusted_ms:,.3f} ms (the reference ran {m.reference_then_ms:,.3f} "
+                         f"ms at calibration; now x{m.machine_factor:.2f}, >1 = slower)")
     if m.energy_mj is not None:
         lines.append(f"energy: {m.energy_mj:,.2f} mJ per batch ({m.energy_source})")
     else:
@@ -237,3 +243,38 @@ def search_table(rows: Sequence[dict[str, Any]]) -> str:
             out.append([r["device"], r["budget_ms"], r["latency_ms"], r["mmacs"], r["evaluated"],
                         round(r["per_s"]), r["subnet"]])
     return format_table(["device", "budget (ms)", "latency (ms)", "MMACs", "evaluated", "per s", "sub-network"], out)
+
+
+def validation_table(v: Any) -> str:
+    rows = []
+    for r in v.rows:
+        m = r.measurement
+        rows.append([r.model, r.batch_size, m.latency_ms, f"x{m.spread:.2f}",
+                     None if m.machine_factor is None else f"x{m.machine_factor:.2f}", r.adjusted_ms, r.predicted_ms,
+                     f"{r.error_pct:+.1f}%",
+                     None if r.adjusted_error_pct is None else f"{r.adjusted_error_pct:+.1f}%"])
+    lines = [format_table(["model", "batch", "measured (ms)", "p90/p10", "probe now/then", "adjusted (ms)",
+                           "predicted (ms)", "error (raw)", "error (adjusted)"], rows)]
+    if v.same_machine is not True:
+        lines.append(f"WARNING: {v.machine_note}")
+    lines.extend(n for n in v.notes if n)
+    unsteady = [f"{r.model} b{r.batch_size}" for r in v.rows if not r.measurement.steady]
+    if unsteady:
+        lines.append(f"runs varied more than the steady limit between p10 and p90 for {', '.join(unsteady)}: this "
+                     "machine's speed was not steady")
+    cal_threads = (v.device.calibration or {}).get("threads")
+    lines.append(f"measured with {v.threads} threads" + (" (the profile's calibration)" if cal_threads == v.threads else ""))
+    believe = {"raw": "raw errors (the profile recorded no probe time, so the machine's drift is unknown)",
+               "either": "either error (the machine runs as fast as when calibrated)",
+               "drift-adjusted": "the drift-adjusted errors: the machine's speed moved since calibration, and the "
+                                 "adjusted latency is what it would measure at its speed then"}[v.believe]
+    lines.append(f"believe: {believe}")
+    for label, adjusted in (("raw", False), ("drift-adjusted", True)):
+        errs = v.errors(adjusted)
+        if errs:
+            within = lambda t: sum(abs(e) <= t for e in errs) / len(errs)  # noqa: E731
+            lines.append(f"{label:>15}: within ±10% {within(10):.0%}, within ±20% {within(20):.0%}, "
+                         f"median |error| {sorted(abs(e) for e in errs)[len(errs) // 2]:.1f}%")
+    kind = "calibrated" if v.device.calibration else "datasheet"
+    lines.append(f"device profile: {v.device.name} ({kind})")
+    return "\n".join(lines)

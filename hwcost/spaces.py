@@ -1,6 +1,6 @@
 """Search spaces for the specialization loop: OFA-MobileNetV3 and a ResNet width/depth space.
 
-A space is anything with this small interface (see ``SearchSpace``):
+A space subclasses ``SearchSpace`` (or offers the same interface):
 
     sample(rng) -> config               a random sub-network (configs are plain tuples, hashable)
     mutate(config, rng, prob) -> config each choice resampled with probability ``prob``
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import torch.nn as nn
 
@@ -30,20 +30,52 @@ class Block:
     signature: tuple                       # everything that sets the block's cost
     build: Callable[[], nn.Module]
     input_shape: tuple[int, ...]           # without batch
+    module_key: tuple | None = None        # what the built module depends on (the signature less the input size)
 
 
-class SearchSpace(Protocol):
-    name: str
+class SearchSpace:
+    """A space of sub-networks whose config is (resolution, group, group, ...), each group a tuple of
+    choices (per stage depth, per block kernel, ...). Sampling, mutation, crossover and the extremes are
+    the same for every such space; a subclass says its groups, its blocks and how to describe a config."""
 
-    def sample(self, rng: random.Random) -> Any: ...
-    def mutate(self, config: Any, rng: random.Random, prob: float) -> Any: ...
-    def crossover(self, a: Any, b: Any, rng: random.Random) -> Any: ...
-    def build(self, config: Any) -> nn.Module: ...
-    def input_shape(self, config: Any) -> tuple[int, ...]: ...
-    def blocks(self, config: Any) -> list[Block]: ...
-    def smallest(self) -> Any: ...
-    def largest(self) -> Any: ...
-    def describe(self, config: Any) -> str: ...
+    name: str = "space"
+    resolutions: Sequence[int] = ()
+    notation: str = ""              # how ``describe`` writes a config, for users reading search results
+
+    def groups(self) -> list[tuple[Sequence[Any], int]]:
+        """(choices, how many) for each group after the resolution."""
+        raise NotImplementedError
+
+    def blocks(self, config: Any) -> list[Block]:
+        raise NotImplementedError
+
+    def describe(self, config: Any) -> str:
+        raise NotImplementedError
+
+    def sample(self, rng: random.Random) -> tuple:
+        return (rng.choice(self.resolutions),
+                *(tuple(rng.choice(choices) for _ in range(n)) for choices, n in self.groups()))
+
+    def mutate(self, config: tuple, rng: random.Random, prob: float) -> tuple:
+        pick = lambda cur, choices: rng.choice(choices) if rng.random() < prob else cur  # noqa: E731
+        return (pick(config[0], self.resolutions),
+                *(tuple(pick(x, choices) for x in group) for group, (choices, _) in zip(config[1:], self.groups())))
+
+    def crossover(self, a: tuple, b: tuple, rng: random.Random) -> tuple:
+        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
+        return (pick(a[0], b[0]), *(tuple(map(pick, ga, gb)) for ga, gb in zip(a[1:], b[1:])))
+
+    def smallest(self) -> tuple:
+        return (min(self.resolutions), *((min(choices),) * n for choices, n in self.groups()))
+
+    def largest(self) -> tuple:
+        return (max(self.resolutions), *((max(choices),) * n for choices, n in self.groups()))
+
+    def input_shape(self, config: tuple) -> tuple[int, ...]:
+        return (3, config[0], config[0])
+
+    def build(self, config: tuple) -> nn.Module:
+        return Sequential(*[b.build() for b in self.blocks(config)])
 
 
 class Sequential(nn.Sequential):
@@ -100,7 +132,7 @@ OFAConfig = tuple  # (resolution, depths (5,), kernels (20,), expands (20,)) - p
 
 
 @dataclass
-class OFAMobileNetV3:
+class OFAMobileNetV3(SearchSpace):
     """Once-for-All MobileNetV3 (width 1.0): 5 elastic stages of up to 4 blocks."""
 
     kernels: Sequence[int] = (3, 5, 7)
@@ -114,60 +146,33 @@ class OFAMobileNetV3:
     )
     name: str = "ofa-mbv3"
 
+    notation: str = ("r<input resolution> d<blocks per stage, 5 stages> | then per stage its blocks as "
+                     "k<depthwise kernel>e<expand ratio>, separated by /")
+
     @property
     def max_depth(self) -> int:
         return max(self.depths)
 
-    def _slots(self) -> int:
-        return len(self.stages) * self.max_depth
-
-    def sample(self, rng: random.Random) -> OFAConfig:
-        n = self._slots()
-        return (rng.choice(self.resolutions), tuple(rng.choice(self.depths) for _ in self.stages),
-                tuple(rng.choice(self.kernels) for _ in range(n)), tuple(rng.choice(self.expands) for _ in range(n)))
-
-    def mutate(self, config: OFAConfig, rng: random.Random, prob: float) -> OFAConfig:
-        r, d, k, e = config
-        pick = lambda cur, choices: rng.choice(choices) if rng.random() < prob else cur  # noqa: E731
-        return (pick(r, self.resolutions), tuple(pick(x, self.depths) for x in d),
-                tuple(pick(x, self.kernels) for x in k), tuple(pick(x, self.expands) for x in e))
-
-    def crossover(self, a: OFAConfig, b: OFAConfig, rng: random.Random) -> OFAConfig:
-        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
-        return (pick(a[0], b[0]), tuple(map(pick, a[1], b[1])), tuple(map(pick, a[2], b[2])),
-                tuple(map(pick, a[3], b[3])))
-
-    def smallest(self) -> OFAConfig:
-        n = self._slots()
-        return (min(self.resolutions), (min(self.depths),) * len(self.stages), (min(self.kernels),) * n,
-                (min(self.expands),) * n)
-
-    def largest(self) -> OFAConfig:
-        n = self._slots()
-        return (max(self.resolutions), (max(self.depths),) * len(self.stages), (max(self.kernels),) * n,
-                (max(self.expands),) * n)
-
-    def input_shape(self, config: OFAConfig) -> tuple[int, ...]:
-        return (3, config[0], config[0])
+    def groups(self) -> list[tuple[Sequence[Any], int]]:
+        n = len(self.stages) * self.max_depth
+        return [(self.depths, len(self.stages)), (self.kernels, n), (self.expands, n)]
 
     def blocks(self, config: OFAConfig) -> list[Block]:
         res, depths, kernels, expands = config
         size = _ceil_div(res, 2)  # after the stride-2 first conv
-        out: list[Block] = [Block(("stem", res), Stem, (3, res, res))]
+        out: list[Block] = [Block(("stem", res), Stem, (3, res, res), ("stem",))]
         cin = 16
         for s, (cout, stride, act, se) in enumerate(self.stages):
             for i in range(depths[s]):
                 slot = s * self.max_depth + i
                 st = stride if i == 0 else 1
                 sig = ("mb", cin, cout, kernels[slot], expands[slot], st, se, act, size)
-                out.append(Block(sig, _mb_builder(cin, cout, kernels[slot], expands[slot], st, se, act), (cin, size, size)))
+                out.append(Block(sig, _mb_builder(cin, cout, kernels[slot], expands[slot], st, se, act), (cin, size, size),
+                                 sig[:-1]))
                 size = _ceil_div(size, st)
                 cin = cout
-        out.append(Block(("head", cin, size), lambda c=cin: Head(c), (cin, size, size)))
+        out.append(Block(("head", cin, size), lambda c=cin: Head(c), (cin, size, size), ("head", cin)))
         return out
-
-    def build(self, config: OFAConfig) -> nn.Module:
-        return Sequential(*[b.build() for b in self.blocks(config)])
 
     def describe(self, config: OFAConfig) -> str:
         res, depths, kernels, expands = config
@@ -226,7 +231,7 @@ class ResHead(nn.Module):
 
 
 @dataclass
-class ResNetSpace:
+class ResNetSpace(SearchSpace):
     """ResNet-18-like: per stage depth {1,2,3} and width multiplier {0.5, 0.75, 1.0}, resolution 128..224."""
 
     depths: Sequence[int] = (1, 2, 3)
@@ -235,50 +240,28 @@ class ResNetSpace:
     base_widths: Sequence[int] = (64, 128, 256, 512)
     name: str = "resnet"
 
-    def sample(self, rng: random.Random) -> tuple:
+    notation: str = "r<input resolution> depths <blocks per stage> widths <width multiplier per stage>"
+
+    def groups(self) -> list[tuple[Sequence[Any], int]]:
         n = len(self.base_widths)
-        return (rng.choice(self.resolutions), tuple(rng.choice(self.depths) for _ in range(n)),
-                tuple(rng.choice(self.widths) for _ in range(n)))
-
-    def mutate(self, config: tuple, rng: random.Random, prob: float) -> tuple:
-        r, d, w = config
-        pick = lambda cur, choices: rng.choice(choices) if rng.random() < prob else cur  # noqa: E731
-        return (pick(r, self.resolutions), tuple(pick(x, self.depths) for x in d), tuple(pick(x, self.widths) for x in w))
-
-    def crossover(self, a: tuple, b: tuple, rng: random.Random) -> tuple:
-        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
-        return (pick(a[0], b[0]), tuple(map(pick, a[1], b[1])), tuple(map(pick, a[2], b[2])))
-
-    def smallest(self) -> tuple:
-        n = len(self.base_widths)
-        return (min(self.resolutions), (min(self.depths),) * n, (min(self.widths),) * n)
-
-    def largest(self) -> tuple:
-        n = len(self.base_widths)
-        return (max(self.resolutions), (max(self.depths),) * n, (max(self.widths),) * n)
-
-    def input_shape(self, config: tuple) -> tuple[int, ...]:
-        return (3, config[0], config[0])
+        return [(self.depths, n), (self.widths, n)]
 
     def blocks(self, config: tuple) -> list[Block]:
         res, depths, widths = config
         stem_w = make_divisible(64 * widths[0])
         size = _ceil_div(_ceil_div(res, 2), 2)  # conv stride 2, then max-pool stride 2
-        out = [Block(("stem", res, stem_w), lambda w=stem_w: ResStem(w), (3, res, res))]
+        out = [Block(("stem", res, stem_w), lambda w=stem_w: ResStem(w), (3, res, res), ("stem", stem_w))]
         cin = stem_w
         for s, (base, d, w) in enumerate(zip(self.base_widths, depths, widths)):
             cout = make_divisible(base * w)
             for i in range(d):
                 st = 2 if i == 0 and s > 0 else 1
                 out.append(Block(("res", cin, cout, st, size), lambda a=cin, b=cout, c=st: ResBlock(a, b, c),
-                                 (cin, size, size)))
+                                 (cin, size, size), ("res", cin, cout, st)))
                 size = _ceil_div(size, st)
                 cin = cout
         out.append(Block(("head", cin), lambda c=cin: ResHead(c), (cin, size, size)))
         return out
-
-    def build(self, config: tuple) -> nn.Module:
-        return Sequential(*[b.build() for b in self.blocks(config)])
 
     def describe(self, config: tuple) -> str:
         res, depths, widths = config

@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 import torch
 
-from .analysis import analyze
-from .devices import DeviceProfile, load_device
+from .version import __version__
+from .analysis import count_ops
+from .devices import DeviceProfile, load_device, profile_fingerprint
 from .errors import InputError
 from .execution import add_framework_overhead, replay_s, time_ops
 from .spaces import SPACES, Block, SearchSpace
@@ -38,7 +39,11 @@ class BlockCost:
 
 
 class LatencyLUT:
-    """Block signature -> op timings on one device, at one batch size and dtype."""
+    """Block signature -> op timings on one device, at one batch size and dtype.
+
+    ``LatencyLUT.shared`` returns one table per (space, profile content, batch, dtype, hwcost version)
+    for the whole process, so repeated searches (budgets, seeds, objectives) pay for each block once;
+    the traced counts of a block are shared between devices too (they do not depend on the device)."""
 
     def __init__(self, space: SearchSpace, device: str | DeviceProfile, batch_size: int = 1, dtype: str = "float32"):
         self.space, self.device = space, load_device(device)
@@ -46,17 +51,25 @@ class LatencyLUT:
         self.table: dict[tuple, BlockCost] = {}
         self.build_s = 0.0
 
+    @classmethod
+    def shared(cls, space: SearchSpace, device: str | DeviceProfile, batch_size: int = 1,
+               dtype: str = "float32") -> "LatencyLUT":
+        profile = load_device(device)
+        key = (space_key(space), profile_fingerprint(profile), batch_size, dtype, __version__)
+        lut = _LUTS.get(key)
+        if lut is None:
+            lut = _LUTS[key] = cls(space, profile, batch_size, dtype)
+        return lut
+
     def block(self, blk: Block) -> BlockCost:
         cost = self.table.get(blk.signature)
         if cost is None:
             t0 = time.perf_counter()
-            with torch.device("meta"):
-                module = blk.build()
-            a = analyze(module, blk.input_shape, batch_size=self.batch_size, dtype=self.dtype)
-            timings = time_ops(a.ops, self.device, a.dtype)
-            add_framework_overhead(timings, a, self.device)
+            counts = _block_counts(blk, self.batch_size, self.dtype)
+            timings = time_ops(counts.ops, self.device, counts.dtype)
+            add_framework_overhead(timings, counts, self.device)
             cost = BlockCost([t.overhead_s for t in timings], [t.kernel_s for t in timings],
-                             sum(t.overhead_s + t.kernel_s for t in timings), a.total.macs, a.total.params)
+                             sum(t.overhead_s + t.kernel_s for t in timings), counts.macs, counts.params)
             self.table[blk.signature] = cost
             self.build_s += time.perf_counter() - t0
         return cost
@@ -72,6 +85,45 @@ class LatencyLUT:
 
     def macs(self, config: Any) -> int:
         return sum(c.macs for c in self.costs(config))
+
+
+@dataclass
+class _BlockCounts:
+    ops: list
+    dtype: str
+    module_calls: int
+    view_ops: int
+    macs: int
+    params: int
+
+
+# process-wide caches: latency tables by everything their numbers depend on, traced block counts by
+# what they depend on (block signature, batch, dtype), built modules by what they depend on
+_LUTS: dict[tuple, LatencyLUT] = {}
+_COUNTS: dict[tuple, _BlockCounts] = {}
+_MODULES: dict[tuple, torch.nn.Module] = {}
+
+
+def space_key(space: SearchSpace) -> tuple:
+    """A space by its class and settings (a dataclass's fields), so two equal spaces share a table."""
+    fields = getattr(space, "__dataclass_fields__", None)
+    settings = tuple((f, repr(getattr(space, f))) for f in fields) if fields else (id(space),)
+    return (type(space).__module__, type(space).__qualname__, settings)
+
+
+def _block_counts(blk: Block, batch_size: int, dtype: str) -> _BlockCounts:
+    key = (blk.signature, batch_size, dtype)
+    counts = _COUNTS.get(key)
+    if counts is None:
+        module_key = blk.module_key if blk.module_key is not None else blk.signature
+        module = _MODULES.get(module_key)
+        if module is None:
+            with torch.device("meta"):
+                module = _MODULES[module_key] = blk.build()
+        c = count_ops(module, blk.input_shape, batch_size=batch_size, dtype=dtype)
+        counts = _COUNTS[key] = _BlockCounts(c.ops, c.dtype, c.module_calls, c.view_ops, c.macs,
+                                             sum(p.numel() for p in module.parameters()))
+    return counts
 
 
 def capacity_proxy(lut: LatencyLUT) -> Callable[[Any], float]:
@@ -140,7 +192,7 @@ def search(
         raise InputError(f"the latency budget must be a positive number of milliseconds, got {latency_ms!r}")
     if population < 4 or generations < 1:
         raise InputError("population must be at least 4 and generations at least 1")
-    lut = lut or LatencyLUT(space, device, batch_size, dtype)
+    lut = lut or LatencyLUT.shared(space, device, batch_size, dtype)
     objective = objective or capacity_proxy(lut)
     rng = random.Random(seed)
     seen: dict[Any, Candidate] = {}
@@ -172,6 +224,11 @@ def search(
     pop = [c for c in (valid(lambda: space.sample(rng)) for _ in range(population)) if c is not None]
     if not pop:
         pop = [fastest]  # the budget is so tight that random draws miss it; start from the smallest
+    # the extremes seed the population: the largest sub-network often fits a generous budget, and random
+    # draws (each choice from its range) almost never produce it
+    largest = evaluate(space.largest())
+    if largest.latency_ms <= latency_ms and largest not in pop:
+        pop.append(largest)
     history = []
     n_parents = max(2, int(population * parent_ratio))
     n_mut = int(population * mutation_ratio)

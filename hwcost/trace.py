@@ -9,10 +9,14 @@ real CPU tensors, for what meta cannot follow — a branch on values computed fr
 routing), an op with no meta kernel (``quantized::`` and custom ops), a TorchScript module. The user's
 model is never moved or modified: parameters are swapped for stand-ins only for one
 ``torch.func.functional_call``, ``training`` flags are restored, and inputs are copied.
+
+Long because the dispatch mode, the value carrying, the fused-kernel interception and the stand-in
+state are one mechanism: split, each part would reach into the others' private state.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,8 +301,7 @@ class _Tracer(TorchDispatchMode):
     def _adopt_real(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """A real tensor met in the forward (a constant the model keeps outside its buffers) becomes a
         stand-in whose value is known."""
-        flat = tree_flatten((args, kwargs))[0]
-        if not any(isinstance(t, torch.Tensor) and t.device.type != "meta" for t in flat):
+        if not any(t.device.type != "meta" for t in arg_tensors(args, kwargs)):
             return args, kwargs
 
         def adopt(t: Any) -> Any:
@@ -327,7 +330,7 @@ class _Tracer(TorchDispatchMode):
     def _run_meta(self, func: Any, args: tuple, kwargs: dict) -> Any:
         if self.suppress:  # inside a fused kernel (attention's causal mask): shapes are all it needs
             return self._meta_kernel(func, args, kwargs)
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = arg_tensors(args, kwargs)
         if tensors and all(t in self.values for t in tensors):
             return self._run_valued(func, args, kwargs)
         if not tensors and _is_factory(func):
@@ -419,11 +422,23 @@ def _cache_key(func: Any, args: tuple, kwargs: dict) -> Any:
         return None
 
 
+def arg_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """The tensors among an aten op's arguments: aten schemas nest at most one list deep (Tensor[],
+    Tensor?[]), so two plain loops do what a pytree flatten does, several times faster per op."""
+    out = []
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(t for t in a if isinstance(t, torch.Tensor))
+    return out
+
+
 def _describe_output(out: Any, args: tuple, kwargs: dict) -> Any:
     leaves = tree_flatten(out)[0]
     if not leaves or not all(isinstance(t, torch.Tensor) for t in leaves):
         return _UNCACHEABLE
-    inputs = {_storage_cdata(t)[0] for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+    inputs = {_storage_cdata(t)[0] for t in arg_tensors(args, kwargs)}
     if any(_storage_cdata(t)[0] in inputs for t in leaves):
         return _UNCACHEABLE
     return tree_map(lambda t: (tuple(t.shape), t.stride(), t.dtype), out)
@@ -458,11 +473,42 @@ def fast_meta(func: Any, args: tuple, kwargs: dict) -> Any:
         y = args[1] if len(args) > 1 else None
         same = isinstance(y, torch.Tensor) and y.shape == x.shape and y.stride() == x.stride() and y.dtype == x.dtype
         return meta_like(x) if same and not kwargs else None
+    if func is _CONVOLUTION:
+        return _conv_meta(x, *args[1:9]) if len(args) >= 9 and not kwargs else None
     if func in _BATCH_NORM and x.ndim >= 2:
         stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         c = x.shape[1]
         return (meta_like(x), torch.empty((c,), dtype=stats, device="meta"), torch.empty((c,), dtype=stats, device="meta"))
     return None
+
+
+_CONVOLUTION = _aten.convolution.default
+
+
+def _conv_meta(x, w, bias, stride, padding, dilation, transposed, output_padding, groups) -> Any:
+    """aten.convolution's output for a contiguous (NCHW...) input: the size rule of every framework,
+    without the meta kernel's checks (their first call imports sympy, half a second of a first analysis)."""
+    if not x.is_contiguous() or not isinstance(w, torch.Tensor) or w.ndim != x.ndim or x.ndim < 3:
+        return None
+    n = x.ndim - 2
+    if not all(len(v) == n for v in (stride, padding, dilation)) or (transposed and len(output_padding) != n):
+        return None
+    c_in = w.shape[0] if transposed else w.shape[1] * groups
+    if groups <= 0 or x.shape[1] != c_in or (not transposed and w.shape[0] % groups) or \
+            (bias is not None and tuple(bias.shape) != ((w.shape[1] * groups,) if transposed else (w.shape[0],))):
+        return None   # the meta kernel says what does not fit
+    spatial = []
+    for i in range(n):
+        k = dilation[i] * (w.shape[2 + i] - 1) + 1
+        if transposed:
+            size = (x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + k + output_padding[i]
+        else:
+            size = (x.shape[2 + i] + 2 * padding[i] - k) // stride[i] + 1
+        if size <= 0:
+            return None   # the meta kernel says what is wrong
+        spatial.append(size)
+    c_out = w.shape[1] * groups if transposed else w.shape[0]
+    return torch.empty((x.shape[0], c_out, *spatial), dtype=x.dtype, device="meta")
 
 
 def _grouped_mm_meta(func: Any, args: tuple, kwargs: dict) -> Any:
@@ -621,7 +667,8 @@ def meta_state(model: nn.Module, trace_dtype: torch.dtype) -> tuple[dict[str, to
     params = {id(p) for p in model.parameters()}
     for n, t in _state(model).items():
         dt = trace_dtype if t.is_floating_point() else t.dtype
-        m = meta_like(t, dt)
+        # a model built on meta already holds stand-ins: use its own (no copy, no functional_call)
+        m = t if t.device.type == "meta" and t.dtype == dt else meta_like(t, dt)
         state[n] = m
         if id(t) not in params and t.device.type != "meta" and t.numel() * t.element_size() <= VALUE_CAP_BYTES:
             values[id(m)] = t.detach().to(dt)
@@ -663,6 +710,27 @@ def model_float_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
 # ---------------------------------------------------------------- entry point
 
 
+_DYNAMO_DISABLE = "__dynamo_disable"   # where torch._compile._disable_dynamo caches its wrapper
+
+
+@contextlib.contextmanager
+def _dynamo_left_unimported():
+    """TorchDispatchMode wraps every __torch_dispatch__ so that dynamo never compiles it, and builds that
+    wrapper by importing torch._dynamo on the first op of a process: 1-2 s, most of a first analysis.
+    While torch._dynamo is not imported no compiled code can run, so the plain function is the same
+    thing; the cache is cleared afterwards, and the first trace after an import of dynamo wraps again."""
+    raw = getattr(_Tracer.__torch_dispatch__, "__wrapped__", None)
+    if raw is None or "torch._dynamo" in sys.modules or getattr(raw, _DYNAMO_DISABLE, None) is not None:
+        yield
+        return
+    setattr(raw, _DYNAMO_DISABLE, raw)
+    try:
+        yield
+    finally:
+        if getattr(raw, _DYNAMO_DISABLE, None) is raw:
+            delattr(raw, _DYNAMO_DISABLE)
+
+
 def trace(
     model: nn.Module,
     args: tuple,
@@ -702,8 +770,8 @@ def trace(
     ]
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _eval_mode(model), torch.no_grad(), device, tracer, _FusedKernels(tracer):
-            if state is None:
+        with _eval_mode(model), _dynamo_left_unimported(), torch.no_grad(), device, tracer, _FusedKernels(tracer):
+            if state is None or all(state.get(n) is t for n, t in _state(model).items()):
                 out = model(*args, **kwargs)
             else:
                 out = torch.func.functional_call(model, state, args, kwargs, strict=False)

@@ -261,7 +261,8 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
     text = capsys.readouterr().out
     assert "speed probe:" in text and "at calibration" in text
-    assert "resources now vs at calibration: compute x" in text and "DRAM bandwidth x" in text
+    assert "resources now vs at calibration (time, >1 = slower): compute x" in text and "DRAM bandwidth x" in text
+    assert "error (adjusted)" in text and "believe:" in text
     assert "p90/p10" in text
     # measured at the profile's thread count unless told otherwise: a calibration describes that condition
     doc = yaml.safe_load(out.read_text())
@@ -295,8 +296,9 @@ def test_resource_readings_say_which_resource_moved():
                      "end": {"compute_gflops": 102.0, "cache_gbps": 40.0}}}
     assert calibration_rates(cal) == {"compute_gflops": 101.0, "cache_gbps": 50.0, "dram_gbps": 25.0}
     line = drift_line(cal, 2.4, {"compute_gflops": 101.0, "cache_gbps": 35.0, "dram_gbps": 25.0})
-    assert line.splitlines()[1] == ("resources now vs at calibration: compute x1.00, "
-                                    "last-level-cache bandwidth x0.70, DRAM bandwidth x1.00")
+    # every ratio hwcost prints is time now / then (>1 = slower), as the probe's own x1.20 is
+    assert line.splitlines()[1] == ("resources now vs at calibration (time, >1 = slower): compute x1.00, "
+                                    "last-level-cache bandwidth x1.43, DRAM bandwidth x1.00")
     # a reading missing on either side is left out, not shown as zero
     assert rates_line({"compute_gflops": 100.0}, {"cache_gbps": 50.0}) is None
     assert "\n" not in drift_line(cal, 2.4) and "\n" not in drift_line({"probe": {"start_ms": 2.0}}, 2.0, {"compute_gflops": 1.0})
@@ -321,7 +323,7 @@ def test_calibration_that_saw_the_machine_change_says_so():
     cache_moved = {"probe": {"start_ms": 3.37, "end_ms": 3.40, "start": {"compute_gflops": 100.0, "cache_gbps": 60.0},
                              "end": {"compute_gflops": 101.0, "cache_gbps": 45.0}}}
     note = calibration_steadiness_note(cache_moved)   # the network probe held, the cache bandwidth did not
-    assert "+1%" in note and "last-level-cache bandwidth x0.75" in note and "compute x1.01" in note
+    assert "+1%" in note and "last-level-cache bandwidth x1.33" in note and "compute x0.99" in note
     assert calibration_steadiness_note(None) is None
 
 

@@ -7,7 +7,8 @@ import torch.nn as nn
 
 from hwcost.meters import rapl_meter
 from hwcost.errors import InputError
-from hwcost.measure import Measurement, measure, reject_outliers, summarize, time_callable
+from hwcost.measure import Measurement, measure
+from hwcost.timing import reject_outliers, summarize, time_callable
 
 
 def test_outlier_rejection_is_one_sided_and_robust():

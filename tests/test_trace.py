@@ -35,6 +35,20 @@ def test_fast_rules_match_meta_kernels(channels_last, dtype):
         assert all(_same(a, b) for a, b in zip(got, ref))
 
 
+@pytest.mark.parametrize("case", [
+    ((2, 6, 9, 11), (8, 6, 3, 3), [1, 1], [1, 1], [1, 1], False, [0, 0], 1),
+    ((1, 6, 9, 11), (6, 1, 5, 5), [2, 2], [2, 2], [1, 1], False, [0, 0], 6),      # depthwise, stride 2
+    ((1, 4, 10, 7), (8, 2, 3, 1), [2, 1], [0, 1], [2, 1], False, [0, 0], 2),      # grouped, dilated
+    ((1, 6, 5, 5), (6, 4, 4, 4), [2, 2], [1, 1], [1, 1], True, [1, 0], 1),        # transposed
+    ((2, 3, 16), (5, 3, 4), [3], [2], [1], False, [0], 1),                        # 1-d
+    ((1, 3, 4, 8, 8), (4, 3, 3, 3, 3), [1, 2, 2], [1, 1, 1], [1, 1, 1], False, [0, 0, 0], 1),   # 3-d
+])
+def test_fast_conv_rule_matches_the_meta_kernel(case):
+    xs, ws, stride, pad, dil, transposed, out_pad, groups = case
+    args = (_meta(xs), _meta(ws), None, stride, pad, dil, transposed, out_pad, groups)
+    assert _same(fast_meta(aten.convolution.default, args, {}), aten.convolution.default(*args))
+
+
 def test_fast_rules_decline_what_they_cannot_know():
     x = _meta((4, 6))
     assert fast_meta(aten.relu.default, (x.t(),), {}) is None            # not dense

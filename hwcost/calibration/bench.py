@@ -12,7 +12,7 @@ import torch.nn as nn
 from ..analysis import analyze
 from ..features import op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
-from ..measure import summarize, synchronizer, time_callable
+from ..timing import summarize, synchronizer, time_callable
 from ..probe import cache_bytes_at_level, probe_ms, resource_rates
 from .fit import dominant
 from .samples import Sample

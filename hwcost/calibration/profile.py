@@ -4,51 +4,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 from typing import Any
 
-import torch
 import yaml
 
 from ..devices import DeviceProfile
 from ..errors import InputError
 from ..features import FEATURES
+from ..host import host_info
 from ..probe import RESOURCES
 from ..timemodel import sha256
 from .fit import GBM_PARAMS
 from .suite import SUITE_VERSION
-
-
-def host_info(backend: str) -> dict[str, Any]:
-    import psutil
-
-    from ..allocator import state as allocator_state
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    freq = psutil.cpu_freq()
-    info = {
-        "cpu": cpu,
-        "machine": platform.machine(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "logical_cores": psutil.cpu_count(logical=True),
-        "cpu_freq_mhz": round(freq.max or freq.current, 1) if freq else None,
-        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "allocator": allocator_state(),
-    }
-    if backend == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = str(torch.cuda.get_device_name(0))
-        info["gpu_memory_gb"] = round(props.total_memory / 1024**3, 1)
-        info["cuda"] = str(torch.version.cuda)
-    return info
 
 
 def _threads(n: int) -> str:
@@ -103,6 +70,7 @@ def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, 
             "budget_s": budget,
             "cases": n_cases,
             "interrupted": interrupted,
+            "other_cpu_pct": round(100 * fundamentals.get("other_cpu_share", 0.0), 1),   # other processes' load
             "rates": {"floor_us": floor_us},
             **_probe_record(fundamentals),
             "samples_file": os.path.basename(samples_path),

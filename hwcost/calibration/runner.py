@@ -14,7 +14,9 @@ import yaml
 from ..analysis import analyze
 from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
-from ..measure import check_backend, fixed_threads
+from ..host import OTHER_LOAD_LIMIT, OtherLoad
+from ..measure import check_backend
+from ..timing import fixed_threads
 from ..timemodel import ContextModel, TimeModel, calibration_text, rates_of, sha256
 from .bench import measure_case, measure_chain, measure_fundamentals, private_cache_bytes, speed_readings
 from .fit import fit_context_model, fit_energy, fit_time_model
@@ -81,6 +83,7 @@ def calibrate(
     progress: bool = True,
     max_cases: int | None = None,
     allocator: str = "retain",
+    allow_busy: bool = False,
     _stop: Callable[[int], bool] | None = None,
 ) -> DeviceProfile:
     """Run the microbenchmark suite here and write a calibrated profile (YAML + samples CSV).
@@ -89,6 +92,8 @@ def calibrate(
     profile (name or path) whose power and energy figures the new profile inherits when no power
     sensor is readable. Interrupting (Ctrl-C) keeps the samples; rerunning resumes. ``allocator``:
     the host malloc condition the samples are taken under (hwcost.allocator; recorded in the profile).
+    Refused when other processes took more than hwcost.host.OTHER_LOAD_LIMIT of the machine's CPU time
+    while it measured (its samples are set aside), unless ``allow_busy``.
     """
     from ..allocator import apply as apply_allocator
     from ..meters import EnergyMeter
@@ -104,7 +109,7 @@ def calibrate(
     interrupted = False
     meter = EnergyMeter.detect(backend)
     prog = Progress(budget, progress)
-    with fixed_threads(threads) as n_threads:
+    with fixed_threads(threads) as n_threads, OtherLoad() as load:
         fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
         new_file = not existing
         with open(samples_path, "a") as f:
@@ -161,6 +166,15 @@ def calibrate(
     )
     if n_cases == 0:
         raise InputError("no case was measured; nothing to fit (give a larger --budget)")
+    fundamentals["other_cpu_share"] = load.share
+    if load.share > OTHER_LOAD_LIMIT and not allow_busy:
+        aside = samples_path[: -len(".csv")] + ".busy.csv"
+        os.replace(samples_path, aside)
+        raise InputError(
+            f"other processes used {load.share:.0%} of this machine's CPU time while it was calibrated (limit "
+            f"{OTHER_LOAD_LIMIT:.0%}): ops timed on a busy machine come out slow, and so would every prediction. "
+            f"The samples are set aside in {aside}. Calibrate when the machine is quiet, or pass --allow-busy "
+            "(allow_busy=True) to write the profile anyway")
     text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
                         n_cases, interrupted, base_profile, meter.name if meter else None, seed)
     return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)

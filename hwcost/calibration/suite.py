@@ -4,6 +4,8 @@ A case is a tiny nn.Module and its input, called the way a network calls it (thr
 ``nn.Module.__call__``), so a measured time includes the same dispatch a model pays. Shapes come
 from seeded draws over the ranges real CNNs, transformers and recurrent nets use; the families are
 interleaved (weighted) so that a run stopped at any point covers every family.
+
+Long because it holds one case generator per op family (15) and the network-like chains.
 """
 from __future__ import annotations
 

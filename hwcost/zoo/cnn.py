@@ -4,6 +4,8 @@ standard ImageNet versions (same parameter counts as torchvision's), so hwcost r
 AlexNet (Krizhevsky et al. 2012, one-GPU variant), VGG (Simonyan & Zisserman 2014), ResNet
 (He et al. 2015, v1.5 with the stride on the 3x3 conv), MobileNetV2 (Sandler et al. 2018),
 MobileNetV3 (Howard et al. 2019), ShuffleNetV2 (Ma et al. 2018), EfficientNet-B0 (Tan & Le 2019).
+
+Long because it holds seven architecture families, each a few dozen lines of layer definitions.
 """
 from __future__ import annotations
 

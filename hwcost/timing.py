@@ -1,0 +1,141 @@
+"""Timing primitives shared by measurement and calibration: warm-up then repeats, outlier rejection
+(beyond median + 4 scaled MADs: a preempted run, a page-fault storm), CUDA synchronization, a fixed
+thread count, and a model timed call by call against a fixed reference network."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+OUTLIER_MADS = 4.0
+UNSTEADY_SPREAD = 1.25   # p90 / p10 of the kept runs above which a measurement says the machine was not steady
+
+
+@dataclass
+class TimingStats:
+    median_s: float
+    p10_s: float
+    p90_s: float
+    samples_s: list[float]
+    rejected: int = 0
+
+    @property
+    def median_ms(self) -> float:
+        return self.median_s * 1e3
+
+
+def reject_outliers(samples: list[float], mads: float = OUTLIER_MADS) -> tuple[list[float], int]:
+    """Drop samples slower than median + mads x 1.4826 x MAD (one-sided: a run is never too fast)."""
+    if len(samples) < 4:
+        return list(samples), 0
+    med = statistics.median(samples)
+    mad = statistics.median(abs(s - med) for s in samples) * 1.4826
+    if mad == 0:
+        return list(samples), 0
+    kept = [s for s in samples if s <= med + mads * mad]
+    return kept, len(samples) - len(kept)
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    if len(xs) == 1:
+        return xs[0]
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summarize(samples: list[float]) -> TimingStats:
+    kept, rejected = reject_outliers(samples)
+    return TimingStats(statistics.median(kept), _quantile(kept, 0.1), _quantile(kept, 0.9), kept, rejected)
+
+
+def synchronizer(backend: str) -> Callable[[], None]:
+    if backend == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    warmup: int = 3,
+    repeats: int = 10,
+    sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+    max_seconds: float | None = None,
+) -> TimingStats:
+    """Warm up, then time ``repeats`` calls (fewer if ``max_seconds`` runs out, at least 3)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples: list[float] = []
+    start = clock()
+    for i in range(repeats):
+        t0 = clock()
+        fn()
+        sync()
+        samples.append(clock() - t0)
+        if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
+            break
+    return summarize(samples)
+
+
+@dataclass
+class PairedStats:
+    """A model timed call by call against a fixed reference network, in the same seconds."""
+
+    model: TimingStats
+    reference: TimingStats
+    ratio_median: float          # median over calls of model time / reference time
+    ratio_spread: float          # p90 / p10 of those ratios (near 1: the ratio held while the machine moved)
+
+
+def time_interleaved(
+    fn: Callable[[], Any],
+    reference: Callable[[], Any],
+    warmup: int = 3,
+    repeats: int = 10,
+    sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+    max_seconds: float | None = None,
+) -> PairedStats:
+    """Time ``fn`` and ``reference`` alternately, call by call: a shared machine's speed swings over
+    seconds, and both calls of a pair see the same speed, so their ratio stays while each time moves."""
+    for _ in range(warmup):
+        fn()
+        reference()
+    sync()
+    model_s: list[float] = []
+    ref_s: list[float] = []
+    start = clock()
+    for i in range(repeats):
+        t0 = clock()
+        fn()
+        sync()
+        t1 = clock()
+        reference()
+        sync()
+        t2 = clock()
+        model_s.append(t1 - t0)
+        ref_s.append(t2 - t1)
+        if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
+            break
+    ratios = [m / r for m, r in zip(model_s, ref_s) if r > 0]
+    lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
+    return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
+
+
+@contextmanager
+def fixed_threads(threads: int | None):
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
