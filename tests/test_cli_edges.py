@@ -61,7 +61,8 @@ def test_negative_depth_is_a_clear_usage_error(capsys):
     assert e.value.code == 2 and "--depth: must be >= 0" in err and "Traceback" not in err
 
 
-def test_measure_help_documents_every_option(capsys):
+def test_measure_help_documents_every_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")   # argparse wraps help at the terminal's width
     with pytest.raises(SystemExit):
         main(["measure", "--help"])
     text = " ".join(capsys.readouterr().out.split())
