@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch.nn as nn
 
 from .zoo.cnn import ConvNormAct, SqueezeExcitation, make_divisible
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
+    """One block of a sub-network: what sets its cost, how to build it, and its input (a search makes
+    thousands of these a second, so a named tuple, not a dataclass)."""
+
     signature: tuple                       # everything that sets the block's cost
     build: Callable[[], nn.Module]
     input_shape: tuple[int, ...]           # without batch

@@ -50,6 +50,7 @@ class LatencyLUT:
         self.batch_size, self.dtype = batch_size, dtype
         self.table: dict[tuple, BlockCost] = {}
         self.build_s = 0.0
+        self._last: tuple[Any, list[BlockCost]] | None = None   # a search asks latency, then MACs, of one config
 
     @classmethod
     def shared(cls, space: SearchSpace, device: str | DeviceProfile, batch_size: int = 1,
@@ -75,7 +76,12 @@ class LatencyLUT:
         return cost
 
     def costs(self, config: Any) -> list[BlockCost]:
-        return [self.block(b) for b in self.space.blocks(config)]
+        if self._last is not None and self._last[0] == config:
+            return self._last[1]
+        table = self.table
+        costs = [table.get(b.signature) or self.block(b) for b in self.space.blocks(config)]
+        self._last = (config, costs)
+        return costs
 
     def latency_ms(self, config: Any) -> float:
         costs = self.costs(config)

@@ -165,9 +165,23 @@ class _Tracer(TorchDispatchMode):
         self.values: WeakIdKeyDictionary = WeakIdKeyDictionary()  # meta stand-in -> its real value
         self.weight_ids: set[int] = set()
         self.packed: dict[int, tuple[TensorSpec, ...]] = {}
+        self.spec_cache: dict[int, tuple[torch.Tensor, TensorSpec]] = {}
 
     # -- specs
     def spec(self, t: torch.Tensor) -> TensorSpec:
+        # a meta tensor's spec is computed once (it is read by every op that takes it); tensors carrying a
+        # value are not held here, so their values are still freed with them
+        cacheable = t.device.type == "meta"
+        if cacheable:
+            hit = self.spec_cache.get(id(t))
+            if hit is not None and hit[0] is t:
+                return hit[1]
+        s = self._spec(t)
+        if cacheable and t not in self.values:
+            self.spec_cache[id(t)] = (t, s)
+        return s
+
+    def _spec(self, t: torch.Tensor) -> TensorSpec:
         sid, snbytes = self.storage_ids(t)
         isz = self.count_itemsize if t.is_floating_point() else t.element_size()
         footprint = 1
@@ -234,7 +248,7 @@ class _Tracer(TorchDispatchMode):
             return
         self.stack.pop()
         out_bytes = 0
-        for t in tree_flatten(output)[0]:
+        for t in ((output,) if isinstance(output, torch.Tensor) else tree_flatten(output)[0]):
             if isinstance(t, torch.Tensor):
                 isz = self.count_itemsize if t.is_floating_point() else t.element_size()
                 out_bytes += t.numel() * isz
@@ -290,6 +304,9 @@ class _Tracer(TorchDispatchMode):
         except Exception as e:
             e._hwcost_op = func  # an op refused its arguments (not the model's own Python)
             raise
+        if func._schema.is_mutable:   # resize_, unsqueeze_ ...: a cached spec may be stale now
+            for t in arg_tensors(args, kwargs):
+                self.spec_cache.pop(id(t), None)
         if not self.suppress:
             if torch.Tag.inplace_view in func.tags:
                 self.view_ops += 1
@@ -314,14 +331,14 @@ class _Tracer(TorchDispatchMode):
         return tree_map(adopt, (args, kwargs))
 
     def _meta_kernel(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        key = _cache_key(func, args, kwargs)
-        cached = self.meta_cache.get(key) if key is not None else None
-        if cached is not None and cached is not _UNCACHEABLE:
-            return _materialize(cached)
         if (fast := fast_meta(func, args, kwargs)) is not None:
             return fast
         if func in _SHAPE_RULES:
             return _SHAPE_RULES[func](func, args, kwargs)
+        key = _cache_key(func, args, kwargs)
+        cached = self.meta_cache.get(key) if key is not None else None
+        if cached is not None and cached is not _UNCACHEABLE:
+            return _materialize(cached)
         out = func(*args, **kwargs)
         if key is not None and cached is None:
             self.meta_cache[key] = _describe_output(out, args, kwargs)
@@ -335,6 +352,9 @@ class _Tracer(TorchDispatchMode):
             return self._run_valued(func, args, kwargs)
         if not tensors and _is_factory(func):
             out = self._meta_kernel(func, args, kwargs)
+            if isinstance(out, torch.Tensor) and out.numel() == 0:   # batch norm's reserve: no value to compute
+                self.values[out] = torch.empty(out.shape, dtype=out.dtype)
+                return out
             if sum(t.numel() * t.element_size() for t in _tensors_in(out)) <= VALUE_CAP_BYTES:
                 return self._run_valued(func, args, kwargs, meta_out=out)
             return out
@@ -471,10 +491,21 @@ def fast_meta(func: Any, args: tuple, kwargs: dict) -> Any:
         return meta_like(x)
     if func in _SAME_SHAPE_BINARY:
         y = args[1] if len(args) > 1 else None
-        same = isinstance(y, torch.Tensor) and y.shape == x.shape and y.stride() == x.stride() and y.dtype == x.dtype
-        return meta_like(x) if same and not kwargs else None
+        if kwargs or not isinstance(y, torch.Tensor) or y.dtype != x.dtype:
+            return None
+        if y.shape == x.shape and y.stride() == x.stride():
+            return meta_like(x)
+        if x.is_contiguous() and y.is_contiguous() and y.ndim > 0:
+            # broadcasting contiguous operands: TensorIterator lays the output out contiguous
+            shape = _broadcast(tuple(x.shape), tuple(y.shape))
+            return None if shape is None else torch.empty(shape, dtype=x.dtype, device="meta")
+        return None
     if func is _CONVOLUTION:
         return _conv_meta(x, *args[1:9]) if len(args) >= 9 and not kwargs else None
+    if func in _MATMULS:
+        return _matmul_meta(func, args) if not kwargs else None
+    if func in _REDUCE_DIMS:
+        return _reduce_meta(x, *args[1:]) if not kwargs and len(args) <= 3 else None
     if func in _BATCH_NORM and x.ndim >= 2:
         stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         c = x.shape[1]
@@ -483,6 +514,54 @@ def fast_meta(func: Any, args: tuple, kwargs: dict) -> Any:
 
 
 _CONVOLUTION = _aten.convolution.default
+_REDUCE_DIMS = {_aten.mean.dim, _aten.sum.dim_IntList, _aten.amax.default, _aten.amin.default}
+
+
+_MATMULS = {_aten.mm.default, _aten.addmm.default, _aten.bmm.default}
+
+
+def _matmul_meta(func: Any, args: tuple) -> Any:
+    """mm, addmm (bias broadcast to the output), bmm of same-dtype floats: a contiguous (.., n, m) output."""
+    a, b = (args[1], args[2]) if func is _aten.addmm.default else (args[0], args[1])
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.dtype != b.dtype:
+        return None
+    if func is _aten.bmm.default:
+        if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+            return None
+        return torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device="meta")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        return None
+    if func is _aten.addmm.default:
+        bias = args[0]
+        if not isinstance(bias, torch.Tensor) or bias.dtype != a.dtype or \
+                _broadcast(tuple(bias.shape), (a.shape[0], b.shape[1])) != (a.shape[0], b.shape[1]):
+            return None
+    return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting of two shapes (torch.broadcast_shapes imports sympy on its first call), or None
+    when they do not broadcast (the meta kernel then says so)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for p, q in zip(a, b):
+        if p != q and 1 not in (p, q):
+            return None
+        out.append(q if p == 1 else p)
+    return tuple(out)
+
+
+def _reduce_meta(x, dims=None, keepdim: bool = False) -> Any:
+    """A float reduction over ``dims``: the input's shape with those dims dropped (or kept as 1), contiguous."""
+    if dims is None or not isinstance(dims, (list, tuple)) or not dims or x.ndim == 0:
+        return None
+    if any(not isinstance(d, int) or not -x.ndim <= d < x.ndim for d in dims):
+        return None
+    axes = {d % x.ndim for d in dims}
+    shape = [1 if i in axes else n for i, n in enumerate(x.shape)] if keepdim else \
+        [n for i, n in enumerate(x.shape) if i not in axes]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
 def _conv_meta(x, w, bias, stride, padding, dilation, transposed, output_padding, groups) -> Any:
@@ -664,8 +743,9 @@ def meta_state(model: nn.Module, trace_dtype: torch.dtype) -> tuple[dict[str, to
     as position ids: small, and never the product of a weight)."""
     values: dict[int, torch.Tensor] = {}
     state: dict[str, torch.Tensor] = {}
-    params = {id(p) for p in model.parameters()}
-    for n, t in _state(model).items():
+    named = dict(model.named_parameters())
+    params = {id(p) for p in named.values()}
+    for n, t in {**named, **dict(model.named_buffers())}.items():
         dt = trace_dtype if t.is_floating_point() else t.dtype
         # a model built on meta already holds stand-ins: use its own (no copy, no functional_call)
         m = t if t.device.type == "meta" and t.dtype == dt else meta_like(t, dt)
@@ -760,10 +840,11 @@ def trace(
         if key in by_id:
             tracer.values[by_id[key]] = v
     in_specs = [tracer.spec(t) for t in inputs]
+    own_state = _state(model)
     if state is not None:
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in state.values())
-    if state is None or len(state) < len(_state(model)):
-        tracer.weight_ids.update(tracer.spec(t).storage_id for t in _state(model).values() if t.device.type != "meta")
+    if state is None or len(state) < len(own_state):
+        tracer.weight_ids.update(tracer.spec(t).storage_id for t in own_state.values() if t.device.type != "meta")
     hooks = [
         nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
         nn.modules.module.register_module_forward_hook(tracer.post_hook),
@@ -771,7 +852,7 @@ def trace(
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
         with _eval_mode(model), _dynamo_left_unimported(), torch.no_grad(), device, tracer, _FusedKernels(tracer):
-            if state is None or all(state.get(n) is t for n, t in _state(model).items()):
+            if state is None or all(state.get(n) is t for n, t in own_state.items()):
                 out = model(*args, **kwargs)
             else:
                 out = torch.func.functional_call(model, state, args, kwargs, strict=False)

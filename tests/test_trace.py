@@ -49,10 +49,36 @@ def test_fast_conv_rule_matches_the_meta_kernel(case):
     assert _same(fast_meta(aten.convolution.default, args, {}), aten.convolution.default(*args))
 
 
+@pytest.mark.parametrize("shapes", [((2, 6, 5, 7), (2, 6, 1, 1)), ((2, 6, 5, 7), (7,)), ((1, 6, 1, 7), (2, 1, 5, 1)),
+                                    ((4, 5), (1, 5)), ((2, 6, 1, 1), (2, 6, 5, 7))])
+def test_fast_broadcast_rule_matches_the_meta_kernel(shapes):
+    x, y = _meta(shapes[0]), _meta(shapes[1])
+    for op in _SAME_SHAPE_BINARY:
+        assert _same(fast_meta(op, (x, y), {}), op(x, y)), op
+
+
+def test_fast_matmul_rules_match_the_meta_kernels():
+    a, b = _meta((5, 7)), _meta((7, 3))
+    for bias in (_meta((3,)), _meta((5, 3)), _meta((1, 3))):
+        assert _same(fast_meta(aten.addmm.default, (bias, a, b), {}), aten.addmm.default(bias, a, b))
+    assert _same(fast_meta(aten.mm.default, (a, b), {}), aten.mm.default(a, b))
+    x, y = _meta((4, 5, 7)), _meta((4, 7, 2))
+    assert _same(fast_meta(aten.bmm.default, (x, y), {}), aten.bmm.default(x, y))
+    assert fast_meta(aten.mm.default, (a, a), {}) is None                     # does not fit: the kernel says so
+
+
+@pytest.mark.parametrize("op", [aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default])
+@pytest.mark.parametrize("dims,keepdim", [([2, 3], True), ([-1], False), ([1], True), ([0, 2], False)])
+def test_fast_reduction_rule_matches_the_meta_kernel(op, dims, keepdim):
+    x = _meta((2, 6, 5, 7))
+    assert _same(fast_meta(op, (x, dims, keepdim), {}), op(x, dims, keepdim))
+
+
 def test_fast_rules_decline_what_they_cannot_know():
     x = _meta((4, 6))
     assert fast_meta(aten.relu.default, (x.t(),), {}) is None            # not dense
-    assert fast_meta(aten.add.Tensor, (x, _meta((6,))), {}) is None       # broadcast
+    assert fast_meta(aten.add.Tensor, (x, _meta((6,), torch.float16)), {}) is None   # dtypes promote
+    assert fast_meta(aten.add.Tensor, (x.t(), _meta((4,))), {}) is None              # strided broadcast
     assert fast_meta(aten.relu.default, (torch.empty(3, dtype=torch.long, device="meta"),), {}) is None
 
 
