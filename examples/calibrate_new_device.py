@@ -5,14 +5,14 @@
 import sys
 
 import hwcost
-from hwcost.loaders import load_model
+
 
 quick = "--quick" in sys.argv
 profile = hwcost.calibrate(name="this-machine", out="this-machine.yaml", quick=quick)
 print(f"calibrated: {profile.calibration['cases']} cases, chain error "
       f"{profile.calibration['context']['median_abs_error_pct']}%")
 for name in ("mobilenet_v2", "resnet18"):
-    loaded = load_model(name, meta=False)
+    loaded = hwcost.load_model(name, meta=False)
     m = hwcost.measure(loaded.model, loaded.example)
     p = hwcost.predict(loaded.model, loaded.example, device=profile)
     print(f"{name:14s} measured {m.latency_ms:7.2f} ms  predicted {p.latency_ms:7.2f} ms  "

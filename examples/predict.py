@@ -1,8 +1,8 @@
 """Predict a model's per-layer latency and energy on a few devices, from the Python API."""
 import hwcost
-from hwcost.loaders import load_model
 
-model = load_model("mobilenet_v2").model  # built on the meta device: no weights needed
+
+model = hwcost.load_model("mobilenet_v2").model  # built on the meta device: no weights needed
 p = hwcost.predict(model, (3, 224, 224), device="raspberry-pi-4")
 print(p.table(depth=2))
 for device in ("raspberry-pi-5", "jetson-orin-nano", "h100"):

@@ -315,9 +315,9 @@ def test_readme_profile_example_is_valid():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = text.split("### Adding a device", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    block = text.split("## Adding a device", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     d = parse_profile(block, "README example")
-    assert d.name == "my-board" and d.compute_efficiency["conv"] == 0.5
+    assert d.name == "my-board" and d.isa == "aarch64" and d.compute_efficiency["conv"] > 0
 
 
 def test_measured_module_call_and_view_costs_are_added():
