@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .formulas import rnn_geometry, serial_steps
+from .formulas import conv_groups, matmul_operands, rnn_geometry, serial_steps
 from .records import OpCost, TensorSpec
 
 FEATURES = (
@@ -61,11 +61,11 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["log_spatial_in"], f["log_spatial_out"] = _l(_prod(x.shape[2:])), _l(_prod(out.shape[2:]))
         f["kernel"] = float(_prod(w.shape[2:]))
         f["stride"] = float(_first(rec.arg(3, "stride", 1)))
-        f["log_groups"] = _l(int(rec.arg(8, "groups", 1)) if rec.name == "convolution" else max(1, x.shape[1] // w.shape[1]))
+        f["log_groups"] = _l(conv_groups(rec, w, x))
         f["spatial_dims"] = float(x.ndim - 2)
         f["misaligned"] = _misaligned(x.shape[1], out.shape[1])
     elif fam == "matmul" and len(ins) >= 2:
-        a, b = (rec.args[1], rec.args[2]) if rec.name in ("addmm", "baddbmm", "addbmm", "addmv") else (rec.args[0], rec.args[1])
+        a, b = matmul_operands(rec)
         if isinstance(a, TensorSpec) and isinstance(b, TensorSpec):
             f["log_batch"] = _l(a.shape[0] if a.ndim == 3 else 1)
             f["log_spatial_in"] = _l(a.shape[-2] if a.ndim >= 2 else 1)   # M

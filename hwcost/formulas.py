@@ -149,17 +149,27 @@ def conv_cost(rec: OpRecord) -> Work:
     else:
         # every output element is a dot product of length (C_in / groups) x kernel; weight is (C_out, C_in/g, k...)
         macs = out.numel * w.shape[1] * kernel
-        groups = _groups(rec, w, x)
+        groups = conv_groups(rec, w, x)
         cin = x.shape[1] if x.ndim > 1 else 1
         family = "conv" if groups == 1 else "depthwise_conv" if groups == cin else "grouped_conv"
     bias_flops = out.numel if isinstance(bias, TensorSpec) else 0
     return Work(macs, 2 * macs + bias_flops, family)
 
 
-def _groups(rec: OpRecord, w: TensorSpec, x: TensorSpec) -> int:
+def conv_groups(rec: OpRecord, w: TensorSpec, x: TensorSpec) -> int:
+    """A convolution's groups: its argument where the schema has one (convolution, _convolution), else
+    input channels over the weight's (cudnn_convolution and friends)."""
     if rec.name in ("convolution", "_convolution", "convolution_overrideable"):
         return int(rec.arg(8, "groups", 1))
     return max(1, x.shape[1] // w.shape[1])
+
+
+_BIAS_FIRST = frozenset({"addmm", "_addmm_activation", "baddbmm", "addbmm", "addmv"})
+
+
+def matmul_operands(rec: OpRecord) -> tuple[TensorSpec, TensorSpec]:
+    """The two factors of a matrix product: addmm and its kin take the bias first."""
+    return (rec.args[1], rec.args[2]) if rec.name in _BIAS_FIRST else (rec.args[0], rec.args[1])
 
 
 # ------------------------------------------------------------------ matmul family
@@ -167,42 +177,42 @@ def _groups(rec: OpRecord, w: TensorSpec, x: TensorSpec) -> int:
 
 @register("mm", family="matmul")
 def mm_cost(rec: OpRecord) -> Work:
-    a, b = rec.args[0], rec.args[1]
+    a, b = matmul_operands(rec)
     macs = a.shape[0] * a.shape[1] * b.shape[1]
     return Work(macs, 2 * macs)
 
 
 @register("addmm", "_addmm_activation", family="matmul")
 def addmm_cost(rec: OpRecord) -> Work:
-    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    (a, b), out = matmul_operands(rec), _out(rec)
     macs = a.shape[0] * a.shape[1] * b.shape[1]
     return Work(macs, 2 * macs + out.numel)
 
 
 @register("bmm", family="matmul")
 def bmm_cost(rec: OpRecord) -> Work:
-    a, b = rec.args[0], rec.args[1]
+    a, b = matmul_operands(rec)
     macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
     return Work(macs, 2 * macs)
 
 
 @register("baddbmm", family="matmul")
 def baddbmm_cost(rec: OpRecord) -> Work:
-    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    (a, b), out = matmul_operands(rec), _out(rec)
     macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
     return Work(macs, 2 * macs + out.numel)
 
 
 @register("addbmm", family="matmul")
 def addbmm_cost(rec: OpRecord) -> Work:
-    a, b, out = rec.args[1], rec.args[2], _out(rec)
+    (a, b), out = matmul_operands(rec), _out(rec)
     macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
     return Work(macs, 2 * macs + out.numel * a.shape[0])
 
 
 @register("mv", "addmv", family="matmul")
 def mv_cost(rec: OpRecord) -> Work:
-    a = rec.args[1] if rec.name == "addmv" else rec.args[0]
+    a, _ = matmul_operands(rec)
     macs = a.shape[0] * a.shape[1]
     return Work(macs, 2 * macs + (a.shape[0] if rec.name == "addmv" else 0))
 

@@ -70,7 +70,8 @@ class LatencyLUT:
             timings = time_ops(counts.ops, self.device, counts.dtype)
             add_framework_overhead(timings, counts, self.device)
             cost = BlockCost([t.overhead_s for t in timings], [t.kernel_s for t in timings],
-                             sum(t.overhead_s + t.kernel_s for t in timings), counts.macs, counts.params)
+                             replay_s([t.overhead_s for t in timings], [t.kernel_s for t in timings], "sequential"),
+                             counts.macs, counts.params)
             self.table[blk.signature] = cost
             self.build_s += time.perf_counter() - t0
         return cost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -33,9 +34,26 @@ def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
     return {"probe": probe} if probe else {}
 
 
-def profile_yaml(name: str, backend: str, threads: int, fundamentals: dict[str, float], dtypes: tuple[str, ...],
-                 samples_path: str, samples_text: str, budget: float, n_cases: int, interrupted: bool,
-                 base: DeviceProfile | None, sensor: str | None, seed: int = 0) -> str:
+@dataclass
+class CalibrationRun:
+    """What one `hwcost calibrate` run was: its settings and how it went."""
+
+    name: str
+    backend: str
+    threads: int
+    dtypes: tuple[str, ...]
+    budget_s: float
+    seed: int = 0
+    cases: int = 0
+    interrupted: bool = False
+    base: DeviceProfile | None = None      # datasheet profile power and energy figures come from
+    sensor: str | None = None              # the power sensor read, if any
+
+
+def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_path: str, samples_text: str) -> str:
+    name, backend, threads, dtypes = run.name, run.backend, run.threads, run.dtypes
+    budget, n_cases, interrupted, base, sensor, seed = (run.budget_s, run.cases, run.interrupted, run.base,
+                                                         run.sensor, run.seed)
     host = host_info(backend)
     matrix = {dt: round(fundamentals[f"matmul_flops_{dt}"] / 1e12, 5) for dt in dtypes
               if f"matmul_flops_{dt}" in fundamentals}

@@ -20,7 +20,7 @@ from ..timing import fixed_threads
 from ..timemodel import ContextModel, TimeModel, calibration_text, rates_of, sha256
 from .bench import measure_case, measure_chain, measure_fundamentals, private_cache_bytes, speed_readings
 from .fit import fit_context_model, fit_energy, fit_time_model
-from .profile import profile_yaml
+from .profile import CalibrationRun, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, read_samples,
                       samples_path_for, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case
@@ -175,8 +175,9 @@ def calibrate(
             f"{OTHER_LOAD_LIMIT:.0%}): ops timed on a busy machine come out slow, and so would every prediction. "
             f"The samples are set aside in {aside}. Calibrate when the machine is quiet, or pass --allow-busy "
             "(allow_busy=True) to write the profile anyway")
-    text = profile_yaml(name, backend, n_threads, fundamentals, dtypes, samples_path, samples_text, budget,
-                        n_cases, interrupted, base_profile, meter.name if meter else None, seed)
+    run = CalibrationRun(name, backend, n_threads, dtypes, budget, seed, n_cases, interrupted, base_profile,
+                         meter.name if meter else None)
+    text = profile_yaml(run, fundamentals, samples_path, samples_text)
     return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
 
 
