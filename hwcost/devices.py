@@ -56,6 +56,7 @@ _SCHEMA: dict[str, Any] = {
     "memory": (True, {
         "bandwidth_gbps": (True, float),
         "capacity_gb": (False, float),
+        "reserved_gb": (False, float),   # what the OS and the runtime keep (needs capacity_gb)
         "cache_mb": (False, float),
     }),
     "overhead_us": (True, {
@@ -96,6 +97,7 @@ class DeviceProfile:
     memory_efficiency: float
     startup_dispatches: dict[str, float] = field(default_factory=dict)
     capacity_gb: float | None = None
+    reserved_gb: float = 0.0
     cache_mb: float | None = None
     power_typical_w: float | None = None
     threads: int | None = None
@@ -105,11 +107,11 @@ class DeviceProfile:
     path: str | None = None
 
     def peak_flops(self, dtype: str, matrix: bool = True) -> float:
-        """FLOP/s at ``dtype``: matrix units for products, vector units for elementwise work.
-
-        A dtype the device has no figure for runs at the float32 rate (it is converted)."""
-        table = self.matrix_tflops if matrix else self.vector_tflops
-        return 1e12 * table.get(dtype, table.get("float32", self.matrix_tflops["float32"]))
+        """FLOP/s at ``dtype``: matrix units for products, vector units for elementwise work (the
+        matrix figure where the profile gives no vector one). A dtype without a matrix figure is refused."""
+        require_rate(self, dtype)
+        table = self.vector_tflops if not matrix and dtype in self.vector_tflops else self.matrix_tflops
+        return 1e12 * table[dtype]
 
     @property
     def energy_model(self) -> str | None:
@@ -161,6 +163,52 @@ class DeviceProfile:
             f"{self.power_idle_w:g}/{self.power_max_w:g}" if self.has_energy else "-",
             "calibrated" if self.calibration else "datasheet",
         ]
+
+
+def require_rate(profile: DeviceProfile, dtype: str) -> None:
+    """Refuse a dtype the profile has no rate for: eager PyTorch on a CPU without native kernels for a
+    dtype converts and runs it far slower than float32, so falling back to any other rate would be a
+    guess (and a calibration that never timed a dtype knows nothing of it)."""
+    if dtype in profile.matrix_tflops:
+        return
+    have = ", ".join(profile.matrix_tflops)
+    how = ("calibrate with --dtypes float32," + dtype if profile.calibration else
+           f"add a cited compute.matrix_tflops.{dtype} to the profile, or calibrate the device with --dtypes float32,{dtype}")
+    raise ProfileError(f"{profile.name} has no {dtype} rate (it lists {have}): no datasheet figure or measurement says "
+                       f"how fast eager PyTorch runs {dtype} there, so hwcost will not guess. Predict at {have}, or {how}")
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Whether a run's memory fits a device: what it needs against what the device leaves to it."""
+
+    needed_bytes: int
+    usable_bytes: int | None      # capacity less what the OS and runtime keep; None: the profile gives no capacity
+    parts: tuple[tuple[str, int], ...]   # (what, bytes): weights, activations, KV cache ...
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.usable_bytes is None else self.needed_bytes <= self.usable_bytes
+
+    @property
+    def shortfall_bytes(self) -> int:
+        return 0 if self.usable_bytes is None else max(0, self.needed_bytes - self.usable_bytes)
+
+    def warning(self, device_name: str) -> str | None:
+        if self.fits is not False:
+            return None
+        gb = 1e9
+        what = " + ".join(f"{name} {n / gb:,.2f} GB" for name, n in self.parts if n >= 0.005 * gb)
+        return (f"does not fit: needs {self.needed_bytes / gb:,.2f} GB ({what}) but {device_name} leaves "
+                f"{self.usable_bytes / gb:,.2f} GB to it ({self.shortfall_bytes / gb:,.2f} GB short): it cannot run "
+                "there as is (a smaller dtype, quantized weights or another device)")
+
+
+def memory_fit(profile: DeviceProfile, parts: dict[str, int]) -> MemoryFit:
+    """Memory a run needs (weights, activations, caches: ``parts``) against the device's capacity less
+    what its OS and runtime keep (``memory.reserved_gb``); GB = 10**9 bytes, as memory is sold."""
+    usable = None if profile.capacity_gb is None else int((profile.capacity_gb - profile.reserved_gb) * 1e9)
+    return MemoryFit(sum(parts.values()), usable, tuple(parts.items()))
 
 
 def profile_fingerprint(profile: DeviceProfile) -> str:
@@ -270,6 +318,9 @@ def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> No
                 f"{where}: 'execution' must be one of {', '.join(EXECUTIONS)}, got {data['execution']!r}")
         if "power_w" in data and data["power_w"]["idle"] > data["power_w"]["max"]:
             raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
+        mem = data["memory"]
+        if mem.get("reserved_gb") is not None and (mem.get("capacity_gb") is None or mem["reserved_gb"] >= mem["capacity_gb"]):
+            raise ProfileError(f"{where}: 'memory.reserved_gb' needs 'memory.capacity_gb' beside it, and below it")
         if "energy" in data and "power_w" not in data:
             raise ProfileError(f"{where}: 'energy' needs 'power_w' (idle and max) beside it")
         if "power_w" in data and "energy" not in data and data["execution"] != "async":
@@ -352,6 +403,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         tf32_tflops=d["compute"].get("tf32_tflops"),
         bandwidth_gbps=float(d["memory"]["bandwidth_gbps"]),
         capacity_gb=d["memory"].get("capacity_gb"),
+        reserved_gb=float(d["memory"].get("reserved_gb") or 0.0),
         cache_mb=d["memory"].get("cache_mb"),
         host_per_op_us=float(d["overhead_us"]["host_per_op"]),
         device_per_op_us=float(d["overhead_us"].get("device_per_op", 0.0)),

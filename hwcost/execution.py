@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .analysis import Analysis, OpCounts
-from .devices import DeviceProfile
+from .devices import DeviceProfile, require_rate
 from .records import OpCost
-from .roofline import roofline_times, startup_s
+from .roofline import op_dtype, roofline_times, startup_s
 from .timemodel import calibrated_times
 
 
@@ -28,12 +28,17 @@ class OpTiming:
     latency_s: float = 0.0      # this op's share of the end-to-end time (they sum to the total)
     bound: str = "compute"
     energy_j: float = 0.0
+    extrapolated: bool = False  # outside what calibration sampled: held within physical bounds
 
 
 def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
     """Roofline and overhead of every op that does work (allocations launch nothing)."""
+    require_rate(device, dtype)
+    for c in costs:   # quantized products run at the int8 rate whatever the model's float dtype
+        if op_dtype(c, dtype) != dtype:
+            require_rate(device, op_dtype(c, dtype))
     working = [c for c in costs if c.launches]
-    calibrated = calibrated_times(working, device, dtype) if device.calibration else None
+    calibrated, outside = calibrated_times(working, device, dtype) if device.calibration else (None, None)
     host_s = device.host_per_op_us * 1e-6
     timings = []
     for i, c in enumerate(working):
@@ -42,7 +47,8 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
         if calibrated is not None and device.execution == "sequential":
             # a measured op call includes its dispatch: split it back out for the overhead bound
             overhead = min(host_s, calibrated[i])
-            timings.append(OpTiming(c, compute_s, memory_s, overhead, calibrated[i] - overhead, bound=bound))
+            timings.append(OpTiming(c, compute_s, memory_s, overhead, calibrated[i] - overhead, bound=bound,
+                                    extrapolated=outside[i]))
             continue
         if calibrated is not None:
             kernel = calibrated[i]
@@ -50,7 +56,8 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
             kernel = max(compute_s, memory_s) + startup_s(c, device)
             if device.execution == "async":
                 kernel += device.device_per_op_us * 1e-6
-        timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound))
+        timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound,
+                                extrapolated=bool(outside and outside[i])))
     return timings
 
 

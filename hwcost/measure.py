@@ -227,14 +227,13 @@ def _per_layer(model: nn.Module, args: tuple, kwargs: dict, sync: Callable[[], N
         for h in handles:
             h.remove()
     types = {n: type(m).__name__ for n, m in leaves}
-    hooked_total = sorted(totals)[len(totals) // 2]
     out = []
     for name, ts in per_run.items():
         if calls[name] == 0:
             continue
-        median = sorted(ts)[len(ts) // 2]
-        # shares of the hooked run, scaled to the plain run's total for the time column
-        share = median / hooked_total if hooked_total > 0 else 0.0
+        # each run's share of that same run (the machine's speed cancels), then the median over runs;
+        # the time column is that share of the plain runs' median
+        share = sorted(t / total for t, total in zip(ts, totals))[len(ts) // 2] if all(totals) else 0.0
         out.append(MeasuredLayer(name, types[name], share * total_s * 1e3, 100 * share,
                                  calls[name] // (warmup + runs)))
     return out

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from . import report
 from .analysis import Analysis, analyze
-from .devices import DeviceProfile, load_device
+from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .energy import assign_energy
 from .execution import OpTiming, add_framework_overhead, simulate, time_ops
 from .inputs import Example
@@ -30,13 +30,14 @@ class LayerPrediction(LayerCost):
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     overhead_ms: float = 0.0
+    extrapolated: bool = False        # an op of it lies outside what calibration sampled
     timings: list[OpTiming] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         d = LayerCost.as_dict(self)
         d.update({k: getattr(self, k) for k in (
             "latency_ms", "share_pct", "bound", "arithmetic_intensity", "attained_gflops", "energy_mj",
-            "compute_ms", "memory_ms", "overhead_ms")})
+            "compute_ms", "memory_ms", "overhead_ms", "extrapolated")})
         return d
 
 
@@ -74,12 +75,28 @@ class Prediction:
     def warnings(self) -> list[str]:
         """Everything that makes this number less than trustworthy, in one list (rendered by summary)."""
         out = []
+        if (w := self.memory.warning(self.device.name)) is not None:
+            out.append(w)
+        outside = [t for t in self.ops if t.extrapolated]
+        if outside:
+            layers = [r.name for r in self.layers if r.extrapolated]
+            named = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
+            out.append(f"{len(outside)} of {len(self.ops)} ops lie outside what calibration sampled (layers {named}): "
+                       "their times are held between the most and least efficient its family measured; "
+                       "calibrate with a longer budget, or read them as bounds")
         heavy = self.analysis.uncounted_heavy_ops()
         if heavy:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(heavy.items()))
             out.append(f"ops without a formula may carry real work ({ops}): their arithmetic is not in this "
                        "latency; register a formula for them (hwcost.register_formula)")
         return out
+
+    @property
+    def memory(self) -> MemoryFit:
+        """Weights and buffers, the inputs, and the peak of live activations, against the device."""
+        t = self.analysis.total
+        return memory_fit(self.device, {"weights": t.storage_bytes + t.buffer_bytes, "inputs": t.input_bytes,
+                                        "activations": t.peak_activation_bytes})
 
     def bound_shares(self) -> dict[str, float]:
         shares = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
@@ -116,6 +133,9 @@ class Prediction:
             "device_ms": self.device_ms,
             "bound_pct": self.bound_shares(),
             "warnings": self.warnings,
+            "memory_needed_bytes": self.memory.needed_bytes,
+            "memory_usable_bytes": self.memory.usable_bytes,
+            "fits": self.memory.fits,
             "layers": [r.as_dict() for r in self.layers],
             "total": self.analysis.total.as_dict(),
         }
@@ -143,6 +163,7 @@ def _layer(row: LayerCost, timings: list[OpTiming], total_ms: float) -> LayerPre
         compute_ms=sum(t.compute_s for t in timings) * 1e3,
         memory_ms=sum(t.memory_s for t in timings) * 1e3,
         overhead_ms=sum(t.overhead_s for t in timings) * 1e3,
+        extrapolated=any(t.extrapolated for t in timings),
         timings=timings,
     )
 

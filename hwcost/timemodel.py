@@ -20,7 +20,7 @@ import numpy as np
 
 from .devices import DeviceProfile
 from .errors import ProfileError
-from .features import FEATURES, feature_vector
+from .features import FEATURES, feature_vector, shape_features
 from .formulas import PRODUCT_FAMILIES
 from .records import OpCost
 
@@ -51,8 +51,8 @@ class Rates:
     bandwidth: float                     # bytes/s (read + write)
 
     def base(self, flops: float, traffic: float, matrix: bool, dtype: str) -> float:
-        table = self.matrix_flops if matrix else self.vector_flops
-        peak = table.get(dtype) or table["float32"]
+        table = self.vector_flops if not matrix and dtype in self.vector_flops else self.matrix_flops
+        peak = table[dtype]   # hwcost.devices.require_rate refused a dtype without a rate before this
         return self.floor_s + max(flops / peak, traffic / self.bandwidth)
 
 
@@ -137,13 +137,41 @@ class TimeModel:
     hwcost.calibration.fit; read here with numpy only)."""
 
     def __init__(self, vocab: dict[str, list[str]], ensembles: dict[str, TreeEnsemble], constants: dict[str, float],
-                 global_constant: float, rates: Rates, context: ContextModel | None = None):
+                 global_constant: float, rates: Rates, context: ContextModel | None = None,
+                 ranges: dict[str, dict[str, Any]] | None = None):
         self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
         self.global_constant, self.rates = global_constant, rates
         self.context = context or ContextModel()
+        # per family: the sampled span of each size feature, and of log(time / baseline) (see sampled_ranges)
+        self.ranges = ranges or {}
 
-    def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
-        """Seconds per op measured alone (dispatch included), batched per family."""
+    def extrapolated(self, cost: OpCost) -> bool:
+        """Does this op lie outside what calibration sampled for its family (a size feature beyond the
+        sampled span, or a family never sampled)? Unknown (False) for a model fitted without ranges."""
+        if not self.ranges:
+            return False
+        r = self.ranges.get(cost.family)
+        if r is None:
+            return True
+        feats = shape_features(cost)
+        return any(not lo - RANGE_SLACK <= feats[k] <= hi + RANGE_SLACK for k, (lo, hi) in r["features"].items())
+
+    def bounded(self, cost: OpCost, base_s: float, iso_s: float) -> float:
+        """An extrapolated op's isolated time held between the most and the least efficient the family
+        ever measured (relative to the baseline): calibration saw no op of that family run faster or
+        slower than that against its roofline, so trees reaching past it are extrapolating, not knowing."""
+        r = self.ranges.get(cost.family)
+        if r is None:   # a family never sampled: the spread of every family measured
+            lo = min(v["log_ratio"][0] for v in self.ranges.values())
+            hi = max(v["log_ratio"][1] for v in self.ranges.values())
+        else:
+            lo, hi = r["log_ratio"]
+        return min(max(iso_s, base_s * math.exp(lo)), base_s * math.exp(hi))
+
+    def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
+                 flags: list[bool] | None = None) -> list[float]:
+        """Seconds per op measured alone (dispatch included), batched per family. With ``flags`` (one per
+        op), ops outside the sampled ranges are marked there and held within physical bounds."""
         out = [0.0] * len(costs)
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(costs):
@@ -157,11 +185,15 @@ class TimeModel:
                 corr = [self.constants.get(fam, self.global_constant)] * len(idx)
             for i, b, c in zip(idx, bases, corr):
                 out[i] = b * math.exp(float(c))
+                if flags is not None and self.extrapolated(costs[i]):
+                    flags[i] = True
+                    out[i] = self.bounded(costs[i], b, out[i])
         return out
 
-    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool]) -> list[float]:
+    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
+                flags: list[bool] | None = None) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model."""
-        iso = self.isolated(costs, dtype, matrix_flags)
+        iso = self.isolated(costs, dtype, matrix_flags, flags)
         return [self.context.apply(t, c) for t, c in zip(iso, costs)]
 
     def chain_row(self, costs: list[OpCost], cache_bytes: float, dtype: str = "float32") -> dict[str, float]:
@@ -172,7 +204,7 @@ class TimeModel:
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
                 "constants": self.constants, "global_constant": self.global_constant,
-                "context": vars(self.context),
+                "context": vars(self.context), "ranges": self.ranges,
                 "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
 
     @classmethod
@@ -183,7 +215,8 @@ class TimeModel:
             raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION} "
                              "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
-        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]))
+        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]),
+                   d.get("ranges"))
 
 
 _CACHE: dict[str, TimeModel] = {}
@@ -207,10 +240,29 @@ def rates_of(profile: DeviceProfile) -> Rates:
     )
 
 
-def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[float]:
-    """Per-op seconds inside a network from the profile's fitted time model."""
+def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> tuple[list[float], list[bool]]:
+    """Per-op seconds inside a network from the profile's fitted time model, and which ops lie outside
+    what calibration sampled (their times held within the family's measured efficiency span)."""
     try:
         model = time_model_for(calibration_text(device, "model"), rates_of(device))
     except ValueError as e:
         raise ProfileError(f"{device.path}: {e}; recalibrate (or refit) with this hwcost version") from e
-    return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs])
+    flags = [False] * len(costs)
+    return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs], flags), flags
+
+
+# size features whose sampled span says whether an op was sampled (the rest are flags and small counts)
+RANGE_FEATURES = ("log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_c_in", "log_c_out",
+                  "log_spatial_in", "log_spatial_out", "log_batch", "kernel")
+RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled size is still sampled
+
+
+def sampled_ranges(by_family: dict[str, list[tuple[dict[str, float], float]]]) -> dict[str, dict[str, Any]]:
+    """Per family, from (features, log(time / baseline)) of each sample: each size feature's [min, max]
+    and the span of log(time / baseline)."""
+    out = {}
+    for fam, rows in by_family.items():
+        feats = {k: [min(f.get(k, 0.0) for f, _ in rows), max(f.get(k, 0.0) for f, _ in rows)] for k in RANGE_FEATURES}
+        ys = [y for _, y in rows]
+        out[fam] = {"features": feats, "log_ratio": [min(ys), max(ys)]}
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..features import vectorize
 from ..records import OpCost
-from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble
+from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample
 
 GBM_PARAMS = {"n_estimators": 250, "max_depth": 4, "learning_rate": 0.06, "subsample": 0.8, "random_state": 0}
@@ -43,17 +43,18 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     by_family: dict[str, list[Sample]] = {}
     for s in isolated:
         by_family.setdefault(s.family, []).append(s)
-    ensembles, constants, all_y = {}, {}, []
+    ensembles, constants, all_y, spans = {}, {}, [], {}
     for fam, ss in sorted(by_family.items()):
         x = np.array([_vector(s, vocab) for s in ss])
         y = np.array([math.log(s.time_s / rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype))
                       for s in ss])
         all_y.extend(y.tolist())
+        spans[fam] = [(s.features, float(v)) for s, v in zip(ss, y)]
         constants[fam] = float(np.median(y))
         if len(ss) >= MIN_SAMPLES_FOR_MODEL:
             ensembles[fam] = ensemble_from_sklearn(GradientBoostingRegressor(**GBM_PARAMS).fit(x, y))
     glob = float(statistics.median(all_y)) if all_y else 0.0
-    return TimeModel(vocab, ensembles, constants, glob, rates)
+    return TimeModel(vocab, ensembles, constants, glob, rates, ranges=sampled_ranges(spans))
 
 
 def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0) -> ContextModel:
