@@ -1,8 +1,8 @@
-"""Command line: ``hwcost analyze|predict|compare|devices|roofline|calibrate|measure|validate|search|zoo``
+"""Command line: ``hwcost analyze|predict|compare|devices|roofline|calibrate|measure|validate|search|generate|zoo``
 (``python -m hwcost`` is the same). Parses arguments, calls the library, prints what hwcost.report
 renders; no workflow lives here.
 
-Long because it declares ten subcommands with a help line for every option.
+Long because it declares eleven subcommands with a help line for every option.
 """
 from __future__ import annotations
 
@@ -282,6 +282,28 @@ def cmd_search(args: argparse.Namespace) -> None:
           "Python API (hwcost.search(..., objective=fn)); see examples/specialize.py")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generation import predict_generation
+
+    devices = _names(args.devices or args.device or DEFAULT_DEVICE, "--devices", "raspberry-pi-5,h100")
+    gens = [predict_generation(args.model, prompt_tokens=args.prompt, new_tokens=args.new, batch_size=args.batch,
+                               device=d, dtype=args.dtype, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype)
+            for d in devices]
+    if args.format == "json":
+        _emit(report.to_json_text([g.to_dict() for g in gens] if len(gens) > 1 else gens[0].to_dict()), args.out)
+    elif len(gens) == 1:
+        g = gens[0]
+        text = g.summary()
+        if args.layers:
+            text = g.prefill.table(depth=args.depth) + "\n\n" + g.decode_step(g.prompt_tokens).table(depth=args.depth) \
+                + "\n\n" + text
+        _emit(text, args.out)
+    else:
+        _emit(report.generation_table(gens) + "".join(
+            f"\nWARNING ({g.device.name}): {w}" for g in gens for w in g.warnings)
+            + "".join(f"\nassumes: {a}" for a in gens[0].assumptions), args.out)
+
+
 def cmd_zoo(args: argparse.Namespace) -> None:
     from .zoo import ZOO
 
@@ -387,6 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or int8 (default float32)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("generate", help="LLM generation: time to first token, per-token decode, tokens/s, memory, fit")
+    p.add_argument("model", help="a zoo decoder (llama_tiny, llama_125m), or a transformers config.json path")
+    p.add_argument("--device", help=f"one device profile (default {DEFAULT_DEVICE})")
+    p.add_argument("--devices", help="comma-separated device profiles (a table)")
+    p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens (default 512)")
+    p.add_argument("--new", type=_positive, default=128, help="new tokens to generate (default 128)")
+    p.add_argument("--batch", type=_positive, default=1, help="sequences generated together (default 1)")
+    p.add_argument("--dtype", default="float32", help="activations (and weights): float32, float16, bfloat16")
+    p.add_argument("--weight-dtype", default=None, help="weight-only format of the linear layers: int8 or int4")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache element type (default --dtype)")
+    p.add_argument("--layers", action="store_true", help="also the per-layer tables of the prefill and a decode step")
+    _depth_arg(p)
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
+    p.add_argument("--out", help="write the result to this file instead of standard output")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("zoo", help="list the built-in reference architectures")
     p.set_defaults(func=cmd_zoo)

@@ -64,6 +64,7 @@ _SCHEMA: dict[str, Any] = {
         "device_per_op": (False, float),
         "per_module_call": (False, float),
         "per_view": (False, float),
+        "per_generate_step": (False, float),   # generate()'s own time per token around the forward
     }),
     "power_w": (False, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
     "energy": (False, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
@@ -72,7 +73,8 @@ _SCHEMA: dict[str, Any] = {
     "sources": (True, dict),
 }
 _NEEDS_SOURCE = ("compute", "memory", "overhead_us", "power_w", "energy")
-_ZERO_ALLOWED = {("overhead_us", k) for k in ("device_per_op", "host_per_op", "per_module_call", "per_view")}
+_ZERO_ALLOWED = {("overhead_us", k) for k in ("device_per_op", "host_per_op", "per_module_call", "per_view",
+                                               "per_generate_step")}
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class DeviceProfile:
     power_typical_w: float | None = None
     threads: int | None = None
     isa: str | None = None
+    generate_step_us: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     path: str | None = None
@@ -419,6 +422,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         startup_dispatches=startup,
         threads=d.get("threads"),
         isa=d.get("isa"),
+        generate_step_us=_opt(d, "overhead_us", "per_generate_step"),
         sources={str(k): str(v) for k, v in d["sources"].items()},
         calibration=d.get("calibration"),
         path=where,

@@ -128,10 +128,21 @@ def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now 
 
 
 def calibration_probe_ms(calibration: dict | None) -> float | None:
-    """The probe time a calibrated profile recorded (mean of the start and end of its run)."""
+    """The probe time a calibrated profile stands for: the median of the readings taken between its
+    cases all through the run (the speed its samples were measured at), or, for profiles without them,
+    the mean of the readings at its start and end."""
     p = (calibration or {}).get("probe") or {}
+    if p.get("during_ms"):
+        return p["during_ms"]
     times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)]
     return sum(times) / len(times) if times else None
+
+
+def quick_probe_ms(net: nn.Module, x: torch.Tensor, sync=lambda: None, calls: int = 5) -> float:
+    """The probe network's median over a few calls (a few tens of ms): a reading cheap enough to take
+    between calibration cases all through a run."""
+    with torch.inference_mode():
+        return 1e3 * time_callable(lambda: net(x), warmup=1, repeats=calls, sync=sync).median_s
 
 
 def change_during_calibration(calibration: dict | None) -> float | None:

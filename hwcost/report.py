@@ -278,3 +278,43 @@ def validation_table(v: Any) -> str:
     kind = "calibrated" if v.device.calibration else "datasheet"
     lines.append(f"device profile: {v.device.name} ({kind})")
     return "\n".join(lines)
+
+
+def generation_summary(g: Any) -> str:
+    gb = 1e9
+    e = g.energy_mj_per_token
+    mem = g.memory
+    fit = {True: "fits", False: f"DOES NOT FIT ({mem.shortfall_bytes / gb:,.2f} GB short)", None: "fit unknown (no capacity)"}
+    lines = [
+        f"model: {g.model}   device: {g.device.name}   batch: {g.batch_size}   prompt: {g.prompt_tokens} tokens   "
+        f"new: {g.new_tokens} tokens",
+        f"dtypes: activations {g.dtype}, weights {g.weight_dtype}, KV cache {g.kv_dtype}",
+        f"time to first token: {g.ttft_ms:,.2f} ms (prefill {g.prefill.latency_ms:,.2f} ms + "
+        f"{g.step_overhead_ms:,.3f} ms generate() per step)",
+        f"decode:              {g.decode_ms_per_token:,.2f} ms per token on average "
+        f"({g.decode_ms_at(g.prompt_tokens):,.2f} ms at {g.prompt_tokens} tokens of context, "
+        f"{g.decode_ms_at(g.prompt_tokens + g.new_tokens - 2):,.2f} ms at {g.prompt_tokens + g.new_tokens - 2})",
+        f"total:               {g.total_ms:,.1f} ms   {g.tokens_per_s:,.2f} tokens/s overall, "
+        f"{g.decode_tokens_per_s:,.2f} tokens/s while decoding",
+        f"energy:              " + (f"{e:,.2f} mJ per token ({g.energy_mj:,.1f} mJ in all)" if e is not None
+                                    else "unknown (this profile has no power figures)"),
+        f"memory:              {mem.needed_bytes / gb:,.3f} GB = weights {g.weight_bytes / gb:,.3f} + KV cache "
+        f"{g.kv_cache_bytes / gb:,.3f} (at {g.prompt_tokens + g.new_tokens} tokens) + activations "
+        f"{g.activation_bytes / gb:,.3f}; device leaves "
+        + (f"{mem.usable_bytes / gb:,.2f} GB: {fit[mem.fits]}" if mem.usable_bytes is not None else fit[None]),
+    ]
+    lines.extend(f"assumes: {a}" for a in g.assumptions)
+    lines.extend(f"WARNING: {w}" for w in g.warnings)
+    return "\n".join(lines)
+
+
+def generation_table(gens: Sequence[Any]) -> str:
+    rows = [[g.device.name, g.ttft_ms, g.decode_ms_per_token, g.tokens_per_s, g.decode_tokens_per_s,
+             g.energy_mj_per_token, g.peak_memory_bytes / 1e9,
+             {True: "yes", False: f"no ({g.memory.shortfall_bytes / 1e9:,.1f} GB short)", None: "?"}[g.fits]]
+            for g in gens]
+    g0 = gens[0]
+    return (format_table(["device", "TTFT (ms)", "decode (ms/token)", "tokens/s", "decode tokens/s", "mJ/token",
+                          "memory (GB)", "fits"], rows)
+            + f"\nmodel: {g0.model}   batch: {g0.batch_size}   prompt: {g0.prompt_tokens}   new: {g0.new_tokens}   "
+              f"dtype: {g0.dtype}, weights {g0.weight_dtype}, KV {g0.kv_dtype}")

@@ -228,8 +228,11 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     assert ids2[: len(ids1)] == ids1                      # kept, in order
     cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
-    once = lambda rows: [s for s in rows if s.family == "_fundamental" and not s.op.startswith("probe_end_")]  # noqa: E731
+    once = lambda rows: [s for s in rows if s.family == "_fundamental"  # noqa: E731
+                         and not s.op.startswith(("probe_end_", "probe_during_"))]
     assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
+    during = [s.time_s for s in rows2 if s.op == "probe_during_ms"]   # the probe between cases, all through
+    assert len(during) == 1 and second.calibration["probe"]["during_ms"] == pytest.approx(during[0], abs=1e-4)
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
 

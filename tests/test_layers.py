@@ -29,7 +29,7 @@ LAYERS = [
     ("meters", "host", "timing"),
     ("measure",),
     ("probe",),
-    ("validate", "plot"),
+    ("validate", "plot", "generation"),
     ("spaces",),
     ("specialize",),
     ("calibration.suite",),

@@ -3,6 +3,7 @@ where a sensor is readable), the fundamental rates (dispatch floor, matmul rate 
 bandwidth), and the probe's speed readings. The samples they return are stored by samples.py."""
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Callable
 
@@ -130,6 +131,9 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
+    step = measure_generate_step(backend)
+    if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate
+        res["generate_step_s"] = step
     return res
 
 
@@ -165,3 +169,42 @@ def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
     readings = {f"probe_{when}_ms": probe_ms(backend, allocator)}
     readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend).items()})
     return readings
+
+
+def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> float | None:
+    """Seconds transformers' generate() spends per new token around the model's forward (logits
+    processing, stopping criteria, cache bookkeeping), on a 1-layer model so small that the forward is
+    a few dozen ops: generate()'s time per token less a plain loop of the same forwards over the same
+    cache. None without transformers."""
+    try:
+        import transformers as tf
+    except ImportError:
+        return None
+    cfg = tf.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
+    model = tf.LlamaForCausalLM(cfg).eval().to(backend)
+    ids = torch.zeros(1, 8, dtype=torch.long, device=backend)
+    sync = synchronizer(backend)
+    kwargs = dict(do_sample=False, min_new_tokens=tokens, max_new_tokens=tokens, pad_token_id=0)
+
+    def generate(n: int) -> None:
+        model.generate(ids, **{**kwargs, "min_new_tokens": n, "max_new_tokens": n})
+
+    def plain_loop() -> None:
+        cache = tf.DynamicCache(config=cfg)
+        arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        out = model(ids, use_cache=True, **{arg: cache})
+        nxt = out.logits[:, -1:].argmax(-1)
+        for _ in range(tokens - 1):
+            out = model(nxt, use_cache=True, **{arg: cache})
+            nxt = out.logits[:, -1:].argmax(-1)
+
+    per_step = []
+    with torch.inference_mode():
+        for _ in range(rounds):   # interleaved, so a slow phase of the machine falls on both alike
+            full = time_callable(lambda: generate(tokens), warmup=1, repeats=3, sync=sync).median_s
+            one = time_callable(lambda: generate(1), warmup=1, repeats=3, sync=sync).median_s
+            loop = time_callable(plain_loop, warmup=1, repeats=3, sync=sync).median_s
+            first = time_callable(lambda: model(ids, use_cache=True), warmup=1, repeats=3, sync=sync).median_s
+            per_step.append(max(0.0, (full - one) / (tokens - 1) - (loop - first) / (tokens - 1)))
+    return sorted(per_step)[len(per_step) // 2]

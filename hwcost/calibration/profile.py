@@ -24,7 +24,7 @@ def _threads(n: int) -> str:
 
 
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
-    probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms")
+    probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4) for k in ("start_ms", "end_ms", "during_ms")
                              if fundamentals.get(f"probe_{k}")}
     for when in ("start", "end"):
         rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES
@@ -74,7 +74,9 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
         "overhead_us": {"host_per_op": round(fundamentals.get("host_enqueue_s", fundamentals["floor_s"]) * 1e6, 3),
                         "device_per_op": 0.0,
                         "per_module_call": round(fundamentals.get("module_call_s", 0.0) * 1e6, 3),
-                        "per_view": round(fundamentals.get("view_s", 0.0) * 1e6, 3)},
+                        "per_view": round(fundamentals.get("view_s", 0.0) * 1e6, 3),
+                        **({"per_generate_step": round(fundamentals["generate_step_s"] * 1e6, 2)}
+                           if fundamentals.get("generate_step_s") else {})},
         "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
         "calibration": {
             "version": 1,
@@ -104,7 +106,10 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
             "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
                             if backend == "cuda" else
                             "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)")
-                           + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)",
+                           + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)"
+                           + ("; per_generate_step: transformers' generate() per token less a plain loop of the "
+                              "same forwards (hwcost.calibration.bench.measure_generate_step)"
+                              if fundamentals.get("generate_step_s") else ""),
         },
     }
     has_pj = base is not None and base.pj_per_flop is not None and base.pj_per_byte is not None

@@ -16,7 +16,8 @@ from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
-from ..timing import fixed_threads
+from ..probe import probe_network, quick_probe_ms
+from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, TimeModel, calibration_text, rates_of, sha256
 from .bench import measure_case, measure_chain, measure_fundamentals, private_cache_bytes, speed_readings
 from .fit import fit_context_model, fit_energy, fit_time_model
@@ -109,6 +110,8 @@ def calibrate(
     interrupted = False
     meter = EnergyMeter.detect(backend)
     prog = Progress(budget, progress)
+    probe_net, probe_x = probe_network()
+    probe, sync = (probe_net.to(backend), probe_x.to(backend)), synchronizer(backend)
     with fixed_threads(threads) as n_threads, OtherLoad() as load:
         fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
         new_file = not existing
@@ -144,6 +147,8 @@ def calibrate(
                         count += 1
                     if count % CHAIN_EVERY == 0:
                         writer.writerow(measure_chain(seed, chains, backend, meter).row())
+                        # the machine's speed all through the run, not only at its ends
+                        writer.writerow(fundamental_row("probe_during_ms", quick_probe_ms(*probe, sync)))
                         f.flush()
                         chains += 1
                     prog.update(count, case.family)
@@ -159,6 +164,7 @@ def calibrate(
     with open(samples_path) as f:
         samples_text = f.read()
     samples = read_samples(samples_text)
+    fundamentals.update(probe_during(samples))
     n_cases = len([s for s in samples if not s.family.startswith("_")])
     prog.finish(
         f"{'interrupted: ' if interrupted else ''}{n_cases} cases measured in {samples_path}"
@@ -231,6 +237,7 @@ def refit(profile_path: str) -> DeviceProfile:
     samples_text = calibration_text(prof, "samples")
     samples = read_samples(samples_text)
     fundamentals = {s.op: s.time_s for s in samples if s.family == "_fundamental"}
+    fundamentals.update(probe_during(samples))
     if "private_cache_bytes" not in fundamentals:  # samples of suite version 2: take this host's
         fundamentals["private_cache_bytes"] = private_cache_bytes(prof.calibration.get("backend", "cpu"),
                                                                   int(prof.calibration.get("threads", 1)))
@@ -238,6 +245,12 @@ def refit(profile_path: str) -> DeviceProfile:
     with open(profile_path) as f:
         text = f.read()
     return _fit_and_write(text, profile_path, samples, samples_path, int(prof.calibration.get("seed", 0)), fundamentals)
+
+
+def probe_during(samples: list[Sample]) -> dict[str, float]:
+    """The median of the probe readings taken between cases (a resumed run adds to the earlier ones)."""
+    during = sorted(s.time_s for s in samples if s.family == "_fundamental" and s.op == "probe_during_ms")
+    return {"probe_during_ms": during[len(during) // 2]} if during else {}
 
 
 def fit_context(model: TimeModel, samples: list[Sample], seed: int,

@@ -77,6 +77,7 @@ class DecoderConfig:
 
 LLAMA2_70B = DecoderConfig(vocab_size=32000, dim=8192, layers=80, heads=64, kv_heads=8, ffn_dim=28672)
 LLAMA_TINY = DecoderConfig(vocab_size=32000, dim=512, layers=8, heads=8, kv_heads=4, ffn_dim=1408)
+LLAMA_125M = DecoderConfig(vocab_size=32000, dim=768, layers=12, heads=12, kv_heads=4, ffn_dim=2048)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -93,14 +94,18 @@ class DecoderAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.dim, cfg.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.heads * self.head_dim, cfg.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         b, n, _ = x.shape
         q = self.q_proj(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.heads != self.kv_heads)
-        return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
+        if past is not None:   # the KV cache: earlier tokens' keys and values, appended to
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        # a prompt attends causally; one new token attends to every cached one
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=n > 1, enable_gqa=self.heads != self.kv_heads)
+        return self.o_proj(out.transpose(1, 2).reshape(b, n, -1)), (k, v)
 
 
 class SwiGLU(nn.Module):
@@ -122,13 +127,20 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = nn.RMSNorm(cfg.dim, eps=1e-5)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
 class Decoder(nn.Module):
-    """Causal language model: token ids (batch, seq) -> logits (batch, seq, vocab)."""
+    """Causal language model: token ids (batch, seq) -> logits (batch, seq, vocab).
+
+    With ``use_cache=True`` it also returns the KV cache, a list of (keys, values) per layer of shape
+    (batch, kv_heads, tokens, head_dim), and ``past_key_values`` continues from one: the way a
+    generation loop calls it. ``logits_to_keep=k`` projects only the last k positions onto the
+    vocabulary (what generation needs of a prompt)."""
 
     def __init__(self, cfg: DecoderConfig = LLAMA_TINY):
         super().__init__()
@@ -141,12 +153,19 @@ class Decoder(nn.Module):
         inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, past_key_values: list | None = None, use_cache: bool = False,
+                logits_to_keep: int = 0):
         x = self.embed_tokens(input_ids)
-        pos = torch.arange(input_ids.shape[1], device=input_ids.device, dtype=self.inv_freq.dtype)
+        start = past_key_values[0][0].shape[2] if past_key_values else 0
+        pos = torch.arange(start, start + input_ids.shape[1], device=input_ids.device, dtype=self.inv_freq.dtype)
         freqs = torch.outer(pos, self.inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
-        return self.lm_head(self.norm(x))
+        cache = []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, cos, sin, past_key_values[i] if past_key_values else None)
+            cache.append(kv)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
+        logits = self.lm_head(self.norm(x))
+        return (logits, cache) if use_cache else logits

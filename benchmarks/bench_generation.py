@@ -1,0 +1,110 @@
+"""LLM generation on this CPU: predicted vs measured time to first token and per-token decode.
+
+    python benchmarks/bench_generation.py --profile benchmarks/out/this-cpu-2t.yaml [--new 32] [--rounds 5]
+
+For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
+transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
+generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each generate call
+is followed by one call of the calibration's probe network (hwcost.probe) in the same seconds, and both
+figures are reported raw (median) and drift-adjusted: the median of generation time / probe time over the
+pairs, times the probe's time at calibration. Predictions: hwcost.predict_generation on the calibrated
+profile (which measured generate()'s own per-step time).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import hwcost
+from hwcost.probe import calibration_probe_ms, probe_network
+
+SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
+    "llama-15m": (256, 4, 4, 2, 704),
+    "llama-45m": (512, 6, 8, 4, 1408),
+    "llama-110m": (768, 12, 12, 4, 2048),
+}
+PROMPTS = (32, 128)
+
+
+def config(name: str):
+    import transformers as tf
+
+    h, layers, heads, kv, ffn = SIZES[name]
+    return tf.LlamaConfig(vocab_size=32000, hidden_size=h, intermediate_size=ffn, num_hidden_layers=layers,
+                          num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048)
+
+
+def timed_pairs(fn, probe, rounds: int) -> tuple[float, float]:
+    """(median seconds of fn, median of fn / probe) over ``rounds`` back-to-back pairs."""
+    fn()
+    probe()
+    times, ratios = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        probe()
+        t2 = time.perf_counter()
+        times.append(t1 - t0)
+        ratios.append((t1 - t0) / (t2 - t1))
+    return statistics.median(times), statistics.median(ratios)
+
+
+def main() -> None:
+    import transformers as tf
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True, help="a profile calibrated on this machine")
+    ap.add_argument("--new", type=int, default=32, help="new tokens per generation")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    profile = hwcost.load_device(args.profile)
+    cal = profile.calibration or {}
+    threads = int(cal.get("threads") or torch.get_num_threads())
+    torch.set_num_threads(threads)
+    probe_then = calibration_probe_ms(cal)
+    net, x = probe_network()
+    probe = lambda: net(x)  # noqa: E731
+    print(f"profile {profile.name}: {threads} threads, probe at calibration {probe_then:.3f} ms, generate() step "
+          f"{profile.generate_step_us} us (measured)\n")
+    print(f"{'model':11s} {'prompt':>6s} | {'TTFT meas':>9s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s} | "
+          f"{'decode meas':>11s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s}")
+    errors = {"ttft": [], "decode": []}
+    with torch.inference_mode():
+        for name in SIZES:
+            cfg = config(name)
+            torch.manual_seed(0)
+            model = tf.LlamaForCausalLM(cfg).eval()
+            for prompt in PROMPTS:
+                ids = torch.randint(1, cfg.vocab_size, (1, prompt))
+
+                def gen(n: int):
+                    return lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                                  min_new_tokens=n, max_new_tokens=n, pad_token_id=0)
+
+                t1, r1 = timed_pairs(gen(1), probe, args.rounds)
+                tn, rn = timed_pairs(gen(args.new), probe, args.rounds)
+                ttft_raw, decode_raw = t1 * 1e3, (tn - t1) / (args.new - 1) * 1e3
+                ttft_adj = r1 * probe_then
+                decode_adj = (rn - r1) * probe_then / (args.new - 1)
+                g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
+                e = {"ttft": (g.ttft_ms / ttft_raw - 1, g.ttft_ms / ttft_adj - 1),
+                     "decode": (g.decode_ms_per_token / decode_raw - 1, g.decode_ms_per_token / decode_adj - 1)}
+                for k, v in e.items():
+                    errors[k].append(v)
+                print(f"{name:11s} {prompt:6d} | {ttft_raw:9.2f} {ttft_adj:8.2f} {g.ttft_ms:8.2f} {100 * e['ttft'][0]:+7.1f}% "
+                      f"{100 * e['ttft'][1]:+7.1f}% | {decode_raw:11.2f} {decode_adj:8.2f} {g.decode_ms_per_token:8.2f} "
+                      f"{100 * e['decode'][0]:+7.1f}% {100 * e['decode'][1]:+7.1f}%", flush=True)
+    print()
+    for k, es in errors.items():
+        for i, kind in enumerate(("raw", "drift-adjusted")):
+            vals = [abs(v[i]) * 100 for v in es]
+            print(f"{k:6s} {kind:>14s}: within ±15% {sum(v <= 15 for v in vals)}/{len(vals)}, "
+                  f"median |error| {statistics.median(vals):.1f}%, worst {max(vals):.1f}%")
+
+
+if __name__ == "__main__":
+    main()

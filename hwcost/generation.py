@@ -1,0 +1,403 @@
+"""hwcost.predict_generation: what generating text with a causal language model costs on a device — time
+to first token, per-token decode, tokens/s, energy per token, weights and KV-cache memory, and whether it
+fits — from the model or its config alone, traced on meta tensors.
+
+The prefill is one forward of the prompt (all-ones mask, ``logits_to_keep=1``, a fresh cache), as
+``generate()`` calls it; its output gives the first new token, so ``new_tokens - 1`` decode steps follow,
+each one forward of one token over a KV cache of the current length. A step's cost is traced exactly at
+a few context lengths (the first and last step, the middle, and each sliding window's edge) and linear
+between them, which is exact for attention whose work grows linearly with the cache. KV bytes are read
+from the cache the model's own cache class builds, so sliding-window and hybrid layers come out right.
+Weight-only quantization (int8/int4 weights, float activations) and a KV-cache dtype change bytes, not
+MACs. What ``generate()`` spends per step around the forward (sampling, stopping checks, cache
+bookkeeping in Python) is the profile's ``overhead_us.per_generate_step``, measured by calibration, or
+derived from its dispatch time where no measurement exists (said in ``assumptions``).
+
+Long because the stage is one flow: loading a model or config, the inputs generate() passes, the
+weight and KV formats, and the record whose figures are defined here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import report
+from .analysis import Analysis, analyze
+from .conventions import itemsize, parse_dtype
+from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
+from .errors import InputError
+from .loaders import load_model
+from .predict import Prediction, predict_analysis
+
+# bytes per weight of weight-only formats: int8 per-channel scales are negligible; int4 carries one
+# float16 scale per group of 128 weights, the group size GPTQ and AWQ deploy by default
+WEIGHT_BYTES = {"int8": 1.0, "int4": 0.5 + 2 / 128}
+# what generate() costs per step around the model, in dispatches (multiples of the profile's host_per_op),
+# where the profile has no measurement: measured on this project's reference host (docs/prediction.md)
+GENERATE_STEP_DISPATCHES = 60.0
+
+
+@dataclass
+class LanguageModel:
+    """A causal LM ready to trace: the module (on meta when built from a config) and its cache layout."""
+
+    module: nn.Module
+    name: str
+    kind: str                      # "transformers" | "zoo"
+    layers: int
+    kv_heads: int
+    head_dim: int
+    windows: tuple[int, ...] = ()  # sliding-window sizes of its layers, if any
+    config: Any = None
+
+
+def load_language_model(model_or_config: Any) -> LanguageModel:
+    """An nn.Module, a transformers config (or a config.json path: built on meta, no weights), or a zoo name."""
+    if isinstance(model_or_config, (str, os.PathLike)) and os.path.isdir(model_or_config):
+        model_or_config = os.path.join(model_or_config, "config.json")
+    if isinstance(model_or_config, (str, os.PathLike)) and os.path.isfile(model_or_config):
+        tf = _transformers()
+        with open(model_or_config) as f:
+            fields = json.load(f)
+        if "model_type" not in fields:
+            raise InputError(f"{model_or_config} has no model_type: not a transformers config.json")
+        model_or_config = tf.AutoConfig.for_model(fields.pop("model_type"), **fields)
+    if isinstance(model_or_config, str):
+        loaded = load_model(model_or_config)
+        return _wrap(loaded.model, loaded.name)
+    if isinstance(model_or_config, nn.Module):
+        return _wrap(model_or_config, type(model_or_config).__name__)
+    if type(model_or_config).__name__.endswith("Config"):
+        tf = _transformers()
+        with torch.device("meta"):
+            module = tf.AutoModelForCausalLM.from_config(model_or_config)
+        return _wrap(module, getattr(model_or_config, "model_type", "model"))
+    raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "
+                     f"config.json path, or a zoo name; got {type(model_or_config).__name__}")
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as e:
+        raise InputError("a transformers config needs the transformers package: pip install 'hwcost[llm]' "
+                         "(or transformers)") from e
+    return transformers
+
+
+def _wrap(module: nn.Module, name: str) -> LanguageModel:
+    cfg = getattr(module, "config", None)
+    if cfg is not None and hasattr(cfg, "num_hidden_layers"):
+        text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        heads = text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        windows = tuple(sorted({w for w in [getattr(text, "sliding_window", None)] if w}))
+        return LanguageModel(module, name, "transformers", text.num_hidden_layers,
+                             getattr(text, "num_key_value_heads", None) or heads, head_dim, windows, cfg)
+    zcfg = getattr(module, "cfg", None)
+    if zcfg is not None and hasattr(zcfg, "kv_heads"):
+        return LanguageModel(module, name, "zoo", zcfg.layers, zcfg.kv_heads, zcfg.dim // zcfg.heads)
+    raise InputError(f"{name} is not a causal language model hwcost knows how to feed a KV cache to: pass a "
+                     "transformers causal LM (or its config), or a zoo decoder (llama_tiny, llama_125m)")
+
+
+# ------------------------------------------------------------------ the inputs generate() passes
+
+
+def _ids(batch: int, n: int) -> torch.Tensor:
+    return torch.zeros(batch, n, dtype=torch.long)   # token ids 0: values a trace can read
+
+
+def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> Any:
+    """The model's own cache holding ``tokens`` tokens (meta tensors): what a decode step reads."""
+    shape = (batch, lm.kv_heads, tokens, lm.head_dim)
+    if lm.kind == "zoo":
+        return [(torch.empty(shape, dtype=dtype, device="meta"), torch.empty(shape, dtype=dtype, device="meta"))
+                for _ in range(lm.layers)]
+    cache = _transformers().DynamicCache(config=lm.config)
+    for i in range(lm.layers):
+        cache.update(torch.empty(shape, dtype=dtype, device="meta"), torch.empty(shape, dtype=dtype, device="meta"), i)
+    return cache
+
+
+def cache_elements(lm: LanguageModel, batch: int, tokens: int) -> int:
+    """Elements a cache of ``tokens`` tokens holds, read from the cache object (sliding layers keep less)."""
+    cache = cache_of(lm, batch, tokens, torch.float16)
+    if lm.kind == "zoo":
+        return sum(k.numel() + v.numel() for k, v in cache)
+    return sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers)
+
+
+def prefill_inputs(lm: LanguageModel, batch: int, prompt: int) -> dict:
+    ids = _ids(batch, prompt)
+    if lm.kind == "zoo":
+        return {"input_ids": ids, "use_cache": True, "logits_to_keep": 1}
+    return {"input_ids": ids, "attention_mask": torch.ones(batch, prompt, dtype=torch.long), "use_cache": True,
+            "logits_to_keep": 1}
+
+
+def decode_inputs(lm: LanguageModel, batch: int, context: int, dtype: torch.dtype) -> dict:
+    """One new token over a cache of ``context`` tokens."""
+    past = cache_of(lm, batch, context, dtype)
+    if lm.kind == "zoo":
+        return {"input_ids": _ids(batch, 1), "past_key_values": past, "use_cache": True}
+    return {"input_ids": _ids(batch, 1), "attention_mask": torch.ones(batch, context + 1, dtype=torch.long),
+            _cache_argument(lm.module): past, "use_cache": True, "logits_to_keep": 1}
+
+
+def _cache_argument(module: nn.Module) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.x); pass whichever the model takes."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+# ------------------------------------------------------------------ weight and KV formats
+
+
+def _reformatted(a: Analysis, weight_dtype: str | None, kv_factor: float, kv_shapes: set) -> Analysis:
+    """The same analysis with the linear layers' weights in a weight-only format (bytes read of their
+    products, and their storage) and the KV cache's tensors at another element size (bytes of every op
+    reading or writing a tensor of a cache shape). MACs and FLOPs do not change."""
+    act = itemsize(parse_dtype(a.dtype))
+    wfactor = WEIGHT_BYTES[weight_dtype] / act if weight_dtype else 1.0
+    new_of: dict[int, Any] = {}
+    for c in a.ops:
+        read, written, wbytes = c.bytes_read, c.bytes_written, c.weight_bytes
+        if wfactor != 1.0 and c.family == "matmul" and wbytes:
+            read -= round(wbytes * (1 - wfactor))
+            wbytes = round(wbytes * wfactor)
+        if kv_factor != 1.0:
+            rec = c.record
+            read -= round(sum(t.read_bytes for t in rec.inputs if t.shape in kv_shapes) * (1 - kv_factor))
+            written -= round(sum(t.nbytes for t in rec.outputs if t.shape in kv_shapes) * (1 - kv_factor))
+        new_of[id(c)] = dataclasses.replace(c, bytes_read=read, bytes_written=written, weight_bytes=wbytes)
+    layers = []
+    for row in a.layers:
+        ops = [new_of[id(c)] for c in row.ops]
+        storage = round(row.storage_bytes * wfactor) if wfactor != 1.0 and row.type == "Linear" else row.storage_bytes
+        layers.append(dataclasses.replace(row, ops=ops, bytes_read=sum(c.bytes_read for c in ops),
+                                          bytes_written=sum(c.bytes_written for c in ops), storage_bytes=storage))
+    total = dataclasses.replace(a.total, storage_bytes=a.total.storage_bytes - sum(
+        r.storage_bytes - n.storage_bytes for r, n in zip(a.layers, layers)),
+        bytes_read=sum(r.bytes_read for r in layers), bytes_written=sum(r.bytes_written for r in layers))
+    return dataclasses.replace(a, ops=[new_of[id(c)] for c in a.ops], layers=layers, total=total)
+
+
+# ------------------------------------------------------------------ the prediction
+
+
+@dataclass
+class GenerationPrediction:
+    model: str
+    device: DeviceProfile
+    prompt_tokens: int
+    new_tokens: int
+    batch_size: int
+    dtype: str
+    weight_dtype: str
+    kv_dtype: str
+    prefill: Prediction
+    steps: dict[int, Prediction]          # decode step predictions at the traced context lengths
+    step_overhead_ms: float               # generate()'s own time per step (sampling, bookkeeping)
+    weight_bytes: int
+    kv_cache_bytes: int                   # at the final context length
+    activation_bytes: int                 # the peak of a step's live activations (cache aside)
+    assumptions: list[str] = field(default_factory=list)
+    lm: LanguageModel | None = field(default=None, repr=False)
+
+    # -- time
+    def decode_ms_at(self, context_len: int) -> float:
+        """Latency of one decode step over a cache of ``context_len`` tokens (step overhead included)."""
+        return _interp(self.steps, context_len, lambda p: p.latency_ms) + self.step_overhead_ms
+
+    def _decode_sum(self, value) -> float:
+        lengths = range(self.prompt_tokens, self.prompt_tokens + self.new_tokens - 1)
+        return sum(_interp(self.steps, n, value) for n in lengths)
+
+    @property
+    def ttft_ms(self) -> float:
+        """Prefill of the prompt, and the step that turns its logits into the first token."""
+        return self.prefill.latency_ms + self.step_overhead_ms
+
+    @property
+    def decode_ms(self) -> float:
+        return self._decode_sum(lambda p: p.latency_ms) + (self.new_tokens - 1) * self.step_overhead_ms
+
+    @property
+    def decode_ms_per_token(self) -> float:
+        return self.decode_ms / (self.new_tokens - 1) if self.new_tokens > 1 else 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.ttft_ms + self.decode_ms
+
+    @property
+    def tokens_per_s(self) -> float:
+        """New tokens per second of the whole generation, prefill included (per sequence x batch)."""
+        return 1000.0 * self.new_tokens * self.batch_size / self.total_ms
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return 1000.0 * self.batch_size / self.decode_ms_per_token if self.new_tokens > 1 else 0.0
+
+    # -- energy
+    @property
+    def energy_mj(self) -> float | None:
+        if self.prefill.energy_mj is None:
+            return None
+        idle_mj = (self.device.power_idle_w or 0.0) * self.step_overhead_ms   # the device idles while the host loops
+        return (self.prefill.energy_mj + idle_mj + self._decode_sum(lambda p: p.energy_mj)
+                + (self.new_tokens - 1) * idle_mj)
+
+    @property
+    def energy_mj_per_token(self) -> float | None:
+        e = self.energy_mj
+        return None if e is None else e / (self.new_tokens * self.batch_size)
+
+    # -- memory
+    @property
+    def memory(self) -> MemoryFit:
+        return memory_fit(self.device, {"weights": self.weight_bytes, "KV cache": self.kv_cache_bytes,
+                                        "activations": self.activation_bytes})
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.memory.needed_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return self.memory.fits
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        if (w := self.memory.warning(self.device.name)) is not None:
+            out.append(w + f" at a context of {self.prompt_tokens + self.new_tokens} tokens")
+        for p in [self.prefill, *self.steps.values()]:
+            out.extend(w for w in p.warnings if not w.startswith("does not fit") and w not in out)
+        return out
+
+    def decode_step(self, context_len: int) -> Prediction:
+        """The per-layer prediction of one decode step over ``context_len`` cached tokens (traced exactly)."""
+        return _decode_prediction(self.lm, self.device, self.batch_size, context_len, self.dtype, self.weight_dtype,
+                                  self.kv_dtype)
+
+    def summary(self) -> str:
+        return report.generation_summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device.name, "prompt_tokens": self.prompt_tokens,
+                "new_tokens": self.new_tokens, "batch_size": self.batch_size, "dtype": self.dtype,
+                "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype, "ttft_ms": self.ttft_ms,
+                "decode_ms_per_token": self.decode_ms_per_token, "total_ms": self.total_ms,
+                "tokens_per_s": self.tokens_per_s, "decode_tokens_per_s": self.decode_tokens_per_s,
+                "energy_mj": self.energy_mj, "energy_mj_per_token": self.energy_mj_per_token,
+                "weight_bytes": self.weight_bytes, "kv_cache_bytes": self.kv_cache_bytes,
+                "peak_memory_bytes": self.peak_memory_bytes, "fits": self.fits,
+                "shortfall_bytes": self.memory.shortfall_bytes, "step_overhead_ms": self.step_overhead_ms,
+                "decode_ms_at": {str(n): self.decode_ms_at(n) for n in sorted(self.steps)},
+                "assumptions": self.assumptions, "warnings": self.warnings}
+
+
+def _interp(steps: dict[int, Prediction], n: int, value) -> float:
+    """Linear between the traced context lengths (exact at them), flat beyond the ends."""
+    xs = sorted(steps)
+    if n <= xs[0]:
+        return value(steps[xs[0]])
+    if n >= xs[-1]:
+        return value(steps[xs[-1]])
+    hi = next(x for x in xs if x >= n)
+    lo = max(x for x in xs if x <= n)
+    if hi == lo:
+        return value(steps[lo])
+    f = (n - lo) / (hi - lo)
+    return value(steps[lo]) * (1 - f) + value(steps[hi]) * f
+
+
+def traced_lengths(lm: LanguageModel, first: int, last: int) -> list[int]:
+    """Context lengths to trace a decode step at: the ends, the middle, and each window's edge inside."""
+    points = {first, last, (first + last) // 2}
+    for w in lm.windows:
+        points |= {x for x in (w - 1, w) if first < x < last}
+    return sorted(points)
+
+
+def _decode_prediction(lm: LanguageModel, device: DeviceProfile, batch: int, context: int, dtype: str,
+                       weight_dtype: str | None, kv_dtype: str) -> Prediction:
+    a = analyze(lm.module, decode_inputs(lm, batch, context, parse_dtype(dtype)), dtype=dtype,
+                model_name=f"{lm.name} decode@{context}")
+    return predict_analysis(_reformat(a, lm, batch, context, dtype, weight_dtype, kv_dtype), device)
+
+
+def _reformat(a: Analysis, lm: LanguageModel, batch: int, context: int, dtype: str, weight_dtype: str | None,
+              kv_dtype: str) -> Analysis:
+    kv_factor = itemsize(parse_dtype(kv_dtype)) / itemsize(parse_dtype(dtype))
+    kv_shapes = {(batch, lm.kv_heads, n, lm.head_dim) for n in (context, context + 1)} if kv_factor != 1.0 else set()
+    return _reformatted(a, weight_dtype if weight_dtype != dtype else None, kv_factor, kv_shapes)
+
+
+def predict_generation(
+    model_or_config: Any,
+    prompt_tokens: int = 512,
+    new_tokens: int = 128,
+    batch_size: int = 1,
+    device: str | DeviceProfile = "raspberry-pi-5",
+    dtype: str = "float32",
+    weight_dtype: str | None = None,
+    kv_dtype: str | None = None,
+) -> GenerationPrediction:
+    """Time to first token, per-token decode, tokens/s, energy per token, memory and fit of generating
+    ``new_tokens`` after a ``prompt_tokens`` prompt, greedy, with a KV cache (see the module's docstring).
+
+    ``dtype``: activations (and weights unless ``weight_dtype``: "int8" or "int4", weight-only); ``kv_dtype``:
+    the cache's element type (default ``dtype``)."""
+    if prompt_tokens < 1 or new_tokens < 1 or batch_size < 1:
+        raise InputError("prompt_tokens, new_tokens and batch_size must be at least 1")
+    if weight_dtype not in (None, dtype, *WEIGHT_BYTES):
+        raise InputError(f"weight_dtype must be one of {', '.join(WEIGHT_BYTES)} (weight-only) or the model dtype, "
+                         f"got {weight_dtype!r}")
+    profile = load_device(device)
+    lm = load_language_model(model_or_config)
+    dtype = str(parse_dtype(dtype)).removeprefix("torch.")
+    kv_dtype = str(parse_dtype(kv_dtype or dtype)).removeprefix("torch.")
+    pre = analyze(lm.module, prefill_inputs(lm, batch_size, prompt_tokens), dtype=dtype,
+                  model_name=f"{lm.name} prefill")
+    kv_prefill_shape = {(batch_size, lm.kv_heads, prompt_tokens, lm.head_dim)}
+    kv_factor = itemsize(parse_dtype(kv_dtype)) / itemsize(parse_dtype(dtype))
+    prefill = predict_analysis(_reformatted(pre, weight_dtype if weight_dtype != dtype else None, kv_factor,
+                                            kv_prefill_shape if kv_factor != 1.0 else set()), profile)
+    last = prompt_tokens + new_tokens - 2            # the cache the last decode step reads
+    steps = {n: _decode_prediction(lm, profile, batch_size, n, dtype, weight_dtype, kv_dtype)
+             for n in (traced_lengths(lm, prompt_tokens, max(last, prompt_tokens)) if new_tokens > 1 else [prompt_tokens])}
+    kv_isz = itemsize(parse_dtype(kv_dtype))
+    act_isz = itemsize(parse_dtype(dtype))
+    final = prompt_tokens + new_tokens
+    kv_bytes = cache_elements(lm, batch_size, final) * kv_isz
+    weight_bytes = prefill.analysis.total.storage_bytes + prefill.analysis.total.buffer_bytes
+    # a step's live activations, less the cache it holds (counted once, at the cache dtype)
+    last_step = steps[max(steps)].analysis.total
+    acts = max(prefill.analysis.total.peak_activation_bytes - cache_elements(lm, batch_size, prompt_tokens) * act_isz,
+               last_step.peak_activation_bytes - cache_elements(lm, batch_size, max(steps) + 1) * act_isz, 0)
+    overhead_us = profile.generate_step_us if profile.generate_step_us is not None else \
+        GENERATE_STEP_DISPATCHES * profile.host_per_op_us
+    assumptions = [f"greedy decoding with a KV cache ({'the model' if lm.kind == 'zoo' else 'transformers'}'s own "
+                   "cache class); no speculative decoding, paged attention or batching scheduler"]
+    if profile.generate_step_us is None:
+        assumptions.append(f"generate()'s own time per step: {overhead_us:,.0f} us = {GENERATE_STEP_DISPATCHES:g} x the "
+                           "profile's dispatch time (measured on the reference host); calibrate to measure it here")
+    if weight_dtype in WEIGHT_BYTES:
+        assumptions.append(f"{weight_dtype} weights (linear layers, weight-only): {WEIGHT_BYTES[weight_dtype]:.4g} bytes "
+                           f"each with their scales, arithmetic in {dtype} after dequantization in the kernel; a device "
+                           f"without such kernels runs slower than this")
+    if kv_dtype != dtype:
+        assumptions.append(f"KV cache in {kv_dtype}: its bytes change, its arithmetic stays {dtype}")
+    return GenerationPrediction(lm.name, profile, prompt_tokens, new_tokens, batch_size, dtype, weight_dtype or dtype,
+                                kv_dtype, prefill, steps, overhead_us * 1e-3, weight_bytes, kv_bytes, acts,
+                                assumptions, lm)

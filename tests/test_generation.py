@@ -1,0 +1,132 @@
+"""LLM generation cost: KV-cache bytes and decode MACs by hand (GQA, sliding window), interpolation equal
+to full traces, memory fit, the CLI."""
+import json
+
+import pytest
+import torch
+import yaml
+
+import hwcost
+from hwcost.cli import main
+from hwcost.devices import parse_profile
+from hwcost.generation import (_interp, analyze, cache_elements, decode_inputs, load_language_model,
+                               predict_generation)
+from hwcost.zoo.transformer import Decoder, DecoderConfig
+
+SMALL = DecoderConfig(vocab_size=100, dim=64, layers=2, heads=4, kv_heads=2, ffn_dim=128)
+
+
+def _decode_macs_by_hand(cfg: DecoderConfig, context: int, batch: int = 1) -> int:
+    d, hd = cfg.dim, cfg.dim // cfg.heads
+    per_layer = d * d + 2 * d * cfg.kv_heads * hd + d * d + 3 * d * cfg.ffn_dim   # q, k, v, o, gate/up/down
+    attention = cfg.heads * 1 * (context + 1) * (hd + hd)                          # one query over the cache + itself
+    return batch * (cfg.layers * (per_layer + attention) + d * cfg.vocab_size)
+
+
+def test_gqa_kv_bytes_and_decode_macs_by_hand():
+    g = predict_generation(Decoder(SMALL), prompt_tokens=20, new_tokens=9, batch_size=2, device="h100",
+                           dtype="float16")
+    # 2 layers x (k, v) x batch 2 x 2 KV heads x 29 tokens x head_dim 16 x 2 bytes
+    assert g.kv_cache_bytes == 2 * 2 * 2 * 2 * 29 * 16 * 2
+    for n, step in g.steps.items():
+        assert step.analysis.total.macs == _decode_macs_by_hand(SMALL, n, batch=2)
+    assert sorted(g.steps) == [20, 23, 27]              # first, middle and last step's cache
+    assert g.decode_ms_per_token > 0 and g.ttft_ms > g.step_overhead_ms
+
+
+def test_interpolated_steps_equal_full_traces():
+    lm = load_language_model(Decoder(SMALL))
+    g = predict_generation(lm.module, prompt_tokens=10, new_tokens=40, device="raspberry-pi-5")
+    for n in (11, 17, 30, 48):
+        traced = analyze(lm.module, decode_inputs(lm, 1, n, torch.float32)).total.macs
+        assert _interp(g.steps, n, lambda p: p.analysis.total.macs) == pytest.approx(traced, rel=1e-12)
+
+
+def _mistral(window: int = 8):
+    transformers = pytest.importorskip("transformers")
+    return transformers.MistralConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, sliding_window=window,
+                                      max_position_embeddings=256)
+
+
+def test_sliding_window_kv_bytes_and_decode_macs_by_hand():
+    cfg = _mistral(8)
+    lm = load_language_model(cfg)
+    # the cache class keeps window - 1 tokens per sliding layer: 2 layers x (k, v) x 2 heads x 7 x 16
+    assert cache_elements(lm, 1, 40) == 2 * 2 * 2 * 7 * 16
+    assert cache_elements(lm, 1, 5) == 2 * 2 * 2 * 5 * 16
+    g = predict_generation(cfg, prompt_tokens=4, new_tokens=20, device="h100", dtype="float16")
+    assert 7 in g.steps                                 # the window's edge (window - 1 cached tokens) is traced
+    attn = {}
+    for n, step in g.steps.items():
+        attn[n] = sum(c.macs for c in step.analysis.ops if c.family == "attention")
+    # one query over min(n, window - 1) cached tokens and itself, 4 heads x (16 + 16) per key
+    assert all(attn[n] == 2 * 4 * (min(n, 7) + 1) * 32 for n in attn)
+    for n in (5, 12, 21):                               # interpolation stays exact past the window's edge
+        traced = analyze(lm.module, decode_inputs(lm, 1, n, torch.float16), dtype="float16").total.macs
+        assert _interp(g.steps, n, lambda p: p.analysis.total.macs) == traced
+
+
+def test_a_70b_model_does_not_fit_an_8gb_board():
+    g = predict_generation("llama2_70b", prompt_tokens=16, new_tokens=4, device="jetson-orin-nano", dtype="float16")
+    assert g.fits is False and g.memory.shortfall_bytes > 100e9
+    assert "DOES NOT FIT (" in g.summary() and "GB short" in g.summary()
+    assert any(w.startswith("does not fit") for w in g.warnings)
+
+
+def _board(capacity_gb: float):
+    return parse_profile(yaml.safe_dump({
+        "name": "small-board", "kind": "cpu", "description": "x", "execution": "sequential",
+        "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0, "capacity_gb": capacity_gb},
+        "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}))
+
+
+def test_weights_fit_but_a_long_context_does_not():
+    cfg = DecoderConfig(vocab_size=1000, dim=256, layers=4, heads=4, kv_heads=4, ffn_dim=512)
+    board = _board(0.1)                                  # 100 MB
+    short = predict_generation(Decoder(cfg), prompt_tokens=64, new_tokens=8, device=board)
+    assert short.fits is True and short.weight_bytes < 0.1e9
+    long = predict_generation(Decoder(cfg), prompt_tokens=12000, new_tokens=8, device=board)
+    # KV: 4 layers x (k, v) x 4 heads x 12008 tokens x 64 x 4 bytes = 98 MB on top of ~8 MB of weights
+    assert long.kv_cache_bytes == 4 * 2 * 4 * 12008 * 64 * 4
+    assert long.fits is False and long.weight_bytes == short.weight_bytes
+
+
+def test_weight_only_and_kv_formats_change_bytes_not_macs():
+    base = predict_generation(Decoder(SMALL), prompt_tokens=32, new_tokens=4, device="h100", dtype="float16")
+    q = predict_generation(Decoder(SMALL), prompt_tokens=32, new_tokens=4, device="h100", dtype="float16",
+                           weight_dtype="int4", kv_dtype="int8")
+    assert q.prefill.analysis.total.macs == base.prefill.analysis.total.macs
+    assert q.weight_bytes < base.weight_bytes and q.kv_cache_bytes == base.kv_cache_bytes // 2
+    step_b, step_q = base.steps[32].analysis.total, q.steps[32].analysis.total
+    assert step_q.macs == step_b.macs and step_q.bytes_read < step_b.bytes_read
+    assert any("int4 weights" in a for a in q.assumptions) and any("KV cache in int8" in a for a in q.assumptions)
+
+
+def test_definitions_of_the_figures():
+    g = predict_generation("llama_tiny", prompt_tokens=16, new_tokens=5, device="raspberry-pi-5")
+    assert g.total_ms == pytest.approx(g.ttft_ms + 4 * g.decode_ms_per_token)
+    assert g.tokens_per_s == pytest.approx(5 * 1000 / g.total_ms)
+    assert g.energy_mj_per_token == pytest.approx(g.energy_mj / 5)
+    assert g.decode_step(18).analysis.total.macs > g.decode_step(16).analysis.total.macs
+
+
+def test_cli_generate_one_device_and_several(tmp_path, capsys):
+    assert main(["generate", "llama_tiny", "--device", "raspberry-pi-5", "--prompt", "16", "--new", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "time to first token:" in out and "tokens/s" in out and "fits" in out
+    assert main(["generate", "llama_tiny", "--devices", "raspberry-pi-5,h100", "--prompt", "16", "--new", "4",
+                 "--dtype", "float16", "--format", "json"]) == 2   # the Pi has no float16 rate
+    assert "has no float16 rate" in capsys.readouterr().err
+    assert main(["generate", "llama_tiny", "--devices", "jetson-orin-nano,h100", "--prompt", "16", "--new", "4",
+                 "--dtype", "float16", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["device"] for r in rows] == ["jetson-orin-nano", "h100"] and all(r["fits"] for r in rows)
+
+
+def test_cli_generate_from_a_config_json(tmp_path, capsys):
+    cfg = _mistral(8)
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json_string())
+    assert main(["generate", str(path), "--device", "h100", "--prompt", "8", "--new", "3", "--dtype", "float16"]) == 0
+    assert "time to first token" in capsys.readouterr().out
