@@ -338,7 +338,10 @@ def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dt
     count_dtype = parse_dtype(dtype)
     # meta kernels cover floating dtypes; int8 is traced in float32 and counted at one byte
     trace_dtype = count_dtype if count_dtype.is_floating_point else torch.float32
-    tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
+    # under a caller's torch.inference_mode() composite ops (nn.Linear's aten.linear) would reach the
+    # trace undecomposed: trace as PyTorch runs a model outside it, the same ops whatever the caller's mode
+    with torch.inference_mode(False):
+        tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
     return tr, note, [formulas.count(r, tr.weight_storage_ids) for r in tr.records], count_dtype
 
 

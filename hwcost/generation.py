@@ -39,8 +39,9 @@ from .predict import Prediction, predict_analysis
 # float16 scale per group of 128 weights, the group size GPTQ and AWQ deploy by default
 WEIGHT_BYTES = {"int8": 1.0, "int4": 0.5 + 2 / 128}
 # what generate() costs per step around the model, in dispatches (multiples of the profile's host_per_op),
-# where the profile has no measurement: measured on this project's reference host (docs/prediction.md)
-GENERATE_STEP_DISPATCHES = 60.0
+# where the profile has no measurement: median of 74-209 (5 rounds) by calibration/derive_generate_overhead.py
+# on this project's 2-vCPU EPYC host, 1 thread, transformers 5.24, 2026-12-01 (calibration/reference/README.md)
+GENERATE_STEP_DISPATCHES = 100.0
 
 
 @dataclass
@@ -390,8 +391,10 @@ def predict_generation(
     assumptions = [f"greedy decoding with a KV cache ({'the model' if lm.kind == 'zoo' else 'transformers'}'s own "
                    "cache class); no speculative decoding, paged attention or batching scheduler"]
     if profile.generate_step_us is None:
+        per = "dispatch time" if profile.execution == "sequential" else \
+            "host time per op (a GPU op's, launch included: an upper bound)"
         assumptions.append(f"generate()'s own time per step: {overhead_us:,.0f} us = {GENERATE_STEP_DISPATCHES:g} x the "
-                           "profile's dispatch time (measured on the reference host); calibrate to measure it here")
+                           f"profile's {per}, the ratio measured on the reference host; calibrate to measure it here")
     if weight_dtype in WEIGHT_BYTES:
         assumptions.append(f"{weight_dtype} weights (linear layers, weight-only): {WEIGHT_BYTES[weight_dtype]:.4g} bytes "
                            f"each with their scales, arithmetic in {dtype} after dequantization in the kernel; a device "

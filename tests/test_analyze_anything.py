@@ -265,3 +265,13 @@ def test_shape_error_keeps_the_shape_hint_and_other_errors_do_not():
     assert "check the input shape" not in str(e.value)
     with pytest.raises(InputError, match="trace must be"):
         hwcost.analyze(nn.Linear(4, 2), (4,), trace="fast")
+
+
+def test_counts_do_not_depend_on_the_callers_inference_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+    plain = hwcost.analyze(model, torch.randn(2, 16))
+    with torch.inference_mode():
+        inside = hwcost.analyze(model, torch.randn(2, 16))
+        meta = hwcost.analyze(model, (16,), batch_size=2)
+    assert inside.total.macs == meta.total.macs == plain.total.macs == 2 * (16 * 32 + 32 * 4)
+    assert inside.unsupported == {} and [c.record.name for c in inside.ops] == [c.record.name for c in plain.ops]

@@ -15,7 +15,7 @@ from hwcost.calibration import calibrate
 from hwcost.features import FEATURES, feature_vector, shape_features
 from hwcost.calibration.fit import ensemble_from_sklearn, fit_context_model, fit_time_model
 from hwcost.calibration.samples import Sample, read_samples
-from hwcost.timemodel import ContextModel, Rates, TimeModel, TreeEnsemble
+from hwcost.timemodel import ContextModel, Rates, TimeModel
 from hwcost.errors import InputError, ProfileError
 
 RATES = Rates(floor_s=2e-6, matrix_flops={"float32": 1e11}, vector_flops={"float32": 1e11}, bandwidth=1e10)

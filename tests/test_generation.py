@@ -6,7 +6,6 @@ import pytest
 import torch
 import yaml
 
-import hwcost
 from hwcost.cli import main
 from hwcost.devices import parse_profile
 from hwcost.generation import (_interp, analyze, cache_elements, decode_inputs, load_language_model,
