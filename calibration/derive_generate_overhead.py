@@ -27,7 +27,7 @@ def main() -> None:
     ratios = []
     for _ in range(args.rounds):
         floor = time_callable(lambda: relu(x), warmup=20, repeats=400).median_s
-        step = measure_generate_step("cpu", rounds=1)
+        step = measure_generate_step("cpu", rounds=1)[0]
         ratios.append(step / floor)
         print(f"generate() step {step * 1e6:8.1f} us, dispatch floor {floor * 1e6:5.2f} us, ratio {ratios[-1]:6.1f}")
     print(f"median ratio {statistics.median(ratios):.1f} dispatches per step (transformers {transformers.__version__}, "

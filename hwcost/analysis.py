@@ -37,6 +37,7 @@ class Analysis:
     module_types: dict[str, str] = field(repr=False, default_factory=dict)
     unused_params: int = 0
     module_calls: int = 0        # every nn.Module call in the forward (containers included)
+    transformers_calls: int = 0  # of those, calls of transformers' own modules (their Python is heavier)
     view_ops: int = 0            # aliasing ops: free in bytes, not in dispatch time
     trace_mode: str = "meta"     # "meta" (stand-ins, input values carried) or "values" (real tensors)
     trace_note: str = ""         # why that mode ran
@@ -303,6 +304,7 @@ def analyze(
         module_types={n: type(m).__name__ for n, m in model.named_modules()},
         unused_params=total.params - sum(r.params for r in layers),
         module_calls=len(tr.module_calls),
+        transformers_calls=sum(c.library == "transformers" for c in tr.module_calls),
         view_ops=tr.view_ops,
         trace_mode=tr.mode,
         trace_note=note,
@@ -317,6 +319,7 @@ class OpCounts:
     dtype: str
     module_calls: int
     view_ops: int
+    transformers_calls: int = 0
 
     @property
     def macs(self) -> int:
@@ -328,7 +331,8 @@ def count_ops(model: nn.Module, inputs: Example, batch_size: int | None = None,
     """Trace and count every op as ``analyze`` does, without building layers, parameter owners or the
     activation peak (the search's latency table times thousands of small blocks this way)."""
     tr, _, costs, count_dtype = _counted_trace(unwrap(model), inputs, batch_size, dtype, trace)
-    return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops)
+    return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops,
+                    sum(c.library == "transformers" for c in tr.module_calls))
 
 
 def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dtype: str | torch.dtype | None,

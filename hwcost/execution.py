@@ -66,7 +66,8 @@ def add_framework_overhead(timings: list[OpTiming], analysis: Analysis | OpCount
 
     Views move no bytes and container modules launch no kernel, but each costs a Python dispatch;
     spreading the total evenly keeps a CPU's sum exact and lets the GPU queue see it as host time."""
-    extra_s = (analysis.module_calls * device.module_call_us + analysis.view_ops * device.view_us) * 1e-6
+    extra_s = (analysis.module_calls * device.module_call_us + analysis.view_ops * device.view_us
+               + analysis.transformers_calls * device.transformers_call_us) * 1e-6
     if timings and extra_s:
         share = extra_s / len(timings)
         for t in timings:

@@ -296,7 +296,7 @@ def generation_summary(g: Any) -> str:
         f"{g.decode_ms_at(g.prompt_tokens + g.new_tokens - 2):,.2f} ms at {g.prompt_tokens + g.new_tokens - 2})",
         f"total:               {g.total_ms:,.1f} ms   {g.tokens_per_s:,.2f} tokens/s overall, "
         f"{g.decode_tokens_per_s:,.2f} tokens/s while decoding",
-        f"energy:              " + (f"{e:,.2f} mJ per token ({g.energy_mj:,.1f} mJ in all)" if e is not None
+        "energy:              " + (f"{e:,.2f} mJ per token ({g.energy_mj:,.1f} mJ in all)" if e is not None
                                     else "unknown (this profile has no power figures)"),
         f"memory:              {mem.needed_bytes / gb:,.3f} GB = weights {g.weight_bytes / gb:,.3f} + KV cache "
         f"{g.kv_cache_bytes / gb:,.3f} (at {g.prompt_tokens + g.new_tokens} tokens) + activations "

@@ -102,6 +102,7 @@ class _BlockCounts:
     view_ops: int
     macs: int
     params: int
+    transformers_calls: int = 0
 
 
 # process-wide caches: latency tables by everything their numbers depend on, traced block counts by
@@ -129,7 +130,7 @@ def _block_counts(blk: Block, batch_size: int, dtype: str) -> _BlockCounts:
                 module = _MODULES[module_key] = blk.build()
         c = count_ops(module, blk.input_shape, batch_size=batch_size, dtype=dtype)
         counts = _COUNTS[key] = _BlockCounts(c.ops, c.dtype, c.module_calls, c.view_ops, c.macs,
-                                             sum(p.numel() for p in module.parameters()))
+                                             sum(p.numel() for p in module.parameters()), c.transformers_calls)
     return counts
 
 

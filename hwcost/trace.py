@@ -43,6 +43,7 @@ class ModuleCall:
     type: str
     leaf: bool
     output_bytes: int
+    library: str = ""            # the package its class comes from: torch, transformers, timm, ...
 
 
 @dataclass
@@ -253,7 +254,8 @@ class _Tracer(TorchDispatchMode):
                 isz = self.count_itemsize if t.is_floating_point() else t.element_size()
                 out_bytes += t.numel() * isz
         self.module_calls.append(
-            ModuleCall(self.names[id(module)], type(module).__name__, id(module) in self.leaves, out_bytes)
+            ModuleCall(self.names[id(module)], type(module).__name__, id(module) in self.leaves, out_bytes,
+                       type(module).__module__.split(".")[0])
         )
 
     # -- ops

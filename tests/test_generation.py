@@ -129,3 +129,19 @@ def test_cli_generate_from_a_config_json(tmp_path, capsys):
     path.write_text(cfg.to_json_string())
     assert main(["generate", str(path), "--device", "h100", "--prompt", "8", "--new", "3", "--dtype", "float16"]) == 0
     assert "time to first token" in capsys.readouterr().out
+
+
+def test_transformers_module_calls_pay_the_measured_python_time():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    doc = {"name": "b", "kind": "cpu", "description": "x", "execution": "sequential",
+           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
+           "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
+    plain = predict_generation(cfg, prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
+    doc["overhead_us"]["per_transformers_call"] = 10.0
+    slower = predict_generation(cfg, prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
+    calls = plain.prefill.analysis.transformers_calls
+    assert calls > 10 and slower.prefill.latency_ms == pytest.approx(plain.prefill.latency_ms + calls * 10e-3)
+    zoo = predict_generation(Decoder(SMALL), prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
+    assert zoo.prefill.analysis.transformers_calls == 0   # hwcost's own modules are plain torch ones

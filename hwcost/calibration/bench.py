@@ -132,8 +132,8 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
     step = measure_generate_step(backend)
-    if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate
-        res["generate_step_s"] = step
+    if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
+        res["generate_step_s"], res["hf_decode_forward_s"] = step   # and a tiny transformers forward
     return res
 
 
@@ -171,17 +171,20 @@ def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
     return readings
 
 
-def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> float | None:
-    """Seconds transformers' generate() spends per new token around the model's forward (logits
-    processing, stopping criteria, cache bookkeeping), on a 1-layer model so small that the forward is
-    a few dozen ops: generate()'s time per token less a plain loop of the same forwards over the same
-    cache. None without transformers."""
+GENERATE_PROBE_CONFIG = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
+
+
+def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> tuple[float, float] | None:
+    """(generate()'s own seconds per new token around the model's forward — logits processing, stopping
+    criteria, cache bookkeeping —, seconds of one decode forward of the model), on a 1-layer transformers
+    Llama so small that its time is Python and dispatch: generate()'s time per token less a plain loop of
+    the same forwards over the same cache. None without transformers."""
     try:
         import transformers as tf
     except ImportError:
         return None
-    cfg = tf.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
+    cfg = tf.LlamaConfig(**GENERATE_PROBE_CONFIG)
     model = tf.LlamaForCausalLM(cfg).eval().to(backend)
     ids = torch.zeros(1, 8, dtype=torch.long, device=backend)
     sync = synchronizer(backend)
@@ -199,7 +202,7 @@ def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> fl
             out = model(nxt, use_cache=True, **{arg: cache})
             nxt = out.logits[:, -1:].argmax(-1)
 
-    per_step = []
+    per_step, forward = [], []
     with torch.inference_mode():
         for _ in range(rounds):   # interleaved, so a slow phase of the machine falls on both alike
             full = time_callable(lambda: generate(tokens), warmup=1, repeats=3, sync=sync).median_s
@@ -207,4 +210,5 @@ def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> fl
             loop = time_callable(plain_loop, warmup=1, repeats=3, sync=sync).median_s
             first = time_callable(lambda: model(ids, use_cache=True), warmup=1, repeats=3, sync=sync).median_s
             per_step.append(max(0.0, (full - one) / (tokens - 1) - (loop - first) / (tokens - 1)))
-    return sorted(per_step)[len(per_step) // 2]
+            forward.append((loop - first) / (tokens - 1))
+    return sorted(per_step)[len(per_step) // 2], sorted(forward)[len(forward) // 2]

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Callable
 
+import torch
 import yaml
 
 from ..analysis import analyze
@@ -224,9 +225,35 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
             doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
                                         f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
         doc["calibration"]["energy"] = {"fitted": energy}
+    if fundamentals.get("hf_decode_forward_s"):
+        per_call = transformers_call_s(fundamentals["hf_decode_forward_s"], yaml.safe_dump(doc, sort_keys=False), out)
+        if per_call is not None:
+            doc["overhead_us"]["per_transformers_call"] = round(per_call * 1e6, 3)
+            doc["sources"]["overhead_us"] += (
+                "; per_transformers_call: a one-layer transformers Llama's measured decode forward less this "
+                "profile's prediction of it, per call of a transformers module (their Python: decorators, "
+                "keyword plumbing, the attention-function lookup)")
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
     atomic_write(out, text)
     return parse_profile(text, out)
+
+
+def transformers_call_s(measured_s: float, text: str, out: str) -> float | None:
+    """Seconds per transformers module call that the fitted model does not already predict: the tiny
+    model calibration timed (measure_generate_step), traced as generate() calls it, predicted on this
+    profile, and the difference spread over its transformers module calls."""
+    import transformers as tf
+
+    from ..generation import decode_inputs, load_language_model
+    from ..predict import predict_analysis
+    from .bench import GENERATE_PROBE_CONFIG
+
+    lm = load_language_model(tf.LlamaConfig(**GENERATE_PROBE_CONFIG))
+    a = analyze(lm.module, decode_inputs(lm, 1, 15, torch.float32))   # the middle of the timed loop's contexts
+    if not a.transformers_calls:
+        return None
+    predicted_s = predict_analysis(a, parse_profile(text, out)).latency_ms * 1e-3
+    return max(0.0, (measured_s - predicted_s) / a.transformers_calls)
 
 
 def refit(profile_path: str) -> DeviceProfile:
