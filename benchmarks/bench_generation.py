@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 import hwcost
 from hwcost.probe import calibration_probe_ms, probe_network
+from hwcost.timing import time_interleaved
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
     "llama-15m": (256, 4, 4, 2, 704),
@@ -39,18 +39,8 @@ def config(name: str):
 
 def timed_pairs(fn, probe, rounds: int) -> tuple[float, float]:
     """(median seconds of fn, median of fn / probe) over ``rounds`` back-to-back pairs."""
-    fn()
-    probe()
-    times, ratios = [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter()
-        probe()
-        t2 = time.perf_counter()
-        times.append(t1 - t0)
-        ratios.append((t1 - t0) / (t2 - t1))
-    return statistics.median(times), statistics.median(ratios)
+    paired = time_interleaved(fn, probe, warmup=1, repeats=rounds)
+    return paired.model.median_s, paired.ratio_median
 
 
 def main() -> None:

@@ -160,14 +160,6 @@ class DeviceProfile:
     def ridge_flop_per_byte(self) -> float:
         return self.peak_flops("float32") / (self.bandwidth_gbps * 1e9)
 
-    def summary_row(self) -> list[Any]:
-        m = self.matrix_tflops
-        return [
-            self.name, self.kind, f"{m['float32']:g}", f"{m.get('float16', m['float32']):g}",
-            f"{m.get('int8', m['float32']):g}", f"{self.bandwidth_gbps:g}",
-            f"{self.power_idle_w:g}/{self.power_max_w:g}" if self.has_energy else "-",
-            "calibrated" if self.calibration else "datasheet",
-        ]
 
 
 def require_rate(profile: DeviceProfile, dtype: str) -> None:

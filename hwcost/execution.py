@@ -33,10 +33,9 @@ class OpTiming:
 
 def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpTiming]:
     """Roofline and overhead of every op that does work (allocations launch nothing)."""
-    require_rate(device, dtype)
-    for c in costs:   # quantized products run at the int8 rate whatever the model's float dtype
-        if op_dtype(c, dtype) != dtype:
-            require_rate(device, op_dtype(c, dtype))
+    # quantized products run at the int8 rate whatever the model's float dtype
+    for d in [dtype, *sorted({op_dtype(c, dtype) for c in costs} - {dtype})]:
+        require_rate(device, d)
     working = [c for c in costs if c.launches]
     calibrated, outside = calibrated_times(working, device, dtype) if device.calibration else (None, None)
     host_s = device.host_per_op_us * 1e-6

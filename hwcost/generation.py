@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from . import report
 from .analysis import Analysis, analyze
-from .conventions import itemsize, parse_dtype
+from .conventions import dtype_name, itemsize, parse_dtype
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .errors import InputError
 from .loaders import load_model
@@ -334,13 +334,14 @@ def _decode_prediction(lm: LanguageModel, device: DeviceProfile, batch: int, con
                        weight_dtype: str | None, kv_dtype: str) -> Prediction:
     a = analyze(lm.module, decode_inputs(lm, batch, context, parse_dtype(dtype)), dtype=dtype,
                 model_name=f"{lm.name} decode@{context}")
-    return predict_analysis(_reformat(a, lm, batch, context, dtype, weight_dtype, kv_dtype), device)
+    return predict_analysis(_reformat(a, lm, batch, (context, context + 1), dtype, weight_dtype, kv_dtype), device)
 
 
-def _reformat(a: Analysis, lm: LanguageModel, batch: int, context: int, dtype: str, weight_dtype: str | None,
-              kv_dtype: str) -> Analysis:
+def _reformat(a: Analysis, lm: LanguageModel, batch: int, cache_lengths: tuple[int, ...], dtype: str,
+              weight_dtype: str | None, kv_dtype: str) -> Analysis:
+    """``a`` in the requested weight and KV formats; the cache's tensors are those of ``cache_lengths`` tokens."""
     kv_factor = itemsize(parse_dtype(kv_dtype)) / itemsize(parse_dtype(dtype))
-    kv_shapes = {(batch, lm.kv_heads, n, lm.head_dim) for n in (context, context + 1)} if kv_factor != 1.0 else set()
+    kv_shapes = {(batch, lm.kv_heads, n, lm.head_dim) for n in cache_lengths} if kv_factor != 1.0 else set()
     return _reformatted(a, weight_dtype if weight_dtype != dtype else None, kv_factor, kv_shapes)
 
 
@@ -366,14 +367,11 @@ def predict_generation(
                          f"got {weight_dtype!r}")
     profile = load_device(device)
     lm = load_language_model(model_or_config)
-    dtype = str(parse_dtype(dtype)).removeprefix("torch.")
-    kv_dtype = str(parse_dtype(kv_dtype or dtype)).removeprefix("torch.")
+    dtype = dtype_name(parse_dtype(dtype))
+    kv_dtype = dtype_name(parse_dtype(kv_dtype or dtype))
     pre = analyze(lm.module, prefill_inputs(lm, batch_size, prompt_tokens), dtype=dtype,
                   model_name=f"{lm.name} prefill")
-    kv_prefill_shape = {(batch_size, lm.kv_heads, prompt_tokens, lm.head_dim)}
-    kv_factor = itemsize(parse_dtype(kv_dtype)) / itemsize(parse_dtype(dtype))
-    prefill = predict_analysis(_reformatted(pre, weight_dtype if weight_dtype != dtype else None, kv_factor,
-                                            kv_prefill_shape if kv_factor != 1.0 else set()), profile)
+    prefill = predict_analysis(_reformat(pre, lm, batch_size, (prompt_tokens,), dtype, weight_dtype, kv_dtype), profile)
     last = prompt_tokens + new_tokens - 2            # the cache the last decode step reads
     steps = {n: _decode_prediction(lm, profile, batch_size, n, dtype, weight_dtype, kv_dtype)
              for n in (traced_lengths(lm, prompt_tokens, max(last, prompt_tokens)) if new_tokens > 1 else [prompt_tokens])}

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from .version import __version__
-from .analysis import count_ops
+from .analysis import OpCounts, count_ops
 from .devices import DeviceProfile, load_device, profile_fingerprint
 from .errors import InputError
 from .execution import add_framework_overhead, replay_s, time_ops
@@ -66,12 +66,12 @@ class LatencyLUT:
         cost = self.table.get(blk.signature)
         if cost is None:
             t0 = time.perf_counter()
-            counts = _block_counts(blk, self.batch_size, self.dtype)
+            counts, params = _block_counts(blk, self.batch_size, self.dtype)
             timings = time_ops(counts.ops, self.device, counts.dtype)
             add_framework_overhead(timings, counts, self.device)
             cost = BlockCost([t.overhead_s for t in timings], [t.kernel_s for t in timings],
                              replay_s([t.overhead_s for t in timings], [t.kernel_s for t in timings], "sequential"),
-                             counts.macs, counts.params)
+                             counts.macs, params)
             self.table[blk.signature] = cost
             self.build_s += time.perf_counter() - t0
         return cost
@@ -94,21 +94,10 @@ class LatencyLUT:
         return sum(c.macs for c in self.costs(config))
 
 
-@dataclass
-class _BlockCounts:
-    ops: list
-    dtype: str
-    module_calls: int
-    view_ops: int
-    macs: int
-    params: int
-    transformers_calls: int = 0
-
-
 # process-wide caches: latency tables by everything their numbers depend on, traced block counts by
 # what they depend on (block signature, batch, dtype), built modules by what they depend on
 _LUTS: dict[tuple, LatencyLUT] = {}
-_COUNTS: dict[tuple, _BlockCounts] = {}
+_COUNTS: dict[tuple, tuple[OpCounts, int]] = {}   # the traced counts and the block's parameters
 _MODULES: dict[tuple, torch.nn.Module] = {}
 
 
@@ -119,19 +108,18 @@ def space_key(space: SearchSpace) -> tuple:
     return (type(space).__module__, type(space).__qualname__, settings)
 
 
-def _block_counts(blk: Block, batch_size: int, dtype: str) -> _BlockCounts:
+def _block_counts(blk: Block, batch_size: int, dtype: str) -> tuple[OpCounts, int]:
     key = (blk.signature, batch_size, dtype)
-    counts = _COUNTS.get(key)
-    if counts is None:
+    found = _COUNTS.get(key)
+    if found is None:
         module_key = blk.module_key if blk.module_key is not None else blk.signature
         module = _MODULES.get(module_key)
         if module is None:
             with torch.device("meta"):
                 module = _MODULES[module_key] = blk.build()
-        c = count_ops(module, blk.input_shape, batch_size=batch_size, dtype=dtype)
-        counts = _COUNTS[key] = _BlockCounts(c.ops, c.dtype, c.module_calls, c.view_ops, c.macs,
-                                             sum(p.numel() for p in module.parameters()), c.transformers_calls)
-    return counts
+        found = _COUNTS[key] = (count_ops(module, blk.input_shape, batch_size=batch_size, dtype=dtype),
+                                sum(p.numel() for p in module.parameters()))
+    return found
 
 
 def capacity_proxy(lut: LatencyLUT) -> Callable[[Any], float]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .devices import DeviceProfile
 from .errors import ProfileError
-from .features import FEATURES, feature_vector, shape_features
+from .features import FEATURES, op_key, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES
 from .records import OpCost
 
@@ -145,15 +145,14 @@ class TimeModel:
         # per family: the sampled span of each size feature, and of log(time / baseline) (see sampled_ranges)
         self.ranges = ranges or {}
 
-    def extrapolated(self, cost: OpCost) -> bool:
-        """Does this op lie outside what calibration sampled for its family (a size feature beyond the
-        sampled span, or a family never sampled)? Unknown (False) for a model fitted without ranges."""
+    def extrapolated(self, family: str, feats: dict[str, float]) -> bool:
+        """Does an op of ``family`` with these shape features lie outside what calibration sampled (a size
+        feature beyond the sampled span, or a family never sampled)? False for a model fitted without ranges."""
         if not self.ranges:
             return False
-        r = self.ranges.get(cost.family)
+        r = self.ranges.get(family)
         if r is None:
             return True
-        feats = shape_features(cost)
         return any(not lo - RANGE_SLACK <= feats[k] <= hi + RANGE_SLACK for k, (lo, hi) in r["features"].items())
 
     def bounded(self, cost: OpCost, base_s: float, iso_s: float) -> float:
@@ -179,13 +178,15 @@ class TimeModel:
         for fam, idx in groups.items():
             bases = [self.rates.base(costs[i].flops, costs[i].memory_traffic_bytes, matrix_flags[i], dtype) for i in idx]
             ens = self.ensembles.get(fam)
+            checked = flags is not None and bool(self.ranges)
+            feats = {i: shape_features(costs[i]) for i in idx} if ens is not None or checked else {}
             if ens is not None:
-                corr = ens.predict(np.array([feature_vector(costs[i], self.vocab) for i in idx]))
+                corr = ens.predict(np.array([vectorize(feats[i], fam, op_key(costs[i]), self.vocab) for i in idx]))
             else:
                 corr = [self.constants.get(fam, self.global_constant)] * len(idx)
             for i, b, c in zip(idx, bases, corr):
                 out[i] = b * math.exp(float(c))
-                if flags is not None and self.extrapolated(costs[i]):
+                if checked and self.extrapolated(fam, feats[i]):
                     flags[i] = True
                     out[i] = self.bounded(costs[i], b, out[i])
         return out
