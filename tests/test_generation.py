@@ -145,3 +145,19 @@ def test_transformers_module_calls_pay_the_measured_python_time():
     assert calls > 10 and slower.prefill.latency_ms == pytest.approx(plain.prefill.latency_ms + calls * 10e-3)
     zoo = predict_generation(Decoder(SMALL), prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
     assert zoo.prefill.analysis.transformers_calls == 0   # hwcost's own modules are plain torch ones
+
+
+def test_bad_generation_input_gets_a_clear_error(tmp_path):
+    from hwcost.errors import InputError
+
+    with pytest.raises(InputError, match="weight_dtype must be one of int8, int4"):
+        predict_generation("llama_tiny", prompt_tokens=8, new_tokens=2, device="h100", weight_dtype="int3")
+    with pytest.raises(InputError, match="at least 1"):
+        predict_generation("llama_tiny", prompt_tokens=0, new_tokens=2, device="h100")
+    with pytest.raises(InputError, match="not a causal language model hwcost knows"):
+        predict_generation("mobilenet_v2", prompt_tokens=8, new_tokens=2, device="h100")
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(InputError, match="no model_type"):
+        predict_generation(str(bad), prompt_tokens=8, new_tokens=2, device="h100")
+    assert main(["generate", "resnet18", "--device", "h100", "--prompt", "8", "--new", "2"]) == 2
