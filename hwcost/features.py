@@ -14,8 +14,11 @@ FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
-    "op_code",
+    "cold_weights", "op_code",
 )
+# cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
+# (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
+# fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
 VECTOR_BLOCK = 16  # channels per SIMD block in oneDNN/MKL kernels (AVX-512 fp32); a partial block runs a slow tail
 
 

@@ -24,7 +24,8 @@ from .features import FEATURES, op_key, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES
 from .records import OpCost
 
-MODEL_VERSION = 2  # 2: context model without per-family scales, bytes capped at the private cache
+MODEL_VERSION = 3  # 3: cold_weights feature, the last-level cache in the context model
+# 2: context model without per-family scales, bytes capped at the private cache
 
 
 def sha256(text: str) -> str:
@@ -96,6 +97,10 @@ class ContextModel:
     private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
     that run it); beyond that the isolated measurement already streamed them from outside.
 
+    A network whose weights exceed the last-level cache (``llc_bytes``) reads every weight from DRAM
+    once per pass: the isolated time of such an op comes from samples whose weights were cold too
+    (the cold_weights feature), so its weight bytes pay no context term on top.
+
     No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
     1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
     10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without)."""
@@ -105,29 +110,35 @@ class ContextModel:
     per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
+    llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     chains: int = 0
     median_abs_error_pct: float | None = None
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
 
-    def terms(self, cost: OpCost) -> tuple[float, float, float, float]:
+    def terms(self, cost: OpCost, cold: bool = False) -> tuple[float, float, float, float]:
         """What each coefficient multiplies for one op, in TERMS' order: the op, and its parameter,
-        input and output bytes, each capped at the private cache."""
+        input and output bytes, each capped at the private cache (parameters: none when cold)."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
-        return 1.0, cap(cost.weight_bytes), cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written)
+        weights = 0.0 if cold else cap(cost.weight_bytes)
+        return 1.0, weights, cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written)
 
-    def apply(self, iso_s: float, cost: OpCost) -> float:
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False) -> float:
         coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s)
-        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost)))
+        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost, cold)))
 
-    def design(self, iso: list[float], costs: list[OpCost]) -> dict[str, float]:
+    def weights_stream(self, costs: list[OpCost]) -> bool:
+        """Do these ops, run as one pass, read more weight bytes than the last-level cache holds?"""
+        return self.llc_bytes > 0 and sum(c.weight_bytes for c in costs) > self.llc_bytes
+
+    def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None) -> dict[str, float]:
         """A chain's totals: isolated seconds and the sum of each term over its ops."""
         row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
-        for t, c in zip(iso, costs):
+        for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
             row["_isolated_s"] += t
-            for name, v in zip(self.TERMS, self.terms(c)):
+            for name, v in zip(self.TERMS, self.terms(c, cold)):
                 row[name] += v
         return row
 
@@ -167,10 +178,20 @@ class TimeModel:
             lo, hi = r["log_ratio"]
         return min(max(iso_s, base_s * math.exp(lo)), base_s * math.exp(hi))
 
+    def cold_flags(self, costs: list[OpCost], context: ContextModel | None = None) -> list[bool]:
+        """Per op: are its weights cold — the pass streams more weights than the last-level cache holds,
+        and its family was sampled with cold weights (others keep their warm samples and context term)."""
+        ctx = context or self.context
+        families = {f for f, r in self.ranges.items() if r.get("cold")}
+        if not families or not ctx.weights_stream(costs):
+            return [False] * len(costs)
+        return [c.family in families and c.weight_bytes > 0 for c in costs]
+
     def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
-                 flags: list[bool] | None = None) -> list[float]:
+                 flags: list[bool] | None = None, colds: list[bool] | None = None) -> list[float]:
         """Seconds per op measured alone (dispatch included), batched per family. With ``flags`` (one per
-        op), ops outside the sampled ranges are marked there and held within physical bounds."""
+        op), ops outside the sampled ranges are marked there and held within physical bounds; ``colds``
+        (one per op) marks ops whose weights come from DRAM."""
         out = [0.0] * len(costs)
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(costs):
@@ -180,6 +201,10 @@ class TimeModel:
             ens = self.ensembles.get(fam)
             checked = flags is not None and bool(self.ranges)
             feats = {i: shape_features(costs[i]) for i in idx} if ens is not None or checked else {}
+            if colds is not None:
+                for i in idx:
+                    if i in feats and colds[i]:
+                        feats[i]["cold_weights"] = 1.0
             if ens is not None:
                 corr = ens.predict(np.array([vectorize(feats[i], fam, op_key(costs[i]), self.vocab) for i in idx]))
             else:
@@ -194,13 +219,17 @@ class TimeModel:
     def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                 flags: list[bool] | None = None) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model."""
-        iso = self.isolated(costs, dtype, matrix_flags, flags)
-        return [self.context.apply(t, c) for t, c in zip(iso, costs)]
+        colds = self.cold_flags(costs)
+        iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
+        return [self.context.apply(t, c, cold) for t, c, cold in zip(iso, costs, colds)]
 
-    def chain_row(self, costs: list[OpCost], cache_bytes: float, dtype: str = "float32") -> dict[str, float]:
+    def chain_row(self, costs: list[OpCost], cache_bytes: float, llc_bytes: float = 0.0,
+                  dtype: str = "float32") -> dict[str, float]:
         working = [c for c in costs if c.launches]
-        iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working])
-        return ContextModel(cache_bytes=cache_bytes).design(iso, working)
+        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes)
+        colds = self.cold_flags(working, ctx)
+        iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
+        return ctx.design(iso, working, colds)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
@@ -259,11 +288,12 @@ RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled s
 
 
 def sampled_ranges(by_family: dict[str, list[tuple[dict[str, float], float]]]) -> dict[str, dict[str, Any]]:
-    """Per family, from (features, log(time / baseline)) of each sample: each size feature's [min, max]
-    and the span of log(time / baseline)."""
+    """Per family, from (features, log(time / baseline)) of each sample: each size feature's [min, max],
+    the span of log(time / baseline), and whether any sample had cold weights."""
     out = {}
     for fam, rows in by_family.items():
         feats = {k: [min(f.get(k, 0.0) for f, _ in rows), max(f.get(k, 0.0) for f, _ in rows)] for k in RANGE_FEATURES}
         ys = [y for _, y in rows]
-        out[fam] = {"features": feats, "log_ratio": [min(ys), max(ys)]}
+        out[fam] = {"features": feats, "log_ratio": [min(ys), max(ys)],
+                    "cold": any(f.get("cold_weights", 0.0) > 0 for f, _ in rows)}
     return out

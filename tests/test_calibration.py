@@ -161,6 +161,51 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
                    "_output_bytes": 4000}
+    # cold weights: the isolated time already streamed them from DRAM, no weight term on top
+    assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
+    assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
+
+
+def _linear_cost(k: int, n: int, m: int = 1):
+    from hwcost.analysis import analyze
+
+    return next(c for c in analyze(nn.Linear(k, n), (m, k)).ops if c.family == "matmul")
+
+
+def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
+    from hwcost.timemodel import TimeModel
+
+    small, big = _linear_cost(256, 256), _linear_cost(1024, 4096)   # 0.26 MB, 16.8 MB of weights
+    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
+    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
+    model = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), ranges)
+    assert model.cold_flags([small, big]) == [False, False]          # 17 MB fit in a 32 MB cache
+    assert model.cold_flags([small, big, big]) == [True, True, True]  # 34 MB do not: each read once per pass
+    # a family never sampled cold keeps its warm samples; no cache size known: never cold
+    warm = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), {"matmul": {**ranges["matmul"], "cold": False}})
+    assert warm.cold_flags([small, big, big]) == [False] * 3
+    assert TimeModel({}, {}, {}, 0.0, rates, ContextModel(), ranges).cold_flags([big] * 3) == [False] * 3
+
+
+def test_streamed_linear_cycles_cold_weights_and_samples_say_so():
+    from hwcost.calibration import bench
+    from hwcost.calibration.suite import STREAM_POOL_BYTES, StreamedLinear, cases
+
+    mod = StreamedLinear(512, 1024, True, torch.float32)
+    assert mod.weight_copies == math.ceil(STREAM_POOL_BYTES / (512 * 1024 * 4))
+    x = torch.randn(1, 512)
+    with torch.no_grad():
+        a, b = mod(x), mod(x)
+        assert torch.equal(a, b) and mod._next == 2   # same values, another copy of the weight
+    # one copy of a 2 MB weight fits any L3; the pool's copies do not
+    assert not bench.weights_cold(nn.Linear(512, 1024), 512 * 1024 * 4, "cpu")
+    assert bench.weights_cold(mod, 512 * 1024 * 4, "cpu") == (STREAM_POOL_BYTES > (bench.last_level_cache_bytes("cpu")
+                                                                                     or bench.COLD_BYTES_UNKNOWN_CACHE))
+    small = StreamedLinear(256, 256, False, torch.float32)
+    s = bench.measure_case(small, (torch.randn(1, 256),), "t", "cpu")
+    assert s.family == "matmul" and s.features["cold_weights"] == float(bench.weights_cold(small, 256 * 256 * 4, "cpu"))
+    streamed = [c for c, _ in zip(cases(0), range(3000)) if c.family == "matmul"]
+    assert any(isinstance(c.build()[0], StreamedLinear) for c in streamed[:60])
 
 
 def test_private_cache_bytes_is_l2_per_core_times_threads():

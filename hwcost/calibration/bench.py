@@ -30,7 +30,11 @@ def private_cache_bytes(backend: str, threads: int) -> float:
     return cache_bytes_at_level(2) * max(1, threads)
 
 
-def _time_module_cuda(mod: nn.Module, inputs: tuple, calls: int = 20) -> tuple[float, float, float, int]:
+CUDA_GRAPH_CALLS = 20
+COLD_BYTES_UNKNOWN_CACHE = 64 * 1024**2   # no cache size readable: weights past this are beyond any L3/L2
+
+
+def _time_module_cuda(mod: nn.Module, inputs: tuple, calls: int = CUDA_GRAPH_CALLS) -> tuple[float, float, float, int]:
     """Device time per call: replay of a CUDA graph of ``calls`` launches (no host gaps), timed with
     CUDA events; if the op cannot be captured, back-to-back launches between two synchronizations."""
     stream = torch.cuda.Stream()
@@ -77,6 +81,24 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s)
 
 
+def last_level_cache_bytes(backend: str) -> float:
+    """The cache every core (or SM) shares: a CPU's last level (Linux sysfs), a GPU's L2. 0.0 unknown."""
+    if backend == "cuda":
+        return private_cache_bytes(backend, 1)
+    return cache_bytes_at_level(None)
+
+
+def weights_cold(mod: nn.Module, weight_bytes: float, backend: str) -> bool:
+    """Did each timed call of ``mod`` read its weights from beyond the last-level cache? Yes when the
+    weights it cycles through (one set, or a StreamedLinear's copies) exceed that cache; a CUDA graph
+    replays only the copies its ``CUDA_GRAPH_CALLS`` captured calls used."""
+    copies = getattr(mod, "weight_copies", 1)
+    if backend == "cuda":
+        copies = min(copies, CUDA_GRAPH_CALLS)
+    llc = last_level_cache_bytes(backend) or COLD_BYTES_UNKNOWN_CACHE
+    return weight_bytes > 0 and weight_bytes * copies > llc
+
+
 def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> Sample | None:
     mod = mod.eval()
     a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
@@ -93,6 +115,7 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     written = sum(c.bytes_written for c in working)
     feats = shape_features(main)
     feats.pop("op_code")
+    feats["cold_weights"] = float(weights_cold(mod, main.weight_bytes, backend))
     return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
                   main.family in PRODUCT_FAMILIES, feats)
 
@@ -131,6 +154,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
+    res["llc_bytes"] = last_level_cache_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
         res["generate_step_s"], res["hf_decode_forward_s"] = step   # and a tiny transformers forward

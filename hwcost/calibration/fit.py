@@ -57,13 +57,14 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     return TimeModel(vocab, ensembles, constants, glob, rates, ranges=sampled_ranges(spans))
 
 
-def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0) -> ContextModel:
+def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
+                      llc_bytes: float = 0.0) -> ContextModel:
     """Non-negative least squares of (chain time - isolated sum) on the terms, in relative error
     so that each chain counts alike. Fewer than 6 chains: the identity (isolated times)."""
     from scipy.optimize import nnls
 
     if len(rows) < 6:
-        return ContextModel(cache_bytes=cache_bytes, chains=len(rows))
+        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows))
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
@@ -75,7 +76,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     per_op, per_weight, per_input, per_output = (float(c) for c in coef)  # TERMS' order
     return ContextModel(per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
-               per_output_byte_s=per_output, cache_bytes=cache_bytes, chains=len(rows),
+               per_output_byte_s=per_output, cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows),
                median_abs_error_pct=round(err, 2))
 
 

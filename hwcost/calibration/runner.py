@@ -20,7 +20,8 @@ from ..measure import check_backend
 from ..probe import probe_network, quick_probe_ms
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, TimeModel, calibration_text, rates_of, sha256
-from .bench import measure_case, measure_chain, measure_fundamentals, private_cache_bytes, speed_readings
+from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
+                    speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model
 from .profile import CalibrationRun, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, read_samples,
@@ -265,9 +266,11 @@ def refit(profile_path: str) -> DeviceProfile:
     samples = read_samples(samples_text)
     fundamentals = {s.op: s.time_s for s in samples if s.family == "_fundamental"}
     fundamentals.update(probe_during(samples))
+    backend = prof.calibration.get("backend", "cpu")
     if "private_cache_bytes" not in fundamentals:  # samples of suite version 2: take this host's
-        fundamentals["private_cache_bytes"] = private_cache_bytes(prof.calibration.get("backend", "cpu"),
-                                                                  int(prof.calibration.get("threads", 1)))
+        fundamentals["private_cache_bytes"] = private_cache_bytes(backend, int(prof.calibration.get("threads", 1)))
+    if "llc_bytes" not in fundamentals:            # samples before suite version 6: likewise
+        fundamentals["llc_bytes"] = last_level_cache_bytes(backend)
     samples_path = os.path.join(os.path.dirname(os.path.abspath(profile_path)), prof.calibration["samples_file"])
     with open(profile_path) as f:
         text = f.read()
@@ -287,6 +290,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
+    llc_bytes = fundamentals.get("llc_bytes", 0.0)
     version = int(fundamentals.get("suite_version", 2))
     for s in samples:
         if s.family != "_chain":
@@ -295,8 +299,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         mod, inputs = chain_case(seed, k, version).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops, cache_bytes))
+        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
                             rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
-    return fit_context_model(rows, times, cache_bytes), energy_rows
+    return fit_context_model(rows, times, cache_bytes, llc_bytes), energy_rows

@@ -49,7 +49,8 @@ def write_samples_header(f) -> csv.DictWriter:
 def read_samples(text: str) -> list[Sample]:
     out = []
     for r in csv.DictReader(io.StringIO(text)):
-        feats = {k: float(r[k]) for k in SAMPLE_COLUMNS[_META:]}
+        # a feature added since the file was written reads 0, its neutral value (cold_weights)
+        feats = {k: float(r.get(k) or 0.0) for k in SAMPLE_COLUMNS[_META:]}
         out.append(Sample(r["case_id"], r["family"], r["op"], float(r["time_s"]), float(r["p10_s"]),
                           float(r["p90_s"]), int(r["repeats"]), float(r["flops"]), float(r["bytes_read"]),
                           float(r["bytes_written"]), r["matrix"] == "1", feats, float(r["energy_j"]),
