@@ -39,9 +39,12 @@ from .predict import Prediction, predict_analysis
 # float16 scale per group of 128 weights, the group size GPTQ and AWQ deploy by default
 WEIGHT_BYTES = {"int8": 1.0, "int4": 0.5 + 2 / 128}
 # what generate() costs per step around the model, in dispatches (multiples of the profile's host_per_op),
-# where the profile has no measurement: median of 74-209 (5 rounds) by calibration/derive_generate_overhead.py
+# where the profile has no measurement: median of 10 rounds (74-209) by calibration/derive_generate_overhead.py
 # on this project's 2-vCPU EPYC host, 1 thread, transformers 5.24, 2026-12-01 (calibration/reference/README.md)
-GENERATE_STEP_DISPATCHES = 100.0
+GENERATE_STEP_DISPATCHES = 137.0
+# ... and per generate() call before its first forward (generation config, logits processors, stopping
+# criteria, cache): median of 5 rounds (319-358), same script, host and date
+GENERATE_CALL_DISPATCHES = 330.0
 
 
 @dataclass
@@ -212,6 +215,7 @@ class GenerationPrediction:
     activation_bytes: int                 # the peak of a step's live activations (cache aside)
     assumptions: list[str] = field(default_factory=list)
     lm: LanguageModel | None = field(default=None, repr=False)
+    call_overhead_ms: float = 0.0         # generate()'s own time per call, before the prefill (config, cache)
 
     # -- time
     def decode_ms_at(self, context_len: int) -> float:
@@ -224,8 +228,9 @@ class GenerationPrediction:
 
     @property
     def ttft_ms(self) -> float:
-        """Prefill of the prompt, and the step that turns its logits into the first token."""
-        return self.prefill.latency_ms + self.step_overhead_ms
+        """generate()'s setup, the prefill of the prompt, and the step that turns its logits into the
+        first token."""
+        return self.call_overhead_ms + self.prefill.latency_ms + self.step_overhead_ms
 
     @property
     def decode_ms(self) -> float:
@@ -253,9 +258,9 @@ class GenerationPrediction:
     def energy_mj(self) -> float | None:
         if self.prefill.energy_mj is None:
             return None
-        idle_mj = (self.device.power_idle_w or 0.0) * self.step_overhead_ms   # the device idles while the host loops
-        return (self.prefill.energy_mj + idle_mj + self._decode_sum(lambda p: p.energy_mj)
-                + (self.new_tokens - 1) * idle_mj)
+        idle_w = self.device.power_idle_w or 0.0   # the device idles while generate()'s Python runs
+        return (self.prefill.energy_mj + idle_w * (self.call_overhead_ms + self.new_tokens * self.step_overhead_ms)
+                + self._decode_sum(lambda p: p.energy_mj))
 
     @property
     def energy_mj_per_token(self) -> float | None:
@@ -303,6 +308,7 @@ class GenerationPrediction:
                 "weight_bytes": self.weight_bytes, "kv_cache_bytes": self.kv_cache_bytes,
                 "peak_memory_bytes": self.peak_memory_bytes, "fits": self.fits,
                 "shortfall_bytes": self.memory.shortfall_bytes, "step_overhead_ms": self.step_overhead_ms,
+                "call_overhead_ms": self.call_overhead_ms,
                 "decode_ms_at": {str(n): self.decode_ms_at(n) for n in sorted(self.steps)},
                 "assumptions": self.assumptions, "warnings": self.warnings}
 
@@ -386,6 +392,8 @@ def predict_generation(
                last_step.peak_activation_bytes - cache_elements(lm, batch_size, max(steps) + 1) * act_isz, 0)
     overhead_us = profile.generate_step_us if profile.generate_step_us is not None else \
         GENERATE_STEP_DISPATCHES * profile.host_per_op_us
+    call_us = profile.generate_call_us if profile.generate_call_us is not None else \
+        GENERATE_CALL_DISPATCHES * profile.host_per_op_us
     assumptions = [f"greedy decoding with a KV cache ({'the model' if lm.kind == 'zoo' else 'transformers'}'s own "
                    "cache class); no speculative decoding, paged attention or batching scheduler"]
     if profile.generate_step_us is None:
@@ -393,6 +401,9 @@ def predict_generation(
             "host time per op (a GPU op's, launch included: an upper bound)"
         assumptions.append(f"generate()'s own time per step: {overhead_us:,.0f} us = {GENERATE_STEP_DISPATCHES:g} x the "
                            f"profile's {per}, the ratio measured on the reference host; calibrate to measure it here")
+    if profile.generate_call_us is None:
+        assumptions.append(f"generate()'s setup per call: {call_us:,.0f} us = {GENERATE_CALL_DISPATCHES:g} x the same "
+                           "time, likewise")
     if weight_dtype in WEIGHT_BYTES:
         assumptions.append(f"{weight_dtype} weights (linear layers, weight-only): {WEIGHT_BYTES[weight_dtype]:.4g} bytes "
                            f"each with their scales, arithmetic in {dtype} after dequantization in the kernel; a device "
@@ -401,4 +412,4 @@ def predict_generation(
         assumptions.append(f"KV cache in {kv_dtype}: its bytes change, its arithmetic stays {dtype}")
     return GenerationPrediction(lm.name, profile, prompt_tokens, new_tokens, batch_size, dtype, weight_dtype or dtype,
                                 kv_dtype, prefill, steps, overhead_us * 1e-3, weight_bytes, kv_bytes, acts,
-                                assumptions, lm)
+                                assumptions, lm, call_us * 1e-3)

@@ -289,8 +289,8 @@ def generation_summary(g: Any) -> str:
         f"model: {g.model}   device: {g.device.name}   batch: {g.batch_size}   prompt: {g.prompt_tokens} tokens   "
         f"new: {g.new_tokens} tokens",
         f"dtypes: activations {g.dtype}, weights {g.weight_dtype}, KV cache {g.kv_dtype}",
-        f"time to first token: {g.ttft_ms:,.2f} ms (prefill {g.prefill.latency_ms:,.2f} ms + "
-        f"{g.step_overhead_ms:,.3f} ms generate() per step)",
+        f"time to first token: {g.ttft_ms:,.2f} ms (generate() setup {g.call_overhead_ms:,.3f} ms + prefill "
+        f"{g.prefill.latency_ms:,.2f} ms + {g.step_overhead_ms:,.3f} ms generate() per step)",
         f"decode:              {g.decode_ms_per_token:,.2f} ms per token on average "
         f"({g.decode_ms_at(g.prompt_tokens):,.2f} ms at {g.prompt_tokens} tokens of context, "
         f"{g.decode_ms_at(g.prompt_tokens + g.new_tokens - 2):,.2f} ms at {g.prompt_tokens + g.new_tokens - 2})",

@@ -4,8 +4,9 @@ bandwidth), and the probe's speed readings. The samples they return are stored b
 from __future__ import annotations
 
 import inspect
+import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -157,7 +158,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     res["llc_bytes"] = last_level_cache_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
-        res["generate_step_s"], res["hf_decode_forward_s"] = step   # and a tiny transformers forward
+        res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step
     return res
 
 
@@ -199,11 +200,17 @@ GENERATE_PROBE_CONFIG = dict(vocab_size=64, hidden_size=16, intermediate_size=32
                              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
 
 
-def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> tuple[float, float] | None:
-    """(generate()'s own seconds per new token around the model's forward — logits processing, stopping
-    criteria, cache bookkeeping —, seconds of one decode forward of the model), on a 1-layer transformers
-    Llama so small that its time is Python and dispatch: generate()'s time per token less a plain loop of
-    the same forwards over the same cache. None without transformers."""
+class GenerateOverhead(NamedTuple):
+    step_s: float      # generate()'s own time per new token around the forward (logits, stopping, cache)
+    call_s: float      # its time per call before the first forward (config, processors, cache) beyond a step
+    forward_s: float   # one decode forward of the probe model (for transformers_call_s)
+
+
+def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> GenerateOverhead | None:
+    """What transformers' generate() costs around the model's forwards, on a 1-layer transformers Llama so
+    small that its time is Python and dispatch: per step, generate()'s time per token less a plain loop of
+    the same forwards over the same cache; per call, generate(max_new_tokens=1) less one plain forward of
+    the prompt and one step. None without transformers."""
     try:
         import transformers as tf
     except ImportError:
@@ -226,7 +233,7 @@ def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> tu
             out = model(nxt, use_cache=True, **{arg: cache})
             nxt = out.logits[:, -1:].argmax(-1)
 
-    per_step, forward = [], []
+    per_step, per_call, forward = [], [], []
     with torch.inference_mode():
         for _ in range(rounds):   # interleaved, so a slow phase of the machine falls on both alike
             full = time_callable(lambda: generate(tokens), warmup=1, repeats=3, sync=sync).median_s
@@ -234,5 +241,6 @@ def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> tu
             loop = time_callable(plain_loop, warmup=1, repeats=3, sync=sync).median_s
             first = time_callable(lambda: model(ids, use_cache=True), warmup=1, repeats=3, sync=sync).median_s
             per_step.append(max(0.0, (full - one) / (tokens - 1) - (loop - first) / (tokens - 1)))
+            per_call.append(max(0.0, one - first - per_step[-1]))
             forward.append((loop - first) / (tokens - 1))
-    return sorted(per_step)[len(per_step) // 2], sorted(forward)[len(forward) // 2]
+    return GenerateOverhead(*(statistics.median(v) for v in (per_step, per_call, forward)))
