@@ -9,7 +9,10 @@ model once with forward pre-hooks to capture every leaf module's real inputs, th
 distinct (module, input shapes) alone, as calibration times a suite case (warm-up, median of
 repeats, the profile's thread count, the retain allocator), and compares that with the profile's
 isolated prediction for the module's ops (no context costs). Each op's timing lasts a fraction of a
-second, so a slow phase of a shared host touches few of them.
+second, so a slow phase of a shared host touches few of them. Drift-adjusted as bench_accuracy does:
+each op is also timed in bursts of warm calls (about a millisecond each) alternating with the
+calibration's probe network, and its adjusted time is the median of burst / probe over the pairs times
+the probe's time at calibration, per call; both raw and adjusted figures are printed.
 
 What it is for: finding shapes the suite does not cover. Its first run found the squeeze-excite
 convolutions (1x1 convs on a pooled 1x1 map) predicted 4-7x slow, in-place activations ~2x slow,
@@ -35,7 +38,10 @@ from hwcost.allocator import apply as apply_allocator  # noqa: E402
 from hwcost.timemodel import calibration_text, rates_of, time_model_for  # noqa: E402
 from hwcost.formulas import PRODUCT_FAMILIES  # noqa: E402
 from hwcost.inputs import real_inputs  # noqa: E402
-from hwcost.timing import fixed_threads, time_callable  # noqa: E402
+from hwcost.probe import calibration_probe_ms, probe_network  # noqa: E402
+from hwcost.timing import fixed_threads, time_callable, time_interleaved  # noqa: E402
+
+BURST_S = 1e-3   # warm calls per timed burst: enough to last about this long
 
 
 def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.nn.Module, tuple]]:
@@ -59,6 +65,9 @@ def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.
 
 def audit(profile, names: list[str], batch: int) -> list[dict]:
     tm = time_model_for(calibration_text(profile, "model"), rates_of(profile))
+    probe_then_s = (calibration_probe_ms(profile.calibration) or 0.0) * 1e-3
+    net, x = probe_network()
+    probe = lambda: net(x)  # noqa: E731
     rows, seen = [], set()
     for name in names:
         loaded = load(name)
@@ -75,12 +84,20 @@ def audit(profile, names: list[str], batch: int) -> list[dict]:
             predicted = sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops]))
             with torch.inference_mode():
                 measured = time_callable(lambda: mod(*args), warmup=3, repeats=50, max_seconds=0.15).median_s
+                adjusted = None
+                if probe_then_s:
+                    k = max(1, round(BURST_S / max(measured, 1e-7)))
+                    paired = time_interleaved(lambda: [mod(*args) for _ in range(k)], probe, warmup=1, repeats=9,
+                                              max_seconds=0.5)
+                    adjusted = paired.ratio_median * probe_then_s / k
             rows.append({"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
-                         "shapes": key[1], "predicted_s": predicted, "measured_s": measured})
+                         "shapes": key[1], "predicted_s": predicted, "measured_s": measured, "adjusted_s": adjusted})
     return rows
 
 
-def report(rows: list[dict], worst: int) -> None:
+def report(rows: list[dict], worst: int, key: str = "measured_s") -> None:
+    rows = [{**r, "measured_s": r[key]} for r in rows if r.get(key)]
+
     def q(xs, p):
         return statistics.quantiles(xs, n=10)[p] if len(xs) > 1 else xs[0]
 
@@ -121,8 +138,12 @@ def main() -> None:
     with fixed_threads(threads):
         rows = audit(profile, [m for m in args.models.split(",") if m], args.batch)
     print(f"profile {profile.name} (suite {profile.calibration.get('suite_version')}), {threads} thread(s), "
-          f"batch {args.batch}\n")
+          f"batch {args.batch}\n\n== raw: each op's median over warm repeats ==")
     report(rows, args.worst)
+    if any(r["adjusted_s"] for r in rows):
+        print(f"\n== drift-adjusted: median of burst / probe x the probe at calibration "
+              f"({calibration_probe_ms(profile.calibration):.3f} ms) ==")
+        report(rows, args.worst, "adjusted_s")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,24 @@ def test_definitions_of_the_figures():
     assert g.decode_step(18).analysis.total.macs > g.decode_step(16).analysis.total.macs
 
 
+def test_generate_overheads_measured_or_derived_from_dispatch_time():
+    from hwcost.generation import GENERATE_CALL_DISPATCHES, GENERATE_STEP_DISPATCHES
+
+    doc = {"name": "b", "kind": "cpu", "description": "x", "execution": "sequential",
+           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
+           "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
+    derived = predict_generation("llama_tiny", prompt_tokens=8, new_tokens=3, device=parse_profile(yaml.safe_dump(doc)))
+    assert derived.step_overhead_ms == pytest.approx(GENERATE_STEP_DISPATCHES * 2e-3)
+    assert derived.call_overhead_ms == pytest.approx(GENERATE_CALL_DISPATCHES * 2e-3)
+    assert sum("generate()'s" in a for a in derived.assumptions) == 2
+    doc["overhead_us"].update(per_generate_step=300.0, per_generate_call=800.0)
+    measured = predict_generation("llama_tiny", prompt_tokens=8, new_tokens=3, device=parse_profile(yaml.safe_dump(doc)))
+    assert not any("generate()'s" in a for a in measured.assumptions)
+    # time to first token: generate()'s setup, the prefill, and the step that picks the first token
+    assert measured.ttft_ms == pytest.approx(0.8 + measured.prefill.latency_ms + 0.3)
+    assert measured.decode_ms_at(8) == pytest.approx(measured.steps[8].latency_ms + 0.3)
+
+
 def test_cli_generate_one_device_and_several(tmp_path, capsys):
     assert main(["generate", "llama_tiny", "--device", "raspberry-pi-5", "--prompt", "16", "--new", "4"]) == 0
     out = capsys.readouterr().out
