@@ -1,14 +1,15 @@
 """LLM generation on this CPU: predicted vs measured time to first token and per-token decode.
 
-    python benchmarks/bench_generation.py --profile benchmarks/out/this-cpu-2t.yaml [--new 32] [--rounds 5]
+    python benchmarks/bench_generation.py --profile benchmarks/out/this-cpu-2t.yaml [--new 32] [--rounds 7]
 
 For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
 transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
-generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each generate call
-is followed by one call of the calibration's probe network (hwcost.probe) in the same seconds, and both
-figures are reported raw (median) and drift-adjusted: the median of generation time / probe time over the
-pairs, times the probe's time at calibration. Predictions: hwcost.predict_generation on the calibrated
-profile (which measured generate()'s own per-step time).
+generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each round times
+generate(1), generate(N) and the calibration's probe network (hwcost.probe, warmed by one untimed call)
+back to back, so the difference and the probe see the same seconds; both figures are reported raw (median
+over rounds) and drift-adjusted: the median over rounds of the figure / the probe's time, times the
+probe's time at calibration. Predictions: hwcost.predict_generation on the calibrated profile (which
+measured generate()'s own time per step and per call).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 
 import hwcost
 from hwcost.probe import calibration_probe_ms, probe_network
-from hwcost.timing import time_interleaved
+from hwcost.timing import time_callable
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
     "llama-15m": (256, 4, 4, 2, 704),
@@ -37,10 +38,21 @@ def config(name: str):
                           num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048)
 
 
-def timed_pairs(fn, probe, rounds: int) -> tuple[float, float]:
-    """(median seconds of fn, median of fn / probe) over ``rounds`` back-to-back pairs."""
-    paired = time_interleaved(fn, probe, warmup=1, repeats=rounds)
-    return paired.model.median_s, paired.ratio_median
+def timed_rounds(one, many, new: int, probe, rounds: int) -> dict[str, tuple[float, float]]:
+    """Per figure (ttft, decode): (median seconds, median of seconds / probe) over ``rounds`` rounds of
+    generate(1), generate(new), an untimed probe call and a timed one, back to back."""
+    def once(fn) -> float:
+        return time_callable(fn, warmup=0, repeats=1).median_s
+
+    one(), many(), probe()
+    rows = []
+    for _ in range(rounds):
+        t1, tn = once(one), once(many)
+        probe()
+        tp = once(probe)
+        rows.append((t1, (tn - t1) / (new - 1), tp))
+    return {k: (statistics.median(r[i] for r in rows), statistics.median(r[i] / r[2] for r in rows))
+            for i, k in enumerate(("ttft", "decode"))}
 
 
 def main() -> None:
@@ -49,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True, help="a profile calibrated on this machine")
     ap.add_argument("--new", type=int, default=32, help="new tokens per generation")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     profile = hwcost.load_device(args.profile)
     cal = profile.calibration or {}
@@ -75,11 +87,9 @@ def main() -> None:
                     return lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                                   min_new_tokens=n, max_new_tokens=n, pad_token_id=0)
 
-                t1, r1 = timed_pairs(gen(1), probe, args.rounds)
-                tn, rn = timed_pairs(gen(args.new), probe, args.rounds)
-                ttft_raw, decode_raw = t1 * 1e3, (tn - t1) / (args.new - 1) * 1e3
-                ttft_adj = r1 * probe_then
-                decode_adj = (rn - r1) * probe_then / (args.new - 1)
+                m = timed_rounds(gen(1), gen(args.new), args.new, probe, args.rounds)
+                ttft_raw, decode_raw = m["ttft"][0] * 1e3, m["decode"][0] * 1e3
+                ttft_adj, decode_adj = m["ttft"][1] * probe_then, m["decode"][1] * probe_then
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
                 e = {"ttft": (g.ttft_ms / ttft_raw - 1, g.ttft_ms / ttft_adj - 1),
                      "decode": (g.decode_ms_per_token / decode_raw - 1, g.decode_ms_per_token / decode_adj - 1)}
