@@ -101,6 +101,14 @@ def shape_features(cost: OpCost) -> dict[str, float]:
     return f
 
 
+def serial_calls(features: dict[str, float], family: str) -> int:
+    """formulas.serial_steps from an op's features (a stored sample has features, not the op): a fused
+    RNN's steps x layer-directions, which shape_features stores as log_spatial_in and kernel."""
+    if family != "rnn":
+        return 1
+    return max(1, round(2.0 ** features.get("log_spatial_in", 0.0) - 1.0) * int(features.get("kernel", 0.0)))
+
+
 def op_key(cost: OpCost) -> str:
     """The op within its family, for the op_code feature (relu vs gelu vs add ...). An in-place
     variant keeps its own key (relu_): it writes into its input's cache lines instead of a fresh

@@ -172,6 +172,20 @@ def _linear_cost(k: int, n: int, m: int = 1):
     return next(c for c in analyze(nn.Linear(k, n), (m, k)).ops if c.family == "matmul")
 
 
+def test_a_recurrent_layer_baseline_pays_the_floor_per_serial_step():
+    from hwcost.analysis import analyze
+    from hwcost.features import serial_calls
+    from hwcost.formulas import serial_steps
+
+    for mod, shape in ((nn.GRU(64, 128, num_layers=2, batch_first=True), (45, 64)),
+                       (nn.LSTM(32, 64, bidirectional=True, batch_first=True), (7, 32)), (nn.Linear(8, 8), (8,))):
+        cost = next(c for c in analyze(mod, shape).ops if c.launches)
+        assert serial_calls(shape_features(cost), cost.family) == serial_steps(cost)
+    assert serial_steps(next(c for c in analyze(nn.GRU(64, 128, num_layers=2, batch_first=True), (45, 64)).ops
+                             if c.family == "rnn")) == 90   # 45 steps x 2 layers
+    assert RATES.base(0, 0, True, "float32", calls=90) == pytest.approx(90 * RATES.floor_s)
+
+
 def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     from hwcost.timemodel import TimeModel
 

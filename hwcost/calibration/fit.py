@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..features import vectorize
+from ..features import serial_calls, vectorize
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample
@@ -46,8 +46,8 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     ensembles, constants, all_y, spans = {}, {}, [], {}
     for fam, ss in sorted(by_family.items()):
         x = np.array([_vector(s, vocab) for s in ss])
-        y = np.array([math.log(s.time_s / rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype))
-                      for s in ss])
+        y = np.array([math.log(s.time_s / rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype,
+                                                     serial_calls(s.features, s.family))) for s in ss])
         all_y.extend(y.tolist())
         spans[fam] = [(s.features, float(v)) for s, v in zip(ss, y)]
         constants[fam] = float(np.median(y))
