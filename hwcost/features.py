@@ -14,11 +14,13 @@ FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
-    "cold_weights", "op_code",
+    "cold_weights", "strided", "op_code",
 )
 # cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
+# strided: the op's first input is a permuted view (a token mixer's transposes): kernels take a slow
+# path there (LayerNorm over a transposed (4, 256, 144) input: 265 us, contiguous 108 us).
 VECTOR_BLOCK = 16  # channels per SIMD block in oneDNN/MKL kernels (AVX-512 fp32); a partial block runs a slow tail
 
 
@@ -57,6 +59,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
     f["log_batch"] = _l(x.shape[0] if x and x.ndim else 1)
     f["broadcast"] = float(any(t.footprint < out.numel for t in ins if t.itemsize == out.itemsize))
     f["log_intensity"] = _l(cost.flops / max(1, cost.memory_traffic_bytes))
+    f["strided"] = float(bool(x is not None and x.strided))
     fam = cost.family
     if fam in ("conv", "depthwise_conv", "grouped_conv", "conv_transpose") and x is not None and len(ins) > 1:
         w = rec.args[1]

@@ -179,7 +179,9 @@ def meta_inputs(
     def convert(t: torch.Tensor) -> torch.Tensor:
         shape = _rebatched_shape(t, batch_size, example_batch)
         dt = trace_dtype if t.is_floating_point() else t.dtype
-        meta = torch.empty(shape, dtype=dt, device="meta")
+        # an example's own layout (a permuted view) is kept: kernels run it differently
+        meta = (torch.empty_strided(shape, t.stride(), dtype=dt, device="meta") if tuple(t.shape) == shape
+                else torch.empty(shape, dtype=dt, device="meta"))
         if t.device.type != "meta":
             values[id(meta)] = _rebatched_values(t, shape).to(dt)
         return meta

@@ -17,6 +17,7 @@ class TensorSpec:
     footprint: int              # elements actually addressed (broadcast dims with stride 0 once)
     storage_id: int             # identity of the underlying storage (views share it)
     storage_nbytes: int         # size of that storage at the counted dtype
+    strided: bool = False       # a permuted view: neither contiguous nor channels-last (broadcasts aside)
 
     @property
     def numel(self) -> int:

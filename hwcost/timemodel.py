@@ -24,7 +24,8 @@ from .features import FEATURES, op_key, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .records import OpCost
 
-MODEL_VERSION = 4  # 4: a recurrent layer's baseline pays the dispatch floor once per serial step
+MODEL_VERSION = 5  # 5: strided feature
+# 4: 4: a recurrent layer's baseline pays the dispatch floor once per serial step
 # 3: cold_weights feature, the last-level cache in the context model
 # 2: context model without per-family scales, bytes capped at the private cache
 

@@ -186,9 +186,12 @@ class _Tracer(TorchDispatchMode):
         sid, snbytes = self.storage_ids(t)
         isz = self.count_itemsize if t.is_floating_point() else t.element_size()
         footprint = 1
+        broadcast = False
         for size, stride in zip(t.shape, t.stride()):
             if stride != 0:
                 footprint *= size
+            elif size > 1:
+                broadcast = True
         return TensorSpec(
             shape=tuple(t.shape),
             dtype=t.dtype,
@@ -196,6 +199,7 @@ class _Tracer(TorchDispatchMode):
             footprint=footprint,
             storage_id=sid,
             storage_nbytes=snbytes // t.element_size() * isz,
+            strided=not broadcast and not _dense(t),
         )
 
     def _packed_specs(self, obj: Any) -> tuple[TensorSpec, ...] | None:

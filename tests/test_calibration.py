@@ -172,6 +172,22 @@ def _linear_cost(k: int, n: int, m: int = 1):
     return next(c for c in analyze(nn.Linear(k, n), (m, k)).ops if c.family == "matmul")
 
 
+def test_a_permuted_input_is_a_strided_feature_and_the_suite_samples_it():
+    from hwcost.analysis import analyze
+    from hwcost.calibration.suite import cases
+
+    def first_input(mod, x):
+        cost = next(c for c in analyze(mod, x).ops if c.launches)
+        return cost.record.inputs[0].strided, shape_features(cost)["strided"]
+
+    assert first_input(nn.LayerNorm(144), torch.randn(144, 64).t()) == (True, 1.0)      # an example's layout is kept
+    assert first_input(nn.LayerNorm(144), torch.randn(64, 144)) == (False, 0.0)
+    assert first_input(nn.ReLU(), torch.randn(8, 1).expand(8, 16)) == (False, 0.0)       # a broadcast is not a permute
+    assert first_input(nn.Sequential(nn.Linear(144, 144), nn.LayerNorm(144)), torch.randn(64, 144))[0] is False
+    built = [c.build() for c, _ in zip(cases(0), range(1500)) if c.family == "norm"]
+    assert any(not xs[0].is_contiguous() for _, xs in built) and any(xs[0].is_contiguous() for _, xs in built)
+
+
 def test_a_recurrent_layer_baseline_pays_the_floor_per_serial_step():
     from hwcost.analysis import analyze
     from hwcost.features import serial_calls

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 6  # 6: linear layers with cold weights (rotating through a pool larger than the last-level cache)
+SUITE_VERSION = 7  # 7: norms and activations on permuted views (token mixers); 3x3 stride-1 average pools
+# (PoolFormer)
+# 6: 6: linear layers with cold weights (rotating through a pool larger than the last-level cache)
 # 5: 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks; in-place
 # ops sampled under their own key (relu_)
 # 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
@@ -232,6 +234,9 @@ def _elementwise(rng, dtype):
         act = _pick(rng, _UNARY)
         inplace = act in (nn.ReLU, nn.ReLU6, nn.Hardswish) and rng.random() < 0.5
         mod = act(inplace=True) if inplace else act()
+        if rng.random() < 0.15 and numel >= 1024:   # on a permuted view (token mixers' transposes)
+            c = _pick(rng, [16, 64, 144, 256])
+            return lambda: (mod, (_x(c, numel // c, dtype=dtype).t(),))
         return lambda: (mod, (_x(numel, dtype=dtype),))
     op = _pick(rng, _BINARY)
     if r < 0.85:
@@ -249,7 +254,9 @@ def _norm(rng, dtype):
             return None
         return lambda: (nn.BatchNorm2d(c).eval().to(dtype), (_x(n, c, h, h, dtype=dtype),))
     if r < 0.85:
-        tokens, d = _pick(rng, [1, 16, 64, 128, 197, 512, 1576]), _pick(rng, [192, 256, 384, 512, 768, 1024])
+        tokens, d = _pick(rng, [1, 16, 64, 128, 197, 512, 1576, 3136]), _pick(rng, [96, 144, 192, 256, 384, 512, 768, 1024])
+        if rng.random() < 0.3:   # over a transposed view, as after a patch embedding's flatten(2).transpose(1, 2)
+            return lambda: (nn.LayerNorm(d).to(dtype), (_x(d, tokens, dtype=dtype).t(),))
         return lambda: (nn.LayerNorm(d).to(dtype), (_x(tokens, d, dtype=dtype),))
     c, h = _pick(rng, [32, 64, 128, 256]), _pick(rng, [14, 28, 56])
     return lambda: (nn.GroupNorm(8, c).to(dtype), (_x(1, c, h, h, dtype=dtype),))
@@ -260,7 +267,9 @@ def _pool(rng, dtype):
     if n * c * h * h * 4 > MAX_CASE_BYTES:
         return None
     mod = _pick(rng, [lambda: nn.MaxPool2d(3, 2, 1), lambda: nn.MaxPool2d(2), lambda: nn.AvgPool2d(2),
-                      lambda: nn.AdaptiveAvgPool2d(7), lambda: nn.AdaptiveAvgPool2d(1)])
+                      lambda: nn.AdaptiveAvgPool2d(7), lambda: nn.AdaptiveAvgPool2d(1),
+                      # a token mixer (PoolFormer): same-size 3x3 average, padding left out of the count
+                      lambda: nn.AvgPool2d(3, 1, 1, count_include_pad=False)])
     return lambda: (mod(), (_x(n, c, h, h, dtype=dtype),))
 
 
