@@ -20,7 +20,7 @@ import torch
 
 import hwcost
 from hwcost.probe import calibration_probe_ms, probe_network
-from hwcost.timing import time_callable
+from hwcost.timing import timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
     "llama-15m": (256, 4, 4, 2, 704),
@@ -41,15 +41,12 @@ def config(name: str):
 def timed_rounds(one, many, new: int, probe, rounds: int) -> dict[str, tuple[float, float]]:
     """Per figure (ttft, decode): (median seconds, median of seconds / probe) over ``rounds`` rounds of
     generate(1), generate(new), an untimed probe call and a timed one, back to back."""
-    def once(fn) -> float:
-        return time_callable(fn, warmup=0, repeats=1).median_s
-
     one(), many(), probe()
     rows = []
     for _ in range(rounds):
-        t1, tn = once(one), once(many)
+        t1, tn = timed_call(one), timed_call(many)
         probe()
-        tp = once(probe)
+        tp = timed_call(probe)
         rows.append((t1, (tn - t1) / (new - 1), tp))
     return {k: (statistics.median(r[i] for r in rows), statistics.median(r[i] / r[2] for r in rows))
             for i, k in enumerate(("ttft", "decode"))}

@@ -210,12 +210,12 @@ class GenerationPrediction:
     prefill: Prediction
     steps: dict[int, Prediction]          # decode step predictions at the traced context lengths
     step_overhead_ms: float               # generate()'s own time per step (sampling, bookkeeping)
+    call_overhead_ms: float               # ... and per call, before the prefill (config, processors, cache)
     weight_bytes: int
     kv_cache_bytes: int                   # at the final context length
     activation_bytes: int                 # the peak of a step's live activations (cache aside)
     assumptions: list[str] = field(default_factory=list)
     lm: LanguageModel | None = field(default=None, repr=False)
-    call_overhead_ms: float = 0.0         # generate()'s own time per call, before the prefill (config, cache)
 
     # -- time
     def decode_ms_at(self, context_len: int) -> float:
@@ -411,5 +411,5 @@ def predict_generation(
     if kv_dtype != dtype:
         assumptions.append(f"KV cache in {kv_dtype}: its bytes change, its arithmetic stays {dtype}")
     return GenerationPrediction(lm.name, profile, prompt_tokens, new_tokens, batch_size, dtype, weight_dtype or dtype,
-                                kv_dtype, prefill, steps, overhead_us * 1e-3, weight_bytes, kv_bytes, acts,
-                                assumptions, lm, call_us * 1e-3)
+                                kv_dtype, prefill, steps, overhead_us * 1e-3, call_us * 1e-3, weight_bytes, kv_bytes,
+                                acts, assumptions, lm)

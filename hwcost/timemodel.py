@@ -25,7 +25,7 @@ from .formulas import PRODUCT_FAMILIES, serial_steps
 from .records import OpCost
 
 MODEL_VERSION = 5  # 5: strided feature
-# 4: 4: a recurrent layer's baseline pays the dispatch floor once per serial step
+# 4: a recurrent layer's baseline pays the dispatch floor once per serial step
 # 3: cold_weights feature, the last-level cache in the context model
 # 2: context model without per-family scales, bytes capped at the private cache
 
@@ -207,10 +207,8 @@ class TimeModel:
             ens = self.ensembles.get(fam)
             checked = flags is not None and bool(self.ranges)
             feats = {i: shape_features(costs[i]) for i in idx} if ens is not None or checked else {}
-            if colds is not None:
-                for i in idx:
-                    if i in feats and colds[i]:
-                        feats[i]["cold_weights"] = 1.0
+            for i in feats:
+                feats[i]["cold_weights"] = float(bool(colds and colds[i]))
             if ens is not None:
                 corr = ens.predict(np.array([vectorize(feats[i], fam, op_key(costs[i]), self.vocab) for i in idx]))
             else:

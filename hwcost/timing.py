@@ -61,6 +61,15 @@ def synchronizer(backend: str) -> Callable[[], None]:
     return lambda: None
 
 
+def timed_call(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None,
+               clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of one call of ``fn``, the device synchronized before the clock stops."""
+    t0 = clock()
+    fn()
+    sync()
+    return clock() - t0
+
+
 def time_callable(
     fn: Callable[[], Any],
     warmup: int = 3,
@@ -76,10 +85,7 @@ def time_callable(
     samples: list[float] = []
     start = clock()
     for i in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        samples.append(clock() - t0)
+        samples.append(timed_call(fn, sync, clock))
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
     return summarize(samples)
@@ -120,17 +126,11 @@ def time_interleaved(
     ref_s: list[float] = []
     start = clock()
     for i in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        model_s.append(clock() - t0)
+        model_s.append(timed_call(fn, sync, clock))
         for _ in range(reference_warmup):
             reference()
         sync()
-        t1 = clock()
-        reference()
-        sync()
-        ref_s.append(clock() - t1)
+        ref_s.append(timed_call(reference, sync, clock))
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
     ratios = [m / r for m, r in zip(model_s, ref_s) if r > 0]

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 SUITE_VERSION = 7  # 7: norms and activations on permuted views (token mixers); 3x3 stride-1 average pools
 # (PoolFormer)
-# 6: 6: linear layers with cold weights (rotating through a pool larger than the last-level cache)
-# 5: 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks; in-place
+# 6: linear layers with cold weights (rotating through a pool larger than the last-level cache)
+# 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks; in-place
 # ops sampled under their own key (relu_)
 # 4: classifier-head GEMVs (alexnet/vgg), recurrent cells drawn twice as often
 # 3: LM-head GEMMs; channel widths off the SIMD block; per-step GEMM feature of RNNs
