@@ -126,6 +126,11 @@ def test_generate_overheads_measured_or_derived_from_dispatch_time():
     # time to first token: generate()'s setup, the prefill, and the step that picks the first token
     assert measured.ttft_ms == pytest.approx(0.8 + measured.prefill.latency_ms + 0.3)
     assert measured.decode_ms_at(8) == pytest.approx(measured.steps[8].latency_ms + 0.3)
+    from hwcost.errors import ProfileError
+
+    doc["overhead_us"]["per_generate_call"] = -1.0
+    with pytest.raises(ProfileError, match="per_generate_call.*>= 0"):
+        parse_profile(yaml.safe_dump(doc))
 
 
 def test_cli_generate_one_device_and_several(tmp_path, capsys):
