@@ -8,8 +8,9 @@ generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N 
 generate(1), generate(N) and the calibration's probe network (hwcost.probe, warmed by one untimed call)
 back to back, so the difference and the probe see the same seconds; both figures are reported raw (median
 over rounds) and drift-adjusted: the median over rounds of the figure / the probe's time, times the
-probe's time at calibration. Predictions: hwcost.predict_generation on the calibrated profile (which
-measured generate()'s own time per step and per call).
+probe's time at calibration. Timed under the calibration's allocator condition (hwcost.allocator).
+Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
+per step and per call).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import statistics
 import torch
 
 import hwcost
+from hwcost.allocator import apply as apply_allocator
 from hwcost.probe import calibration_probe_ms, probe_network
 from hwcost.timing import timed_call
 
@@ -64,6 +66,8 @@ def main() -> None:
     cal = profile.calibration or {}
     threads = int(cal.get("threads") or torch.get_num_threads())
     torch.set_num_threads(threads)
+    # the allocator condition the profile (and its probe time) was measured under, as bench_ops and validate
+    apply_allocator((cal.get("host") or {}).get("allocator") or "retain")
     probe_then = calibration_probe_ms(cal)
     net, x = probe_network()
     probe = lambda: net(x)  # noqa: E731

@@ -104,7 +104,11 @@ class ContextModel:
 
     A network whose weights exceed the last-level cache (``llc_bytes``) reads every weight from DRAM
     once per pass: the isolated time of such an op comes from samples whose weights were cold too
-    (the cold_weights feature), so its weight bytes pay no context term on top.
+    (the cold_weights feature), so its weight bytes pay no context term on top. The weights streaming
+    through evict what the ops between them would have found cached, the host's code and data (the
+    interpreter, dispatcher, allocator) on a CPU among them: each op of such a pass pays
+    ``per_op_streamed_s`` more (measured here: 20 tiny ops ran 3-5x slower right after a 128 MB read
+    than back to back), fitted on decoder-step chains that stream their weights.
 
     No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
     1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
@@ -114,25 +118,29 @@ class ContextModel:
     per_weight_byte_s: float = 0.0
     per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
+    per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     chains: int = 0
     median_abs_error_pct: float | None = None
 
-    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes")
+    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_streamed_ops")
 
-    def terms(self, cost: OpCost, cold: bool = False) -> tuple[float, float, float, float]:
+    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op, and its parameter,
-        input and output bytes, each capped at the private cache (parameters: none when cold)."""
+        input and output bytes, each capped at the private cache (parameters: none when cold), and the
+        op again when its pass streams its weights."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
         weights = 0.0 if cold else cap(cost.weight_bytes)
-        return 1.0, weights, cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written)
+        return (1.0, weights, cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written),
+                1.0 if streamed else 0.0)
 
-    def apply(self, iso_s: float, cost: OpCost, cold: bool = False) -> float:
-        coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s)
-        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost, cold)))
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
+        coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s,
+                 self.per_op_streamed_s)
+        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost, cold, streamed)))
 
     def weights_stream(self, costs: list[OpCost]) -> bool:
         """Do these ops, run as one pass, read more weight bytes than the last-level cache holds?"""
@@ -141,9 +149,10 @@ class ContextModel:
     def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None) -> dict[str, float]:
         """A chain's totals: isolated seconds and the sum of each term over its ops."""
         row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
+        streamed = self.weights_stream(costs)
         for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
             row["_isolated_s"] += t
-            for name, v in zip(self.TERMS, self.terms(c, cold)):
+            for name, v in zip(self.TERMS, self.terms(c, cold, streamed)):
                 row[name] += v
         return row
 
@@ -225,7 +234,8 @@ class TimeModel:
         """Seconds per op inside a network: isolated time through the context model."""
         colds = self.cold_flags(costs)
         iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
-        return [self.context.apply(t, c, cold) for t, c, cold in zip(iso, costs, colds)]
+        streamed = self.context.weights_stream(costs)
+        return [self.context.apply(t, c, cold, streamed and c.launches) for t, c, cold in zip(iso, costs, colds)]
 
     def chain_row(self, costs: list[OpCost], cache_bytes: float, llc_bytes: float = 0.0,
                   dtype: str = "float32") -> dict[str, float]:

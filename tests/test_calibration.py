@@ -126,14 +126,16 @@ def test_context_fit_recovers_known_coefficients():
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)),
              "_weight_bytes": rng.uniform(1e5, 2e7), "_input_bytes": rng.uniform(1e6, 5e7),
              "_output_bytes": rng.uniform(1e6, 5e7)}
+        r["_streamed_ops"] = r["_ops"] if rng.random() < 0.3 else 0.0   # decoder steps streaming their weights
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
-                     + 2e-11 * r["_output_bytes"])
+                     + 2e-11 * r["_output_bytes"] + 9e-6 * r["_streamed_ops"])
     ctx = fit_context_model(rows, times, cache_bytes=4e6)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
     assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
     assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
+    assert ctx.per_op_streamed_s == pytest.approx(9e-6, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
     assert fit_context_model(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
@@ -142,9 +144,10 @@ def test_context_fit_recovers_known_coefficients():
 def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
-             "_output_bytes": 1e6} for i in range(10)]
+             "_output_bytes": 1e6, "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
     ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
-    assert min(ctx.per_op_s, ctx.per_weight_byte_s, ctx.per_input_byte_s, ctx.per_output_byte_s) >= 0.0
+    assert min(ctx.per_op_s, ctx.per_weight_byte_s, ctx.per_input_byte_s, ctx.per_output_byte_s,
+               ctx.per_op_streamed_s) >= 0.0
 
 
 def test_context_apply_charges_bytes_up_to_the_private_cache():
@@ -160,10 +163,16 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert capped.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 4e-6 + 2e-6)
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
-                   "_output_bytes": 4000}
+                   "_output_bytes": 4000, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top
     assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
+    # a pass whose weights (2 x 1000 B) exceed the last-level cache (1500 B): every op pays the streamed term
+    streaming = ContextModel(per_op_s=5e-6, per_op_streamed_s=7e-6, cache_bytes=2000, llc_bytes=1500)
+    assert streaming.design([1e-3, 2e-3], [cost, cost])["_streamed_ops"] == 2.0
+    assert streaming.design([1e-3], [cost])["_streamed_ops"] == 0.0           # 1000 B stay cached
+    assert streaming.apply(1e-3, cost, streamed=True) == pytest.approx(1e-3 + 5e-6 + 7e-6)
+    assert streaming.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6)
 
 
 def _linear_cost(k: int, n: int, m: int = 1):
@@ -215,6 +224,12 @@ def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     warm = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), {"matmul": {**ranges["matmul"], "cold": False}})
     assert warm.cold_flags([small, big, big]) == [False] * 3
     assert TimeModel({}, {}, {}, 0.0, rates, ContextModel(), ranges).cold_flags([big] * 3) == [False] * 3
+    # every op of a streaming pass pays the streamed per-op term; a pass that fits pays none
+    ctx = ContextModel(per_op_streamed_s=1e-5, llc_bytes=32 * 2**20)
+    streaming = TimeModel({}, {}, {}, 0.0, rates, ctx, ranges)
+    cached = streaming.predict([small, big], "float32", [True, True])
+    streamed = streaming.predict([small, big, big], "float32", [True, True, True])
+    assert streamed[0] - cached[0] == pytest.approx(1e-5)
 
 
 def test_streamed_linear_cycles_cold_weights_and_samples_say_so():
@@ -278,6 +293,32 @@ def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuil
     again = [chain_case(0, k, 4).build() for k in range(100)]
     assert [str(m) for m, _ in old] == [str(m) for m, _ in again]
     assert [x[0].shape for _, x in old] == [x[0].shape for _, x in again]
+
+
+def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights():
+    import itertools
+
+    from hwcost.analysis import analyze
+    from hwcost.calibration.suite import _DecoderBlock, cases, chain_case
+
+    # decode-shaped attention (a few queries over a longer, grouped-query KV cache) and cache appends
+    drawn = list(itertools.islice(cases(0), 1500))
+    att = [c.build()[1] for c in drawn if c.family == "attention"]
+    assert any(q.shape[2] < k.shape[2] and q.shape[1] > k.shape[1] for q, k, _ in att)
+    moves = [c.build()[1] for c in drawn if c.family == "data_movement"]
+    assert any(len(xs) == 2 and xs[0].dim() == 4 and xs[0].shape[2] != xs[1].shape[2] for xs in moves)
+    # decoder-step chains, with weights on both sides of a 32 MB last-level cache; suite 7 drew none
+    llc = 32 * 2**20
+    streams = set()
+    for k in range(40):
+        mod, (x,) = chain_case(0, k).build()
+        if any(isinstance(m, _DecoderBlock) for m in mod.modules()):
+            assert x.shape[1] <= 4   # a few tokens per step
+            streams.add(ContextModel(llc_bytes=llc).weights_stream(analyze(mod, x).ops))
+        if streams == {True, False}:
+            break
+    assert streams == {True, False}
+    assert not any("_DecoderBlock" in str(chain_case(0, k, 7).build()[0]) for k in range(40))
 
 
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 7  # 7: norms and activations on permuted views (token mixers); 3x3 stride-1 average pools
+SUITE_VERSION = 8  # 8: decode-shaped attention (one query over a KV cache) and cache appends; decoder-step
+# chains, some of whose weights exceed the last-level cache; cold linear layers drawn more often
+# 7: norms and activations on permuted views (token mixers); 3x3 stride-1 average pools
 # (PoolFormer)
 # 6: linear layers with cold weights (rotating through a pool larger than the last-level cache)
 # 5: squeeze-excite convs (1x1 maps); chains with late-stage shapes and SE blocks; in-place
@@ -32,7 +34,7 @@ MAX_CASE_BYTES = 256e6
 HEAD_CASE_FLOPS = 80e9    # language-model heads: thousands of tokens onto a 32k-50k vocabulary
 HEAD_SHARE = 0.04
 CLASSIFIER_SHARE = 0.08   # CNN classifier heads: one image's features through 9216x4096 or 25088x4096 weights
-STREAM_SHARE = 0.15       # linear layers whose weights come from DRAM, as in a decoder's token-by-token steps
+STREAM_SHARE = 0.25       # linear layers whose weights come from DRAM, as in a decoder's token-by-token steps
 STREAM_POOL_BYTES = 128e6 # weight copies per streamed case: 4x a 32 MB L3, 2.5x an H100's 50 MB L2
 
 
@@ -169,7 +171,7 @@ def _matmul(rng, dtype):
     if kind < 0.2 + HEAD_SHARE + CLASSIFIER_SHARE + STREAM_SHARE:
         # decoder-shaped layers with cold weights: a few rows (decode steps, short prompts) up to a few
         # hundred, where the product turns compute-bound and cold weights stop mattering
-        m = _pick(rng, [1, 1, 1, 2, 4, 8, 16, 32, 64, 128, 256])
+        m = _pick(rng, [1, 1, 1, 1, 2, 4, 8, 16, 32, 64, 128, 256])
         k = _pick(rng, [256, 512, 768, 1024, 1536, 2048, 3072, 4096])
         nout = _pick(rng, [256, 512, 768, 1024, 2048, 2816, 3072, 4096, 5632, 8192, 11008, 32000, 50257])
         if 2 * m * k * nout > limit or k * nout * 4 > MAX_CASE_BYTES:
@@ -192,6 +194,16 @@ def _matmul(rng, dtype):
 
 
 def _attention(rng, dtype):
+    if rng.random() < 0.35:
+        # a decode step: a few queries over a KV cache, grouped-query heads (enable_gqa), as transformers
+        # calls it token by token
+        b, kv_heads, group = _pick(rng, [1, 1, 2, 4]), _pick(rng, [1, 2, 4, 8]), _pick(rng, [1, 2, 4, 8])
+        q_len, kv_len, e = _pick(rng, [1, 1, 1, 4, 16]), _pick(rng, [16, 64, 128, 256, 512, 1024, 2048, 4096]), _pick(rng, [64, 128])
+        if b * kv_heads * kv_len * e * 4 * 2 > MAX_CASE_BYTES:
+            return None
+        fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=group > 1)  # noqa: E731
+        return lambda: (Call(fn), (_x(b, kv_heads * group, q_len, e, dtype=dtype), _x(b, kv_heads, kv_len, e, dtype=dtype),
+                                   _x(b, kv_heads, kv_len, e, dtype=dtype)))
     b, h = _pick(rng, [1, 2, 8]), _pick(rng, [2, 3, 4, 8, 12, 16])
     length, e = _pick(rng, [16, 64, 128, 197, 256, 512]), _pick(rng, [32, 64, 128])
     causal = rng.random() < 0.4
@@ -293,9 +305,13 @@ def _interpolate(rng, dtype):
 def _data_movement(rng, dtype):
     n, c, h = _pick(rng, [1, 8]), _pick(rng, [16, 32, 64, 128, 256, 512]), _pick(rng, [7, 14, 28, 56])
     r = rng.random()
-    if r < 0.35:
+    if r < 0.2:  # a KV-cache append: (batch, heads, length, head_dim) plus a few new positions
+        heads, length, e, new = _pick(rng, [1, 2, 4, 8, 16]), _pick(rng, [16, 64, 256, 1024, 4096]), _pick(rng, [64, 128]), _pick(rng, [1, 1, 4])
+        return lambda: (Call(lambda a, b: torch.cat([a, b], -2)), (_x(1, heads, length, e, dtype=dtype),
+                                                                  _x(1, heads, new, e, dtype=dtype)))
+    if r < 0.45:
         return lambda: (Call(lambda a, b: torch.cat([a, b], 1)), (_x(n, c, h, h, dtype=dtype), _x(n, c, h, h, dtype=dtype)))
-    if r < 0.7:  # transpose + contiguous: the copy behind channel shuffles and head splits
+    if r < 0.75:  # transpose + contiguous: the copy behind channel shuffles and head splits
         return lambda: (Call(lambda a: a.view(n, 2, c // 2, h, h).transpose(1, 2).contiguous()),
                         (_x(n, c, h, h, dtype=dtype),))
     return lambda: (Call(lambda a: F.pad(a, (1, 1, 1, 1))), (_x(n, c, h, h, dtype=dtype),))
@@ -425,12 +441,75 @@ def _token_chain(rng: random.Random):
     return lambda: (nn.Sequential(*layers, nn.LayerNorm(d)), (_x(b, n, d),))
 
 
+class _DecoderBlock(nn.Module):
+    """One Llama-style block at decode time, from primitives (not a zoo block): RMS norms, grouped-query
+    attention whose keys and values append to a fixed cache (each call appends anew, so repeated calls
+    time the same step), rotary embedding, a gated MLP."""
+
+    def __init__(self, d: int, heads: int, kv_heads: int, ffn: int, cache_len: int):
+        super().__init__()
+        self.heads, self.kv_heads, self.e = heads, kv_heads, d // heads
+        self.norm1, self.norm2 = nn.RMSNorm(d), nn.RMSNorm(d)
+        self.q, self.k = nn.Linear(d, d, bias=False), nn.Linear(d, kv_heads * self.e, bias=False)
+        self.v, self.o = nn.Linear(d, kv_heads * self.e, bias=False), nn.Linear(d, d, bias=False)
+        self.gate, self.up = nn.Linear(d, ffn, bias=False), nn.Linear(d, ffn, bias=False)
+        self.down = nn.Linear(ffn, d, bias=False)
+        self.register_buffer("k_cache", _x(1, kv_heads, cache_len, self.e))
+        self.register_buffer("v_cache", _x(1, kv_heads, cache_len, self.e))
+
+    @staticmethod
+    def _rotary(x, cos, sin):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.norm1(x)
+        q = self.q(h).view(b, t, self.heads, self.e).transpose(1, 2)
+        k = self.k(h).view(b, t, self.kv_heads, self.e).transpose(1, 2)
+        v = self.v(h).view(b, t, self.kv_heads, self.e).transpose(1, 2)
+        angle = torch.arange(t, dtype=x.dtype, device=x.device)[:, None] * 1e-2
+        cos, sin = angle.cos(), angle.sin()
+        q, k = self._rotary(q, cos, sin), self._rotary(k, cos, sin)
+        k, v = torch.cat([self.k_cache, k], dim=-2), torch.cat([self.v_cache, v], dim=-2)
+        a = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.heads != self.kv_heads)
+        x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
+        h = self.norm2(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+def _decode_chain(rng: random.Random):
+    """A decoder generating: a few tokens through Llama-style blocks over a KV cache, and sometimes an LM
+    head. Many of these stream more weights than a last-level cache holds, as a real decoder does each
+    step: what that does to the small ops between the weight reads (their code and data evicted too) the
+    context model can only learn from such chains."""
+    d = _pick(rng, [256, 512, 768, 1024, 1536, 2048])
+    heads = max(2, d // _pick(rng, [64, 128]))
+    kv_heads = heads // _pick(rng, [1, 2, 4]) or 1
+    ffn = int(d * _pick(rng, [2.75, 2.6875, 4]))
+    layers, vocab = rng.randint(1, 6), _pick(rng, [0, 0, 32000])
+    t, cache_len = _pick(rng, [1, 1, 1, 2, 4]), _pick(rng, [16, 128, 512, 2048])
+    e = d // heads
+    weight_bytes = 4 * (layers * (2 * d * d + 2 * d * kv_heads * e + 3 * d * ffn) + vocab * d)
+    if weight_bytes > MAX_CASE_BYTES:
+        return None
+    blocks: list[nn.Module] = [_DecoderBlock(d, heads, kv_heads, ffn, cache_len) for _ in range(layers)]
+    if vocab:
+        blocks += [nn.RMSNorm(d), nn.Linear(d, vocab, bias=False)]
+    return lambda: (nn.Sequential(*blocks).eval(), (_x(1, t, d),))
+
+
 def chain_case(seed: int, k: int, version: int = SUITE_VERSION) -> Case:
-    """The k-th chain: a random stack of layers (conv/norm/activation/pool, or token MLP/attention),
-    as suite ``version`` drew it, so that samples of an older suite refit against the chains they timed."""
+    """The k-th chain: a random stack of layers (conv/norm/activation/pool, token MLP/attention, or
+    decoder blocks at decode time), as suite ``version`` drew it, so that samples of an older suite
+    refit against the chains they timed."""
     rng = random.Random(f"{seed}:chain:{k}")
     for _ in range(100):
-        build = _conv_chain(rng, version) if rng.random() < 0.65 else _token_chain(rng)
+        u = rng.random()
+        if version < 8:
+            build = _conv_chain(rng, version) if u < 0.65 else _token_chain(rng)
+        else:
+            build = _conv_chain(rng, version) if u < 0.55 else _token_chain(rng) if u < 0.8 else _decode_chain(rng)
         if build is not None:
             return Case(f"chain-{k}", "_chain", build)
     raise RuntimeError("no chain under the size limit")  # unreachable with the ranges above
