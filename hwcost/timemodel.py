@@ -22,6 +22,7 @@ from .devices import DeviceProfile
 from .errors import ProfileError
 from .features import FEATURES, op_key, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES, serial_steps
+from .parts import timed_parts
 from .records import OpCost
 
 MODEL_VERSION = 5  # 5: strided feature
@@ -229,9 +230,29 @@ class TimeModel:
                     out[i] = self.bounded(costs[i], b, out[i])
         return out
 
-    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
+    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool] | None = None,
                 flags: list[bool] | None = None) -> list[float]:
-        """Seconds per op inside a network: isolated time through the context model."""
+        """Seconds per op inside a network: isolated time through the context model. A layer recorded as
+        one op (multi-head attention) is timed as the kernels it runs (hwcost.parts); ``matrix_flags``
+        (one per op; default: the product families) say which ops run at the matrix rate."""
+        parts = [timed_parts(c) for c in costs]
+        flat = [p for ps in parts for p in ps]
+        if len(flat) != len(costs):
+            sub_flags = [False] * len(flat)
+            times = self._predict(flat, dtype, [c.family in PRODUCT_FAMILIES for c in flat], sub_flags)
+            out, i = [], 0
+            for n, ps in enumerate(parts):
+                out.append(sum(times[i:i + len(ps)]))
+                if flags is not None:
+                    flags[n] = any(sub_flags[i:i + len(ps)])
+                i += len(ps)
+            return out
+        if matrix_flags is None:
+            matrix_flags = [c.family in PRODUCT_FAMILIES for c in costs]
+        return self._predict(costs, dtype, matrix_flags, flags)
+
+    def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
+                 flags: list[bool] | None = None) -> list[float]:
         colds = self.cold_flags(costs)
         iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
         streamed = self.context.weights_stream(costs)
@@ -292,7 +313,7 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
     except ValueError as e:
         raise ProfileError(f"{device.path}: {e}; recalibrate (or refit) with this hwcost version") from e
     flags = [False] * len(costs)
-    return model.predict(costs, dtype, [c.family in PRODUCT_FAMILIES for c in costs], flags), flags
+    return model.predict(costs, dtype, flags=flags), flags
 
 
 # size features whose sampled span says whether an op was sampled (the rest are flags and small counts)

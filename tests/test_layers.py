@@ -20,7 +20,7 @@ LAYERS = [
     ("formulas",),
     ("analysis",),
     ("devices",),
-    ("features",),
+    ("features", "parts"),
     ("timemodel",),
     ("roofline",),
     ("execution",),
