@@ -310,7 +310,7 @@ def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights
     # decoder-step chains, with weights on both sides of a 32 MB last-level cache; suite 7 drew none
     llc = 32 * 2**20
     streams = set()
-    for k in range(40):
+    for k in range(150):
         mod, (x,) = chain_case(0, k).build()
         if any(isinstance(m, _DecoderBlock) for m in mod.modules()):
             assert x.shape[1] <= 4   # a few tokens per step

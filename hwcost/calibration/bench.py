@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..analysis import analyze
 from ..features import op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
-from ..timing import summarize, synchronizer, time_callable
+from ..timing import summarize, synchronizer, time_callable, timed_call
 from ..probe import cache_bytes_at_level, probe_ms, resource_rates
 from .fit import dominant
 from .samples import Sample
@@ -206,11 +206,14 @@ class GenerateOverhead(NamedTuple):
     forward_s: float   # one decode forward of the probe model (for transformers_call_s)
 
 
-def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> GenerateOverhead | None:
+def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40) -> GenerateOverhead | None:
     """What transformers' generate() costs around the model's forwards, on a 1-layer transformers Llama so
     small that its time is Python and dispatch: per step, generate()'s time per token less a plain loop of
     the same forwards over the same cache; per call, generate(max_new_tokens=1) less one plain forward of
-    the prompt and one step. None without transformers."""
+    the prompt and one step. Each round times the four single calls back to back, so a slow phase of the
+    machine falls on all four; the median over rounds is kept (a difference of differences: with
+    medians of 3 calls over 2 rounds, two calibrations here measured 319 and 758 us per step). None
+    without transformers."""
     try:
         import transformers as tf
     except ImportError:
@@ -233,14 +236,14 @@ def measure_generate_step(backend: str, tokens: int = 16, rounds: int = 2) -> Ge
             out = model(nxt, use_cache=True, **{arg: cache})
             nxt = out.logits[:, -1:].argmax(-1)
 
+    calls = (lambda: generate(tokens), lambda: generate(1), plain_loop, lambda: model(ids, use_cache=True))
     per_step, per_call, forward = [], [], []
     with torch.inference_mode():
-        for _ in range(rounds):   # interleaved, so a slow phase of the machine falls on both alike
-            full = time_callable(lambda: generate(tokens), warmup=1, repeats=3, sync=sync).median_s
-            one = time_callable(lambda: generate(1), warmup=1, repeats=3, sync=sync).median_s
-            loop = time_callable(plain_loop, warmup=1, repeats=3, sync=sync).median_s
-            first = time_callable(lambda: model(ids, use_cache=True), warmup=1, repeats=3, sync=sync).median_s
-            per_step.append(max(0.0, (full - one) / (tokens - 1) - (loop - first) / (tokens - 1)))
+        for call in calls:   # warm-up
+            call()
+        for _ in range(rounds):
+            full, one, loop, first = (timed_call(c, sync) for c in calls)
+            per_step.append(max(0.0, ((full - one) - (loop - first)) / (tokens - 1)))
             per_call.append(max(0.0, one - first - per_step[-1]))
             forward.append((loop - first) / (tokens - 1))
     return GenerateOverhead(*(statistics.median(v) for v in (per_step, per_call, forward)))
