@@ -1,6 +1,6 @@
 """LLM generation on this CPU: predicted vs measured time to first token and per-token decode.
 
-    python benchmarks/bench_generation.py --profile benchmarks/out/this-cpu-2t.yaml [--new 32] [--rounds 7]
+    python benchmarks/bench_generation.py --profile benchmarks/out/this-cpu-2t.yaml [--new 32] [--rounds 15]
 
 For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
 transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
@@ -60,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True, help="a profile calibrated on this machine")
     ap.add_argument("--new", type=int, default=32, help="new tokens per generation")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
     profile = hwcost.load_device(args.profile)
     cal = profile.calibration or {}
