@@ -264,19 +264,22 @@ def sdpa_cost(rec: OpRecord) -> Work:
     return Work(macs, flops, bytes_written=_out(rec).nbytes)  # logsumexp etc. are small by-products
 
 
+def attention_batch_length(x: TensorSpec, batch_first: bool) -> tuple[int, int]:
+    """(batch, length) of a multi-head attention layer's input: unbatched (L, E), else (N, L, E) batch
+    first or (L, N, E)."""
+    if x.ndim < 3:
+        return 1, x.shape[0]
+    return (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
+
+
 def _attention_layer_work(rec: OpRecord, q: TensorSpec, k: TensorSpec, embed: int, heads: int, batch_first: bool,
                           kdim: int, vdim: int, in_bias: bool, out_bias: bool, masked: bool,
                           need_weights: bool) -> Work:
     """Multi-head attention with its projections: q, k, v in, scaled scores, softmax, weighted sum, out.
     Bytes: inputs and weights once, each projected q/k/v and the attention output written and read
     once; the score matrix only when the weights are returned (need_weights)."""
-    def split(x: TensorSpec) -> tuple[int, int]:  # (batch, length)
-        if x.ndim < 3:
-            return 1, x.shape[0]
-        return (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
-
-    batch, lq = split(q)
-    _, lk = split(k)
+    batch, lq = attention_batch_length(q, batch_first)
+    _, lk = attention_batch_length(k, batch_first)
     tq, tk = batch * lq, batch * lk
     proj = tq * embed * embed + tk * (kdim + vdim) * embed + tq * embed * embed
     scores = batch * heads * lq * lk

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 
-from .formulas import count
+from .formulas import attention_batch_length, count
 from .records import OpCost, OpRecord, TensorSpec
 
 _ids = itertools.count(-1, -1)   # storage ids of the parts' tensors: never a traced storage's
@@ -49,13 +49,8 @@ def _linear(parent: OpRecord, x: TensorSpec, rows: int, k: int, n: int, bias: bo
 def _attention_parts(rec: OpRecord, q: TensorSpec, k: TensorSpec, v: TensorSpec, embed: int, heads: int,
                      batch_first: bool, in_bias: bool, out_bias: bool, mask: object,
                      need_weights: bool) -> list[OpCost]:
-    def split(x: TensorSpec) -> tuple[int, int]:  # (batch, length)
-        if x.ndim < 3:
-            return 1, x.shape[0]
-        return (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
-
-    batch, lq = split(q)
-    _, lk = split(k)
+    batch, lq = attention_batch_length(q, batch_first)
+    _, lk = attention_batch_length(k, batch_first)
     e = embed // heads
     parts = []
     if q is k and k is v:   # self-attention: one GEMM onto the packed q/k/v weight

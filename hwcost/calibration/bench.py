@@ -206,14 +206,16 @@ class GenerateOverhead(NamedTuple):
     forward_s: float   # one decode forward of the probe model (for transformers_call_s)
 
 
-def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40) -> GenerateOverhead | None:
+def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
+                          max_seconds: float = 5.0) -> GenerateOverhead | None:
     """What transformers' generate() costs around the model's forwards, on a 1-layer transformers Llama so
     small that its time is Python and dispatch: per step, generate()'s time per token less a plain loop of
     the same forwards over the same cache; per call, generate(max_new_tokens=1) less one plain forward of
     the prompt and one step. Each round times the four single calls back to back, so a slow phase of the
     machine falls on all four; the median over rounds is kept (a difference of differences: with
-    medians of 3 calls over 2 rounds, two calibrations here measured 319 and 758 us per step). None
-    without transformers."""
+    medians of 3 calls over 2 rounds, two calibrations here measured 319 and 758 us per step). At
+    least 5 rounds, fewer than ``rounds`` where they would take more than ``max_seconds`` (a slow or
+    busy machine). None without transformers."""
     try:
         import transformers as tf
     except ImportError:
@@ -241,7 +243,10 @@ def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40) -> G
     with torch.inference_mode():
         for call in calls:   # warm-up
             call()
-        for _ in range(rounds):
+        start = time.perf_counter()
+        for r in range(rounds):
+            if r >= 5 and time.perf_counter() - start > max_seconds:
+                break
             full, one, loop, first = (timed_call(c, sync) for c in calls)
             per_step.append(max(0.0, ((full - one) - (loop - first)) / (tokens - 1)))
             per_call.append(max(0.0, one - first - per_step[-1]))
