@@ -141,6 +141,23 @@ def test_context_fit_recovers_known_coefficients():
     assert fit_context_model(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
 
 
+def test_streaming_chains_set_the_streamed_term_alone():
+    rng = random.Random(1)
+    rows, times = [], []
+    for i in range(60):
+        r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
+             "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_streamed_ops": 0.0}
+        t = r["_isolated_s"] + 5e-6 * r["_ops"] + 1e-11 * r["_input_bytes"]
+        if i % 3 == 0:   # decoder steps: their ops pay 8 us more, and their bytes nothing on top
+            r["_streamed_ops"] = r["_ops"]
+            t = r["_isolated_s"] + 13e-6 * r["_ops"]
+        rows.append(r)
+        times.append(t)
+    ctx = fit_context_model(rows, times)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-3) and ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-3)
+    assert 0 < ctx.per_op_streamed_s < 8e-6    # the residual after the base terms, fitted on streaming chains only
+
+
 def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,

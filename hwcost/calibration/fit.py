@@ -57,21 +57,40 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     return TimeModel(vocab, ensembles, constants, glob, rates, ranges=sampled_ranges(spans))
 
 
+def _relative_nnls(a: np.ndarray, resid: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients of ``resid`` on the columns of ``a``, each row weighted by 1 / y (relative
+    error, so that each chain counts alike); columns scaled for the solver."""
+    from scipy.optimize import nnls
+
+    norm = a.max(axis=0)
+    norm[norm == 0] = 1.0
+    coef, _ = nnls(a / norm / y[:, None], resid / y)
+    return coef / norm
+
+
 def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
                       llc_bytes: float = 0.0) -> ContextModel:
     """Non-negative least squares of (chain time - isolated sum) on the terms, in relative error
-    so that each chain counts alike. Fewer than 6 chains: the identity (isolated times)."""
-    from scipy.optimize import nnls
-
+    so that each chain counts alike, in two stages: the terms every op pays from the chains that do not
+    stream their weights, then the streamed per-op term from the residuals of those that do, so that
+    the decoder-step chains (a third of them) set the streamed term alone and cannot trade it against
+    the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
+    Fewer than 6 chains: the identity (isolated times)."""
     if len(rows) < 6:
         return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows))
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
-    norm = a.max(axis=0)
-    norm[norm == 0] = 1.0
-    coef, _ = nnls(a / norm / y[:, None], (y - iso) / y)
-    coef = coef / norm
+    base, streamed = a[:, :-1], a[:, -1]
+    plain = streamed == 0
+    if plain.sum() < 6:   # too few chains without streaming to fit the base terms alone
+        plain = np.ones_like(plain)
+    coef_base = _relative_nnls(base[plain], (y - iso)[plain], y[plain])
+    coef_streamed = np.zeros(1)
+    if (~plain).any():
+        resid = y - iso - base @ coef_base
+        coef_streamed = _relative_nnls(streamed[~plain, None], resid[~plain], y[~plain])
+    coef = np.concatenate([coef_base, coef_streamed])
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     per_op, per_weight, per_input, per_output, per_op_streamed = (float(c) for c in coef)  # TERMS' order
