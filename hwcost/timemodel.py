@@ -230,26 +230,21 @@ class TimeModel:
                     out[i] = self.bounded(costs[i], b, out[i])
         return out
 
-    def predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool] | None = None,
-                flags: list[bool] | None = None) -> list[float]:
+    def predict(self, costs: list[OpCost], dtype: str, flags: list[bool] | None = None) -> list[float]:
         """Seconds per op inside a network: isolated time through the context model. A layer recorded as
-        one op (multi-head attention) is timed as the kernels it runs (hwcost.parts); ``matrix_flags``
-        (one per op; default: the product families) say which ops run at the matrix rate."""
+        one op (multi-head attention) is timed as the kernels it runs (hwcost.parts); products run at
+        the matrix rate. ``flags`` (one per op) marks ops outside the sampled ranges."""
         parts = [timed_parts(c) for c in costs]
         flat = [p for ps in parts for p in ps]
-        if len(flat) != len(costs):
-            sub_flags = [False] * len(flat)
-            times = self._predict(flat, dtype, [c.family in PRODUCT_FAMILIES for c in flat], sub_flags)
-            out, i = [], 0
-            for n, ps in enumerate(parts):
-                out.append(sum(times[i:i + len(ps)]))
-                if flags is not None:
-                    flags[n] = any(sub_flags[i:i + len(ps)])
-                i += len(ps)
-            return out
-        if matrix_flags is None:
-            matrix_flags = [c.family in PRODUCT_FAMILIES for c in costs]
-        return self._predict(costs, dtype, matrix_flags, flags)
+        sub_flags = [False] * len(flat)
+        times = self._predict(flat, dtype, [c.family in PRODUCT_FAMILIES for c in flat], sub_flags)
+        out, i = [], 0
+        for n, ps in enumerate(parts):
+            out.append(sum(times[i:i + len(ps)]))
+            if flags is not None:
+                flags[n] = any(sub_flags[i:i + len(ps)])
+            i += len(ps)
+        return out
 
     def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None) -> list[float]:

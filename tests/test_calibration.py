@@ -244,8 +244,8 @@ def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     # every op of a streaming pass pays the streamed per-op term; a pass that fits pays none
     ctx = ContextModel(per_op_streamed_s=1e-5, llc_bytes=32 * 2**20)
     streaming = TimeModel({}, {}, {}, 0.0, rates, ctx, ranges)
-    cached = streaming.predict([small, big], "float32", [True, True])
-    streamed = streaming.predict([small, big, big], "float32", [True, True, True])
+    cached = streaming.predict([small, big], "float32")
+    streamed = streaming.predict([small, big, big], "float32")
     assert streamed[0] - cached[0] == pytest.approx(1e-5)
 
 
