@@ -286,8 +286,15 @@ class GenerationPrediction:
         out = []
         if (w := self.memory.warning(self.device.name)) is not None:
             out.append(w + f" at a context of {self.prompt_tokens + self.new_tokens} tokens")
-        for p in [self.prefill, *self.steps.values()]:
-            out.extend(w for w in p.warnings if not w.startswith("does not fit") and w not in out)
+        step_lines: dict[str, list[int]] = {}   # one line for the decode steps, naming every traced context
+        for ctx, p in self.steps.items():
+            for w in p.warnings:
+                if not w.startswith("does not fit"):
+                    step_lines.setdefault(w.replace(f"decode@{ctx}", "decode@{}"), []).append(ctx)
+        out.extend(w for w in self.prefill.warnings if not w.startswith("does not fit"))
+        out.extend(f"decode steps: {w.replace('decode@{}', 'decode')}" + (
+            f" (traced at {', '.join(map(str, ctxs))} tokens of context)" if len(ctxs) > 1 else "")
+            for w, ctxs in step_lines.items())
         return out
 
     def decode_step(self, context_len: int) -> Prediction:
