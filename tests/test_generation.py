@@ -186,18 +186,11 @@ def test_bad_generation_input_gets_a_clear_error(tmp_path):
     assert main(["generate", "resnet18", "--device", "h100", "--prompt", "8", "--new", "2"]) == 2
 
 
-def test_decode_steps_extrapolation_is_one_warning_naming_the_traced_contexts(monkeypatch):
-    import hwcost.execution as ex
-
-    def fake(costs, device, dtype):   # every elementwise op outside what calibration sampled
-        return [1e-5] * len(costs), [c.family == "elementwise" for c in costs]
-
-    monkeypatch.setattr(ex, "calibrated_times", fake)
-    doc = {"name": "cal", "kind": "cpu", "description": "x", "execution": "sequential",
-           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
-           "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"},
-           "calibration": {"threads": 1}}
-    g = predict_generation(Decoder(SMALL), prompt_tokens=16, new_tokens=9, device=parse_profile(yaml.safe_dump(doc)))
+def test_decode_steps_extrapolation_is_one_warning_naming_the_traced_contexts(calibrated_with):
+    # every elementwise op outside what calibration sampled
+    device = calibrated_with(lambda costs, device, dtype: ([1e-5] * len(costs),
+                                                           [c.family == "elementwise" for c in costs]))
+    g = predict_generation(Decoder(SMALL), prompt_tokens=16, new_tokens=9, device=device)
     assert len(g.steps) > 1
     steps = [w for w in g.warnings if w.startswith("decode steps:")]
     assert len(steps) == 1 and "lie outside what calibration sampled" in steps[0]

@@ -184,18 +184,9 @@ def test_ops_outside_the_sampled_ranges_are_flagged_and_bounded():
     assert flags == [True]
 
 
-def test_extrapolated_layers_are_counted_under_the_table(monkeypatch):
-    import hwcost.execution as ex
-
-    def fake(costs, device, dtype):
-        return [1e-4] * len(costs), [c.family == "conv" for c in costs]
-
-    monkeypatch.setattr(ex, "calibrated_times", fake)
-    doc = {"name": "cal", "kind": "cpu", "description": "x", "execution": "sequential",
-           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
-           "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"},
-           "calibration": {"threads": 1}}
-    p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 16, 16), device=parse_profile(yaml.safe_dump(doc)))
+def test_extrapolated_layers_are_counted_under_the_table(calibrated_with):
+    device = calibrated_with(lambda costs, device, dtype: ([1e-4] * len(costs), [c.family == "conv" for c in costs]))
+    p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 16, 16), device=device)
     assert [r.extrapolated for r in p.layers] == [True, False]
     assert p.layers[0].as_dict()["extrapolated"] is True
     assert any(w.startswith("1 of 2 ops lie outside what calibration sampled (layers 0)") for w in p.warnings)
