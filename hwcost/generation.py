@@ -290,9 +290,9 @@ class GenerationPrediction:
         for ctx, p in self.steps.items():
             for w in p.warnings:
                 if not w.startswith("does not fit"):
-                    step_lines.setdefault(w.replace(f"decode@{ctx}", "decode@{}"), []).append(ctx)
+                    step_lines.setdefault(w.replace(f"decode@{ctx}", "decode"), []).append(ctx)
         out.extend(w for w in self.prefill.warnings if not w.startswith("does not fit"))
-        out.extend(f"decode steps: {w.replace('decode@{}', 'decode')}" + (
+        out.extend(f"decode steps: {w}" + (
             f" (traced at {', '.join(map(str, ctxs))} tokens of context)" if len(ctxs) > 1 else "")
             for w, ctxs in step_lines.items())
         return out

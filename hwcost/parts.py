@@ -13,6 +13,7 @@ Priced as one "attention" op, the layer took the efficiency of the attention cor
 from __future__ import annotations
 
 import itertools
+import math
 
 from .formulas import attention_batch_length, count
 from .records import OpCost, OpRecord, TensorSpec
@@ -21,9 +22,7 @@ _ids = itertools.count(-1, -1)   # storage ids of the parts' tensors: never a tr
 
 
 def _spec(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
-    numel = 1
-    for s in shape:
-        numel *= s
+    numel = math.prod(shape)
     return TensorSpec(tuple(shape), like.dtype, like.itemsize, numel, next(_ids), numel * like.itemsize)
 
 
@@ -31,9 +30,7 @@ def _part(parent: OpRecord, name: str, args: tuple, out: TensorSpec, weights: tu
           **kwargs) -> OpCost:
     rec = OpRecord(parent.index, name, "default", parent.module, parent.module_type, parent.leaf, args, kwargs,
                    (out,), False)
-    cost = count(rec)
-    cost.weight_bytes = min(cost.bytes_read, sum(w.read_bytes for w in weights))
-    return cost
+    return count(rec, {w.storage_id for w in weights})
 
 
 def _linear(parent: OpRecord, x: TensorSpec, rows: int, k: int, n: int, bias: bool) -> OpCost:

@@ -59,7 +59,7 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
 
 def _relative_nnls(a: np.ndarray, resid: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative coefficients of ``resid`` on the columns of ``a``, each row weighted by 1 / y (relative
-    error, so that each chain counts alike); columns scaled for the solver."""
+    error, so that each chain counts alike); columns scaled for the solver. The context and energy fits."""
     from scipy.optimize import nnls
 
     norm = a.max(axis=0)
@@ -108,8 +108,6 @@ def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str,
     form "busy" (GPUs): energy = static power x seconds + busy power x the device's busy seconds (the
     chain's kernel time): a GPU draws near its maximum whenever a kernel runs, however little of the
     peak the kernel reaches, so per-FLOP figures fitted on small chains would not carry to big ones."""
-    from scipy.optimize import nnls
-
     rows = [r for r in rows if r[3] > 0]
     if len(rows) < 6:
         return None
@@ -118,10 +116,7 @@ def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str,
     else:
         a = np.array([[t, f, b] for t, f, b, *_ in rows])
     e = np.array([r[3] for r in rows])
-    norm = a.max(axis=0)
-    norm[norm == 0] = 1.0
-    coef, _ = nnls(a / norm / e[:, None], np.ones(len(e)))
-    coef = coef / norm
+    coef = _relative_nnls(a, e, e)
     out = {"form": form, "static_w": float(coef[0])}
     if form == "busy":
         out["busy_w"] = float(coef[1])

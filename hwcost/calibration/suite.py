@@ -496,6 +496,7 @@ def _decode_chain(rng: random.Random, version: int = SUITE_VERSION):
     layers, vocab = rng.randint(1, 6), _pick(rng, [0, 0, 32000])
     t, cache_len = _pick(rng, [1, 1, 1, 2, 4]), _pick(rng, [16, 128, 512, 2048])
     e = d // heads
+
     def weight_bytes() -> int:
         return 4 * (layers * (2 * d * d + 2 * d * kv_heads * e + 3 * d * ffn) + vocab * d)
 
