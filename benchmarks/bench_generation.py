@@ -22,7 +22,7 @@ import torch
 import hwcost
 from hwcost.allocator import apply as apply_allocator
 from hwcost.probe import calibration_probe_ms, probe_network
-from hwcost.timing import timed_call
+from hwcost.timing import flush_subnormals_now, timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
     "llama-15m": (256, 4, 4, 2, 704),
@@ -60,6 +60,7 @@ def timed_rounds(one, many, new: int, probe, rounds: int) -> dict[str, tuple[flo
 def main() -> None:
     import transformers as tf
 
+    flush_subnormals_now()   # untrained held-out models: see hwcost.timing.subnormals_flushed
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True, help="a profile calibrated on this machine")
     ap.add_argument("--new", type=int, default=32, help="new tokens per generation")

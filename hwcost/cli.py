@@ -15,6 +15,7 @@ import torch
 
 from . import report
 from .errors import HwcostError, InputError
+from .timing import flush_subnormals_now
 
 DEFAULT_DEVICE = "raspberry-pi-4"
 
@@ -434,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    flush_subnormals_now()   # before any parallel op, so the intra-op threads inherit it
     try:
         args.func(args)
     except HwcostError as e:

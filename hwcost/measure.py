@@ -12,7 +12,8 @@ import torch.nn as nn
 from . import report
 from .errors import InputError
 from .inputs import real_inputs
-from .timing import UNSTEADY_SPREAD, fixed_threads, synchronizer, time_callable, time_interleaved
+from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchronizer, time_callable,
+                     time_interleaved)
 
 # ------------------------------------------------------------------ measuring a model
 
@@ -120,6 +121,7 @@ def measure(
     allocator: str = "retain",
     reference: tuple[nn.Module, torch.Tensor] | None = None,
     reference_then_ms: float | None = None,
+    flush_subnormals: bool = True,
 ) -> Measurement:
     """Time ``model`` for real: median latency with p10/p90, FPS, optional per-layer durations.
 
@@ -131,6 +133,9 @@ def measure(
     ``reference``: a fixed (network, input) timed call by call between the model's calls (hwcost.probe's
     network is the one calibration records); with ``reference_then_ms``, its time when the profile was
     calibrated, the result carries the drift-adjusted latency beside the raw one.
+    ``flush_subnormals`` (default on): subnormal floats are taken as zeros while timing, as an untrained
+    network's activations can decay into them and x86 cores run them several times slower; a trained
+    one's do not (hwcost.timing.subnormals_flushed).
     """
     from . import allocator as alloc
     from .conventions import dtype_name, parse_dtype
@@ -147,7 +152,7 @@ def measure(
     args, kwargs = real_inputs(inputs, batch_size, dt, backend)
     sync = synchronizer(backend)
     meter = EnergyMeter.detect(backend)
-    with fixed_threads(threads) as n_threads, torch.inference_mode():
+    with fixed_threads(threads) as n_threads, subnormals_flushed(flush_subnormals), torch.inference_mode():
         call = lambda: run_model(*args, **kwargs)  # noqa: E731
         energy_before = meter.read_j() if meter else None
         paired = None

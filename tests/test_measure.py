@@ -8,7 +8,7 @@ import torch.nn as nn
 from hwcost.meters import rapl_meter
 from hwcost.errors import InputError
 from hwcost.measure import Measurement, measure
-from hwcost.timing import reject_outliers, summarize, time_callable
+from hwcost.timing import reject_outliers, subnormals_flushed, summarize, time_callable
 
 
 def test_outlier_rejection_is_one_sided_and_robust():
@@ -66,6 +66,37 @@ def test_sync_is_called_around_each_timed_run():
     events = []
     time_callable(lambda: events.append("run"), warmup=1, repeats=3, sync=lambda: events.append("sync"))
     assert events == ["run", "sync", "run", "sync", "run", "sync", "run", "sync"]
+
+
+def test_subnormals_are_flushed_while_timing_and_restored_after():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero control")
+    tiny = torch.tensor([1e-40])   # subnormal in float32
+    assert (tiny * 1.0).item() != 0.0
+    with subnormals_flushed():
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0
+    with subnormals_flushed(False):
+        assert (tiny * 1.0).item() != 0.0
+
+
+class _Probe(nn.Module):
+    """Records whether subnormals were flushed while it ran (on the class: measure runs a copy)."""
+    flushed: list[bool] = []
+
+    def forward(self, x):
+        _Probe.flushed.append((torch.tensor([1e-40]) * 1.0).item() == 0.0)
+        return x
+
+
+def test_measure_times_with_subnormals_flushed_unless_told_not_to():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero control")
+    for flush in (True, False):
+        _Probe.flushed = []
+        measure(_Probe(), (4,), batch_size=1, repeats=3, warmup=1, flush_subnormals=flush)
+        assert _Probe.flushed and set(_Probe.flushed) == {flush}
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0.0
 
 
 def test_measure_a_model_with_per_layer_shares():
