@@ -338,6 +338,37 @@ def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights
     assert not any("_DecoderBlock" in str(chain_case(0, k, 7).build()[0]) for k in range(40))
 
 
+def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
+    """A decode step's per-token ops (RMSNorm's mean, rsqrt and eps add on one token, rotary products
+    and half cats over heads, a one-token embedding) fall inside the feature ranges that the first
+    cases of a calibration span: suite 10 left 220 of 301 ops of llama_tiny's step extrapolated."""
+    import itertools
+
+    from hwcost.analysis import analyze
+    from hwcost.features import op_key
+    from hwcost.generation import decode_inputs, load_language_model
+    from hwcost.calibration.suite import cases
+    from hwcost.timemodel import RANGE_FEATURES, sampled_ranges
+
+    small = ("elementwise", "reduction", "data_movement", "embedding")
+    by_family: dict = {}
+    for c in itertools.islice(cases(0), 2000):
+        if c.family in small:
+            mod, xs = c.build()
+            for op in analyze(mod, xs if len(xs) > 1 else xs[0]).ops:
+                if op.launches:
+                    by_family.setdefault(op.family, []).append((shape_features(op), 0.0))
+    ranges = sampled_ranges(by_family)
+    model = TimeModel({}, {}, {}, 0.0, Rates(1e9, 1e9, 1e9, 0.0), ranges=ranges)
+
+    lm = load_language_model("llama_tiny")
+    step = analyze(lm.module, decode_inputs(lm, 1, 128, torch.float32))
+    ops = [op for op in step.ops if op.launches and op.family in small]
+    outside = [(op.family, op_key(op)) for op in ops if model.extrapolated(op.family, shape_features(op))]
+    assert len(ops) > 150 and len(outside) <= 0.02 * len(ops), sorted(set(outside))
+    assert set(RANGE_FEATURES) <= set(FEATURES)
+
+
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
 
 

@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 10  # 10: decoder-step chains a third of the chains (was ~12%), fewer layers rather than
+SUITE_VERSION = 11  # 11: a decoder's per-token ops: elementwise ops, mean reductions and cats on
+# (batch, tokens, d) and (batch, heads, tokens, head_dim) tensors of 1-16 tokens, down to one element
+# (RMSNorm's rsqrt), rsqrt / pow / neg / cos / sin, embeddings of 1-4 tokens
+# 10: decoder-step chains a third of the chains (was ~12%), fewer layers rather than
 # a redraw when over the size limit
 # 9: embeddings look up token ids spread over the vocabulary
 # 8: decode-shaped attention (one query over a KV cache) and cache appends; decoder-step
@@ -218,7 +221,7 @@ def _attention(rng, dtype):
 
 def _embedding(rng, dtype):
     vocab, dim = _pick(rng, [1000, 10000, 32000, 50257]), _pick(rng, [64, 128, 256, 512, 768, 1024])
-    tokens = _pick(rng, [16, 64, 128, 512, 1024])
+    tokens = _pick(rng, [1, 1, 4, 16, 64, 128, 512, 1024])   # 1-4: a decode step's tokens
     # token ids spread over the vocabulary, as text gives: ids all 0 (suite 8 and before) read one row,
     # cached, and came out 2.5-4x faster than the embeddings of BERT and GPT-2
     ids = lambda: torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(0))  # noqa: E731
@@ -245,7 +248,38 @@ def _numel(rng) -> int:
     return int(2 ** rng.uniform(math.log2(256), math.log2(8e6)))
 
 
+_TOKEN_UNARY = [F.silu, F.gelu, torch.neg, torch.rsqrt, torch.cos, torch.sin, lambda x: x.pow(2), torch.exp]
+
+
+def _token_shape(rng) -> tuple[int, ...]:
+    """A decoder's per-token tensor: (batch, tokens, d) or, split into heads, (batch, heads, tokens,
+    head_dim); tokens mostly 1 (a decode step); d 1 for a per-token statistic (RMSNorm's mean)."""
+    b, t = _pick(rng, [1, 1, 1, 4, 8]), _pick(rng, [1, 1, 1, 2, 4, 16, 64])
+    if rng.random() < 0.4:
+        return b, _pick(rng, [1, 2, 4, 8, 12, 16, 32]), t, _pick(rng, [16, 32, 64, 128])
+    return b, t, _pick(rng, [1, 1, 64, 256, 512, 768, 1024, 2048, 4096, 8192])
+
+
+def _token_elementwise(rng, dtype):
+    """Elementwise ops of a decode step: one token's activations, RMSNorm's per-token scale (a
+    (b, t, 1) tensor broadcast over d) and its eps add in place, rotary embedding's products."""
+    shape = _token_shape(rng)
+    r = rng.random()
+    if r < 0.4:
+        fn = _pick(rng, _TOKEN_UNARY)
+        return lambda: (Call(fn), (_x(*shape, dtype=dtype).abs() + 0.5,))
+    if r < 0.55:   # x + eps, in place, as RMSNorm adds its epsilon
+        return lambda: (Call(lambda a: a.add_(1e-6)), (_x(*shape, dtype=dtype),))
+    op = _pick(rng, _BINARY[:2] + _BINARY[:2] + _BINARY[2:])
+    if r < 0.8 or shape[-1] == 1:
+        return lambda: (Call(op), (_x(*shape, dtype=dtype), _x(*shape, dtype=dtype)))
+    small = shape[:-1] + (1,) if rng.random() < 0.5 else (shape[-1],)   # a per-token scale or a weight
+    return lambda: (Call(op), (_x(*shape, dtype=dtype), _x(*small, dtype=dtype)))
+
+
 def _elementwise(rng, dtype):
+    if rng.random() < 0.25:
+        return _token_elementwise(rng, dtype)
     numel = _numel(rng)
     r = rng.random()
     if r < 0.55:
@@ -292,6 +326,9 @@ def _pool(rng, dtype):
 
 
 def _reduction(rng, dtype):
+    if rng.random() < 0.3:   # RMSNorm's mean of squares over d, per token
+        shape = _token_shape(rng)
+        return lambda: (Call(lambda x: x.mean(-1, keepdim=True)), (_x(*shape, dtype=dtype),))
     n, c, h = _pick(rng, [1, 8]), _pick(rng, [64, 256, 1024, 2048]), _pick(rng, [7, 14, 28])
     fn = _pick(rng, [lambda x: x.mean([2, 3]), lambda x: x.sum(1), lambda x: x.amax(-1)])
     return lambda: (Call(fn), (_x(n, c, h, h, dtype=dtype),))
@@ -311,8 +348,12 @@ def _interpolate(rng, dtype):
 def _data_movement(rng, dtype):
     n, c, h = _pick(rng, [1, 8]), _pick(rng, [16, 32, 64, 128, 256, 512]), _pick(rng, [7, 14, 28, 56])
     r = rng.random()
-    if r < 0.2:  # a KV-cache append: (batch, heads, length, head_dim) plus a few new positions
-        heads, length, e, new = _pick(rng, [1, 2, 4, 8, 16]), _pick(rng, [16, 64, 256, 1024, 4096]), _pick(rng, [64, 128]), _pick(rng, [1, 1, 4])
+    if r < 0.1:  # rotary embedding's rotate_half: cat(-x2, x1) over the head dim, a few tokens
+        b, heads, t, e = _pick(rng, [1, 1, 4]), _pick(rng, [1, 2, 4, 8, 16, 32]), _pick(rng, [1, 1, 4, 16, 128]), _pick(rng, [16, 32, 64])
+        return lambda: (Call(lambda a, b_: torch.cat([a, b_], -1)), (_x(b, heads, t, e, dtype=dtype),
+                                                                    _x(b, heads, t, e, dtype=dtype)))
+    if r < 0.3:  # a KV-cache append: (batch, heads, length, head_dim) plus a few new positions
+        heads, length, e, new = _pick(rng, [1, 2, 4, 8, 16]), _pick(rng, [1, 4, 16, 64, 256, 1024, 4096]), _pick(rng, [32, 64, 128]), _pick(rng, [1, 1, 4])
         return lambda: (Call(lambda a, b: torch.cat([a, b], -2)), (_x(1, heads, length, e, dtype=dtype),
                                                                   _x(1, heads, new, e, dtype=dtype)))
     if r < 0.45:
