@@ -369,6 +369,61 @@ def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
     assert set(RANGE_FEATURES) <= set(FEATURES)
 
 
+def _suite_samples(family: str, n: int, slow: dict[int, float], rates: Rates) -> list[Sample]:
+    """The suite's first ``n`` cases of ``family`` with their real features and a made-up time: 1.5x
+    their baseline at ``rates``, the i-th multiplied by slow[i]."""
+    import itertools
+
+    from hwcost.calibration.fit import dominant
+    from hwcost.calibration.suite import cases
+    from hwcost.features import op_key
+
+    out = []
+    for i, c in enumerate(c for c in itertools.islice(cases(0), 40 * n) if c.family == family):
+        if len(out) == n:
+            break
+        mod, xs = c.build()
+        op = dominant(hwcost.analyze(mod, xs if len(xs) > 1 else xs[0]).ops)
+        f = shape_features(op)
+        f.pop("op_code")
+        t = 1.5 * rates.base(op.flops, op.bytes_read + op.bytes_written, False, "float32") * slow.get(len(out), 1.0)
+        out.append(Sample(c.id, op.family, op_key(op), t, t, t, 5, op.flops, op.bytes_read, op.bytes_written,
+                          False, f))
+    return out
+
+
+def test_second_look_flags_and_times_again_only_a_case_far_slower_than_its_family(tmp_path):
+    from hwcost.calibration.fit import fastest_per_case, fit_time_model, suspect_samples
+    from hwcost.calibration.runner import second_look
+    from hwcost.calibration.samples import fundamental_row, write_samples_header
+
+    # rates far below this machine's, so that the made-up times are slower than real ones
+    rates = Rates(1e-4, {"float32": 1e9}, {"float32": 1e9}, 1e9)
+    samples = _suite_samples("elementwise", 60, {17: 4.0}, rates)
+    slow_id = samples[17].case_id
+    assert suspect_samples(samples, rates) == [slow_id]
+    assert suspect_samples(_suite_samples("elementwise", 60, {}, rates), rates) == []
+
+    path = tmp_path / "s.samples.csv"
+    fundamentals = {"floor_s": 1e-4, "matmul_flops_float32": 1e9, "copy_bytes_per_s": 1e9}
+    with open(path, "w") as f:
+        w = write_samples_header(f)
+        for k, v in fundamentals.items():
+            w.writerow(fundamental_row(k, v))
+        for s in samples:
+            w.writerow(s.row())
+        f.flush()
+        assert second_look(str(path), w, f, 0, fundamentals, "cpu", lambda: True) == 1
+        assert second_look(str(path), w, f, 0, fundamentals, "cpu", lambda: False) == 0   # no time left
+    rows = [s for s in read_samples(path.read_text()) if s.case_id == slow_id]
+    assert len(rows) == 2 and rows[1].time_s < rows[0].time_s   # timed for real, on a faster machine than made up
+    kept = {s.case_id: s for s in fastest_per_case(read_samples(path.read_text()))}
+    assert len(kept) == 60 and kept[slow_id].time_s == rows[1].time_s
+    # a file without second looks fits as before: one sample per case, in file order
+    assert [s.case_id for s in fastest_per_case(samples)] == [s.case_id for s in samples]
+    assert fit_time_model(samples, rates).to_dict() == fit_time_model(samples + [samples[3]], rates).to_dict()
+
+
 # ------------------------------------------------------------------ a real (tiny) run, interrupted and resumed
 
 

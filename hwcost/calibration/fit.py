@@ -17,6 +17,11 @@ from .samples import Sample
 
 GBM_PARAMS = {"n_estimators": 250, "max_depth": 4, "learning_rate": 0.06, "subsample": 0.8, "random_state": 0}
 MIN_SAMPLES_FOR_MODEL = 8
+# the second look: a lighter fit (~3 s for a 300 s calibration), each sample predicted by the others
+SUSPECT_GBM_PARAMS = {"n_estimators": 80, "max_depth": 4, "learning_rate": 0.15, "subsample": 0.8, "random_state": 0}
+SUSPECT_FOLDS = 4
+SUSPECT_MADS = 3.0         # held-out residual, in robust standard deviations of the family's residuals
+SUSPECT_MIN_LOG = 0.3      # ... and at least 35% slower than the others predict
 
 
 def ensemble_from_sklearn(gbm: Any) -> TreeEnsemble:
@@ -30,10 +35,20 @@ def ensemble_from_sklearn(gbm: Any) -> TreeEnsemble:
     return TreeEnsemble(init, float(gbm.learning_rate), trees)
 
 
-def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") -> TimeModel:
-    from sklearn.ensemble import GradientBoostingRegressor
+def fastest_per_case(samples: list[Sample]) -> list[Sample]:
+    """The isolated samples, one per case: a case timed twice (the second look) keeps its faster
+    median, as a busy machine only ever slows an op down."""
+    best: dict[str, Sample] = {}
+    for s in samples:
+        if not s.family.startswith("_") and (s.case_id not in best or s.time_s < best[s.case_id].time_s):
+            best[s.case_id] = s
+    return list(best.values())
 
-    isolated = [s for s in samples if not s.family.startswith("_")]
+
+def _family_data(samples: list[Sample], rates: Rates, dtype: str
+                 ) -> tuple[dict[str, list[str]], dict[str, tuple[list[Sample], np.ndarray, np.ndarray]]]:
+    """The vocabulary of ops per family, and per family its samples, feature rows and log(time / baseline)."""
+    isolated = fastest_per_case(samples)
     vocab: dict[str, list[str]] = {}
     for s in isolated:
         if s.op not in vocab.setdefault(s.family, []):
@@ -43,11 +58,44 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     by_family: dict[str, list[Sample]] = {}
     for s in isolated:
         by_family.setdefault(s.family, []).append(s)
-    ensembles, constants, all_y, spans = {}, {}, [], {}
+    data = {}
     for fam, ss in sorted(by_family.items()):
         x = np.array([_vector(s, vocab) for s in ss])
         y = np.array([math.log(s.time_s / rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype,
                                                      serial_calls(s.features, s.family))) for s in ss])
+        data[fam] = (ss, x, y)
+    return vocab, data
+
+
+def suspect_samples(samples: list[Sample], rates: Rates, dtype: str = "float32") -> list[str]:
+    """Case ids worth timing again: each sample predicted by a fit on the others of its family
+    (k-fold), and flagged when it came out far slower than they predict (SUSPECT_MADS robust standard
+    deviations and SUSPECT_MIN_LOG). On this project's 2-vCPU VM a 300 s calibration had 41 such cases
+    of 3,336; timed again a minute later 18 of them ran 1.4-3.8x faster (a 2-thread GRU: 327 ms, then
+    115), the rest as before (the model, not the machine, was off there)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.model_selection import KFold
+
+    _, data = _family_data(samples, rates, dtype)
+    out = []
+    for fam, (ss, x, y) in data.items():
+        if len(ss) < 3 * SUSPECT_FOLDS:
+            continue
+        resid = np.zeros(len(ss))
+        for train, test in KFold(SUSPECT_FOLDS, shuffle=True, random_state=0).split(x):
+            gbm = GradientBoostingRegressor(**SUSPECT_GBM_PARAMS).fit(x[train], y[train])
+            resid[test] = y[test] - gbm.predict(x[test])
+        spread = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
+        out += [s.case_id for s, r in zip(ss, resid) if r > max(SUSPECT_MIN_LOG, SUSPECT_MADS * spread)]
+    return out
+
+
+def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") -> TimeModel:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    vocab, data = _family_data(samples, rates, dtype)
+    ensembles, constants, all_y, spans = {}, {}, [], {}
+    for fam, (ss, x, y) in data.items():
         all_y.extend(y.tolist())
         spans[fam] = [(s.features, float(v)) for s, v in zip(ss, y)]
         constants[fam] = float(np.median(y))
