@@ -14,8 +14,9 @@ FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
-    "cold_weights", "strided", "op_code",
+    "cold_weights", "strided", "op_code", "in_place",
 )
+# op_code and in_place come from the op's key (vectorize), not its shapes: samples files do not store them
 # cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
@@ -113,22 +114,33 @@ def serial_calls(features: dict[str, float], family: str) -> int:
 
 
 def op_key(cost: OpCost) -> str:
-    """The op within its family, for the op_code feature (relu vs gelu vs add ...). An in-place
-    variant keeps its own key (relu_): it writes into its input's cache lines instead of a fresh
-    buffer (here ReLU on 1x96x28x28 took 4.7 us in place, 9.0 us out of place, and the ReLU(inplace)
-    layers of torchvision CNNs were predicted ~2x slow while the two shared one key)."""
+    """The op within its family (relu vs gelu vs add ...), in-place variants under their own name
+    (relu_): vectorize splits that into the op and the in_place feature."""
     return cost.record.name
 
 
+def in_place(op: str) -> bool:
+    return op.endswith("_") and not op.endswith("__")
+
+
+def base_op(op: str) -> str:
+    """relu_ -> relu: an in-place op shares its out-of-place op's code and sets in_place instead."""
+    return op[:-1] if in_place(op) else op
+
+
 def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str, list[str]]) -> list[float]:
-    """Features in FEATURES order, with op_code = the op's index in its family's vocabulary (-1: unseen).
-    An in-place op (relu_) that a vocabulary lacks takes its out-of-place entry (relu): time models
-    fitted before in-place ops had keys of their own knew them under that name."""
+    """Features in FEATURES order, with op_code = the index of the op (in place or not) in its family's
+    vocabulary of out-of-place names (-1: unseen), and in_place = 1 for relu_, hardswish_, add_ ...
+    An in-place op writes into its input's cache lines instead of a fresh buffer (here ReLU on 1x96x28x28
+    took 4.7 us in place, 9.0 us out of place). Under codes of their own (suite 5-11) the few in-place
+    samples sat between unrelated ops in the code order, and with suite 11's new ops beside relu_ the
+    trees predicted in-place ReLUs of real CNNs 2.6-3.7x slow; as a flag on relu's code they share
+    relu's samples and every in-place op's difference."""
     names = vocab.get(family, [])
-    if op not in names and op.endswith("_") and not op.endswith("__") and op[:-1] in names:
-        op = op[:-1]
+    op0 = base_op(op)
     f = dict(features)
-    f["op_code"] = float(names.index(op)) if op in names else -1.0
+    f["op_code"] = float(names.index(op0)) if op0 in names else -1.0
+    f["in_place"] = float(in_place(op))
     return [f[k] for k in FEATURES]
 
 

@@ -279,18 +279,25 @@ def test_private_cache_bytes_is_l2_per_core_times_threads():
         assert 64 * 1024 <= one <= 64 * 1024**2   # some L2 between 64 KiB and 64 MiB
 
 
-def test_in_place_ops_have_their_own_key_and_older_vocabularies_still_know_them():
+def test_in_place_ops_share_their_ops_code_and_set_the_in_place_flag():
+    from hwcost.calibration.fit import fit_time_model
     from hwcost.features import FEATURES, op_key, vectorize
 
     x = torch.randn(1, 8, 4, 4)
     keys = {op_key(c) for m in (nn.ReLU(), nn.ReLU(inplace=True)) for c in hwcost.analyze(m, x).ops if c.launches}
     assert keys == {"relu", "relu_"}
-    code = FEATURES.index("op_code")
+    code, flag = FEATURES.index("op_code"), FEATURES.index("in_place")
     feats = dict.fromkeys(FEATURES, 0.0)
-    assert vectorize(feats, "elementwise", "relu_", {"elementwise": ["gelu", "relu", "relu_"]})[code] == 2.0
-    # a model fitted before in-place keys existed knew relu_ as relu
-    assert vectorize(feats, "elementwise", "relu_", {"elementwise": ["gelu", "relu"]})[code] == 1.0
-    assert vectorize(feats, "elementwise", "tanh_", {"elementwise": ["gelu", "relu"]})[code] == -1.0
+    vocab = {"elementwise": ["gelu", "relu"]}
+    assert [vectorize(feats, "elementwise", op, vocab)[i] for op in ("relu_", "relu") for i in (code, flag)] == [
+        1.0, 1.0, 1.0, 0.0]
+    assert vectorize(feats, "elementwise", "tanh_", vocab)[code] == -1.0
+    assert vectorize(feats, "elementwise", "__iadd__", vocab)[flag] == 0.0   # a dunder is not in place
+    # the fit's vocabulary holds out-of-place names only
+    samples = [Sample(f"elementwise-{i}", "elementwise", op, 1e-5, 1e-5, 1e-5, 5, 1e4, 4e4, 4e4, False,
+                      {**dict.fromkeys(FEATURES, 0.0), "log_out_numel": float(i)})
+               for i, op in enumerate(["relu", "relu_", "gelu", "hardswish_"] * 3)]
+    assert fit_time_model(samples, RATES).vocab["elementwise"] == ["gelu", "hardswish", "relu"]
 
 
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():

@@ -116,6 +116,7 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     written = sum(c.bytes_written for c in working)
     feats = shape_features(main)
     feats.pop("op_code")
+    feats.pop("in_place")
     feats["cold_weights"] = float(weights_cold(mod, main.weight_bytes, backend))
     return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
                   main.family in PRODUCT_FAMILIES, feats)

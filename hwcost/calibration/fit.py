@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..features import serial_calls, vectorize
+from ..features import base_op, serial_calls, vectorize
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample
@@ -51,8 +51,8 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     isolated = fastest_per_case(samples)
     vocab: dict[str, list[str]] = {}
     for s in isolated:
-        if s.op not in vocab.setdefault(s.family, []):
-            vocab[s.family].append(s.op)
+        if base_op(s.op) not in vocab.setdefault(s.family, []):
+            vocab[s.family].append(base_op(s.op))
     for names in vocab.values():
         names.sort()
     by_family: dict[str, list[Sample]] = {}

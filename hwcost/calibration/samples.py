@@ -12,7 +12,7 @@ from ..features import FEATURES
 from .suite import SUITE_VERSION
 
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
-                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f != "op_code")
+                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f not in ("op_code", "in_place"))
 _META = 13  # columns before the features
 
 
