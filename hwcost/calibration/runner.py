@@ -142,12 +142,7 @@ def calibrate(
                         raise KeyboardInterrupt
                     if case.id in done_ids:
                         continue
-                    mod, inputs = case.build()
-                    s = measure_case(mod, inputs, case.id, backend)
-                    if s is not None:
-                        writer.writerow(s.row())
-                        f.flush()
-                        count += 1
+                    count += _time_case(case, writer, f, backend)
                     if count % CHAIN_EVERY == 0:
                         writer.writerow(measure_chain(seed, chains, backend, meter).row())
                         # the machine's speed all through the run, not only at its ends
@@ -308,13 +303,19 @@ def second_look(samples_path: str, writer, f, seed: int, fundamentals: dict[str,
             break
         if case.id in wanted:
             wanted.discard(case.id)
-            mod, inputs = case.build()
-            s = measure_case(mod, inputs, case.id, backend)
-            if s is not None:
-                writer.writerow(s.row())
-                f.flush()
-                done += 1
+            done += _time_case(case, writer, f, backend)
     return done
+
+
+def _time_case(case, writer, f, backend: str) -> int:
+    """Build, time and append one suite case; 1 if it gave a sample (0: no op to time)."""
+    mod, inputs = case.build()
+    s = measure_case(mod, inputs, case.id, backend)
+    if s is None:
+        return 0
+    writer.writerow(s.row())
+    f.flush()
+    return 1
 
 
 def probe_during(samples: list[Sample]) -> dict[str, float]:
