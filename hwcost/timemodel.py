@@ -25,7 +25,7 @@ from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 6  # 6: in-place ops as a flag on their out-of-place op's code; 5: strided feature
+MODEL_VERSION = 7  # 7: op codes ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature
 # 4: a recurrent layer's baseline pays the dispatch floor once per serial step
 # 3: cold_weights feature, the last-level cache in the context model
 # 2: context model without per-family scales, bytes capped at the private cache
