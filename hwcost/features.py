@@ -16,7 +16,8 @@ FEATURES = (
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
     "cold_weights", "strided", "op_code", "in_place",
 )
-# op_code and in_place come from the op's key (vectorize), not its shapes: samples files do not store them
+# features that come from the op's key (vectorize), not its shapes: samples files do not store them
+KEY_FEATURES = ("op_code", "in_place")
 # cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.

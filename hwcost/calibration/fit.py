@@ -66,8 +66,6 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
         for s, v in zip(ss, y):
             per_op.setdefault(base_op(s.op), []).append(float(v))
         vocab[fam] = sorted(per_op, key=lambda op: (statistics.median(per_op[op]), op))
-        data[fam] = (ss, None, y)
-    for fam, (ss, _, y) in data.items():
         data[fam] = (ss, np.array([_vector(s, vocab) for s in ss]), y)
     return vocab, data
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..features import FEATURES
+from ..features import FEATURES, KEY_FEATURES
 from .suite import SUITE_VERSION
 
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
-                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(f for f in FEATURES if f not in ("op_code", "in_place"))
+                  "bytes_written", "matrix", "energy_j", "energy_s") + tuple(
+    f for f in FEATURES if f not in KEY_FEATURES)
 _META = 13  # columns before the features
 
 
