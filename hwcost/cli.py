@@ -443,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    finally:
+        flush_subnormals_now(False)
     return 0
 
 

@@ -138,15 +138,19 @@ def time_interleaved(
     return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
 
 
+_process_flushes = False   # set by flush_subnormals_now: torch has no getter for the setting
+
+
 @contextmanager
 def subnormals_flushed(on: bool = True):
     """Time arithmetic on subnormal floats as on zeros (x86 FTZ/DAZ via torch.set_flush_denormal), and
-    switch it back off afterwards. An untrained network's activations can decay into subnormals, which
-    x86 cores handle in microcode: MobileViT-S built from its config ends with activations near 1e-40,
-    and its SiLUs ran 1.7-2x slower on them than on normal values. Trained weights keep activations
-    normal, and that is the arithmetic hwcost predicts. The setting is per thread; intra-op worker
-    threads take it from the thread that creates them, so a process that sets it before its first
-    parallel op (the CLI, the benchmarks: ``flush_subnormals_now``) covers them too."""
+    afterwards return to what the process set (off, unless ``flush_subnormals_now`` ran). An untrained
+    network's activations can decay into subnormals, which x86 cores handle in microcode: MobileViT-S
+    built from its config ends with activations near 1e-40, and its SiLUs ran 1.7-2x slower on them
+    than on normal values. Trained weights keep activations normal, and that is the arithmetic hwcost
+    predicts. The setting is per thread; intra-op worker threads take it from the thread that creates
+    them, so a process that sets it before its first parallel op (the CLI, the benchmarks:
+    ``flush_subnormals_now``) covers them too, and keeps it on this thread after each measurement."""
     if not on:
         yield
         return
@@ -154,12 +158,15 @@ def subnormals_flushed(on: bool = True):
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(_process_flushes)
 
 
-def flush_subnormals_now() -> None:
-    """For a process's entry point, before its first parallel op (see subnormals_flushed)."""
-    torch.set_flush_denormal(True)
+def flush_subnormals_now(on: bool = True) -> None:
+    """For a process's entry point, before its first parallel op (see subnormals_flushed); ``False``
+    undoes it (the CLI's main, called in-process, leaves the caller's setting as it was)."""
+    global _process_flushes
+    _process_flushes = on
+    torch.set_flush_denormal(on)
 
 
 @contextmanager

@@ -80,6 +80,21 @@ def test_subnormals_are_flushed_while_timing_and_restored_after():
         assert (tiny * 1.0).item() != 0.0
 
 
+def test_a_process_that_flushes_subnormals_keeps_them_flushed_after_a_measurement():
+    import hwcost.timing as timing
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero control")
+    tiny = torch.tensor([1e-40])
+    try:
+        timing.flush_subnormals_now()
+        with subnormals_flushed():
+            pass
+        assert (tiny * 1.0).item() == 0.0   # the CLI's setting, not switched off by the measurement
+    finally:
+        timing.flush_subnormals_now(False)
+
+
 class _Probe(nn.Module):
     """Records whether subnormals were flushed while it ran (on the class: measure runs a copy)."""
     flushed: list[bool] = []
@@ -87,6 +102,15 @@ class _Probe(nn.Module):
     def forward(self, x):
         _Probe.flushed.append((torch.tensor([1e-40]) * 1.0).item() == 0.0)
         return x
+
+
+def test_the_cli_called_in_process_leaves_the_callers_subnormal_setting(capsys):
+    from hwcost.cli import main
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero control")
+    assert main(["devices"]) == 0
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0.0
 
 
 def test_measure_times_with_subnormals_flushed_unless_told_not_to():
