@@ -8,6 +8,7 @@ Schema (units are in the key names; every group of numbers needs an entry under 
     kind: cpu                       # cpu | gpu | npu
     description: ...
     execution: sequential           # sequential (eager CPU) | async (host enqueues, device runs)
+    launch: queued                  # async only: queued (the host runs ahead) | blocking (it does not)
     isa: aarch64                    # aarch64 | x86_64 (CPUs), cuda | opencl (GPUs): what validate checks
     compute:
       matrix_tflops: {float32: ..., float16: ..., bfloat16: ..., int8: ...}   # dense peak, matrix units
@@ -39,6 +40,7 @@ from .errors import ProfileError
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 KINDS = ("cpu", "gpu", "npu")
 EXECUTIONS = ("sequential", "async")
+LAUNCHES = ("queued", "blocking")
 
 # (required, type) per key; nested dicts list their own keys
 _SCHEMA: dict[str, Any] = {
@@ -46,6 +48,7 @@ _SCHEMA: dict[str, Any] = {
     "kind": (True, str),
     "description": (True, str),
     "execution": (True, str),
+    "launch": (False, str),
     "isa": (False, str),
     "threads": (False, int),
     "compute": (True, {
@@ -109,6 +112,7 @@ class DeviceProfile:
     generate_step_us: float | None = None
     generate_call_us: float | None = None
     transformers_call_us: float = 0.0
+    launch_blocking: bool = False   # async: a launch returns only when its kernel is done (no host run-ahead)
     sources: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     path: str | None = None
@@ -315,6 +319,10 @@ def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> No
         if data["execution"] not in EXECUTIONS:
             raise ProfileError(
                 f"{where}: 'execution' must be one of {', '.join(EXECUTIONS)}, got {data['execution']!r}")
+        if "launch" in data and (data["launch"] not in LAUNCHES or data["execution"] != "async"):
+            raise ProfileError(
+                f"{where}: 'launch' is for async (GPU) profiles and must be one of {', '.join(LAUNCHES)}, "
+                f"got {data['launch']!r} with execution {data['execution']!r}")
         if "power_w" in data and data["power_w"]["idle"] > data["power_w"]["max"]:
             raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
         mem = data["memory"]
@@ -397,6 +405,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         kind=d["kind"],
         description=d["description"],
         execution=d["execution"],
+        launch_blocking=d.get("launch") == "blocking",
         matrix_tflops=matrix,
         vector_tflops=vector,
         tf32_tflops=d["compute"].get("tf32_tflops"),

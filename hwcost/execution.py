@@ -4,6 +4,8 @@ Sequential (eager PyTorch on a CPU): every op pays the host's dispatch, then run
 another. Async (GPU): the host enqueues each op (host_per_op) while the device runs the previous
 kernels; a kernel starts when the host has issued it and the previous kernel is done, and takes its
 roofline (or calibrated) time plus a fixed per-kernel cost; the end-to-end time is when both are done.
+Async with blocking launches (a profile's `launch: blocking`, integrated Tegra GPUs): the host issues
+the next op only once the previous kernel is done, so host and device times add up per op.
 One simulation serves hwcost.predict and the search's latency table.
 """
 from __future__ import annotations
@@ -84,8 +86,10 @@ def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:
     return host + dev, host, dev
 
 
-def queue(host_s: Iterable[float], kernel_s: Iterable[float]) -> Iterator[tuple[float, bool]]:
+def queue(host_s: Iterable[float], kernel_s: Iterable[float],
+          blocking: bool = False) -> Iterator[tuple[float, bool]]:
     """GPU eager: the host enqueues op i at host_i; kernel i starts at max(host_i, end of kernel i-1).
+    With blocking launches the host's clock waits for each kernel before it issues the next op.
 
     Yields, after each op, the finishing time so far, max(host clock, device clock), and whether
     that op's kernel had to wait for the host."""
@@ -94,15 +98,17 @@ def queue(host_s: Iterable[float], kernel_s: Iterable[float]) -> Iterator[tuple[
         host += h
         waited_for_host = host > dev
         dev = max(host, dev) + k
+        if blocking:
+            host = dev
         yield max(host, dev), waited_for_host
 
 
-def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
+def run_async(timings: list[OpTiming], blocking: bool = False) -> tuple[float, float, float]:
     """Each op's latency is how far it moved the finishing time, so the per-op latencies sum to the
     end-to-end time. An op that waited for the host, with a kernel shorter than its dispatch, is
     overhead-bound."""
     frontier = 0.0
-    steps = queue([t.overhead_s for t in timings], [t.kernel_s for t in timings])
+    steps = queue([t.overhead_s for t in timings], [t.kernel_s for t in timings], blocking)
     for t, (new_frontier, waited_for_host) in zip(timings, steps):
         t.latency_s = new_frontier - frontier
         frontier = new_frontier
@@ -111,16 +117,18 @@ def run_async(timings: list[OpTiming]) -> tuple[float, float, float]:
     return frontier, sum(t.overhead_s for t in timings), sum(t.kernel_s for t in timings)
 
 
-def simulate(timings: list[OpTiming], execution: str) -> tuple[float, float, float]:
-    return run_async(timings) if execution == "async" else run_sequential(timings)
+def simulate(timings: list[OpTiming], device: DeviceProfile) -> tuple[float, float, float]:
+    if device.execution == "async":
+        return run_async(timings, device.launch_blocking)
+    return run_sequential(timings)
 
 
-def replay_s(host_s: list[float], kernel_s: list[float], execution: str) -> float:
+def replay_s(host_s: list[float], kernel_s: list[float], execution: str, blocking: bool = False) -> float:
     """End-to-end seconds of ops given only their host and kernel times (the search's latency table
     replays blocks' ops this way, through the same queue as predict)."""
     if execution != "async":
         return sum(host_s) + sum(kernel_s)
     end = 0.0
-    for end, _ in queue(host_s, kernel_s):
+    for end, _ in queue(host_s, kernel_s, blocking):
         pass
     return end

@@ -173,7 +173,7 @@ def predict_analysis(analysis: Analysis, device: str | DeviceProfile) -> Predict
     profile = load_device(device)
     timings = time_ops(analysis.ops, profile, analysis.dtype)
     add_framework_overhead(timings, analysis, profile)
-    total_s, host_s, dev_s = simulate(timings, profile.execution)
+    total_s, host_s, dev_s = simulate(timings, profile)
     energy_j, capped = assign_energy(timings, profile, total_s)
     energy_mj = None if energy_j is None else energy_j * 1e3
     unknown_energy = energy_mj is None

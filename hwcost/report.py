@@ -149,7 +149,10 @@ def prediction_summary(p: Any) -> str:
         f"work:           {si(a.total.macs, 'MAC')}, {si(a.total.flops, 'FLOP')}, "
         f"{_mb(a.total.memory_traffic_bytes)} memory traffic",
     ]
-    if d.execution == "async":
+    if d.execution == "async" and d.launch_blocking:
+        lines.append(f"host launches:  {p.host_ms:,.3f} ms; device busy: {p.device_ms:,.3f} ms "
+                     "(launches block until their kernel is done: the two add up)")
+    elif d.execution == "async":
         lines.append(f"host enqueue:   {p.host_ms:,.3f} ms; device busy: {p.device_ms:,.3f} ms "
                      f"({'host' if p.host_ms > p.device_ms else 'device'}-bound)")
     if a.unsupported:

@@ -88,7 +88,8 @@ class LatencyLUT:
         costs = self.costs(config)
         if self.device.execution != "async":
             return sum(c.total_s for c in costs) * 1e3
-        return replay_s([h for c in costs for h in c.host_s], [k for c in costs for k in c.kernel_s], "async") * 1e3
+        return replay_s([h for c in costs for h in c.host_s], [k for c in costs for k in c.kernel_s], "async",
+                        self.device.launch_blocking) * 1e3
 
     def macs(self, config: Any) -> int:
         return sum(c.macs for c in self.costs(config))

@@ -1,5 +1,6 @@
 """Device profiles and prediction: roofline arithmetic, queue simulation, profiles, batch/dtype."""
 import textwrap
+from importlib import resources
 
 import pytest
 import torch.nn as nn
@@ -9,7 +10,7 @@ from hwcost.cli import main
 from hwcost.devices import parse_profile
 from hwcost.errors import ProfileError
 from hwcost.loaders import load_model
-from hwcost.execution import OpTiming, run_async, run_sequential
+from hwcost.execution import OpTiming, replay_s, run_async, run_sequential
 
 FAMILIES = ["conv", "depthwise_conv", "grouped_conv", "conv_transpose", "matmul", "attention", "embedding",
             "elementwise", "norm", "pool", "reduction", "softmax", "interpolate", "data_movement", "rnn", "unknown"]
@@ -132,6 +133,35 @@ def test_queue_host_bound_and_device_bound_limits():
     assert total == pytest.approx(dev + 1e-6)            # device-bound: the first issue leads the device
     total, host, dev = run_sequential(_timings([1] * 10, [10] * 10))
     assert total == pytest.approx(host + dev)
+
+
+def test_blocking_launches_add_host_and_device_time():
+    # the same sequence as above with launches that return only when their kernel is done:
+    # op i is issued after kernel i-1 ends, so nothing overlaps
+    ts = _timings([10] * 4, [5, 50, 5, 5])
+    total, host, dev = run_async(ts, blocking=True)
+    assert total == pytest.approx(host + dev) == pytest.approx(105e-6)
+    assert [t.latency_s * 1e6 for t in ts] == pytest.approx([15, 60, 15, 15])
+    assert replay_s([10e-6] * 4, [5e-6, 50e-6, 5e-6, 5e-6], "async", blocking=True) == pytest.approx(105e-6)
+    assert replay_s([10e-6] * 4, [5e-6, 50e-6, 5e-6, 5e-6], "async") == pytest.approx(80e-6)
+
+
+def test_a_tegra_profile_adds_host_and_device_time():
+    nano = hwcost.load_device("jetson-nano")
+    assert nano.launch_blocking and not hwcost.load_device("h100").launch_blocking
+    p = hwcost.predict(load_model("resnet18").model, (3, 224, 224), device=nano, dtype="float16")
+    assert p.latency_ms == pytest.approx(p.host_ms + p.device_ms, rel=1e-9)
+    assert "launches block until their kernel is done" in p.summary()
+
+
+@pytest.mark.parametrize("extra, message", [("launch: blocking\n", "'launch' is for async"),
+                                            ("launch: sometimes\n", "must be one of queued, blocking")])
+def test_launch_is_checked(extra, message):
+    shipped = resources.files("hwcost.device_profiles")
+    base = "raspberry-pi-4" if "blocking" in extra else "jetson-nano"
+    text = shipped.joinpath(f"{base}.yaml").read_text().replace("launch: blocking\n", "") + extra
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(text)
 
 
 def test_h100_mobilenet_v2_batch_1_is_host_bound():

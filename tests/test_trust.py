@@ -147,6 +147,22 @@ def test_a_cuda_profile_records_the_gpus_memory(monkeypatch):
     assert doc["memory"]["capacity_gb"] == 80.0 and doc["calibration"]["host"]["gpu"] == "Fake GPU"
 
 
+@pytest.mark.parametrize("share, launch", [(0.97, "blocking"), (0.02, "queued")])
+def test_a_cuda_profile_says_whether_launches_block(monkeypatch, share, launch):
+    from hwcost.calibration.profile import CalibrationRun, profile_yaml
+
+    class Props:
+        total_memory = 4 * 1024**3
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Fake Tegra")
+    fundamentals = {"matmul_flops_float32": 2e11, "copy_bytes_per_s": 2e10, "floor_s": 5e-6, "host_enqueue_s": 9e-5,
+                    "launch_issue_share": share}
+    text = profile_yaml(CalibrationRun("g", "cuda", 1, ("float32",), 10.0), fundamentals, "g.samples.csv", "")
+    assert yaml.safe_load(text)["launch"] == launch
+    assert parse_profile(text).launch_blocking == (launch == "blocking")
+
+
 # ------------------------------------------------------------------ a time model that stays physical
 
 

@@ -120,6 +120,25 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
                   main.family in PRODUCT_FAMILIES, feats)
 
 
+def launch_issue_share(launches: int = 4, n: int = 2048) -> float:
+    """How much of the time of a few long CUDA kernels their launches take to return: near 0 where
+    the host queues work and runs ahead (discrete GPUs), near 1 where each launch returns only when
+    its kernel is done (seen on integrated Tegra GPUs); the profile's `launch` follows it."""
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+    a @ b
+    torch.cuda.synchronize()
+    shares = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(launches):
+            a @ b
+        issued = time.perf_counter() - t0
+        torch.cuda.synchronize()
+        shares.append(issued / (time.perf_counter() - t0))
+    return statistics.median(shares)
+
+
 def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     """Dispatch floor, matmul rate per dtype, copy bandwidth: the baseline's rates."""
     dev = backend
@@ -141,6 +160,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
                 for _ in range(200):
                     tiny(x)
             res["host_enqueue_s"] = time_callable(enqueue_many, warmup=2, repeats=10).median_s / 200
+            res["launch_issue_share"] = launch_issue_share()
             torch.cuda.synchronize()
             res["floor_s"] = _time_module_cuda(tiny, (x,))[0]  # device-side cost of a tiny kernel
         for dt in dtypes:

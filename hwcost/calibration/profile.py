@@ -18,6 +18,9 @@ from ..timemodel import sha256
 from .fit import GBM_PARAMS
 from .suite import SUITE_VERSION
 
+# launches that take over half their kernels' time to return: the host does not run ahead of the device
+LAUNCH_BLOCKING_SHARE = 0.5
+
 
 def _threads(n: int) -> str:
     return f"{n} thread" + ("" if n == 1 else "s")
@@ -67,6 +70,8 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
         "kind": "gpu" if backend == "cuda" else "cpu",
         "description": f"calibrated on {host.get('gpu') or host['cpu']} ({_threads(threads)}, torch {host['torch']})",
         "execution": "async" if backend == "cuda" else "sequential",
+        **({"launch": "blocking" if fundamentals["launch_issue_share"] > LAUNCH_BLOCKING_SHARE else "queued"}
+           if backend == "cuda" and "launch_issue_share" in fundamentals else {}),
         "threads": threads,
         "compute": {"matrix_tflops": matrix, "vector_tflops": {"float32": matrix["float32"]}},
         "memory": {"bandwidth_gbps": bw,   # what the model and its activations must fit in: the GPU's own memory on CUDA
@@ -93,7 +98,9 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
             "cases": n_cases,
             "interrupted": interrupted,
             "other_cpu_pct": round(100 * fundamentals.get("other_cpu_share", 0.0), 1),   # other processes' load
-            "rates": {"floor_us": floor_us},
+            "rates": {"floor_us": floor_us,
+                      **({"launch_issue_share": round(fundamentals["launch_issue_share"], 3)}
+                         if "launch_issue_share" in fundamentals else {})},
             **_probe_record(fundamentals),
             "samples_file": os.path.basename(samples_path),
             "samples_sha256": sha256(samples_text),
@@ -105,7 +112,9 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
             "compute": f"measured by hwcost calibrate ({when}): best {'2048' if backend == 'cuda' else '1024'}^3 "
                        f"matmul rate per dtype ({', '.join(dtypes)}), {_threads(threads)}",
             "memory": "measured: copy of a large tensor (bytes read + written per second)",
-            "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting)"
+            "overhead_us": ("measured: host enqueue time per op (200 launches of a tiny ReLU without waiting); "
+                            "launch: blocking when four 2048^3 matmul launches take over half their kernels' "
+                            "time to return (the host cannot run ahead), else queued"
                             if backend == "cuda" else
                             "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)")
                            + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)"
