@@ -138,6 +138,42 @@ def time_interleaved(
     return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
 
 
+def time_in_blocks(
+    fn: Callable[[], Any],
+    reference: Callable[[], Any],
+    repeats: int = 12,
+    rounds: int = 4,
+    reference_calls: int = 3,
+    sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+    max_seconds: float | None = None,
+) -> PairedStats:
+    """``repeats`` calls of ``fn`` in ``rounds`` blocks, each block followed by a block of the reference;
+    the ratio is the median over rounds of block medians. Each block starts with an untimed call, so
+    both are timed warm, as alone: per-call alternation (time_interleaved) lets each evict the other's
+    data, and then a large op slows the reference after it (a 1.3 MB workload ran 160 us after itself,
+    400 after a convolution) and a small one runs colder than it would alone."""
+    per_round = max(1, -(-repeats // rounds))
+    model_s: list[float] = []
+    ref_s: list[float] = []
+    ratios: list[float] = []
+    start = clock()
+    for i in range(rounds):
+        fn()
+        sync()
+        block = [timed_call(fn, sync, clock) for _ in range(per_round)]
+        reference()
+        sync()
+        ref_block = [timed_call(reference, sync, clock) for _ in range(reference_calls)]
+        model_s += block
+        ref_s += ref_block
+        ratios.append(statistics.median(block) / statistics.median(ref_block))
+        if max_seconds is not None and i >= 1 and clock() - start > max_seconds:
+            break
+    lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
+    return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
+
+
 _process_flushes = False   # set by flush_subnormals_now: torch has no getter for the setting
 
 

@@ -425,7 +425,10 @@ def test_second_look_flags_and_times_again_only_a_case_far_slower_than_its_famil
     rows = [s for s in read_samples(path.read_text()) if s.case_id == slow_id]
     assert len(rows) == 2 and rows[1].time_s < rows[0].time_s   # timed for real, on a faster machine than made up
     kept = {s.case_id: s for s in fastest_per_case(read_samples(path.read_text()))}
-    assert len(kept) == 60 and kept[slow_id].time_s == rows[1].time_s
+    # the real timing ran beside the reference workload: kept at its ratio to it (the only reference-timed
+    # case here, so at that reference's own median)
+    assert rows[1].ref_s > 0 and rows[1].ref_ratio > 0
+    assert len(kept) == 60 and kept[slow_id].time_s == pytest.approx(rows[1].ref_ratio * rows[1].ref_s)
     # a file without second looks fits as before: one sample per case, in file order
     assert [s.case_id for s in fastest_per_case(samples)] == [s.case_id for s in samples]
     assert fit_time_model(samples, rates).to_dict() == fit_time_model(samples + [samples[3]], rates).to_dict()
@@ -443,6 +446,35 @@ def calibrated(tmp_path_factory):
     second = calibrate("tiny", out=str(out), max_cases=12, base="raspberry-pi-4", progress=False)
     rows2 = read_samples((out.parent / "tiny.samples.csv").read_text())
     return out, first, second, rows1, rows2
+
+
+def test_samples_are_kept_at_their_ratio_to_the_reference_beside_them():
+    from hwcost.calibration.samples import steady
+
+    def sample(cid, t, ratio, ref):
+        return Sample(cid, "elementwise", "relu", t, t, t, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=ratio, ref_s=ref)
+
+    # the same op timed in a fast and a slow second: 10 us beside a 20 us reference, 15 us beside 30;
+    # a third case's reference took 25 us, so the run's median reference is 25 us
+    got = steady([sample("a", 10e-6, 0.5, 20e-6), sample("b", 15e-6, 0.5, 30e-6), sample("c", 5e-6, 0.2, 25e-6),
+                  sample("old", 7e-6, 0.0, 0.0)])
+    assert [s.time_s for s in got] == pytest.approx([12.5e-6, 12.5e-6, 5e-6, 7e-6])
+    assert steady([sample("old", 7e-6, 0.0, 0.0)])[0].time_s == 7e-6        # files without a reference
+
+
+def test_a_cpu_case_is_timed_beside_the_reference_and_the_file_keeps_it(tmp_path):
+    from hwcost.calibration.bench import measure_case
+    from hwcost.calibration.samples import write_samples_header
+
+    s = measure_case(nn.ReLU(), (torch.randn(64, 1024),), "relu-test", "cpu")
+    assert s.ref_s > 0 and s.ref_ratio > 0
+    # the ratio of medians and the median of ratios agree on a steady op to within the machine's jitter
+    assert 0.2 < s.ref_ratio / (s.time_s / s.ref_s) < 5
+    path = tmp_path / "x.samples.csv"
+    with open(path, "w") as f:
+        write_samples_header(f).writerow(s.row())
+    (back,) = read_samples(path.read_text())
+    assert (back.ref_ratio, back.ref_s) == pytest.approx((s.ref_ratio, s.ref_s))
 
 
 def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):

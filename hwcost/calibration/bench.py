@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
-from ..timing import summarize, synchronizer, time_callable, timed_call
+from ..timing import summarize, synchronizer, time_callable, time_in_blocks, timed_call
 from ..probe import cache_bytes_at_level, probe_ms, resource_rates
 from .fit import dominant
 from .samples import Sample
@@ -68,9 +68,38 @@ def _time_module_cuda(mod: nn.Module, inputs: tuple, calls: int = CUDA_GRAPH_CAL
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s) * calls
 
 
-def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, float, float, int]:
+class ReferenceWorkload:
+    """A fixed workload timed in blocks beside every CPU case and chain (timing.time_in_blocks): a 192^2
+    matmul and an add over 128K floats, which every intra-op thread shares, so a vCPU taken away slows
+    it as it slows the case. The case's time over the reference's is what calibration keeps
+    (samples.steady); tried on 250 suite cases each timed twice a minute apart, this pair agreed
+    better than a single-threaded 96^2 matmul or either half alone, at 1 and at 2 threads."""
+
+    def __init__(self) -> None:
+        self.a, self.b, self.c = torch.randn(192, 192), torch.randn(192, 192), torch.empty(192, 192)
+        self.x = torch.randn(128 * 1024)
+        self.y = torch.empty_like(self.x)
+
+    def __call__(self) -> None:
+        torch.mm(self.a, self.b, out=self.c)
+        torch.add(self.x, 1.0, out=self.y)
+
+
+_reference: ReferenceWorkload | None = None
+
+
+def reference_workload() -> ReferenceWorkload:
+    global _reference
+    if _reference is None:
+        _reference = ReferenceWorkload()
+    return _reference
+
+
+def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, float, float, int, float, float]:
+    """(median, p10, p90 seconds, calls, median ratio to the reference, the reference's median); on
+    CUDA the device time of a graph replay, with no reference (0, 0)."""
     if backend == "cuda":
-        return _time_module_cuda(mod, inputs)
+        return (*_time_module_cuda(mod, inputs), 0.0, 0.0)
     sync = synchronizer(backend)
     call = lambda: mod(*inputs)  # noqa: E731
     t0 = time.perf_counter()
@@ -78,8 +107,10 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     sync()
     first = time.perf_counter() - t0
     repeats = int(min(30, max(3, CASE_SECONDS / max(first, 1e-6))))
-    st = time_callable(call, warmup=2, repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2)
-    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s)
+    call()
+    paired = time_in_blocks(call, reference_workload(), repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2)
+    st = paired.model
+    return st.median_s, st.p10_s, st.p90_s, len(st.samples_s), paired.ratio_median, paired.reference.median_s
 
 
 def last_level_cache_bytes(backend: str) -> float:
@@ -109,7 +140,7 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     device_inputs = tuple(x.to(backend) for x in inputs)
     mod = mod.to(backend)
     with torch.inference_mode():
-        med, p10, p90, n = _time_module(mod, device_inputs, backend)
+        med, p10, p90, n, ratio, ref_s = _time_module(mod, device_inputs, backend)
     working = [c for c in a.ops if c.launches]
     flops = sum(c.flops for c in working)
     read = sum(c.bytes_read for c in working)
@@ -117,7 +148,7 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     feats = {k: v for k, v in shape_features(main).items() if k not in KEY_FEATURES}
     feats["cold_weights"] = float(weights_cold(mod, main.weight_bytes, backend))
     return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
-                  main.family in PRODUCT_FAMILIES, feats)
+                  main.family in PRODUCT_FAMILIES, feats, ref_ratio=ratio, ref_s=ref_s)
 
 
 def launch_issue_share(launches: int = 4, n: int = 2048) -> float:
@@ -191,8 +222,14 @@ def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
     inputs = tuple(x.to(backend) for x in inputs)
     sync = synchronizer(backend)
     energy = energy_s = 0.0
+    ratio = ref_s = 0.0
     with torch.inference_mode():
-        st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
+        if backend == "cpu":
+            mod(*inputs)
+            paired = time_in_blocks(lambda: mod(*inputs), reference_workload(), repeats=8, sync=sync, max_seconds=1.0)
+            st, ratio, ref_s = paired.model, paired.ratio_median, paired.reference.median_s
+        else:
+            st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
         if meter is not None:
             runs = max(3, int(ENERGY_SECONDS / max(st.median_s, 1e-6)))
             sync()
@@ -204,7 +241,7 @@ def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
             if before is not None and after is not None and after > before:
                 energy, energy_s = (after - before) / runs, (t1 - t0) / runs
     return Sample(case.id, "_chain", "chain", st.median_s, st.p10_s, st.p90_s, len(st.samples_s), 0, 0, 0, False, {},
-                  energy, energy_s)
+                  energy, energy_s, ratio, ref_s)
 
 
 def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:

@@ -13,7 +13,7 @@ import numpy as np
 from ..features import base_op, serial_calls, vectorize
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
-from .samples import Sample
+from .samples import Sample, steady
 
 GBM_PARAMS = {"n_estimators": 250, "max_depth": 4, "learning_rate": 0.06, "subsample": 0.8, "random_state": 0}
 MIN_SAMPLES_FOR_MODEL = 8
@@ -39,7 +39,7 @@ def fastest_per_case(samples: list[Sample]) -> list[Sample]:
     """The isolated samples, one per case: a case timed twice (the second look) keeps its faster
     median, as a busy machine only ever slows an op down."""
     best: dict[str, Sample] = {}
-    for s in samples:
+    for s in steady(samples):
         if not s.family.startswith("_") and (s.case_id not in best or s.time_s < best[s.case_id].time_s):
             best[s.case_id] = s
     return list(best.values())

@@ -24,7 +24,7 @@ from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure
                     speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
 from .profile import CalibrationRun, profile_yaml
-from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, read_samples,
+from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, read_samples, steady,
                       samples_path_for, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case
 
@@ -333,7 +333,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
     llc_bytes = fundamentals.get("llc_bytes", 0.0)
     version = int(fundamentals.get("suite_version", 2))
-    for s in samples:
+    for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
             continue
         k = int(s.case_id.split("-")[1])
