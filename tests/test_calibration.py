@@ -477,6 +477,23 @@ def test_a_cpu_case_is_timed_beside_the_reference_and_the_file_keeps_it(tmp_path
     assert (back.ref_ratio, back.ref_s) == pytest.approx((s.ref_ratio, s.ref_s))
 
 
+def test_suite_samples_both_gelu_forms_and_features_tell_them_apart():
+    import itertools
+
+    from hwcost.calibration.fit import dominant
+    from hwcost.calibration.suite import cases
+
+    per_element = {}
+    for c in itertools.islice(cases(0), 4000):
+        mod, xs = c.build()
+        if isinstance(mod, nn.GELU):
+            op = dominant(hwcost.analyze(mod, xs[0]).ops)
+            per_element.setdefault(mod.approximate, set()).add(shape_features(op)["flops_per_out"])
+    # the tanh form costs 13 FLOPs per element against the erf form's 5 (and ~4x the time on a CPU):
+    # one op code, told apart by a feature the trees see
+    assert per_element.keys() == {"none", "tanh"} and per_element["none"].isdisjoint(per_element["tanh"])
+
+
 def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     out, first, second, rows1, rows2 = calibrated
     assert first.calibration["interrupted"] is True and first.calibration["cases"] == 6
