@@ -494,6 +494,19 @@ def test_suite_samples_both_gelu_forms_and_features_tell_them_apart():
     assert per_element.keys() == {"none", "tanh"} and per_element["none"].isdisjoint(per_element["tanh"])
 
 
+def test_the_tanh_gelu_is_an_op_of_its_own_and_older_profiles_read_it_as_gelu():
+    from hwcost.features import FEATURES, op_key, vectorize
+
+    (erf,) = hwcost.analyze(nn.GELU(), torch.randn(4, 8)).ops
+    (tanh,) = hwcost.analyze(nn.GELU(approximate="tanh"), torch.randn(4, 8)).ops
+    assert (op_key(erf), op_key(tanh)) == ("gelu", "gelu_tanh")
+    code = FEATURES.index("op_code")
+    feats = shape_features(tanh)
+    assert vectorize(feats, "elementwise", "gelu_tanh", {"elementwise": ["relu", "gelu", "gelu_tanh"]})[code] == 2
+    assert vectorize(feats, "elementwise", "gelu_tanh", {"elementwise": ["relu", "gelu"]})[code] == 1
+    assert vectorize(feats, "elementwise", "gelu_tanh", {"elementwise": ["relu"]})[code] == -1
+
+
 def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     out, first, second, rows1, rows2 = calibrated
     assert first.calibration["interrupted"] is True and first.calibration["cases"] == 6
