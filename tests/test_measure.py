@@ -62,6 +62,33 @@ def test_interleaved_pairs_time_the_reference_warm_and_the_model_alone():
     assert cold.reference.median_s == 2.0 and cold.ratio_median == 1.5
 
 
+def test_blocks_time_both_warm_and_follow_the_machines_speed():
+    from hwcost.timing import time_in_blocks
+
+    now, log, speed = [0.0], [], [1.0]
+
+    def timed(name, warm_s, cold_s):
+        def call():
+            cold = not log or log[-1] != name
+            log.append(name)
+            now[0] += (cold_s if cold else warm_s) * speed[0]
+        return call
+
+    model = timed("model", 3.0, 5.0)      # a first call after the other is cold: untimed in a block
+    reference = timed("ref", 1.0, 2.0)
+
+    def slowing_model():
+        if log.count("model") == 6:        # the machine halves its speed after the first two blocks
+            speed[0] = 2.0
+        model()
+
+    paired = time_in_blocks(slowing_model, reference, repeats=8, rounds=4, clock=lambda: now[0])
+    assert sorted(set(paired.model.samples_s)) == [3.0, 6.0]     # warm model calls only, at either speed
+    assert set(paired.reference.samples_s) <= {1.0, 2.0}
+    assert paired.ratio_median == 3.0 and paired.ratio_spread == 1.0   # every block's ratio held while the speed moved
+    assert log.count("model") == 4 * 3 and log.count("ref") == 4 * 4
+
+
 def test_sync_is_called_around_each_timed_run():
     events = []
     time_callable(lambda: events.append("run"), warmup=1, repeats=3, sync=lambda: events.append("sync"))
