@@ -93,7 +93,7 @@ def main() -> None:
     args = ap.parse_args()
     pairs = [(d, m, dt, ms, src, 1, None) for d, m, dt, ms, src in RPI if in_zoo(m)]
     skipped_rpi = [m for _, m, *_ in RPI if not in_zoo(m)]
-    skipped = [m for m, _, _ in NANO if not in_zoo(m)]
+    skipped_nano = [m for m, _, _ in NANO if not in_zoo(m)]
     pairs += [("jetson-nano", m, "float16", ms, src, 1, None) for m, ms, src in NANO if in_zoo(m)]
     if args.reference.exists():
         pairs += h100_pairs(args.reference)
@@ -138,7 +138,7 @@ def main() -> None:
         print(f"{label:10s} pairs {len(err):3d} on {len(devices)} devices  within 1.3x: "
               f"{sum(e <= 1.3 for e in err) / len(err):5.0%}  within 1.5x: {sum(e <= 1.5 for e in err) / len(err):5.0%}  "
               f"within 2x: {sum(e <= 2 for e in err) / len(err):5.0%}  worst {max(err):.2f}x")
-    for label, names in (("rpi", skipped_rpi), ("nano", skipped)):
+    for label, names in (("rpi", skipped_rpi), ("nano", skipped_nano)):
         if names:
             print(f"{label}: {len(names)} published models not in the zoo (torchvision not importable), "
                   f"skipped: {', '.join(names)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .formulas import conv_groups, matmul_operands, rnn_geometry, serial_steps
+from .formulas import conv_groups, is_tanh_gelu, matmul_operands, rnn_geometry, serial_steps
 from .records import OpCost, TensorSpec
 
 FEATURES = (
@@ -120,9 +120,7 @@ def op_key(cost: OpCost) -> str:
     an op of its own (gelu_tanh): about 4x the erf form's time on a CPU, and under one code with it
     (suite 14 told them apart by FLOPs per element only) the trees blurred the two, both 1.3-2x off."""
     rec = cost.record
-    if rec.name == "gelu" and rec.kwargs.get("approximate", rec.arg(1, "approximate", "none")) == "tanh":
-        return "gelu_tanh"
-    return rec.name
+    return "gelu_tanh" if rec.name == "gelu" and is_tanh_gelu(rec) else rec.name
 
 
 # an op a profile never sampled takes the code of the op it refines, where the profile has that one

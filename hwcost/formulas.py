@@ -509,9 +509,14 @@ def rms_norm_cost(rec: OpRecord) -> Work:
 # ------------------------------------------------------------------ pointwise
 
 
+def is_tanh_gelu(rec: OpRecord) -> bool:
+    """GELU (in place or not) in its tanh approximation (approximate="tanh"), not the erf form."""
+    return rec.name in ("gelu", "gelu_") and rec.kwargs.get("approximate", rec.arg(1, "approximate", "none")) == "tanh"
+
+
 def _pointwise_flops_per_element(rec: OpRecord) -> int | None:
     base = rec.name[:-1] if rec.name.endswith("_") and rec.name not in cv.POINTWISE_FLOPS else rec.name
-    if base == "gelu" and rec.kwargs.get("approximate", rec.arg(1, "approximate", "none")) == "tanh":
+    if is_tanh_gelu(rec):
         return cv.GELU_TANH_FLOPS
     if base in ("add", "sub", "rsub"):
         alpha = rec.kwargs.get("alpha", 1)

@@ -133,7 +133,10 @@ def time_interleaved(
         ref_s.append(timed_call(reference, sync, clock))
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
-    ratios = [m / r for m, r in zip(model_s, ref_s) if r > 0]
+    return _paired(model_s, ref_s, [m / r for m, r in zip(model_s, ref_s) if r > 0])
+
+
+def _paired(model_s: list[float], ref_s: list[float], ratios: list[float]) -> PairedStats:
     lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
     return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
 
@@ -170,8 +173,7 @@ def time_in_blocks(
         ratios.append(statistics.median(block) / statistics.median(ref_block))
         if max_seconds is not None and i >= 1 and clock() - start > max_seconds:
             break
-    lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
-    return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
+    return _paired(model_s, ref_s, ratios)
 
 
 _process_flushes = False   # set by flush_subnormals_now: torch has no getter for the setting
