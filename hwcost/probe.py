@@ -128,9 +128,10 @@ def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now 
 
 
 def calibration_probe_ms(calibration: dict | None) -> float | None:
-    """The probe time a calibrated profile stands for: the median of the readings taken between its
-    cases all through the run (the speed its samples were measured at), or, for profiles without them,
-    the mean of the readings at its start and end."""
+    """The probe time a calibrated profile stands for: the speed its samples were put at (the probe's
+    ratio to the reference workload times that workload's median over the run, or in older profiles the
+    median of the probe readings taken between cases: hwcost.calibration.samples.probe_during), or, for
+    profiles without them, the mean of the readings at its start and end."""
     p = (calibration or {}).get("probe") or {}
     if p.get("during_ms"):
         return p["during_ms"]

@@ -462,6 +462,36 @@ def test_samples_are_kept_at_their_ratio_to_the_reference_beside_them():
     assert steady([sample("old", 7e-6, 0.0, 0.0)])[0].time_s == 7e-6        # files without a reference
 
 
+def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
+    from hwcost.calibration.samples import probe_during
+
+    def case(cid, ref):
+        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
+                      ref_s=ref)
+
+    def reading(op, v):
+        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
+
+    cases = [case("a", 20e-6), case("b", 30e-6), case("c", 25e-6)]
+    # the probe read 5 ms on its own between cases, 150x and 170x the workload beside it: the samples
+    # stand for the workload's median, 25 us, so for a probe of 160 x 25 us = 4 ms
+    readings = [reading("probe_during_ms", 5.0), reading("probe_during_ms", 5.2),
+                reading("probe_reference_ratio", 150.0), reading("probe_reference_ratio", 170.0),
+                reading("probe_reference_ratio", 160.0)]
+    assert probe_during(cases + readings)["probe_during_ms"] == pytest.approx(4.0)
+    # older runs (no ratio read) keep the median of the probe's own readings
+    assert probe_during(cases + readings[:2] + [reading("probe_during_ms", 4.9)])["probe_during_ms"] == 5.0
+    assert probe_during(cases) == {}
+
+
+def test_a_probe_reading_between_cases_is_timed_beside_the_reference():
+    from hwcost.calibration.bench import probe_reading
+    from hwcost.probe import probe_network
+
+    r = probe_reading(probe_network(), lambda: None, "cpu")
+    assert r["probe_during_ms"] > 0 and r["probe_reference_ratio"] > 1   # the probe is far longer
+
+
 def test_a_cpu_case_is_timed_beside_the_reference_and_the_file_keeps_it(tmp_path):
     from hwcost.calibration.bench import measure_case
     from hwcost.calibration.samples import write_samples_header
@@ -517,10 +547,13 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
     once = lambda rows: [s for s in rows if s.family == "_fundamental"  # noqa: E731
-                         and not s.op.startswith(("probe_end_", "probe_during_"))]
+                         and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_"))]
     assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
     during = [s.time_s for s in rows2 if s.op == "probe_during_ms"]   # the probe between cases, all through
-    assert len(during) == 1 and second.calibration["probe"]["during_ms"] == pytest.approx(during[0], abs=1e-4)
+    ratio = [s.time_s for s in rows2 if s.op == "probe_reference_ratio"]   # ... beside the reference workload
+    refs = sorted(s.ref_s for s in rows2 if s.ref_s > 0)
+    assert len(during) == len(ratio) == 1
+    assert second.calibration["probe"]["during_ms"] == pytest.approx(ratio[0] * refs[len(refs) // 2] * 1e3, abs=1e-4)
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
 
@@ -628,6 +661,26 @@ def test_tampered_model_file_is_refused(calibrated, tmp_path):
     assert model.read_text() != text
     with pytest.raises(ProfileError, match="changed since calibration"):
         hwcost.predict(nn.ReLU(), (4,), device=str(tmp_path / "tiny.yaml"))
+
+
+def test_a_refit_measures_the_transformers_call_time_afresh(calibrated, tmp_path):
+    """A refit predicts the timed transformers model without the value it is about to replace: with it,
+    the residual came out near zero and every other refit wrote 0 (and named its source once more)."""
+    pytest.importorskip("transformers")
+    from hwcost.calibration import refit
+
+    out, *_ = calibrated
+    for f in out.parent.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    path = str(tmp_path / "tiny.yaml")
+    first = refit(path)
+    second = refit(path)
+    assert first.transformers_call_us == pytest.approx(second.transformers_call_us)
+    assert second.sources["overhead_us"].count("per_transformers_call") == 1
+    doc = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
+    doc["overhead_us"]["per_transformers_call"] = 1e4     # a stale value must not leak into the residual
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(doc))
+    assert refit(path).transformers_call_us == pytest.approx(first.transformers_call_us)
 
 
 def test_calibrate_bad_backend():

@@ -15,7 +15,7 @@ from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks, timed_call
-from ..probe import cache_bytes_at_level, probe_ms, resource_rates
+from ..probe import cache_bytes_at_level, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .samples import Sample
 from .suite import chain_case
@@ -308,3 +308,15 @@ def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
             per_call.append(max(0.0, one - first - per_step[-1]))
             forward.append((loop - first) / (tokens - 1))
     return GenerateOverhead(*(statistics.median(v) for v in (per_step, per_call, forward)))
+
+
+def probe_reading(probe: tuple, sync, backend: str) -> dict[str, float]:
+    """One reading of the probe network between cases: on a CPU, timed in blocks beside the reference
+    workload the cases are timed beside, so that its ratio to that workload can put the probe on the
+    samples' own scale (probe_during); on CUDA, its median over a few calls."""
+    if backend != "cpu":
+        return {"probe_during_ms": quick_probe_ms(*probe, sync)}
+    net, x = probe
+    with torch.inference_mode():
+        paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3)
+    return {"probe_during_ms": paired.model.median_s * 1e3, "probe_reference_ratio": paired.ratio_median}

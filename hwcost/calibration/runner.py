@@ -17,15 +17,15 @@ from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
-from ..probe import probe_network, quick_probe_ms
+from ..probe import probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
-                    speed_readings)
+                    probe_reading, speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
 from .profile import CalibrationRun, profile_yaml
-from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, read_samples, steady,
-                      samples_path_for, write_samples_header)
+from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
+                      read_samples, samples_path_for, steady, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case
 
 DEFAULT_BUDGET_S = 300.0
@@ -146,7 +146,8 @@ def calibrate(
                     if count % CHAIN_EVERY == 0:
                         writer.writerow(measure_chain(seed, chains, backend, meter).row())
                         # the machine's speed all through the run, not only at its ends
-                        writer.writerow(fundamental_row("probe_during_ms", quick_probe_ms(*probe, sync)))
+                        for k, v in probe_reading(probe, sync, backend).items():
+                            writer.writerow(fundamental_row(k, v))
                         f.flush()
                         chains += 1
                     prog.update(count, case.family)
@@ -190,6 +191,12 @@ def calibrate(
     return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
 
 
+_TRANSFORMERS_CALL_SOURCE = (
+    "; per_transformers_call: a one-layer transformers Llama's measured decode forward less this profile's "
+    "prediction of it, per call of a transformers module (their Python: decorators, keyword plumbing, the "
+    "attention-function lookup)")
+
+
 def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str, seed: int,
                    fundamentals: dict[str, float]) -> DeviceProfile:
     rates = rates_of(parse_profile(text, out))
@@ -228,13 +235,13 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
                                         f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
         doc["calibration"]["energy"] = {"fitted": energy}
     if fundamentals.get("hf_decode_forward_s"):
+        # a refit starts from the written profile: its earlier value must not predict part of the residual
+        doc["overhead_us"].pop("per_transformers_call", None)
+        source = doc["sources"]["overhead_us"].split(_TRANSFORMERS_CALL_SOURCE)[0]
         per_call = transformers_call_s(fundamentals["hf_decode_forward_s"], yaml.safe_dump(doc, sort_keys=False), out)
         if per_call is not None:
             doc["overhead_us"]["per_transformers_call"] = round(per_call * 1e6, 3)
-            doc["sources"]["overhead_us"] += (
-                "; per_transformers_call: a one-layer transformers Llama's measured decode forward less this "
-                "profile's prediction of it, per call of a transformers module (their Python: decorators, "
-                "keyword plumbing, the attention-function lookup)")
+            doc["sources"]["overhead_us"] = source + _TRANSFORMERS_CALL_SOURCE
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
     atomic_write(out, text)
     return parse_profile(text, out)
@@ -316,12 +323,6 @@ def _time_case(case, writer, f, backend: str) -> int:
     writer.writerow(s.row())
     f.flush()
     return 1
-
-
-def probe_during(samples: list[Sample]) -> dict[str, float]:
-    """The median of the probe readings taken between cases (a resumed run adds to the earlier ones)."""
-    during = sorted(s.time_s for s in samples if s.family == "_fundamental" and s.op == "probe_during_ms")
-    return {"probe_during_ms": during[len(during) // 2]} if during else {}
 
 
 def fit_context(model: TimeModel, samples: list[Sample], seed: int,

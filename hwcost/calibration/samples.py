@@ -108,3 +108,23 @@ def steady(samples: list[Sample]) -> list[Sample]:
         return samples
     scale = refs[len(refs) // 2]
     return [replace(s, time_s=s.ref_ratio * scale) if s.ref_s > 0 and s.ref_ratio > 0 else s for s in samples]
+
+
+def probe_during(samples: list[Sample]) -> dict[str, float]:
+    """The probe time the samples stand for. The fit keeps each case at its ratio to the reference
+    workload times that workload's median over the run (samples.steady), so where the run read the probe
+    beside that workload, the probe's median ratio to it times the same median: the speed the samples
+    were put at. The probe's own median reading is not: at 2 threads here it read 11% slower than that
+    (3.64 against 3.28 ms, the probe read between cases right after each, the workload beside every
+    case), and every drift-adjusted validation came out as much too slow. Older runs (and CUDA, whose
+    samples have no reference): the median of the probe readings taken between cases (a resumed run adds
+    to the earlier ones)."""
+    def median(op: str) -> float | None:
+        v = sorted(s.time_s for s in samples if s.family == "_fundamental" and s.op == op)
+        return v[len(v) // 2] if v else None
+
+    during, ratio = median("probe_during_ms"), median("probe_reference_ratio")
+    refs = sorted(s.ref_s for s in samples if s.ref_s > 0 and s.ref_ratio > 0)
+    if ratio and refs:
+        return {"probe_during_ms": ratio * refs[len(refs) // 2] * 1e3, "probe_reference_ratio": ratio}
+    return {"probe_during_ms": during} if during else {}
