@@ -5,9 +5,9 @@
 For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
 transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
 generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each round times
-generate(1), generate(N) and the calibration's probe network (hwcost.probe, warmed by one untimed call)
-back to back, so the difference and the probe see the same seconds; both figures are reported raw (median
-over rounds) and drift-adjusted: the median over rounds of the figure / the probe's time, times the
+generate(1) and generate(N) back to back between two blocks of the calibration's probe network
+(hwcost.probe, each warmed by one untimed call), so the difference and the probe see the same seconds;
+both figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the figure / the probe's time, times the
 probe's time at calibration. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
@@ -40,19 +40,27 @@ def config(name: str):
                           num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048)
 
 
-def timed_rounds(one, many, new: int, probe, rounds: int) -> dict[str, tuple[float, float]]:
+def timed_rounds(one, many, new: int, probe, rounds: int, probe_calls: int = 5) -> dict[str, tuple[float, float]]:
     """Per figure (ttft, decode): (median seconds, median of seconds / probe) over ``rounds`` rounds of
-    generate(1), generate(new), an untimed probe call and a timed one, back to back, after two untimed
-    rounds (with one, the first model's probe read up to 1.3x slow in its first rounds: the heap still
+    generate(1) and generate(new) back to back, each round's probe the mean of the probe blocks just
+    before and just after it (each an untimed call, then the median of ``probe_calls``): generate(new)
+    lasts up to a second, and one 4 ms probe call after it read that second's speed less well (the
+    same figure moved 17.8-18.3 ms over three runs so, 18.3-20.3 with one call after). Two untimed rounds
+    first (with one, the first model's probe read up to 1.3x slow in its first rounds: the heap still
     growing to its steady state)."""
+    def probe_block() -> float:
+        probe()
+        return statistics.median(timed_call(probe) for _ in range(probe_calls))
+
     for _ in range(2):
         one(), many(), probe(), probe()
     rows = []
+    before = probe_block()
     for _ in range(rounds):
         t1, tn = timed_call(one), timed_call(many)
-        probe()
-        tp = timed_call(probe)
-        rows.append((t1, (tn - t1) / (new - 1), tp))
+        after = probe_block()
+        rows.append((t1, (tn - t1) / (new - 1), (before + after) / 2))
+        before = after
     return {k: (statistics.median(r[i] for r in rows), statistics.median(r[i] / r[2] for r in rows))
             for i, k in enumerate(("ttft", "decode"))}
 
