@@ -7,8 +7,8 @@ transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Tim
 generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each round times
 generate(1) and generate(N) back to back between two blocks of the calibration's probe network
 (hwcost.probe, each warmed by one untimed call), so the difference and the probe see the same seconds;
-both figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the figure / the probe's time, times the
-probe's time at calibration. Timed under the calibration's allocator condition (hwcost.allocator).
+both figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
+figure / the probe's time, times the probe's time at calibration. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """
@@ -22,7 +22,7 @@ import torch
 import hwcost
 from hwcost.allocator import apply as apply_allocator
 from hwcost.probe import calibration_probe_ms, probe_network
-from hwcost.timing import flush_subnormals_now, timed_call
+from hwcost.timing import flush_subnormals_now, time_callable, timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
     "llama-15m": (256, 4, 4, 2, 704),
@@ -49,8 +49,7 @@ def timed_rounds(one, many, new: int, probe, rounds: int, probe_calls: int = 5) 
     first (with one, the first model's probe read up to 1.3x slow in its first rounds: the heap still
     growing to its steady state)."""
     def probe_block() -> float:
-        probe()
-        return statistics.median(timed_call(probe) for _ in range(probe_calls))
+        return time_callable(probe, warmup=1, repeats=probe_calls).median_s
 
     for _ in range(2):
         one(), many(), probe(), probe()

@@ -103,11 +103,20 @@ def steady(samples: list[Sample]) -> list[Sample]:
     the run. A shared machine's speed swings within a second; the same case timed twice a minute apart
     agreed within 20% in 53-76% of 250 suite cases by its own median, in 78-87% by its ratio so scaled
     (2-vCPU VM, 1 and 2 threads). Samples without a reference (older files, chains, CUDA) keep their time."""
-    refs = sorted(s.ref_s for s in samples if s.ref_s > 0 and s.ref_ratio > 0)
-    if not refs:
+    scale = reference_median_s(samples)
+    if scale is None:
         return samples
-    scale = refs[len(refs) // 2]
-    return [replace(s, time_s=s.ref_ratio * scale) if s.ref_s > 0 and s.ref_ratio > 0 else s for s in samples]
+    return [replace(s, time_s=s.ref_ratio * scale) if _referenced(s) else s for s in samples]
+
+
+def _referenced(s: Sample) -> bool:
+    return s.ref_s > 0 and s.ref_ratio > 0
+
+
+def reference_median_s(samples: list[Sample]) -> float | None:
+    """The reference workload's median time over every case timed beside it (None: none was)."""
+    refs = sorted(s.ref_s for s in samples if _referenced(s))
+    return refs[len(refs) // 2] if refs else None
 
 
 def probe_during(samples: list[Sample]) -> dict[str, float]:
@@ -124,7 +133,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
         return v[len(v) // 2] if v else None
 
     during, ratio = median("probe_during_ms"), median("probe_reference_ratio")
-    refs = sorted(s.ref_s for s in samples if s.ref_s > 0 and s.ref_ratio > 0)
-    if ratio and refs:
-        return {"probe_during_ms": ratio * refs[len(refs) // 2] * 1e3, "probe_reference_ratio": ratio}
+    ref_s = reference_median_s(samples)
+    if ratio and ref_s:
+        return {"probe_during_ms": ratio * ref_s * 1e3, "probe_reference_ratio": ratio}
     return {"probe_during_ms": during} if during else {}
