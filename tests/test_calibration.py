@@ -683,6 +683,20 @@ def test_a_refit_measures_the_transformers_call_time_afresh(calibrated, tmp_path
     assert refit(path).transformers_call_us == pytest.approx(first.transformers_call_us)
 
 
+def test_refit_of_a_datasheet_profile_says_it_has_no_samples(tmp_path, capsys):
+    from hwcost.calibration import refit
+    from hwcost.cli import main
+
+    path = tmp_path / "pi.yaml"
+    from importlib import resources
+
+    path.write_text(resources.files("hwcost.device_profiles").joinpath("raspberry-pi-4.yaml").read_text())
+    with pytest.raises(InputError, match="not a calibrated profile"):
+        refit(str(path))
+    assert main(["calibrate", "--refit", "--out", str(path)]) == 2
+    assert "not a calibrated profile" in capsys.readouterr().err
+
+
 def test_calibrate_bad_backend():
     with pytest.raises(InputError, match="backend"):
         calibrate("x", backend="tpu")
