@@ -1,6 +1,7 @@
 """Isolated-op audit: every distinct layer of real networks, timed alone and predicted alone.
 
     python benchmarks/bench_ops.py --device benchmarks/out/this-cpu.yaml [--models a,b] [--batch 1] [--worst 20]
+                                   [--save ops.json] [--timed ops.json]
 
 A calibrated profile predicts each op from a regression fitted on the suite's random single ops.
 Whole-model errors mix that regression with the in-network context model and with the machine's
@@ -23,6 +24,7 @@ Prints, per module type, the median and p10/p90 of predicted / measured, the sha
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -71,7 +73,9 @@ def leaf_calls(model: torch.nn.Module, example, batch: int) -> list[tuple[torch.
     return calls
 
 
-def audit(profile, names: list[str], batch: int) -> list[dict]:
+def audit(profile, names: list[str], batch: int, timed: dict | None = None) -> list[dict]:
+    """Per distinct op: the profile's isolated prediction and its measured (and drift-adjusted) time;
+    with ``timed`` (rows of an earlier audit, by key) the measurements are taken from there instead."""
     tm = time_model_for(calibration_text(profile, "model"), rates_of(profile))
     probe_then_s = (calibration_probe_ms(profile.calibration) or 0.0) * 1e-3
     net, x = probe_network()
@@ -90,6 +94,13 @@ def audit(profile, names: list[str], batch: int) -> list[dict]:
             if not ops:
                 continue
             predicted = sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops]))
+            row = {"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
+                   "shapes": key[1], "predicted_s": predicted}
+            if timed is not None:
+                earlier = timed.get(_row_key(row))
+                if earlier is not None:
+                    rows.append({**row, "measured_s": earlier["measured_s"], "adjusted_s": earlier["adjusted_s"]})
+                continue
             with torch.inference_mode():
                 measured = time_callable(lambda: mod(*args), warmup=3, repeats=50, max_seconds=0.15).median_s
                 adjusted = None
@@ -98,9 +109,12 @@ def audit(profile, names: list[str], batch: int) -> list[dict]:
                     paired = time_interleaved(lambda: _burst(mod, args, k), probe, warmup=1, repeats=9,
                                               max_seconds=0.5)
                     adjusted = paired.ratio_median * probe_then_s / k
-            rows.append({"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
-                         "shapes": key[1], "predicted_s": predicted, "measured_s": measured, "adjusted_s": adjusted})
+            rows.append({**row, "measured_s": measured, "adjusted_s": adjusted})
     return rows
+
+
+def _row_key(row: dict) -> str:
+    return f"{row['model']}|{row['module']}|{[list(s) for s in row['shapes']]}"
 
 
 def report(rows: list[dict], worst: int, key: str = "measured_s") -> None:
@@ -138,6 +152,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="default: the profile's calibration threads")
     ap.add_argument("--worst", type=int, default=20)
+    ap.add_argument("--save", help="write every op's prediction and timings to this JSON file")
+    ap.add_argument("--timed", help="take the timings from an earlier --save file (predict only: after a refit)")
     args = ap.parse_args()
     profile = hwcost.load_device(args.device)
     if not profile.calibration:
@@ -145,7 +161,13 @@ def main() -> None:
     threads = args.threads or int(profile.calibration.get("threads") or torch.get_num_threads())
     apply_allocator(((profile.calibration.get("host") or {}).get("allocator")) or "retain")
     with fixed_threads(threads):
-        rows = audit(profile, [m for m in args.models.split(",") if m], args.batch)
+        timed = None
+        if args.timed:
+            timed = {_row_key(r): r for r in json.loads(Path(args.timed).read_text())["rows"]}
+        rows = audit(profile, [m for m in args.models.split(",") if m], args.batch, timed)
+    if args.save:
+        Path(args.save).write_text(json.dumps({"profile": args.device, "threads": threads, "batch": args.batch,
+                                               "rows": rows}, indent=0))
     print(f"profile {profile.name} (suite {profile.calibration.get('suite_version')}), {threads} thread(s), "
           f"batch {args.batch}\n\n== raw: each op's median over warm repeats ==")
     report(rows, args.worst)

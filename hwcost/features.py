@@ -14,10 +14,10 @@ FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
-    "cold_weights", "strided", "op_code", "in_place",
+    "cold_weights", "strided", "op_code", "in_place", "op_prior",
 )
 # features that come from the op's key (vectorize), not its shapes: samples files do not store them
-KEY_FEATURES = ("op_code", "in_place")
+KEY_FEATURES = ("op_code", "in_place", "op_prior")
 # cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
@@ -137,21 +137,49 @@ def base_op(op: str) -> str:
     return op[:-1] if in_place(op) else op
 
 
-def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str, list[str]]) -> list[float]:
+def _known(op: str, names) -> str | None:
+    """The name under which a model knows ``op``: its out-of-place name, or the op that name refines."""
+    op0 = base_op(op)
+    if op0 not in names and REFINES.get(op0) in names:
+        op0 = REFINES[op0]
+    return op0 if op0 in names else None
+
+
+def elements(features: dict[str, float]) -> float:
+    """The elements an op touches: its first input's or its output's, the larger (a pool or a reduction
+    reads more than it writes, an upsampling writes more)."""
+    return 2.0 ** max(features.get("log_out_numel", 0.0), features.get("log_in_numel", 0.0)) - 1.0
+
+
+def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, features: dict[str, float],
+             base_s: float) -> float:
+    """log(the op's own fitted time / the baseline): its fixed cost plus its cost per element (elements()), as
+    fitted to its samples (``fits[family][op]`` = [fixed seconds, seconds per element]; ops with too few
+    samples take their family's fit, under ""). 0.0 without fits (prior = baseline)."""
+    fam = fits.get(family)
+    if not fam or base_s <= 0:
+        return 0.0
+    fixed, per_element = fam.get(_known(op, fam) or "", fam.get("", [0.0, 0.0]))
+    prior_s = fixed + per_element * elements(features)
+    return math.log(prior_s / base_s) if prior_s > 0 else 0.0
+
+
+def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str, list[str]],
+              prior: float = 0.0) -> list[float]:
     """Features in FEATURES order, with op_code = the index of the op (in place or not) in its family's
-    vocabulary of out-of-place names (-1: unseen), and in_place = 1 for relu_, hardswish_, add_ ...
+    vocabulary of out-of-place names (-1: unseen), in_place = 1 for relu_, hardswish_, add_ ..., and
+    op_prior = ``prior`` (op_prior()).
     An in-place op writes into its input's cache lines instead of a fresh buffer (here ReLU on 1x96x28x28
     took 4.7 us in place, 9.0 us out of place). Under codes of their own (suite 5-11) the few in-place
     samples sat between unrelated ops in the code order, and with suite 11's new ops beside relu_ the
     trees predicted in-place ReLUs of real CNNs 2.6-3.7x slow; as a flag on relu's code they share
     relu's samples and every in-place op's difference."""
     names = vocab.get(family, [])
-    op0 = base_op(op)
+    op0 = _known(op, names)
     f = dict(features)
-    if op0 not in names and REFINES.get(op0) in names:
-        op0 = REFINES[op0]
-    f["op_code"] = float(names.index(op0)) if op0 in names else -1.0
+    f["op_code"] = float(names.index(op0)) if op0 is not None else -1.0
     f["in_place"] = float(in_place(op))
+    f["op_prior"] = prior
     return [f[k] for k in FEATURES]
 
 

@@ -20,12 +20,13 @@ import numpy as np
 
 from .devices import DeviceProfile
 from .errors import ProfileError
-from .features import FEATURES, op_key, shape_features, vectorize
+from .features import FEATURES, op_key, op_prior, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 7  # 7: op codes ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature
+MODEL_VERSION = 8  # 8: op codes ordered by cost per element, each op's own fit as the op_prior feature
+# 7: op codes ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature
 # 4: a recurrent layer's baseline pays the dispatch floor once per serial step
 # 3: cold_weights feature, the last-level cache in the context model
 # 2: context model without per-family scales, bytes capped at the private cache
@@ -164,8 +165,11 @@ class TimeModel:
 
     def __init__(self, vocab: dict[str, list[str]], ensembles: dict[str, TreeEnsemble], constants: dict[str, float],
                  global_constant: float, rates: Rates, context: ContextModel | None = None,
-                 ranges: dict[str, dict[str, Any]] | None = None):
+                 ranges: dict[str, dict[str, Any]] | None = None,
+                 op_fits: dict[str, dict[str, list[float]]] | None = None):
         self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
+        # per family and op: [fixed seconds, seconds per output element] fitted to its samples (op_prior)
+        self.op_fits = op_fits or {}
         self.global_constant, self.rates = global_constant, rates
         self.context = context or ContextModel()
         # per family: the sampled span of each size feature, and of log(time / baseline) (see sampled_ranges)
@@ -220,7 +224,10 @@ class TimeModel:
             for i in feats:
                 feats[i]["cold_weights"] = float(bool(colds and colds[i]))
             if ens is not None:
-                corr = ens.predict(np.array([vectorize(feats[i], fam, op_key(costs[i]), self.vocab) for i in idx]))
+                corr = ens.predict(np.array([
+                    vectorize(feats[i], fam, op_key(costs[i]), self.vocab,
+                              op_prior(self.op_fits, fam, op_key(costs[i]), feats[i], b))
+                    for i, b in zip(idx, bases)]))
             else:
                 corr = [self.constants.get(fam, self.global_constant)] * len(idx)
             for i, b, c in zip(idx, bases, corr):
@@ -263,7 +270,7 @@ class TimeModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
-                "constants": self.constants, "global_constant": self.global_constant,
+                "constants": self.constants, "global_constant": self.global_constant, "op_fits": self.op_fits,
                 "context": vars(self.context), "ranges": self.ranges,
                 "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
 
@@ -276,7 +283,7 @@ class TimeModel:
                              "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
         return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]),
-                   d.get("ranges"))
+                   d.get("ranges"), d.get("op_fits"))
 
 
 _CACHE: dict[str, TimeModel] = {}
