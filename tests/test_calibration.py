@@ -346,6 +346,26 @@ def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights
     assert not any("_DecoderBlock" in str(chain_case(0, k, 7).build()[0]) for k in range(40))
 
 
+def test_suite_samples_decode_lm_heads_with_cold_weights_and_3d_pools():
+    import itertools
+
+    from hwcost.calibration.suite import StreamedLinear, cases
+
+    heads, pools = set(), set()
+    for c in itertools.islice(cases(0), 1500):   # about a 300 s calibration's cases on this project's VM
+        if c.family == "matmul":
+            mod, (x, *_) = c.build()
+            if isinstance(mod, StreamedLinear) and x.shape[0] <= 8 and mod.weights[0].shape[0] >= 32000:
+                heads.add(mod.weights[0].shape[1])     # the hidden size: a head's speed per byte follows it
+                assert mod.weights[0].numel() * 4 * mod.weight_copies >= 128e6   # every call reads cold weights
+        elif c.family == "pool":
+            mod, (x, *_) = c.build()
+            if x.dim() == 5:
+                pools.add(type(mod).__name__)
+    assert len(heads) >= 3 and min(heads) <= 512 and max(heads) >= 768
+    assert pools >= {"MaxPool3d"}
+
+
 def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
     """A decode step's per-token ops (RMSNorm's mean, rsqrt and eps add on one token, rotary products
     and half cats over heads, a one-token embedding) fall inside the feature ranges that the first

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 15  # 15: the same draws as 14; GELU's tanh form sampled as the op gelu_tanh (features.op_key)
+SUITE_VERSION = 16  # 16: a decode step's LM head (one to a few tokens onto a 32K-152K vocabulary, cold
+# weights), 3D pools (video networks)
+# 15: the same draws as 14; GELU's tanh form sampled as the op gelu_tanh (features.op_key)
 # 14: GELU's tanh approximation (gelu_pytorch_tanh of Gemma-class models) beside the erf
 # form, half of the GELU cases: both were the op gelu, told apart by FLOPs per element (13 vs 5); on this
 # project's VM the tanh form takes 1.8-2.0 ns per element, the erf form 0.5-0.75
@@ -47,6 +49,7 @@ LARGE_SHARE = 0.15
 MAX_CASE_BYTES = 256e6
 HEAD_CASE_FLOPS = 80e9    # language-model heads: thousands of tokens onto a 32k-50k vocabulary
 HEAD_SHARE = 0.04
+DECODE_HEAD_SHARE = 0.05  # ... and one decode step's token onto the vocabulary: the largest op of a small LM's step
 CLASSIFIER_SHARE = 0.08   # CNN classifier heads: one image's features through 9216x4096 or 25088x4096 weights
 STREAM_SHARE = 0.25       # linear layers whose weights come from DRAM, as in a decoder's token-by-token steps
 STREAM_POOL_BYTES = 128e6 # weight copies per streamed case: 4x a 32 MB L3, 2.5x an H100's 50 MB L2
@@ -176,13 +179,24 @@ def _matmul(rng, dtype):
         if 2 * m * k * nout > HEAD_CASE_FLOPS:
             return None
         return lambda: (nn.Linear(k, nout, bias=False).to(dtype), (_x(m, k, dtype=dtype),))
-    if kind < 0.2 + HEAD_SHARE + CLASSIFIER_SHARE:
+    if kind < 0.2 + HEAD_SHARE + DECODE_HEAD_SHARE:
+        # a decode step's LM head: a few rows onto 32K-152K outputs, its weights cold (a small LM's head
+        # is 30-60 MB against a 32 MB L3). Its time per byte depends on the hidden size: here a 256-wide
+        # head streamed at 6.8 GB/s, a 1024-wide one at 14.5 GB/s, and drawn among all streamed layers
+        # (few of them this wide and this narrow) the trees put a 256 x 32000 head at 11.8 GB/s
+        m = _pick(rng, [1, 1, 1, 1, 2, 4, 8])
+        k = _pick(rng, [256, 384, 512, 576, 768, 896, 1024, 1536, 2048])
+        nout = _pick(rng, [32000, 49152, 50257, 65024, 128256, 151936])
+        if k * nout * 4 > MAX_CASE_BYTES:
+            return None
+        return lambda: (StreamedLinear(k, nout, False, dtype), (_x(m, k, dtype=dtype),))
+    if kind < 0.2 + HEAD_SHARE + DECODE_HEAD_SHARE + CLASSIFIER_SHARE:
         # CNN classifier heads: 40-400 MB of weights streamed from DRAM for a few rows. At one row
         # the BLAS runs a GEMV, at two or more a GEMM that packs the weights first: a regime of its own
         m, k = _pick(rng, [1, 1, 1, 2, 8, 16]), _pick(rng, [2048, 4096, 9216, 25088])
         nout = _pick(rng, [1000, 4096])
         return lambda: (nn.Linear(k, nout).to(dtype), (_x(m, k, dtype=dtype),))
-    if kind < 0.2 + HEAD_SHARE + CLASSIFIER_SHARE + STREAM_SHARE:
+    if kind < 0.2 + HEAD_SHARE + DECODE_HEAD_SHARE + CLASSIFIER_SHARE + STREAM_SHARE:
         # decoder-shaped layers with cold weights: a few rows (decode steps, short prompts) up to a few
         # hundred, where the product turns compute-bound and cold weights stop mattering
         m = _pick(rng, [1, 1, 1, 1, 2, 4, 8, 16, 32, 64, 128, 256])
@@ -326,6 +340,12 @@ def _norm(rng, dtype):
 
 
 def _pool(rng, dtype):
+    if rng.random() < 0.2:   # 3D pools of video networks (C3D, R(2+1)D): (N, C, frames, H, W)
+        c, d, h = _pick(rng, [16, 32, 64, 128, 256, 512]), _pick(rng, [2, 4, 8, 16]), _pick(rng, [7, 14, 28, 56, 112])
+        if c * d * h * h * 4 > MAX_CASE_BYTES:
+            return None
+        mod = _pick(rng, [lambda: nn.MaxPool3d(2), lambda: nn.MaxPool3d((1, 2, 2)), lambda: nn.AdaptiveAvgPool3d(1)])
+        return lambda: (mod(), (_x(1, c, d, h, h, dtype=dtype),))
     n, c, h = _pick(rng, [1, 1, 8]), _pick(rng, [16, 64, 128, 256, 512, 1024, 2048]), _pick(rng, [7, 14, 28, 56, 112])
     if n * c * h * h * 4 > MAX_CASE_BYTES:
         return None
