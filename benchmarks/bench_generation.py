@@ -5,10 +5,13 @@
 For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
 transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
 generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each round times
-generate(1) and generate(N) back to back between two blocks of the calibration's probe network
-(hwcost.probe, each warmed by one untimed call), so the difference and the probe see the same seconds;
-both figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
-figure / the probe's time, times the probe's time at calibration. Timed under the calibration's allocator condition (hwcost.allocator).
+generate(1) and generate(N) back to back between two blocks of a probe network timed at calibration
+(each block warmed by one untimed call), so the difference and the probe see the same seconds; both
+figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
+figure / the probe's time, times the probe's time at calibration. The probe is the calibration's decode
+probe (hwcost.probe.decode_probe_network: a fixed decode step of a 4-layer Llama-style model with a
+32,000-token head, 45 MB of weights) where the profile read it (suite 16 on), else its CNN probe, which
+decode steps follow poorly. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """
@@ -21,7 +24,7 @@ import torch
 
 import hwcost
 from hwcost.allocator import apply as apply_allocator
-from hwcost.probe import calibration_probe_ms, probe_network
+from hwcost.probe import calibration_decode_probe_ms, calibration_probe_ms, decode_probe_network, probe_network
 from hwcost.timing import flush_subnormals_now, time_callable, timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
@@ -79,10 +82,14 @@ def main() -> None:
     torch.set_num_threads(threads)
     # the allocator condition the profile (and its probe time) was measured under, as bench_ops and validate
     apply_allocator((cal.get("host") or {}).get("allocator") or "retain")
-    probe_then = calibration_probe_ms(cal)
-    net, x = probe_network()
+    probe_then = calibration_decode_probe_ms(cal)
+    which = "decode probe"
+    net, x = decode_probe_network()
+    if not probe_then:   # a profile calibrated before the decode probe was read
+        probe_then, which = calibration_probe_ms(cal), "CNN probe"
+        net, x = probe_network()
     probe = lambda: net(x)  # noqa: E731
-    print(f"profile {profile.name}: {threads} threads, probe at calibration {probe_then:.3f} ms, generate() step "
+    print(f"profile {profile.name}: {threads} threads, {which} at calibration {probe_then:.3f} ms, generate() step "
           f"{profile.generate_step_us} us (measured)\n")
     print(f"{'model':11s} {'prompt':>6s} | {'TTFT meas':>9s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s} | "
           f"{'decode meas':>11s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s}")

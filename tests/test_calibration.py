@@ -505,6 +505,36 @@ def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
     assert probe_during(cases) == {}
 
 
+def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
+    from hwcost.calibration.bench import decode_probe_reading
+    from hwcost.calibration.profile import _probe_record
+    from hwcost.calibration.samples import probe_during
+    from hwcost.probe import calibration_decode_probe_ms, decode_probe_network
+
+    (net, x), (net2, x2) = decode_probe_network(), decode_probe_network()
+    with torch.inference_mode():
+        assert torch.equal(net(x), net2(x2))            # the same network and token at every calibration
+    assert sum(p.numel() for p in net.parameters()) * 4 > 40e6   # its weights outgrow a 32 MB L3: streamed
+    reading = decode_probe_reading((net, x))
+    assert reading["probe_decode_during_ms"] > 0 and reading["probe_decode_reference_ratio"] > 0
+
+    def case(cid, ref):
+        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
+                      ref_s=ref)
+
+    def fundamental(op, v):
+        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
+
+    # the workload's run median is 25 us; the decode probe read 300x, 320x and 340x it: 320 x 25 us = 8 ms
+    samples = [case("a", 20e-6), case("b", 30e-6), case("c", 25e-6), fundamental("probe_reference_ratio", 160.0)]
+    samples += [fundamental("probe_decode_reference_ratio", r) for r in (300.0, 340.0, 320.0)]
+    got = probe_during(samples)
+    assert got["probe_decode_during_ms"] == pytest.approx(8.0) and got["probe_during_ms"] == pytest.approx(4.0)
+    record = _probe_record(got)["probe"]
+    assert calibration_decode_probe_ms({"probe": record}) == pytest.approx(8.0)
+    assert calibration_decode_probe_ms({"probe": {"during_ms": 4.0}}) is None   # older profiles: none
+
+
 def test_a_probe_reading_between_cases_is_timed_beside_the_reference():
     from hwcost.calibration.bench import probe_reading
     from hwcost.probe import probe_network
@@ -568,13 +598,18 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
     once = lambda rows: [s for s in rows if s.family == "_fundamental"  # noqa: E731
-                         and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_"))]
+                         and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_", "probe_decode_"))]
     assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
     during = [s.time_s for s in rows2 if s.op == "probe_during_ms"]   # the probe between cases, all through
     ratio = [s.time_s for s in rows2 if s.op == "probe_reference_ratio"]   # ... beside the reference workload
     refs = sorted(s.ref_s for s in rows2 if s.ref_s > 0)
     assert len(during) == len(ratio) == 1
     assert second.calibration["probe"]["during_ms"] == pytest.approx(ratio[0] * refs[len(refs) // 2] * 1e3, abs=1e-4)
+    # the decode probe (the generation benchmark's reference), read at the first chain, on the same scale
+    decode = [s.time_s for s in rows2 if s.op == "probe_decode_reference_ratio"]
+    assert len(decode) == 1
+    assert second.calibration["probe"]["decode_during_ms"] == pytest.approx(decode[0] * refs[len(refs) // 2] * 1e3,
+                                                                          abs=1e-4)
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
 

@@ -310,6 +310,17 @@ def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
     return GenerateOverhead(*(statistics.median(v) for v in (per_step, per_call, forward)))
 
 
+def decode_probe_reading(decode_probe: tuple) -> dict[str, float]:
+    """One reading of the decode probe (hwcost.probe.decode_probe_network) beside the reference workload,
+    as probe_reading does on a CPU: the generation benchmark's speed reference, put on the samples' scale
+    by samples.probe_during."""
+    net, x = decode_probe
+    with torch.inference_mode():
+        paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3)
+    return {"probe_decode_during_ms": paired.model.median_s * 1e3,
+            "probe_decode_reference_ratio": paired.ratio_median}
+
+
 def probe_reading(probe: tuple, sync, backend: str) -> dict[str, float]:
     """One reading of the probe network between cases: on a CPU, timed in blocks beside the reference
     workload the cases are timed beside, so that its ratio to that workload can put the probe on the

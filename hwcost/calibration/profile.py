@@ -28,7 +28,8 @@ def _threads(n: int) -> str:
 
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
     probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4)
-                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio")
+                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "decode_during_ms",
+                                       "decode_reference_ratio")
                              if fundamentals.get(f"probe_{k}")}
     for when in ("start", "end"):
         rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES

@@ -134,6 +134,10 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
 
     during, ratio = median("probe_during_ms"), median("probe_reference_ratio")
     ref_s = reference_median_s(samples)
+    out = {}
+    decode_ratio = median("probe_decode_reference_ratio")
+    if decode_ratio and ref_s:   # the decode probe, read beside the workload the same way (suite 16 on)
+        out = {"probe_decode_during_ms": decode_ratio * ref_s * 1e3, "probe_decode_reference_ratio": decode_ratio}
     if ratio and ref_s:
-        return {"probe_during_ms": ratio * ref_s * 1e3, "probe_reference_ratio": ratio}
-    return {"probe_during_ms": during} if during else {}
+        return {"probe_during_ms": ratio * ref_s * 1e3, "probe_reference_ratio": ratio, **out}
+    return {"probe_during_ms": during, **out} if during else out
