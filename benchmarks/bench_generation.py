@@ -9,7 +9,7 @@ generate(1) and generate(N) back to back between two blocks of a probe network t
 (each block warmed by one untimed call), so the difference and the probe see the same seconds; both
 figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
 figure / the probe's time, times the probe's time at calibration. The probe is the calibration's decode
-probe (hwcost.probe.decode_probe_network: a fixed decode step of a 4-layer Llama-style model with a
+probe (hwcost.calibration.suite.decode_probe_network: a fixed decode step of a 4-layer Llama-style model with a
 32,000-token head, 45 MB of weights) where the profile read it (suite 16 on), else its CNN probe, which
 decode steps follow poorly. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
@@ -24,7 +24,8 @@ import torch
 
 import hwcost
 from hwcost.allocator import apply as apply_allocator
-from hwcost.probe import calibration_decode_probe_ms, calibration_probe_ms, decode_probe_network, probe_network
+from hwcost.calibration.suite import decode_probe_network
+from hwcost.probe import calibration_decode_probe_ms, calibration_probe_ms, probe_network
 from hwcost.timing import flush_subnormals_now, time_callable, timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)

@@ -509,7 +509,8 @@ def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     from hwcost.calibration.bench import decode_probe_reading
     from hwcost.calibration.profile import _probe_record
     from hwcost.calibration.samples import probe_during
-    from hwcost.probe import calibration_decode_probe_ms, decode_probe_network
+    from hwcost.calibration.suite import decode_probe_network
+    from hwcost.probe import calibration_decode_probe_ms
 
     (net, x), (net2, x2) = decode_probe_network(), decode_probe_network()
     with torch.inference_mode():

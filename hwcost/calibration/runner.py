@@ -17,21 +17,20 @@ from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
-from ..probe import decode_probe_network, probe_network
+from ..probe import probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
-                    decode_probe_reading, probe_reading, speed_readings)
+                    probe_reading, speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
 from .profile import CalibrationRun, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
                       read_samples, samples_path_for, steady, write_samples_header)
-from .suite import SUITE_VERSION, cases, chain_case
+from .suite import SUITE_VERSION, cases, chain_case, decode_probe_network
 
 DEFAULT_BUDGET_S = 300.0
 QUICK_BUDGET_S = 45.0
 CHAIN_EVERY = 10          # one network-like chain per this many isolated cases
-DECODE_PROBE_EVERY = 4    # a decode-probe reading per this many chains (~50 in a 300 s run here, ~2% of it)
 RECHECK_SHARE = 0.05      # the budget's last part: the second look at cases that came out far too slow
 
 
@@ -116,8 +115,7 @@ def calibrate(
     prog = Progress(budget, progress)
     probe_net, probe_x = probe_network()
     probe, sync = (probe_net.to(backend), probe_x.to(backend)), synchronizer(backend)
-    # the generation benchmark's reference, read every few chains (~0.1 s a reading); CPU only for now
-    decode_probe = decode_probe_network() if backend == "cpu" else None
+    decode_probe = decode_probe_network() if backend == "cpu" else None   # generation's reference (bench)
     with fixed_threads(threads) as n_threads, OtherLoad() as load:
         fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
         new_file = not existing
@@ -149,10 +147,7 @@ def calibrate(
                     if count % CHAIN_EVERY == 0:
                         writer.writerow(measure_chain(seed, chains, backend, meter).row())
                         # the machine's speed all through the run, not only at its ends
-                        reading = probe_reading(probe, sync, backend)
-                        if decode_probe is not None and chains % DECODE_PROBE_EVERY == 0:
-                            reading.update(decode_probe_reading(decode_probe))
-                        for k, v in reading.items():
+                        for k, v in probe_reading(probe, sync, backend, decode_probe, chains).items():
                             writer.writerow(fundamental_row(k, v))
                         f.flush()
                         chains += 1
