@@ -83,12 +83,10 @@ def main() -> None:
     torch.set_num_threads(threads)
     # the allocator condition the profile (and its probe time) was measured under, as bench_ops and validate
     apply_allocator((cal.get("host") or {}).get("allocator") or "retain")
-    probe_then = calibration_decode_probe_ms(cal)
-    which = "decode probe"
-    net, x = decode_probe_network()
+    probe_then, which = calibration_decode_probe_ms(cal), "decode probe"
     if not probe_then:   # a profile calibrated before the decode probe was read
         probe_then, which = calibration_probe_ms(cal), "CNN probe"
-        net, x = probe_network()
+    net, x = decode_probe_network() if which == "decode probe" else probe_network()
     probe = lambda: net(x)  # noqa: E731
     print(f"profile {profile.name}: {threads} threads, {which} at calibration {probe_then:.3f} ms, generate() step "
           f"{profile.generate_step_us} us (measured)\n")

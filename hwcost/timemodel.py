@@ -168,7 +168,7 @@ class TimeModel:
                  ranges: dict[str, dict[str, Any]] | None = None,
                  op_fits: dict[str, dict[str, list[float]]] | None = None):
         self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
-        # per family and op: [fixed seconds, seconds per output element] fitted to its samples (op_prior)
+        # per family and op: [fixed seconds, seconds per element touched] fitted to its samples (op_prior)
         self.op_fits = op_fits or {}
         self.global_constant, self.rates = global_constant, rates
         self.context = context or ContextModel()

@@ -506,7 +506,7 @@ def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
 
 
 def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
-    from hwcost.calibration.bench import decode_probe_reading
+    from hwcost.calibration.bench import DECODE_PROBE_EVERY, probe_reading
     from hwcost.calibration.profile import _probe_record
     from hwcost.calibration.samples import probe_during
     from hwcost.calibration.suite import decode_probe_network
@@ -516,8 +516,11 @@ def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     with torch.inference_mode():
         assert torch.equal(net(x), net2(x2))            # the same network and token at every calibration
     assert sum(p.numel() for p in net.parameters()) * 4 > 40e6   # its weights outgrow a 32 MB L3: streamed
-    reading = decode_probe_reading((net, x))
+    from hwcost.probe import probe_network
+
+    reading = probe_reading(probe_network(), None, "cpu", (net, x), chain=DECODE_PROBE_EVERY)
     assert reading["probe_decode_during_ms"] > 0 and reading["probe_decode_reference_ratio"] > 0
+    assert "probe_decode_during_ms" not in probe_reading(probe_network(), None, "cpu", (net, x), chain=1)
 
     def case(cid, ref):
         return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,

@@ -313,29 +313,23 @@ def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
 DECODE_PROBE_EVERY = 4    # chains per decode-probe reading (~0.1 s each: ~50 in a 300 s run here, ~2% of it)
 
 
-def decode_probe_reading(decode_probe: tuple) -> dict[str, float]:
-    """One reading of the decode probe (suite.decode_probe_network) beside the reference workload,
-    as probe_reading does on a CPU: the generation benchmark's speed reference, put on the samples' scale
-    by samples.probe_during."""
-    net, x = decode_probe
+def _beside_reference(net: nn.Module, x: torch.Tensor, name: str) -> dict[str, float]:
+    """A probe network timed in blocks beside the reference workload the cases are timed beside: its
+    median (``name``_during_ms) and its median ratio to that workload (``name``_reference_ratio), which
+    samples.probe_during puts on the samples' own scale."""
     with torch.inference_mode():
         paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3)
-    return {"probe_decode_during_ms": paired.model.median_s * 1e3,
-            "probe_decode_reference_ratio": paired.ratio_median}
+    return {f"{name}_during_ms": paired.model.median_s * 1e3, f"{name}_reference_ratio": paired.ratio_median}
 
 
 def probe_reading(probe: tuple, sync, backend: str, decode_probe: tuple | None = None,
                   chain: int = 0) -> dict[str, float]:
-    """One reading of the probe network between cases: on a CPU, timed in blocks beside the reference
-    workload the cases are timed beside, so that its ratio to that workload can put the probe on the
-    samples' own scale (probe_during); on CUDA, its median over a few calls. Every DECODE_PROBE_EVERY-th
-    chain, the decode probe's reading too (decode_probe_reading)."""
+    """One reading of the probe network between cases: on a CPU, beside the reference workload
+    (_beside_reference); on CUDA, its median over a few calls. Every DECODE_PROBE_EVERY-th chain, the
+    decode probe's reading too (suite.decode_probe_network: the generation benchmark's speed reference)."""
     if backend != "cpu":
         return {"probe_during_ms": quick_probe_ms(*probe, sync)}
-    net, x = probe
-    with torch.inference_mode():
-        paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3)
-    out = {"probe_during_ms": paired.model.median_s * 1e3, "probe_reference_ratio": paired.ratio_median}
+    out = _beside_reference(*probe, "probe")
     if decode_probe is not None and chain % DECODE_PROBE_EVERY == 0:
-        out.update(decode_probe_reading(decode_probe))
+        out.update(_beside_reference(*decode_probe, "probe_decode"))
     return out

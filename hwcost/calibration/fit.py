@@ -53,9 +53,9 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     """The vocabulary of ops per family, each op's own fitted time (op_fits), and per family its samples,
     feature rows and log(time / baseline).
 
-    A family's vocabulary is ordered by its ops' cost per output element, then their fixed cost (each
-    op's fit, _fixed_and_per_element; an op whose samples do not show it, the family's typical one), not by name: the trees split the op code as a number, so
-    neighbouring codes share leaves, and by name suite 11's exp and cos sat beside gelu and the trees put
+    A family's vocabulary is ordered by its ops' cost per element, then their fixed cost (each op's fit,
+    _fixed_and_per_element; an op whose samples do not show it, the family's typical one), not by name:
+    the trees split the op code as a number, so neighbouring codes share leaves, and by name suite 11's exp and cos sat beside gelu and the trees put
     the GELUs of real transformers at 2-3x their time. Ordered by the median log(time / baseline) of the
     larger half of each op's samples (suite 12-15), GELU still sat beside its tanh form and tanh: its
     erf form pays ~7 us per call here, so its small samples ran slow against the baseline, while per
@@ -108,16 +108,10 @@ def _sized(samples: list[Sample], fixed_s: float, per_element_s: float) -> bool:
 
 
 def _fixed_and_per_element(samples: list[Sample]) -> tuple[float, float]:
-    """An op's time as a fixed cost plus a cost per element it touches (features.elements), fitted to its samples (non-negative
-    least squares on relative error)."""
-    from scipy.optimize import nnls
-
+    """An op's time as a fixed cost plus a cost per element it touches (features.elements), fitted to its
+    samples (non-negative least squares on relative error)."""
     t = np.array([s.time_s for s in samples])
-    a = np.array([[1.0, elements(s.features)] for s in samples])
-    norm = a.max(axis=0)
-    norm[norm == 0] = 1.0
-    coef, _ = nnls(a / norm / t[:, None], np.ones(len(t)))
-    fixed, per_element = coef / norm
+    fixed, per_element = _relative_nnls(np.array([[1.0, elements(s.features)] for s in samples]), t, t)
     return float(fixed), float(per_element)
 
 

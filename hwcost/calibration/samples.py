@@ -132,12 +132,13 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
         v = sorted(s.time_s for s in samples if s.family == "_fundamental" and s.op == op)
         return v[len(v) // 2] if v else None
 
-    during, ratio = median("probe_during_ms"), median("probe_reference_ratio")
     ref_s = reference_median_s(samples)
-    out = {}
-    decode_ratio = median("probe_decode_reference_ratio")
-    if decode_ratio and ref_s:   # the decode probe, read beside the workload the same way (suite 16 on)
-        out = {"probe_decode_during_ms": decode_ratio * ref_s * 1e3, "probe_decode_reference_ratio": decode_ratio}
-    if ratio and ref_s:
-        return {"probe_during_ms": ratio * ref_s * 1e3, "probe_reference_ratio": ratio, **out}
-    return {"probe_during_ms": during, **out} if during else out
+
+    def on_scale(name: str) -> dict[str, float]:
+        ratio = median(f"{name}_reference_ratio")
+        return {f"{name}_during_ms": ratio * ref_s * 1e3, f"{name}_reference_ratio": ratio} if ratio and ref_s else {}
+
+    plain, during = on_scale("probe"), median("probe_during_ms")
+    if not plain and during:
+        plain = {"probe_during_ms": during}
+    return {**plain, **on_scale("probe_decode")}   # the decode probe, read beside the workload too (suite 16 on)
