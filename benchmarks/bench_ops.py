@@ -163,8 +163,14 @@ def main() -> None:
     with fixed_threads(threads):
         timed = None
         if args.timed:
-            timed = {_row_key(r): r for r in json.loads(Path(args.timed).read_text())["rows"]}
+            try:
+                timed = {_row_key(r): r for r in json.loads(Path(args.timed).read_text())["rows"]}
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                sys.exit(f"--timed {args.timed}: not a bench_ops --save file ({type(e).__name__}: {e})")
         rows = audit(profile, [m for m in args.models.split(",") if m], args.batch, timed)
+        if timed is not None and len(rows) < len(timed):
+            print(f"{len(timed) - len(rows)} of the {len(timed)} ops in {args.timed} were not found among these "
+                  "models' ops (other models or batch size, or another hwcost's traces): left out")
     if args.save:
         Path(args.save).write_text(json.dumps({"profile": args.device, "threads": threads, "batch": args.batch,
                                                "rows": rows}, indent=0))
