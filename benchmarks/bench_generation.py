@@ -8,10 +8,15 @@ generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N 
 generate(1) and generate(N) back to back between two blocks of a probe network timed at calibration
 (each block warmed by one untimed call), so the difference and the probe see the same seconds; both
 figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
-figure / the probe's time, times the probe's time at calibration. The probe is the calibration's decode
-probe (hwcost.calibration.suite.decode_probe_network: a fixed decode step of a 4-layer Llama-style model with a
-32,000-token head, 45 MB of weights) where the profile read it (suite 16 on), else its CNN probe, which
-decode steps follow poorly. Timed under the calibration's allocator condition (hwcost.allocator).
+figure / a probe's time, times that probe's time at calibration. Two probes, because this VM's compute
+speed and its memory bandwidth drift apart (one minute, the CNN probe ran 1.25x faster than at
+calibration while the decode probe ran 1.04x slower; the decode probe's ratio to the reference workload
+came out 32.9 in one calibration and 39.6 in the next): time to first token, a prefill's GEMMs, is
+adjusted by the calibration's CNN probe (hwcost.probe.probe_network, compute-bound like it); per-token
+decode, which streams the weights, by its decode probe (hwcost.calibration.suite.decode_probe_network: a
+fixed decode step of a 4-layer Llama-style model with a 32,000-token head, 45 MB of weights) where the
+profile read it (suite 16 on), else by the CNN probe too. Timed under the calibration's allocator
+condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """
@@ -44,27 +49,27 @@ def config(name: str):
                           num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048)
 
 
-def timed_rounds(one, many, new: int, probe, rounds: int, probe_calls: int = 5) -> dict[str, tuple[float, float]]:
-    """Per figure (ttft, decode): (median seconds, median of seconds / probe) over ``rounds`` rounds of
-    generate(1) and generate(new) back to back, each round's probe the mean of the probe blocks just
-    before and just after it (each an untimed call, then the median of ``probe_calls``): generate(new)
-    lasts up to a second, and one 4 ms probe call after it read that second's speed less well (the
-    same figure moved 17.8-18.3 ms over three runs so, 18.3-20.3 with one call after). Two untimed rounds
-    first (with one, the first model's probe read up to 1.3x slow in its first rounds: the heap still
-    growing to its steady state)."""
-    def probe_block() -> float:
-        return time_callable(probe, warmup=1, repeats=probe_calls).median_s
+def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: int = 5) -> dict:
+    """Per figure (ttft, decode): its median seconds over ``rounds`` rounds of generate(1) and
+    generate(new) back to back, and per probe (``probes``: name -> callable) the median over rounds of
+    seconds / probe, each round's probe time the mean of the probe blocks just before and just after it
+    (each an untimed call, then the median of ``probe_calls``): generate(new) lasts up to a second, and
+    one 4 ms probe call after it read that second's speed less well (the same figure moved 17.8-18.3 ms
+    over three runs so, 18.3-20.3 with one call after). Two untimed rounds first (with one, the first
+    model's probe read up to 1.3x slow in its first rounds: the heap still growing to its steady state)."""
+    def probe_blocks() -> dict[str, float]:
+        return {k: time_callable(p, warmup=1, repeats=probe_calls).median_s for k, p in probes.items()}
 
     for _ in range(2):
-        one(), many(), probe(), probe()
+        one(), many(), *(p() for p in probes.values())
     rows = []
-    before = probe_block()
+    before = probe_blocks()
     for _ in range(rounds):
         t1, tn = timed_call(one), timed_call(many)
-        after = probe_block()
-        rows.append((t1, (tn - t1) / (new - 1), (before + after) / 2))
+        after = probe_blocks()
+        rows.append((t1, (tn - t1) / (new - 1), {k: (before[k] + after[k]) / 2 for k in probes}))
         before = after
-    return {k: (statistics.median(r[i] for r in rows), statistics.median(r[i] / r[2] for r in rows))
+    return {k: (statistics.median(r[i] for r in rows), {p: statistics.median(r[i] / r[2][p] for r in rows) for p in probes})
             for i, k in enumerate(("ttft", "decode"))}
 
 
@@ -83,12 +88,15 @@ def main() -> None:
     torch.set_num_threads(threads)
     # the allocator condition the profile (and its probe time) was measured under, as bench_ops and validate
     apply_allocator((cal.get("host") or {}).get("allocator") or "retain")
-    probe_then, which = calibration_decode_probe_ms(cal), "decode probe"
-    if not probe_then:   # a profile calibrated before the decode probe was read
-        probe_then, which = calibration_probe_ms(cal), "CNN probe"
-    net, x = decode_probe_network() if which == "decode probe" else probe_network()
-    probe = lambda: net(x)  # noqa: E731
-    print(f"profile {profile.name}: {threads} threads, {which} at calibration {probe_then:.3f} ms, generate() step "
+    cnn_net, cnn_x = probe_network()
+    probes, probe_then = {"cnn": lambda: cnn_net(cnn_x)}, {"cnn": calibration_probe_ms(cal)}
+    if calibration_decode_probe_ms(cal):   # profiles calibrated before the decode probe was read: the CNN probe
+        dec_net, dec_x = decode_probe_network()
+        probes["decode"], probe_then["decode"] = (lambda: dec_net(dec_x)), calibration_decode_probe_ms(cal)
+    adjust_by = {"ttft": "cnn", "decode": "decode" if "decode" in probes else "cnn"}
+    print(f"profile {profile.name}: {threads} threads, at calibration CNN probe {probe_then['cnn']:.3f} ms"
+          + (f", decode probe {probe_then['decode']:.3f} ms" if "decode" in probes else "")
+          + f"; TTFT adjusted by the {adjust_by['ttft']} probe, decode by the {adjust_by['decode']} probe; generate() step "
           f"{profile.generate_step_us} us (measured)\n")
     print(f"{'model':11s} {'prompt':>6s} | {'TTFT meas':>9s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s} | "
           f"{'decode meas':>11s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s}")
@@ -105,9 +113,9 @@ def main() -> None:
                     return lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                                   min_new_tokens=n, max_new_tokens=n, pad_token_id=0)
 
-                m = timed_rounds(gen(1), gen(args.new), args.new, probe, args.rounds)
+                m = timed_rounds(gen(1), gen(args.new), args.new, probes, args.rounds)
                 ttft_raw, decode_raw = m["ttft"][0] * 1e3, m["decode"][0] * 1e3
-                ttft_adj, decode_adj = m["ttft"][1] * probe_then, m["decode"][1] * probe_then
+                ttft_adj, decode_adj = (m[k][1][adjust_by[k]] * probe_then[adjust_by[k]] for k in ("ttft", "decode"))
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
                 e = {"ttft": (g.ttft_ms / ttft_raw - 1, g.ttft_ms / ttft_adj - 1),
                      "decode": (g.decode_ms_per_token / decode_raw - 1, g.decode_ms_per_token / decode_adj - 1)}

@@ -155,11 +155,13 @@ def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, feat
              base_s: float) -> float:
     """log(the op's own fitted time / the baseline): its fixed cost plus its cost per element (elements()), as
     fitted to its samples (``fits[family][op]`` = [fixed seconds, seconds per element]; ops with too few
-    samples take their family's fit, under ""). 0.0 without fits (prior = baseline)."""
+    samples take their family's fit, under ""; an op sampled in place and not, each way's own fit where it
+    has one: relu_ apart from relu). 0.0 without fits (prior = baseline)."""
     fam = fits.get(family)
     if not fam or base_s <= 0:
         return 0.0
-    fixed, per_element = fam.get(_known(op, fam) or "", fam.get("", [0.0, 0.0]))
+    key = op if op in fam and op != "" else _known(op, fam) or ""
+    fixed, per_element = fam.get(key, fam.get("", [0.0, 0.0]))
     prior_s = fixed + per_element * elements(features)
     return math.log(prior_s / base_s) if prior_s > 0 else 0.0
 

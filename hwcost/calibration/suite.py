@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 16  # 16: a decode step's LM head (one to a few tokens onto a 32K-152K vocabulary, cold
+SUITE_VERSION = 17  # 17: CNN activations as CNNs have them: ReLU drawn as often as three other activations,
+# and in place (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, LeakyReLU, as torchvision builds them) half the
+# time, so each in-place op has samples enough for a fit of its own (calibration.fit: suite 16 had 4 relu_)
+# 16: a decode step's LM head (one to a few tokens onto a 32K-152K vocabulary, cold
 # weights), 3D pools (video networks)
 # 15: the same draws as 14; GELU's tanh form sampled as the op gelu_tanh (features.op_key)
 # 14: GELU's tanh approximation (gelu_pytorch_tanh of Gemma-class models) beside the erf
@@ -263,6 +266,8 @@ def _rnn(rng, dtype):
 
 
 _UNARY = [nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU]
+_UNARY_DRAWS = _UNARY + [nn.ReLU, nn.ReLU]   # ReLU: most of a CNN's activations
+_IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.LeakyReLU)
 _BINARY = [torch.add, torch.mul, torch.sub, torch.div]
 
 
@@ -306,8 +311,8 @@ def _elementwise(rng, dtype):
     numel = _numel(rng)
     r = rng.random()
     if r < 0.55:
-        act = _pick(rng, _UNARY)
-        inplace = act in (nn.ReLU, nn.ReLU6, nn.Hardswish) and rng.random() < 0.5
+        act = _pick(rng, _UNARY_DRAWS)
+        inplace = act in _IN_PLACE and rng.random() < 0.5
         mod = act(inplace=True) if inplace else act()
         if act is nn.GELU and rng.random() < 0.5:   # tanh approximation: the op gelu_tanh
             mod = nn.GELU(approximate="tanh")
