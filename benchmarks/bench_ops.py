@@ -9,7 +9,8 @@ speed drifting between calibration and measurement. This audit isolates the firs
 model once with forward pre-hooks to capture every leaf module's real inputs, then times each
 distinct (module, input shapes) alone, as calibration times a suite case (warm-up, median of
 repeats, the profile's thread count, the retain allocator), and compares that with the profile's
-isolated prediction for the module's ops (no context costs). Each op's timing lasts a fraction of a
+isolated prediction for the module's ops (no context costs; weights larger than the last-level cache
+predicted cold, as they are on every repeat). Each op's timing lasts a fraction of a
 second, so a slow phase of a shared host touches few of them. Drift-adjusted as bench_accuracy does:
 each op is also timed in bursts of warm calls (about a millisecond each) alternating with the
 calibration's probe network, and its adjusted time is the median of burst / probe over the pairs times
@@ -93,7 +94,10 @@ def audit(profile, names: list[str], batch: int, timed: dict | None = None) -> l
             ops = [c for c in hwcost.analyze(mod, args if len(args) > 1 else args[0]).ops if c.launches]
             if not ops:
                 continue
-            predicted = sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops]))
+            # weights beyond the last-level cache come from DRAM on every repeat, as in a network whose
+            # weights do not fit (a classifier's 9216x4096 layer alone): predicted cold as predict would
+            predicted = sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops],
+                                        colds=tm.cold_flags(ops)))
             row = {"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
                    "shapes": key[1], "predicted_s": predicted}
             if timed is not None:
