@@ -79,7 +79,7 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
         tf = _transformers()
-        with torch.device("meta"):
+        with torch.inference_mode(False), torch.device("meta"):   # as loaders._build
             module = tf.AutoModelForCausalLM.from_config(model_or_config)
         return _wrap(module, getattr(model_or_config, "model_type", "model"))
     raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "

@@ -25,14 +25,17 @@ class LoadedModel:
 
 
 def _build(fn: Callable[[], Any], meta: bool) -> Any:
-    """Build on the meta device when asked: no weight memory, no initialisation time."""
-    if not meta:
-        return fn()
-    try:
-        with torch.device("meta"):
+    """Build on the meta device when asked: no weight memory, no initialisation time. Outside any
+    inference_mode of the caller's: its parameters would be inference tensors, which kernels treat as
+    not requiring grad (aten.matmul then runs an LM head's last position as bmm, eager PyTorch as mm)."""
+    with torch.inference_mode(False):
+        if not meta:
             return fn()
-    except Exception:  # some builders need real tensors at construction; build those normally
-        return fn()
+        try:
+            with torch.device("meta"):
+                return fn()
+        except Exception:  # some builders need real tensors at construction; build those normally
+            return fn()
 
 
 def _close(name: str, candidates: list[str]) -> str:

@@ -754,7 +754,13 @@ def meta_state(model: nn.Module, trace_dtype: torch.dtype) -> tuple[dict[str, to
     for n, t in {**named, **dict(model.named_buffers())}.items():
         dt = trace_dtype if t.is_floating_point() else t.dtype
         # a model built on meta already holds stand-ins: use its own (no copy, no functional_call)
-        m = t if t.device.type == "meta" and t.dtype == dt else meta_like(t, dt)
+        own = t.device.type == "meta" and t.dtype == dt and not t.is_inference()
+        m = t if own else meta_like(t, dt)
+        if m is not t and t.requires_grad and m.is_floating_point():
+            # kernels choose by it: aten.matmul folds (B, T, K) @ W into one mm when W requires grad
+            # (a parameter's default) and otherwise, on a strided slice such as an LM head's last
+            # position, runs bmm; eager PyTorch ran mm there under no_grad and inference_mode alike
+            m.requires_grad_(True)
         state[n] = m
         if id(t) not in params and t.device.type != "meta" and t.numel() * t.element_size() <= VALUE_CAP_BYTES:
             values[id(m)] = t.detach().to(dt)
