@@ -92,7 +92,8 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["log_batch"] = _l(_prod(x.shape[:-2]))
         f["log_spatial_in"], f["log_spatial_out"] = _l(x.shape[-2]), _l(k.shape[-2])
         f["log_c_in"] = _l(x.shape[-1])
-        f["kernel"] = float(bool(rec.kwargs.get("is_causal", rec.arg(5, "is_causal", False))))
+        if rec.name == "scaled_dot_product_attention":   # the other attention ops' sixth argument is not is_causal
+            f["kernel"] = float(bool(rec.kwargs.get("is_causal", rec.arg(5, "is_causal", False))))
     elif x is not None and x.ndim >= 3:
         f["log_c_in"], f["log_c_out"] = _l(x.shape[1]), _l(out.shape[1] if out.ndim > 1 else 1)
         f["log_spatial_in"], f["log_spatial_out"] = _l(_prod(x.shape[2:])), _l(_prod(out.shape[2:]))

@@ -301,6 +301,28 @@ def test_in_place_ops_share_their_ops_code_and_set_the_in_place_flag():
     assert sorted(fit_time_model(samples, RATES).vocab["elementwise"]) == ["gelu", "hardswish", "relu"]
 
 
+def test_suite_samples_the_fused_self_attention_layer_as_hwcost_records_it():
+    """nn.MultiheadAttention (nn.TransformerEncoderLayer's attention) is one fused kernel in eager and one
+    record in the trace; before suite 18 its time came from scaled_dot_product_attention samples alone.
+    Its features do not read the packed weights (its sixth argument) as SDPA's is_causal."""
+    import itertools
+
+    import torch.nn.functional as F
+
+    from hwcost.calibration.suite import Call, cases
+
+    drawn = [c.build() for c in itertools.islice(cases(0), 1500) if c.family == "attention"]
+    layers = [(m, x) for m, x in drawn if any(isinstance(s, nn.MultiheadAttention) for s in m.modules())]
+    assert 0.1 < len(layers) / len(drawn) < 0.35
+    for m, (x,) in layers[:3]:
+        (op,) = hwcost.analyze(m, x).ops
+        assert op.record.name == "multi_head_attention_forward" and op.family == "attention" and op.weight_bytes > 0
+        assert shape_features(op)["kernel"] == 0.0
+    q = torch.randn(1, 2, 16, 8)
+    (sdpa,) = hwcost.analyze(Call(lambda a: F.scaled_dot_product_attention(a, a, a, is_causal=True)), q).ops
+    assert shape_features(sdpa)["kernel"] == 1.0
+
+
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
     import itertools
 

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 17  # 17: CNN activations as CNNs have them: ReLU drawn as often as three other activations,
+SUITE_VERSION = 18  # 18: nn.MultiheadAttention self-attention layers (the fused kernel of
+# nn.TransformerEncoderLayer) a fifth of the attention cases
+# 17: CNN activations as CNNs have them: ReLU drawn as often as three other activations,
 # and in place (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, LeakyReLU, as torchvision builds them) half the
 # time, so each in-place op has samples enough for a fit of its own (calibration.fit: suite 16 had 4 relu_)
 # 16: a decode step's LM head (one to a few tokens onto a 32K-152K vocabulary, cold
@@ -224,7 +226,25 @@ def _matmul(rng, dtype):
     return lambda: (Call(torch.bmm), (_x(b, m, k, dtype=dtype), _x(b, k, nout, dtype=dtype)))
 
 
+def _self_attention_layer(rng, dtype):
+    """nn.MultiheadAttention as nn.TransformerEncoderLayer calls it (eval, batch first, no weights
+    returned): eager CPUs run it as one fused kernel (aten._native_multi_head_attention: packed q/k/v
+    projection, attention, output projection), hwcost records it as one op; without these cases its
+    time came from the family's scaled_dot_product_attention samples, which have no projections."""
+    b, heads, e = _pick(rng, [1, 1, 2, 8]), _pick(rng, [2, 4, 8, 12]), _pick(rng, [32, 64])
+    length, d = _pick(rng, [16, 49, 64, 128, 197, 256]), heads * e
+    if 8 * b * length * d * d + 4 * b * length * length * d > MAX_CASE_FLOPS:
+        return None
+
+    def build():
+        mha = nn.MultiheadAttention(d, heads, batch_first=True).eval().to(dtype)
+        return Call(lambda x: mha(x, x, x, need_weights=False)[0], mha), (_x(b, length, d, dtype=dtype),)
+    return build
+
+
 def _attention(rng, dtype):
+    if rng.random() < 0.2:
+        return _self_attention_layer(rng, dtype)
     if rng.random() < 0.35:
         # a decode step: a few queries over a KV cache, grouped-query heads (enable_gqa), as transformers
         # calls it token by token
