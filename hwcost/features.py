@@ -161,7 +161,7 @@ def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, feat
     fam = fits.get(family)
     if not fam or base_s <= 0:
         return 0.0
-    key = op if op in fam and op != "" else _known(op, fam) or ""
+    key = op if op in fam else _known(op, fam) or ""
     fixed, per_element = fam.get(key, fam.get("", [0.0, 0.0]))
     prior_s = fixed + per_element * elements(features)
     return math.log(prior_s / base_s) if prior_s > 0 else 0.0

@@ -102,10 +102,11 @@ def _variant_fits(samples: list[Sample]) -> dict[str, list[float]]:
     by_op: dict[str, list[Sample]] = {}
     for s in samples:
         by_op.setdefault(s.op, []).append(s)
-    own = {op: _fixed_and_per_element(v) for op, v in by_op.items()}
-    sized = {op for op, v in by_op.items() if _sized(v, *own[op])}
-    return {op: list(own[op]) for op in sized if in_place(op) and op[:-1] in sized} | \
-        {op: list(own[op]) for op in sized if op + "_" in sized}
+    other = {op: base_op(op) if in_place(op) else op + "_" for op in by_op}
+    both = [op for op in by_op if other[op] in by_op]   # only these: every op's joint fit is _family_data's
+    own = {op: _fixed_and_per_element(by_op[op]) for op in both}
+    sized = {op for op in both if _sized(by_op[op], *own[op])}
+    return {op: list(own[op]) for op in both if op in sized and other[op] in sized}   # in sample order
 
 
 def _typical(fits: dict[str, list[float]]) -> list[float]:
