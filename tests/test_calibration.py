@@ -1019,3 +1019,20 @@ def _elementwise_sample(case_id: str, op: str, n: int, time_s: float) -> Sample:
     feats.update(log_out_numel=math.log2(n + 1), log_in_numel=math.log2(n + 1), log_flops=math.log2(5 * n + 1),
                  log_bytes_read=math.log2(4 * n + 1), log_bytes_written=math.log2(4 * n + 1), n_inputs=1.0, itemsize=4.0)
     return Sample(case_id, "elementwise", op, time_s, time_s, time_s, 5, 5.0 * n, 4.0 * n, 4.0 * n, False, feats)
+
+
+def test_op_audit_refuses_a_timed_file_that_is_not_its_own_output(calibrated, tmp_path):
+    """benchmarks/bench_ops.py --timed re-predicts saved timings after a refit: any other file is named
+    as such, with what was wrong, instead of a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out, *_ = calibrated
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_ops.py"
+    for text in ('{"profile": "x"}', "not json"):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        r = subprocess.run([sys.executable, str(script), "--device", str(out), "--timed", str(bad)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "not a bench_ops --save file" in r.stderr and "Traceback" not in r.stderr
