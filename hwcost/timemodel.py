@@ -25,11 +25,11 @@ from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 8  # 8: op codes ordered by cost per element, each op's own fit as the op_prior feature
-# 7: op codes ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature
-# 4: a recurrent layer's baseline pays the dispatch floor once per serial step
-# 3: cold_weights feature, the last-level cache in the context model
-# 2: context model without per-family scales, bytes capped at the private cache
+MODEL_VERSION = 9  # 9: context terms for input and output bytes between the private cache and the LLC
+# 8: op codes ordered by cost per element, each op's own fit as the op_prior feature; 7: op codes
+# ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature; 4: a recurrent
+# layer's baseline pays the dispatch floor once per serial step; 3: cold_weights feature, the LLC in
+# the context model; 2: context model without per-family scales, bytes capped at the private cache
 
 
 def sha256(text: str) -> str:
@@ -121,28 +121,42 @@ class ContextModel:
     per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
     per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
+    per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
+    per_output_byte_llc_s: float = 0.0   # per output byte likewise
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     chains: int = 0
     median_abs_error_pct: float | None = None
 
-    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_streamed_ops")
+    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
+             "_streamed_ops")   # streamed last: fit_context_model fits it alone, on the others' residuals
 
     def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
-        """What each coefficient multiplies for one op, in TERMS' order: the op, and its parameter,
-        input and output bytes, each capped at the private cache (parameters: none when cold), and the
-        op again when its pass streams its weights."""
+        """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
+        output bytes capped at the private cache (parameters: none when cold); its input and output bytes
+        between the private and the last-level cache (repeated alone, an op keeps such activations in
+        the LLC, its output on the same lines each call; in a network its output goes to lines not
+        touched lately: MobileNetV2's batch-8 depthwise convolutions, 4-15 MB in and out, ran 1.3-1.8x
+        their isolated time there); and the op again when its pass streams its weights."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
+        def band(nbytes: float) -> float:   # none where either cache is unknown
+            lo, hi = self.cache_bytes, self.llc_bytes
+            return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
+
         weights = 0.0 if cold else cap(cost.weight_bytes)
-        return (1.0, weights, cap(cost.bytes_read - cost.weight_bytes), cap(cost.bytes_written),
+        inputs = cost.bytes_read - cost.weight_bytes
+        return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
                 1.0 if streamed else 0.0)
 
+    def coefficients(self) -> tuple[float, ...]:
+        """The fitted seconds per unit of each term, in TERMS' order."""
+        return (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s,
+                self.per_input_byte_llc_s, self.per_output_byte_llc_s, self.per_op_streamed_s)
+
     def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
-        coefs = (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s,
-                 self.per_op_streamed_s)
-        return iso_s + sum(k * v for k, v in zip(coefs, self.terms(cost, cold, streamed)))
+        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
 
     def weights_stream(self, costs: list[OpCost]) -> bool:
         """Do these ops, run as one pass, read more weight bytes than the last-level cache holds?"""

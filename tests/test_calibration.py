@@ -127,15 +127,19 @@ def test_context_fit_recovers_known_coefficients():
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)),
              "_weight_bytes": rng.uniform(1e5, 2e7), "_input_bytes": rng.uniform(1e6, 5e7),
              "_output_bytes": rng.uniform(1e6, 5e7)}
+        r["_input_bytes_llc"], r["_output_bytes_llc"] = rng.uniform(0, 3e7), rng.uniform(0, 3e7)
         r["_streamed_ops"] = r["_ops"] if rng.random() < 0.3 else 0.0   # decoder steps streaming their weights
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
-                     + 2e-11 * r["_output_bytes"] + 9e-6 * r["_streamed_ops"])
+                     + 2e-11 * r["_output_bytes"] + 6e-12 * r["_input_bytes_llc"] + 3e-11 * r["_output_bytes_llc"]
+                     + 9e-6 * r["_streamed_ops"])
     ctx = fit_context_model(rows, times, cache_bytes=4e6)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
     assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
     assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
+    assert ctx.per_input_byte_llc_s == pytest.approx(6e-12, rel=1e-2)
+    assert ctx.per_output_byte_llc_s == pytest.approx(3e-11, rel=1e-2)
     assert ctx.per_op_streamed_s == pytest.approx(9e-6, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
@@ -147,7 +151,8 @@ def test_streaming_chains_set_the_streamed_term_alone():
     rows, times = [], []
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
-             "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_streamed_ops": 0.0}
+             "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_input_bytes_llc": 0.0,
+             "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 1e-11 * r["_input_bytes"]
         if i % 3 == 0:   # decoder steps: their ops pay 8 us more, and their bytes nothing on top
             r["_streamed_ops"] = r["_ops"]
@@ -162,10 +167,10 @@ def test_streaming_chains_set_the_streamed_term_alone():
 def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
-             "_output_bytes": 1e6, "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
+             "_output_bytes": 1e6, "_input_bytes_llc": 2e6 * i, "_output_bytes_llc": 1e6 * i,
+             "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
     ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
-    assert min(ctx.per_op_s, ctx.per_weight_byte_s, ctx.per_input_byte_s, ctx.per_output_byte_s,
-               ctx.per_op_streamed_s) >= 0.0
+    assert min(ctx.coefficients()) >= 0.0
 
 
 def test_context_apply_charges_bytes_up_to_the_private_cache():
@@ -181,7 +186,7 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert capped.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 4e-6 + 2e-6)
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
-                   "_output_bytes": 4000, "_streamed_ops": 0.0}
+                   "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top
     assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
@@ -191,6 +196,24 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert streaming.design([1e-3], [cost])["_streamed_ops"] == 0.0           # 1000 B stay cached
     assert streaming.apply(1e-3, cost, streamed=True) == pytest.approx(1e-3 + 5e-6 + 7e-6)
     assert streaming.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6)
+
+
+def test_context_charges_activation_bytes_between_the_caches_on_their_own_terms():
+    from hwcost.records import OpCost, OpRecord
+
+    rec = OpRecord(0, "convolution", "default", "dw", "Conv2d", True, (), {}, (), False)
+    # a depthwise convolution at batch 8: 14 MB in, 14 MB out, 1 KB of weights; 1 MB private cache, 32 MB LLC
+    cost = OpCost(rec, "depthwise_conv", 0, 1000, bytes_read=14e6 + 1000, bytes_written=14e6, weight_bytes=1000)
+    ctx = ContextModel(per_input_byte_s=1e-11, per_output_byte_s=2e-11, per_input_byte_llc_s=5e-12,
+                       per_output_byte_llc_s=3e-11, cache_bytes=1e6, llc_bytes=32e6)
+    assert ctx.terms(cost)[2:6] == (1e6, 1e6, 13e6, 13e6)
+    assert ctx.apply(1e-3, cost) == pytest.approx(1e-3 + 1e-11 * 1e6 + 2e-11 * 1e6 + 5e-12 * 13e6 + 3e-11 * 13e6)
+    # past the last-level cache the isolated time streamed the rest from DRAM too: the band stops there
+    big = OpCost(rec, "depthwise_conv", 0, 1000, bytes_read=80e6, bytes_written=60e6, weight_bytes=0)
+    assert ctx.terms(big)[4:6] == (31e6, 31e6)
+    # either cache unknown (or the LLC no larger than the private cache): no band
+    assert ContextModel(cache_bytes=1e6).terms(cost)[4:6] == (0.0, 0.0)
+    assert ContextModel(llc_bytes=32e6).terms(cost)[4:6] == (0.0, 0.0)
 
 
 def _linear_cost(k: int, n: int, m: int = 1):
