@@ -346,6 +346,25 @@ def test_suite_samples_the_fused_self_attention_layer_as_hwcost_records_it():
     assert shape_features(sdpa)["kernel"] == 1.0
 
 
+def test_suite_samples_recurrent_layers_as_large_as_real_ones():
+    """Suite 20: recurrent cases up to 12 GFLOP (a 2-layer bidirectional GRU or LSTM, 512 hidden, batch 8,
+    64 steps: 7-10 GFLOP), past the 4 GFLOP every other case keeps to; counted by hand from the module."""
+    import itertools
+
+    from hwcost.calibration.suite import MAX_CASE_FLOPS, RNN_CASE_FLOPS, cases
+
+    def flops(m, x):
+        gates = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}[type(m)]
+        b, t, i = x.shape
+        h, dirs = m.hidden_size, 2 if m.bidirectional else 1
+        return 2 * b * t * gates * h * (i + h) * m.num_layers * dirs   # the bound the suite draws under
+
+    drawn = [c.build() for c in itertools.islice(cases(0), 3000) if c.family == "rnn"]
+    sizes = [flops(m, x) for m, (x,) in drawn]
+    assert max(sizes) <= RNN_CASE_FLOPS
+    assert 0.02 < sum(s > MAX_CASE_FLOPS for s in sizes) / len(sizes) < 0.15
+
+
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
     import itertools
 
