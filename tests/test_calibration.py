@@ -146,6 +146,22 @@ def test_context_fit_recovers_known_coefficients():
     assert fit_context_model(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
 
 
+def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
+    rng = random.Random(2)
+    rows, times = [], []
+    for i in range(60):
+        r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
+             "_input_bytes": 0.0, "_output_bytes": rng.uniform(1e6, 5e7), "_input_bytes_llc": 0.0,
+             "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
+        t = r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
+        rows.append(r)
+        times.append(t * (1.8 if i % 10 == 0 else 1.0))   # one chain in ten ran while the VM was slow
+    ctx = fit_context_model(rows, times)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=0.02) and ctx.per_output_byte_s == pytest.approx(2e-11, rel=0.02)
+    pred = [r["_isolated_s"] + ctx.per_op_s * r["_ops"] + ctx.per_output_byte_s * r["_output_bytes"] for r in rows]
+    assert statistics.median(p / t for p, t in zip(pred, times)) == pytest.approx(1.0, abs=0.01)
+
+
 def test_streaming_chains_set_the_streamed_term_alone():
     rng = random.Random(1)
     rows, times = [], []
