@@ -32,7 +32,7 @@ from .analysis import Analysis, analyze
 from .conventions import dtype_name, itemsize, parse_dtype
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .errors import InputError
-from .loaders import load_model
+from .loaders import build_on_meta, load_model
 from .predict import Prediction, predict_analysis
 
 # bytes per weight of weight-only formats: int8 per-channel scales are negligible; int4 carries one
@@ -79,8 +79,8 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
         tf = _transformers()
-        with torch.inference_mode(False), torch.device("meta"):   # as loaders._build
-            module = tf.AutoModelForCausalLM.from_config(model_or_config)
+        # no fallback to real weights, as loaders._build has: a 70B config would allocate them
+        module = build_on_meta(lambda: tf.AutoModelForCausalLM.from_config(model_or_config))
         return _wrap(module, getattr(model_or_config, "model_type", "model"))
     raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "
                      f"config.json path, or a zoo name; got {type(model_or_config).__name__}")

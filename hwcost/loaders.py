@@ -24,16 +24,22 @@ class LoadedModel:
     name: str
 
 
+def build_on_meta(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on the meta device (no weight memory, no initialisation time), outside any inference_mode
+    of the caller's: its parameters would be inference tensors, which kernels treat as not requiring
+    grad (aten.matmul then runs an LM head's last position as bmm, eager PyTorch as mm)."""
+    with torch.inference_mode(False), torch.device("meta"):
+        return fn()
+
+
 def _build(fn: Callable[[], Any], meta: bool) -> Any:
-    """Build on the meta device when asked: no weight memory, no initialisation time. Outside any
-    inference_mode of the caller's: its parameters would be inference tensors, which kernels treat as
-    not requiring grad (aten.matmul then runs an LM head's last position as bmm, eager PyTorch as mm)."""
+    """Build on the meta device when asked (build_on_meta), else normally, outside the caller's
+    inference_mode either way."""
     with torch.inference_mode(False):
         if not meta:
             return fn()
         try:
-            with torch.device("meta"):
-                return fn()
+            return build_on_meta(fn)
         except Exception:  # some builders need real tensors at construction; build those normally
             return fn()
 
