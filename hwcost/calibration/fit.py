@@ -191,7 +191,6 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
     error: median chain error 10.0 -> 9.2%, 11.3 -> 10.0% (1 thread), held-out models within ±10% +1 to
     +5 points against the same measurements."""
     w = np.ones(len(y))
-    coef = np.zeros(a.shape[1])
     for _ in range(rounds):
         scale = np.sqrt(w)
         coef = _relative_nnls(a * scale[:, None], resid * scale, y)
@@ -203,10 +202,10 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
 def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
                       llc_bytes: float = 0.0) -> ContextModel:
     """Non-negative fit of (chain time - isolated sum) on the terms, in absolute relative error
-    (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages: the terms every op pays from the chains that do not
-    stream their weights, then the streamed per-op term from the residuals of those that do, so that
-    the decoder-step chains (a third of them) set the streamed term alone and cannot trade it against
-    the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
+    (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages:
+    the terms every op pays from the chains that do not stream their weights, then the streamed per-op
+    term from the residuals of those that do, so that the decoder-step chains (a third of them) set the
+    streamed term alone and cannot trade it against the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
     Fewer than 6 chains: the identity (isolated times)."""
     if len(rows) < 6:
         return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows))
