@@ -116,30 +116,29 @@ def main() -> None:
                                                   min_new_tokens=n, max_new_tokens=n, pad_token_id=0)
 
                 m = timed_rounds(gen(1), gen(args.new), args.new, probes, args.rounds)
-                ttft_raw, decode_raw = m["ttft"][0] * 1e3, m["decode"][0] * 1e3
-                ttft_adj, decode_adj = (m[k][1][adjust_by[k]] * probe_then[adjust_by[k]] for k in ("ttft", "decode"))
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
-                e = {"ttft": (g.ttft_ms / ttft_raw - 1, g.ttft_ms / ttft_adj - 1),
-                     "decode": (g.decode_ms_per_token / decode_raw - 1, g.decode_ms_per_token / decode_adj - 1)}
-                for k, v in e.items():
-                    errors[k].append(v)
-                    pred_ms = g.ttft_ms if k == "ttft" else g.decode_ms_per_token
+                pred = {"ttft": g.ttft_ms, "decode": g.decode_ms_per_token}
+                raw = {k: m[k][0] * 1e3 for k in pred}
+                adj = {k: {q: m[k][1][q] * probe_then[q] for q in probes} for k in pred}
+                for k in pred:
+                    errors[k].append((pred[k] / raw[k] - 1, pred[k] / adj[k][adjust_by[k]] - 1))
                     for q in probes:
-                        by_probe[k, q].append(pred_ms / (m[k][1][q] * probe_then[q]) - 1)
-                print(f"{name:11s} {prompt:6d} | {ttft_raw:9.2f} {ttft_adj:8.2f} {g.ttft_ms:8.2f} {100 * e['ttft'][0]:+7.1f}% "
-                      f"{100 * e['ttft'][1]:+7.1f}% | {decode_raw:11.2f} {decode_adj:8.2f} {g.decode_ms_per_token:8.2f} "
-                      f"{100 * e['decode'][0]:+7.1f}% {100 * e['decode'][1]:+7.1f}%", flush=True)
+                        by_probe[k, q].append(pred[k] / adj[k][q] - 1)
+                cells = [f"{raw[k]:{w}.2f} {adj[k][adjust_by[k]]:8.2f} {pred[k]:8.2f} {100 * errors[k][-1][0]:+7.1f}% "
+                         f"{100 * errors[k][-1][1]:+7.1f}%" for k, w in (("ttft", 9), ("decode", 11))]
+                print(f"{name:11s} {prompt:6d} | {cells[0]} | {cells[1]}", flush=True)
+
+    def within(errs: list[float]) -> str:
+        vals = [abs(v) * 100 for v in errs]
+        return f"within ±15% {sum(v <= 15 for v in vals)}/{len(vals)}, median |error| {statistics.median(vals):.1f}%"
+
     print()
     for k, es in errors.items():
         for i, kind in enumerate(("raw", "drift-adjusted")):
-            vals = [abs(v[i]) * 100 for v in es]
-            print(f"{k:6s} {kind:>14s}: within ±15% {sum(v <= 15 for v in vals)}/{len(vals)}, "
-                  f"median |error| {statistics.median(vals):.1f}%, worst {max(vals):.1f}%")
+            print(f"{k:6s} {kind:>14s}: {within([v[i] for v in es])}, worst {max(abs(v[i]) for v in es) * 100:.1f}%")
     print()
     for (k, q), es in by_probe.items():
-        vals = [abs(v) * 100 for v in es]
-        print(f"{k:6s} adjusted by the {q} probe{' (as above)' if q == adjust_by[k] else ''}: within ±15% "
-              f"{sum(v <= 15 for v in vals)}/{len(vals)}, median |error| {statistics.median(vals):.1f}%")
+        print(f"{k:6s} adjusted by the {q} probe{' (as above)' if q == adjust_by[k] else ''}: {within(es)}")
 
 
 if __name__ == "__main__":
