@@ -381,6 +381,29 @@ def test_suite_samples_recurrent_layers_as_large_as_real_ones():
     assert 0.02 < sum(s > MAX_CASE_FLOPS for s in sizes) / len(sizes) < 0.15
 
 
+def test_suite_samples_video_stems_and_grus_as_often_as_lstms():
+    """Suite 21: a third of the 3D convolutions are video stems (3 input channels, >= 8 frames of >= 56 px:
+    drawn among all 3D shapes, C3D's stem had no sample near it and came out 2-3x fast), R3D's 3x7x7
+    stem among them, each built as drawn (padding keeps the frames); GRUs (a GEMM and elementwise ops
+    per step on a CPU) drawn as often as LSTMs (one oneDNN kernel)."""
+    import random
+
+    from hwcost.calibration.suite import _conv, _rnn
+
+    rng = random.Random(0)
+    convs = [b for b in (_conv(rng, torch.float32) for _ in range(1000)) if b is not None]
+    video = [(m, x) for m, (x,) in (b() for b in convs) if x.dim() == 5]
+    stems = [(m, x) for m, x in video if x.shape[1] == 3 and x.shape[2] >= 8 and x.shape[-1] >= 56]
+    assert 0.2 < len(stems) / len(video) < 0.5
+    assert any(m.kernel_size == (3, 7, 7) and m.stride == (1, 2, 2) for m, _ in stems)
+    for m, x in [(m, x) for m, x in stems if m.stride[0] == 1][:3]:
+        with torch.no_grad():
+            assert m(x).shape[2] == x.shape[2]   # padding k // 2 per axis: the frames are kept
+    rng = random.Random(0)
+    cells = [type(b()[0]).__name__ for b in (_rnn(rng, torch.float32) for _ in range(400)) if b is not None]
+    assert 0.7 < cells.count("GRU") / cells.count("LSTM") < 1.4
+
+
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
     import itertools
 

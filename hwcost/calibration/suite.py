@@ -18,7 +18,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 20  # 20: recurrent layers up to RNN_CASE_FLOPS (12 GFLOP, was 4): a 2-layer bidirectional
+SUITE_VERSION = 21  # 21: video stems (3 input channels, 8-32 frames of 56-160 px, a 3x3x3 or 3x7x7 kernel) a
+# third of the 3D convolutions: drawn among all 3D shapes (1 in ~180 of them), C3D's 3 -> 32 stem over 16 x
+# 112 x 112 had no sample near it and every calibration from I to N put it 2-3x fast (22-33 GFLOP/s
+# measured, ~85 at 64 output channels); GRUs and plain RNNs drawn as often as LSTMs (LSTM 2 : GRU 2 : RNN 1,
+# was 2 : 1 : 1): eager CPUs run an LSTM as one oneDNN kernel and a GRU as a GEMM and eight elementwise ops
+# per step, so the trees need each on its own (calibration N: 27 GRU samples from 12 us to 3 ms per step)
+# 20: recurrent layers up to RNN_CASE_FLOPS (12 GFLOP, was 4): a 2-layer bidirectional
 # LSTM or GRU with 512 hidden units at batch 8 over 64 steps (7-10 GFLOP) lay past every sample, and each
 # 300 s calibration put such layers 11-64% slow; ~6% of the recurrent cases now fall in 4-12 GFLOP
 # 19: a decode step's LM head drawn twice as often (DECODE_HEAD_SHARE 0.05 -> 0.10): ~10
@@ -127,13 +133,20 @@ def _conv(rng, dtype):
     limit = _limit(rng)
     n = _pick(rng, [1, 1, 2, 8] if limit == MAX_CASE_FLOPS else [4, 8, 16])
     if rng.random() < 0.25:  # 3D (video)
-        c_in, c_out = _pick(rng, [3, 16, 32, 64, 128]), _pick(rng, [16, 32, 64, 128, 256])
-        d, h = _pick(rng, [4, 8, 16]), _pick(rng, [14, 28, 56, 112])
-        k, s = _pick(rng, [1, 3]), _pick(rng, [1, 1, 2])
-        flops = 2 * n * c_in * c_out * k**3 * d * h * h / s**3
+        if rng.random() < 1 / 3:   # a video network's stem: RGB frames at full resolution, its largest layer
+            c_in, c_out = 3, _pick(rng, [16, 24, 32, 45, 64])
+            d, h = _pick(rng, [8, 16, 16, 32]), _pick(rng, [56, 112, 112, 160])
+            k = _pick(rng, [(3, 3, 3), (3, 3, 3), (3, 7, 7)])
+            s = (1, 2, 2) if k[1] == 7 else _pick(rng, [(1, 1, 1), (1, 2, 2)])   # R3D's 3x7x7 stem strides
+        else:
+            c_in, c_out = _pick(rng, [3, 16, 32, 64, 128]), _pick(rng, [16, 32, 64, 128, 256])
+            d, h = _pick(rng, [4, 8, 16]), _pick(rng, [14, 28, 56, 112])
+            k, s = (_pick(rng, [1, 3]),) * 3, (_pick(rng, [1, 1, 2]),) * 3
+        flops = 2 * n * c_in * c_out * math.prod(k) * d * h * h / math.prod(s)
         if flops > limit:
             return None
-        return lambda: (nn.Conv3d(c_in, c_out, k, s, k // 2).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
+        pad = tuple(kk // 2 for kk in k)
+        return lambda: (nn.Conv3d(c_in, c_out, k, s, pad).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
     # widths of real networks, with some that are not a multiple of the SIMD block (shufflenet 58/116/232,
     # mobilenet_v3 40/120/200): those run a slow tail
     c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024, 2048])
@@ -282,7 +295,7 @@ def _embedding(rng, dtype):
 
 
 def _rnn(rng, dtype):
-    cell = _pick(rng, [nn.LSTM, nn.LSTM, nn.GRU, nn.RNN])
+    cell = _pick(rng, [nn.LSTM, nn.LSTM, nn.GRU, nn.GRU, nn.RNN])
     b, t = _pick(rng, [1, 1, 4, 8, 16]), _pick(rng, [8, 16, 32, 64, 128])
     i, h = _pick(rng, [32, 64, 128, 256, 512]), _pick(rng, [64, 128, 256, 512, 1024])
     layers, bidir = _pick(rng, [1, 1, 2, 3]), rng.random() < 0.5
