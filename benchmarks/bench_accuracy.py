@@ -10,10 +10,12 @@
    the latency with the calibrated profile and two baselines — latency = k x FLOPs with k from the
    calibration's measured chains, and the uncalibrated roofline of this CPU (cores x clock x FLOP/cycle
    of its ISA, the measured copy bandwidth, default CPU efficiencies) — then measure it, timing the model
-   and the calibration's probe network alternately, inference by inference (hwcost.measure with
-   ``reference=``). The raw error compares with the model's median; the drift-adjusted one with that
-   median scaled by the probe's time at calibration over its time in the same seconds (the median of
-   model / probe per pair of calls, times the probe then). Nothing is fitted to the results.
+   and a probe the calibration read alternately, inference by inference (hwcost.measure with
+   ``reference=``): the probe network at batch 1 or 8, whichever's kernels run nearest the model's as
+   predicted (hwcost.probe.matching_reference; profiles read before the batch-8 probe: batch 1). The raw
+   error compares with the model's median; the drift-adjusted one with that median scaled by the probe's
+   time at calibration over its time in the same seconds (the median of model / probe per pair of calls,
+   times the probe then). Nothing is fitted to the results.
 3. Each condition's rows are saved to benchmarks/out/accuracy-<N>t.json; --pool reads them all.
 
 This VM's speed swings 1.3-2x within minutes, at 1 thread too; the ratio of a model to the probe timed in
@@ -39,7 +41,7 @@ from hwcost.calibration.samples import read_samples
 from hwcost.calibration.suite import chain_case
 from hwcost.devices import parse_profile
 from hwcost.loaders import LoadedModel, load_model
-from hwcost.probe import calibration_probe_ms, probe_network
+from hwcost.probe import PROBE_BATCHES, calibration_probe_ms, matching_reference
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -193,13 +195,13 @@ def run_condition(args) -> None:
             mod, inputs = chain_case(c.get("seed", 0), int(s.case_id.split("-")[1]), c.get("suite_version", 2)).build()
             ratios.append(s.time_s / hwcost.analyze(mod, inputs[0]).total.flops)
     sec_per_flop = statistics.median(ratios)
-    probe_then = calibration_probe_ms(c)
+    probes = ", ".join(f"b{b} {ms:.3f} ms" for b in PROBE_BATCHES if (ms := calibration_probe_ms(c, b)))
     print(f"calibrated: {c['cases']} cases + {c['context']['chains']} chains in {c['budget_s']:.0f} s on "
           f"{c['host']['cpu']}, {threads} thread(s), torch {c['host']['torch']}; probe at calibration "
-          f"{probe_then:.3f} ms; other processes {c.get('other_cpu_pct', 0)}% of the CPU")
+          f"{probes}; other processes {c.get('other_cpu_pct', 0)}% of the CPU")
     print(f"baselines: FLOPs at {1 / sec_per_flop / 1e9:.1f} GFLOP/s ({len(ratios)} chains); roofline peak "
           f"{roof.matrix_tflops['float32'] * 1e3:.0f} GFLOP/s, {roof.bandwidth_gbps:.1f} GB/s\n")
-    print(f"{'model':26s} {'b':>2s} {'measured':>9s} {'adjusted':>9s} {'probe x':>7s} {'hwcost':>9s} {'raw':>7s} "
+    print(f"{'model':26s} {'b':>2s} {'measured':>9s} {'adjusted':>9s} {'probe x':>9s} {'hwcost':>9s} {'raw':>7s} "
           f"{'adj':>7s} {'FLOPs adj':>9s} {'roof adj':>9s}")
     rows = []
     for model_name in MODELS:
@@ -210,19 +212,21 @@ def run_condition(args) -> None:
             continue
         for b in (1, 8):
             a = hwcost.analyze(lm.model, lm.example, batch_size=b)
-            preds = {"hwcost": hwcost.predict_analysis(a, cal).latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
+            pred = hwcost.predict_analysis(a, cal)
+            preds = {"hwcost": pred.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
                      "roofline": hwcost.predict_analysis(a, roof).latency_ms}
             m = hwcost.measure(lm.model, lm.example, batch_size=b, repeats=args.repeats, threads=threads,
-                               max_seconds=args.max_seconds, reference=probe_network(), reference_then_ms=probe_then)
+                               max_seconds=args.max_seconds, reference=matching_reference(pred))
             row = {"model": model_name, "batch": b, "threads": threads, "measured_ms": m.latency_ms,
                    "adjusted_ms": m.drift_adjusted_ms, "machine_factor": m.machine_factor,
-                   "ratio_spread": m.ratio_spread}
+                   "ratio_spread": m.ratio_spread, "reference": m.reference_name}
             for key, pred in preds.items():
                 row[f"{key}_ms"] = pred
                 row[f"{key}_raw_pct"] = 100 * (pred / m.latency_ms - 1)
                 row[f"{key}_adjusted_pct"] = 100 * (pred / m.drift_adjusted_ms - 1) if m.drift_adjusted_ms else None
             rows.append(row)
-            print(f"{model_name:26s} {b:2d} {m.latency_ms:9.2f} {m.drift_adjusted_ms:9.2f} {m.machine_factor:6.2f}x "
+            print(f"{model_name:26s} {b:2d} {m.latency_ms:9.2f} {m.drift_adjusted_ms:9.2f} {m.machine_factor:5.2f}x"
+                  f"{m.reference_name[-2:]} "
                   f"{preds['hwcost']:9.2f} {row['hwcost_raw_pct']:+6.1f}% {row['hwcost_adjusted_pct']:+6.1f}% "
                   f"{row['FLOPs_adjusted_pct']:+8.1f}% {row['roofline_adjusted_pct']:+8.1f}%", flush=True)
     (OUT / f"accuracy-{threads}t.json").write_text(json.dumps({"calibration": {k: c[k] for k in ("date", "cases", "budget_s")},

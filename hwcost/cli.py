@@ -211,21 +211,25 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from .devices import load_device
     from .loaders import load_model
     from .measure import measure
-    from .probe import calibration_probe_ms, probe_network
+    from .predict import predict
+    from .probe import matching_reference, probe_reference
 
-    reference, then_ms = None, None
-    if args.reference:
-        profile = load_device(args.reference)
-        then_ms = calibration_probe_ms(profile.calibration)
-        if then_ms is None:
-            raise InputError(f"{args.reference} records no probe time (a datasheet profile, or calibrated by an "
-                             "older hwcost): the drift-adjusted latency needs one; recalibrate")
-        reference = probe_network()
     loaded = load_model(args.model, meta=False)
     example = parse_input(args.input) if args.input else loaded.example
+    reference = None
+    if args.reference:
+        profile = load_device(args.reference)
+        try:   # the probe nearest this model, as validate picks it: decided from its prediction on that profile
+            reference = matching_reference(predict(loaded.model, example, device=profile, batch_size=args.batch,
+                                                   dtype=args.dtype, model_name=loaded.name))
+        except InputError:   # a dtype the profile has no rate for: the batch-1 probe
+            reference = probe_reference(profile.calibration)
+        if reference is None:
+            raise InputError(f"{args.reference} records no probe time (a datasheet profile, or calibrated by an "
+                             "older hwcost): the drift-adjusted latency needs one; recalibrate")
     m = measure(loaded.model, example, backend=args.backend, batch_size=args.batch, dtype=args.dtype,
                 per_layer=args.per_layer, repeats=args.repeats, threads=args.threads, model_name=loaded.name,
-                allocator=args.allocator, reference=reference, reference_then_ms=then_ms)
+                allocator=args.allocator, reference=reference)
     _emit(report.to_json_text(m.to_dict()) if args.format == "json" else m.table(), args.out)
 
 

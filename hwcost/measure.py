@@ -12,6 +12,7 @@ import torch.nn as nn
 from . import report
 from .errors import InputError
 from .inputs import real_inputs
+from .probe import Reference
 from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchronizer, time_callable,
                      time_interleaved)
 
@@ -46,6 +47,7 @@ class Measurement:
     reference_then_ms: float | None = None   # its time when the profile was calibrated
     ratio_median: float | None = None        # median of model / reference, call by call
     ratio_spread: float | None = None
+    reference_name: str | None = None        # which reference ("probe b1", "probe b8": hwcost.probe.Reference)
 
     @property
     def drift_adjusted_ms(self) -> float | None:
@@ -93,8 +95,8 @@ class Measurement:
             "dtype": self.dtype, "threads": self.threads, "latency_ms": self.latency_ms,
             "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "spread": self.spread, "fps": self.fps, "samples_ms": self.samples_ms,
             "energy_mj": self.energy_mj, "energy_source": self.energy_source, "allocator": self.allocator,
-            "reference_ms": self.reference_ms, "reference_then_ms": self.reference_then_ms,
-            "ratio_median": self.ratio_median, "drift_adjusted_ms": self.drift_adjusted_ms,
+            "reference": self.reference_name, "reference_ms": self.reference_ms,
+            "reference_then_ms": self.reference_then_ms, "ratio_median": self.ratio_median, "drift_adjusted_ms": self.drift_adjusted_ms,
             "layers": [vars(r) for r in self.layers],
         }
 
@@ -119,7 +121,7 @@ def measure(
     model_name: str | None = None,
     max_seconds: float = 30.0,
     allocator: str = "retain",
-    reference: tuple[nn.Module, torch.Tensor] | None = None,
+    reference: Reference | tuple[nn.Module, torch.Tensor] | None = None,
     reference_then_ms: float | None = None,
     flush_subnormals: bool = True,
 ) -> Measurement:
@@ -130,8 +132,9 @@ def measure(
     ``allocator``: ``retain`` (default, as calibration) keeps freed host memory in the process so
     runs do not pay page faults for re-mapped activations; ``system`` leaves malloc as it is (see
     hwcost.allocator; ``retain`` stays in force for the rest of the process).
-    ``reference``: a fixed (network, input) timed call by call between the model's calls (hwcost.probe's
-    network is the one calibration records); with ``reference_then_ms``, its time when the profile was
+    ``reference``: a fixed (network, input) timed call by call between the model's calls, or a
+    hwcost.probe.Reference (the probe that calibration read; hwcost.probe.matching_reference picks the one
+    nearest a model); with ``reference_then_ms`` (a Reference carries it), its time when the profile was
     calibrated, the result carries the drift-adjusted latency beside the raw one.
     ``flush_subnormals`` (default on): subnormal floats are taken as zeros while timing, as an untrained
     network's activations can decay into them and x86 cores run them several times slower; a trained
@@ -142,6 +145,10 @@ def measure(
     from .meters import EnergyMeter
 
     check_backend(backend)
+    ref_name = None
+    if isinstance(reference, Reference):
+        ref_name = reference.label
+        reference_then_ms = reference_then_ms if reference_then_ms is not None else reference.then_ms
     allocator_mode = alloc.apply(allocator)
     dt = parse_dtype(dtype)
     if not dt.is_floating_point:
@@ -157,7 +164,7 @@ def measure(
         energy_before = meter.read_j() if meter else None
         paired = None
         if reference is not None:
-            ref_net, ref_x = reference
+            ref_net, ref_x = (reference.network, reference.example) if isinstance(reference, Reference) else reference
             ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
             paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds)
             stats = paired.model
@@ -180,6 +187,7 @@ def measure(
         energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
         reference_ms=paired.reference.median_ms if paired else None, reference_then_ms=reference_then_ms,
         ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
+        reference_name=ref_name if paired else None,
     )
 
 

@@ -15,8 +15,10 @@ probe alone tracks a compute-bound model and a depthwise-heavy one differently.
 """
 from __future__ import annotations
 
+import math
 import os
 import statistics
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -27,7 +29,15 @@ PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round d
 RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
 
 
-def probe_network() -> tuple[nn.Module, torch.Tensor]:
+# The probe at batch 1 (ops of ~0.1-1 ms: dispatch, thread wake-ups, cache-resident work) and at batch 8
+# (ops of ~1-8 ms, compute-bound). On a shared VM they do not move together: at 2 threads here the batch-1
+# probe slowed ~1.5x more than compute-bound networks did, and drift-adjusting those by it left them as
+# unsteady as no adjustment at all, where the batch-8 probe halved their spread (docs/accuracy.md).
+PROBE_BATCHES = (1, 8)
+
+
+def probe_network(batch_size: int = 1) -> tuple[nn.Module, torch.Tensor]:
+    """The fixed probe network and its input (``batch_size`` images of 16 x 56 x 56)."""
     g = torch.Generator().manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(16, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
@@ -39,7 +49,7 @@ def probe_network() -> tuple[nn.Module, torch.Tensor]:
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return net, torch.randn(1, 16, 56, 56, generator=g)
+    return net, torch.randn(batch_size, 16, 56, 56, generator=g)
 
 
 def probe_ms(backend: str = "cpu", allocator: str = "retain") -> float:
@@ -127,16 +137,77 @@ def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now 
     return f"resources {label} (time, >1 = slower): " + ", ".join(parts) if parts else None
 
 
-def calibration_probe_ms(calibration: dict | None) -> float | None:
+def calibration_probe_ms(calibration: dict | None, batch_size: int = 1) -> float | None:
     """The probe time a calibrated profile stands for: the speed its samples were put at (the probe's
     ratio to the reference workload times that workload's median over the run, or in older profiles the
     median of the probe readings taken between cases: hwcost.calibration.samples.probe_during), or, for
-    profiles without them, the mean of the readings at its start and end."""
+    profiles without them, the mean of the readings at its start and end. ``batch_size`` 8: the batch-8
+    probe's, None where the profile did not read it (calibrated before it was, or on CUDA)."""
     p = (calibration or {}).get("probe") or {}
+    if batch_size != 1:
+        return p.get(f"b{batch_size}_during_ms")
     if p.get("during_ms"):
         return p["during_ms"]
     times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)]
     return sum(times) / len(times) if times else None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A probe to time a model against, call by call: the network, its input, and its time on the
+    calibration's scale (calibration_probe_ms)."""
+
+    network: nn.Module = field(repr=False)
+    example: torch.Tensor = field(repr=False)
+    then_ms: float
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"probe b{self.batch_size}"
+
+
+def kernel_scale_ms(prediction) -> float:
+    """How long a predicted model's kernels run, in ms: each op's predicted time over the kernels it runs
+    one after another (a fused RNN's steps x layers: hwcost.formulas.serial_steps), averaged weighted by
+    that time. A shared machine's slowdowns hit short kernels (dispatch, thread wake-ups) and long
+    compute-bound ones differently; this says which kind a model's time is spent in."""
+    from .formulas import serial_steps
+
+    total_s = sum(t.latency_s for t in prediction.ops)
+    if total_s <= 0:
+        return 0.0
+    return 1e3 * sum(t.latency_s ** 2 / serial_steps(t.cost) for t in prediction.ops) / total_s
+
+
+def probe_reference(calibration: dict | None, batch_size: int = 1) -> Reference | None:
+    """The probe network at ``batch_size`` with its time on a calibration's scale; None where that
+    calibration did not read it."""
+    then_ms = calibration_probe_ms(calibration, batch_size)
+    if not then_ms:
+        return None
+    net, x = probe_network(batch_size)
+    return Reference(net, x, then_ms, batch_size)
+
+
+def matching_reference(prediction) -> Reference | None:
+    """The probe to drift-adjust a measurement of the ``prediction``'s model by: among the probe batches
+    its profile read at calibration (PROBE_BATCHES), the one whose kernels run nearest the model's in
+    duration (kernel_scale_ms, compared in log: the batch-8 probe's kernels run ~7x the batch-1 one's),
+    both predicted on that profile. Decided from predictions, before anything is measured; None where the
+    profile read no probe (a datasheet profile)."""
+    from .predict import predict
+
+    refs = [r for b in PROBE_BATCHES if (r := probe_reference(prediction.device.calibration, b))]
+    if len(refs) < 2:
+        return refs[0] if refs else None
+    target = math.log(max(kernel_scale_ms(prediction), 1e-9))
+
+    def distance(ref: Reference) -> float:
+        probe = predict(ref.network, ref.example, device=prediction.device)
+        return abs(math.log(max(kernel_scale_ms(probe), 1e-9)) - target)
+
+    return min(refs, key=distance)
 
 
 def calibration_decode_probe_ms(calibration: dict | None) -> float | None:

@@ -202,7 +202,7 @@ def measurement_table(m: Any) -> str:
     if (note := m.steadiness_note()) is not None:
         lines.append(note)
     if m.reference_ms is not None:
-        lines.append(f"reference (probe network), timed call by call between the model's runs: {m.reference_ms:,.3f} ms; "
+        lines.append(f"reference ({m.reference_name or 'probe network'}), timed call by call between the model's runs: {m.reference_ms:,.3f} ms; "
                      f"model / reference x{m.ratio_median:.3f} (p90/p10 of that ratio x{m.ratio_spread:.2f})")
         if m.drift_adjusted_ms is not None:
             lines.append(f"drift-adjusted latency: {m.drift_adjusted_ms:,.3f} ms (the reference ran {m.reference_then_ms:,.3f} "
@@ -253,7 +253,8 @@ def validation_table(v: Any) -> str:
     for r in v.rows:
         m = r.measurement
         rows.append([r.model, r.batch_size, m.latency_ms, f"x{m.spread:.2f}",
-                     None if m.machine_factor is None else f"x{m.machine_factor:.2f}", r.adjusted_ms, r.predicted_ms,
+                     None if m.machine_factor is None else
+                     f"x{m.machine_factor:.2f}" + (f" ({m.reference_name})" if m.reference_name else ""), r.adjusted_ms, r.predicted_ms,
                      f"{r.error_pct:+.1f}%",
                      None if r.adjusted_error_pct is None else f"{r.adjusted_error_pct:+.1f}%"])
     lines = [format_table(["model", "batch", "measured (ms)", "p90/p10", "probe now/then", "adjusted (ms)",

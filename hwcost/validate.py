@@ -15,7 +15,7 @@ from .loaders import load_model
 from .measure import Measurement, measure
 from .timing import fixed_threads
 from .predict import predict
-from .probe import calibration_probe_ms, drift_line, probe_network, resource_rates
+from .probe import calibration_probe_ms, drift_line, matching_reference, resource_rates
 
 # the machine moved when the reference ran this much slower or faster than at calibration
 MOVED_FACTOR = 0.05
@@ -88,8 +88,8 @@ def validate(
     allocator: str = "retain",
     force: bool = False,
 ) -> Validation:
-    """Measure each model here (interleaved with the probe network when the profile recorded it) and
-    predict it on ``device``. ``models``: zoo names, or (name, model, example) with real weights.
+    """Measure each model here (interleaved with the probe the profile recorded nearest it: hwcost.probe.
+    matching_reference) and predict it on ``device``. ``models``: zoo names, or (name, model, example) with real weights.
 
     Refused when the profile describes another machine (a calibrated profile records its CPU or GPU;
     a datasheet one its instruction set) unless ``force``: the errors would compare two machines."""
@@ -109,17 +109,17 @@ def validate(
             loaded = load_model(name, meta=False)
             model, example = loaded.model, loaded.example
         for b in batch_sizes:
+            p = predict(model, example, device=profile, batch_size=b, dtype=dtype, model_name=name)
             with fixed_threads(threads):
                 m = measure(model, example, backend=backend, batch_size=b, dtype=dtype, repeats=repeats,
-                            threads=threads, model_name=name, allocator=allocator,
-                            reference=probe_network() if then_ms else None, reference_then_ms=then_ms)
-            p = predict(model, example, device=profile, batch_size=b, dtype=dtype, model_name=name)
+                            threads=threads, model_name=name, allocator=allocator, reference=matching_reference(p))
             rows.append(ValidationRow(name, b, p.latency_ms, m))
     v = Validation(profile, rows, rows[0].measurement.threads if rows else (threads or 0), same, why)
     if then_ms and rows:
         with fixed_threads(threads):   # the same conditions the models were measured under
             now_rates = resource_rates(backend)
-        now_ms = statistics.median(r.measurement.reference_ms for r in rows)
+        # on the batch-1 probe's scale, whichever probe each row was timed against
+        now_ms = then_ms * statistics.median(r.measurement.machine_factor for r in rows)
         v.notes.append(drift_line(profile.calibration, now_ms, now_rates))
     cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
     if cal_alloc and rows and cal_alloc != rows[-1].measurement.allocator:

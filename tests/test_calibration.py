@@ -642,6 +642,76 @@ def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     assert calibration_decode_probe_ms({"probe": {"during_ms": 4.0}}) is None   # older profiles: none
 
 
+def test_the_batch_8_probe_is_read_between_decode_readings_and_put_on_the_samples_scale():
+    from hwcost.calibration.bench import BATCH_PROBE_EVERY, probe_reading
+    from hwcost.calibration.profile import _probe_record
+    from hwcost.calibration.samples import probe_during
+    from hwcost.probe import calibration_probe_ms, probe_network
+
+    (n1, x1), (n8, x8) = probe_network(), probe_network(8)
+    assert x8.shape[0] == 8 and all(torch.equal(a, b) for a, b in zip(n1.state_dict().values(), n8.state_dict().values()))
+    got = probe_reading(probe_network(), None, "cpu", None, chain=BATCH_PROBE_EVERY // 2, batch_probe=(n8, x8))
+    assert got["probe_b8_during_ms"] > got["probe_during_ms"] > 0 and got["probe_b8_reference_ratio"] > 0
+    for chain in (0, 1, BATCH_PROBE_EVERY):
+        assert "probe_b8_during_ms" not in probe_reading(probe_network(), None, "cpu", None, chain, (n8, x8))
+
+    def case(cid, ref):
+        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
+                      ref_s=ref)
+
+    def fundamental(op, v):
+        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
+
+    # the workload's run median is 20 us; the batch-8 probe read 1000x and 1200x it (median of two: the upper)
+    samples = [case("a", 20e-6), case("b", 10e-6), case("c", 30e-6), fundamental("probe_reference_ratio", 100.0)]
+    samples += [fundamental("probe_b8_reference_ratio", r) for r in (1000.0, 1200.0)]
+    during = probe_during(samples)
+    assert during["probe_b8_during_ms"] == pytest.approx(24.0) and during["probe_during_ms"] == pytest.approx(2.0)
+    cal = _probe_record(during)
+    assert calibration_probe_ms(cal, 8) == pytest.approx(24.0) and calibration_probe_ms(cal) == pytest.approx(2.0)
+    assert calibration_probe_ms({"probe": {"during_ms": 2.0}}, 8) is None   # profiles read before it: none
+
+
+def test_kernel_scale_weighs_each_kernel_by_its_time_and_splits_a_fused_rnn_into_its_steps():
+    from types import SimpleNamespace as NS
+
+    from hwcost.analysis import analyze
+    from hwcost.probe import kernel_scale_ms
+
+    conv = analyze(nn.Conv2d(3, 8, 3), (3, 16, 16)).ops[0]
+    # two kernels of 1 and 3 ms: (1 x 1 + 3 x 3) / 4 = 2.5 ms
+    assert kernel_scale_ms(NS(ops=[NS(latency_s=1e-3, cost=conv), NS(latency_s=3e-3, cost=conv)])) == pytest.approx(2.5)
+    lstm = next(c for c in analyze(nn.LSTM(16, 32, num_layers=2, batch_first=True), (50, 16)).ops if c.family == "rnn")
+    # 80 ms over 50 steps x 2 layers: 0.8 ms kernels
+    assert kernel_scale_ms(NS(ops=[NS(latency_s=80e-3, cost=lstm)])) == pytest.approx(0.8)
+    assert kernel_scale_ms(NS(ops=[])) == 0.0
+
+
+def test_a_model_is_drift_adjusted_by_the_probe_whose_kernels_run_nearest_its_own(calibrated_with):
+    from dataclasses import replace
+
+    from hwcost.measure import measure
+    from hwcost.predict import predict
+    from hwcost.probe import matching_reference
+
+    # each op 2 us plus its FLOPs at 10 GFLOP/s: the batch-1 probe's kernels average ~12 ms, batch 8's ~100
+    device = calibrated_with(lambda costs, device, dtype: ([2e-6 + c.flops / 1e10 for c in costs], [False] * len(costs)))
+    both = replace(device, calibration={"threads": 1, "probe": {"during_ms": 2.0, "b8_during_ms": 15.0}})
+    big = predict(nn.Conv2d(64, 64, 3, padding=1), (64, 112, 112), device=both)     # one 0.92 GFLOP kernel
+    small = predict(nn.Sequential(nn.Linear(64, 64), nn.ReLU()), (64,), device=both)
+    # 100 steps of a 1.3 ms LSTM step: 130 ms in one op, but its kernels are batch-1-probe sized
+    rnn = predict(nn.LSTM(512, 1024, batch_first=True), (100, 512), device=both)
+    assert [matching_reference(p).batch_size for p in (big, small, rnn)] == [8, 1, 1]
+    ref = matching_reference(big)
+    assert ref.then_ms == 15.0 and ref.label == "probe b8" and ref.example.shape[0] == 8
+    only_b1 = replace(device, calibration={"threads": 1, "probe": {"during_ms": 2.0}})
+    assert matching_reference(predict(nn.Conv2d(64, 64, 3, padding=1), (64, 112, 112), device=only_b1)).batch_size == 1
+    assert matching_reference(predict(nn.ReLU(), (8,), device="raspberry-pi-4")) is None   # a datasheet profile
+    m = measure(nn.Linear(16, 16), (16,), repeats=3, reference=matching_reference(small))
+    assert m.reference_name == "probe b1" and m.reference_then_ms == 2.0 and m.drift_adjusted_ms > 0
+    assert m.to_dict()["reference"] == "probe b1"
+
+
 def test_a_probe_reading_between_cases_is_timed_beside_the_reference():
     from hwcost.calibration.bench import probe_reading
     from hwcost.probe import probe_network

@@ -311,6 +311,7 @@ def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
 
 
 DECODE_PROBE_EVERY = 4    # chains per decode-probe reading (~0.1 s each: ~50 in a 300 s run here, ~2% of it)
+BATCH_PROBE_EVERY = 8     # chains per batch-8 probe reading (~0.3 s each at 1 thread: ~25 in a 300 s run, ~3%)
 
 
 def _beside_reference(net: nn.Module, x: torch.Tensor, name: str) -> dict[str, float]:
@@ -323,13 +324,17 @@ def _beside_reference(net: nn.Module, x: torch.Tensor, name: str) -> dict[str, f
 
 
 def probe_reading(probe: tuple, sync, backend: str, decode_probe: tuple | None = None,
-                  chain: int = 0) -> dict[str, float]:
+                  chain: int = 0, batch_probe: tuple | None = None) -> dict[str, float]:
     """One reading of the probe network between cases: on a CPU, beside the reference workload
     (_beside_reference); on CUDA, its median over a few calls. Every DECODE_PROBE_EVERY-th chain, the
-    decode probe's reading too (suite.decode_probe_network: the generation benchmark's speed reference)."""
+    decode probe's reading too (suite.decode_probe_network: the generation benchmark's speed reference),
+    and every BATCH_PROBE_EVERY-th (half-way between), the probe network at a larger batch
+    (``batch_probe``, read as ``probe_b<batch>``: the reference of compute-bound models, hwcost.probe)."""
     if backend != "cpu":
         return {"probe_during_ms": quick_probe_ms(*probe, sync)}
     out = _beside_reference(*probe, "probe")
     if decode_probe is not None and chain % DECODE_PROBE_EVERY == 0:
         out.update(_beside_reference(*decode_probe, "probe_decode"))
+    if batch_probe is not None and chain % BATCH_PROBE_EVERY == BATCH_PROBE_EVERY // 2:
+        out.update(_beside_reference(*batch_probe, f"probe_b{batch_probe[1].shape[0]}"))
     return out

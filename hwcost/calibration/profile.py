@@ -13,7 +13,7 @@ from ..devices import DeviceProfile
 from ..errors import InputError
 from ..features import FEATURES
 from ..host import host_info
-from ..probe import RESOURCES
+from ..probe import PROBE_BATCHES, RESOURCES
 from ..timemodel import sha256
 from .fit import GBM_PARAMS
 from .suite import SUITE_VERSION
@@ -29,7 +29,8 @@ def _threads(n: int) -> str:
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
     probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4)
                              for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "decode_during_ms",
-                                       "decode_reference_ratio")
+                                       "decode_reference_ratio", *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
+                                                                   for k in ("during_ms", "reference_ratio")))
                              if fundamentals.get(f"probe_{k}")}
     for when in ("start", "end"):
         rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES

@@ -17,7 +17,7 @@ from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
-from ..probe import probe_network
+from ..probe import PROBE_BATCHES, probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
@@ -116,6 +116,7 @@ def calibrate(
     probe_net, probe_x = probe_network()
     probe, sync = (probe_net.to(backend), probe_x.to(backend)), synchronizer(backend)
     decode_probe = decode_probe_network() if backend == "cpu" else None   # generation's reference (bench)
+    batch_probe = probe_network(PROBE_BATCHES[-1]) if backend == "cpu" else None   # compute-bound models' one
     with fixed_threads(threads) as n_threads, OtherLoad() as load:
         fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
         new_file = not existing
@@ -147,7 +148,7 @@ def calibrate(
                     if count % CHAIN_EVERY == 0:
                         writer.writerow(measure_chain(seed, chains, backend, meter).row())
                         # the machine's speed all through the run, not only at its ends
-                        for k, v in probe_reading(probe, sync, backend, decode_probe, chains).items():
+                        for k, v in probe_reading(probe, sync, backend, decode_probe, chains, batch_probe).items():
                             writer.writerow(fundamental_row(k, v))
                         f.flush()
                         chains += 1

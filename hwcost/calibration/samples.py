@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..features import FEATURES, KEY_FEATURES
+from ..probe import PROBE_BATCHES
 from .suite import SUITE_VERSION
 
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
@@ -141,4 +142,5 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     plain, during = on_scale("probe"), median("probe_during_ms")
     if not plain and during:
         plain = {"probe_during_ms": during}
-    return {**plain, **on_scale("probe_decode")}   # the decode probe, read beside the workload too (suite 16 on)
+    # the decode probe (suite 16 on) and the larger-batch probe, read beside the workload too
+    return {**plain, **on_scale("probe_decode"), **{k: v for b in PROBE_BATCHES[1:] for k, v in on_scale(f"probe_b{b}").items()}}
