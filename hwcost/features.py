@@ -22,7 +22,9 @@ KEY_FEATURES = ("op_code", "in_place", "op_prior")
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
 # strided: the op's first input is a permuted view (a token mixer's transposes): kernels take a slow
-# path there (LayerNorm over a transposed (4, 256, 144) input: 265 us, contiguous 108 us).
+# path there. 1 for a transposed matrix, 2 for a 3-D permutation (records.TensorSpec.strided): at one
+# thread here LayerNorm over 1024 rows of 144 took 90 us contiguous, 175 us over (144, 1024).t(), 510 us
+# over MobileViT's (4, 256, 144) unfold, the same rows.
 VECTOR_BLOCK = 16  # channels per SIMD block in oneDNN/MKL kernels (AVX-512 fp32); a partial block runs a slow tail
 
 
@@ -61,7 +63,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
     f["log_batch"] = _l(x.shape[0] if x and x.ndim else 1)
     f["broadcast"] = float(any(t.footprint < out.numel for t in ins if t.itemsize == out.itemsize))
     f["log_intensity"] = _l(cost.flops / max(1, cost.memory_traffic_bytes))
-    f["strided"] = float(bool(x is not None and x.strided))
+    f["strided"] = float(x.strided if x is not None else 0)
     fam = cost.family
     if fam in ("conv", "depthwise_conv", "grouped_conv", "conv_transpose") and x is not None and len(ins) > 1:
         w = rec.args[1]
@@ -94,6 +96,13 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["log_c_in"] = _l(x.shape[-1])
         if rec.name == "scaled_dot_product_attention":   # the other attention ops' sixth argument is not is_causal
             f["kernel"] = float(bool(rec.kwargs.get("is_causal", rec.arg(5, "is_causal", False))))
+    elif rec.name == "native_layer_norm" and x is not None and x.ndim >= 2:
+        # rows of the normalized (trailing) size, whatever the leading dims: featured as the suite's 2-D
+        # cases are, (rows, d). Featured as NCHW, ViT's (1, 197, 768) read as 197 channels of 768 pixels and
+        # MobileViT's permuted (4, 256, 144) as 256 channels, matching no sample (calibration O: 0.30-0.42x)
+        d = _prod(rec.arg(1, "normalized_shape", x.shape[-1:]))
+        rows = x.numel // max(1, d)
+        f["log_batch"], f["log_c_in"], f["log_spatial_in"] = _l(rows), _l(d), _l(rows)
     elif x is not None and x.ndim >= 3:
         f["log_c_in"], f["log_c_out"] = _l(x.shape[1]), _l(out.shape[1] if out.ndim > 1 else 1)
         f["log_spatial_in"], f["log_spatial_out"] = _l(_prod(x.shape[2:])), _l(_prod(out.shape[2:]))

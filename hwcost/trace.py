@@ -199,7 +199,7 @@ class _Tracer(TorchDispatchMode):
             footprint=footprint,
             storage_id=sid,
             storage_nbytes=snbytes // t.element_size() * isz,
-            strided=not broadcast and not _dense(t),
+            strided=0 if broadcast or _dense(t) else permuted_dims(t.shape, t.stride()),
         )
 
     def _packed_specs(self, obj: Any) -> tuple[TensorSpec, ...] | None:
@@ -482,6 +482,20 @@ _SAME_AS_INPUT = {
 }
 _SAME_SHAPE_BINARY = {_aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor}
 _BATCH_NORM = {_aten.native_batch_norm.default, _aten._native_batch_norm_legit_no_training.default}
+
+
+def permuted_dims(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """A non-dense view's dimensions past the first once size-1 ones are dropped and neighbours that lie
+    back to back in memory (stride[i] == stride[i + 1] * size[i + 1]) are merged; at least 1. A copy
+    kernel walks a 2-D transpose as one strided loop and a 3-D permutation as nested ones."""
+    dims = [(n, st) for n, st in zip(shape, stride) if n != 1]
+    merged: list[tuple[int, int]] = []
+    for n, st in dims:
+        if merged and merged[-1][1] == st * n:
+            merged[-1] = (merged[-1][0] * n, st)
+        else:
+            merged.append((n, st))
+    return max(1, len(merged) - 1)
 
 
 def _dense(x: torch.Tensor) -> bool:

@@ -246,12 +246,36 @@ def test_a_permuted_input_is_a_strided_feature_and_the_suite_samples_it():
         cost = next(c for c in analyze(mod, x).ops if c.launches)
         return cost.record.inputs[0].strided, shape_features(cost)["strided"]
 
-    assert first_input(nn.LayerNorm(144), torch.randn(144, 64).t()) == (True, 1.0)      # an example's layout is kept
-    assert first_input(nn.LayerNorm(144), torch.randn(64, 144)) == (False, 0.0)
-    assert first_input(nn.ReLU(), torch.randn(8, 1).expand(8, 16)) == (False, 0.0)       # a broadcast is not a permute
-    assert first_input(nn.Sequential(nn.Linear(144, 144), nn.LayerNorm(144)), torch.randn(64, 144))[0] is False
-    built = [c.build() for c, _ in zip(cases(0), range(1500)) if c.family == "norm"]
-    assert any(not xs[0].is_contiguous() for _, xs in built) and any(xs[0].is_contiguous() for _, xs in built)
+    assert first_input(nn.LayerNorm(144), torch.randn(144, 64).t()) == (1, 1.0)      # an example's layout is kept
+    assert first_input(nn.LayerNorm(144), torch.randn(64, 144)) == (0, 0.0)
+    # MobileViT's unfold: (patch positions, patches, d) out of (d, patches, positions), a 3-D permutation;
+    # Swin's patch embedding (1, tokens, d) out of (1, d, tokens) merges back to a transposed matrix
+    assert first_input(nn.LayerNorm(144), torch.randn(144, 64, 4).permute(2, 1, 0)) == (2, 2.0)
+    assert first_input(nn.LayerNorm(96), torch.randn(1, 96, 49).transpose(1, 2)) == (1, 1.0)
+    assert first_input(nn.ReLU(), torch.randn(8, 1).expand(8, 16)) == (0, 0.0)       # a broadcast is not a permute
+    assert first_input(nn.Sequential(nn.Linear(144, 144), nn.LayerNorm(144)), torch.randn(64, 144))[0] == 0
+    built = [c.build() for c, _ in zip(cases(0), range(3000)) if c.family in ("norm", "elementwise")]
+    permuted = [xs[0].ndim for _, xs in built if not xs[0].is_contiguous() and all(xs[0].stride())]
+    assert any(xs[0].is_contiguous() for _, xs in built)
+    # both kinds of permuted view (3-D ones where the rows split into patch positions: half the draws)
+    assert permuted.count(3) >= 5 and permuted.count(2) >= 5 and 0.2 < permuted.count(3) / len(permuted) < 0.6
+
+
+def test_a_layer_norm_is_featured_as_rows_of_its_normalized_size_whatever_its_leading_dims():
+    from hwcost.analysis import analyze
+
+    def features(x, d=768):
+        return shape_features(next(c for c in analyze(nn.LayerNorm(d), (x,), batch_size=None).ops if c.launches))
+
+    # ViT's (1, 197, 768) as the suite's 2-D (197, 768) cases, not as 197 channels of 768 pixels
+    flat, batched = features(torch.randn(197, 768)), features(torch.randn(1, 197, 768))
+    assert {k: batched[k] for k in FEATURES if k != "log_in_numel"} == {k: flat[k] for k in FEATURES if k != "log_in_numel"}
+    assert batched["log_c_in"] == pytest.approx(math.log2(769)) and batched["spatial_dims"] == 0.0
+    two = features(torch.randn(2, 197, 768))
+    assert two["log_batch"] == two["log_spatial_in"] == pytest.approx(math.log2(2 * 197 + 1))
+    # a LayerNorm over the trailing two dims normalizes rows of their product
+    ln = next(c for c in analyze(nn.LayerNorm([4, 8]), (torch.randn(3, 4, 8),), batch_size=None).ops if c.launches)
+    assert shape_features(ln)["log_c_in"] == pytest.approx(math.log2(33))
 
 
 def test_a_recurrent_layer_baseline_pays_the_floor_per_serial_step():

@@ -18,7 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 21  # 21: video stems (3 input channels, 8-32 frames of 56-160 px, a 3x3x3 or 3x7x7 kernel) a
+SUITE_VERSION = 22  # 22: half the permuted views of LayerNorm and activations 3-D permutations
+# (MobileViT's unfold into (patch positions, patches, d)): a LayerNorm over one ran 3x a transposed
+# matrix's time at the same size here, and calibrations I-O put MobileViT's 0.30-0.42x (the feature
+# ``strided`` now says 2 for them, 1 for a transpose)
+# 21: video stems (3 input channels, 8-32 frames of 56-160 px, a 3x3x3 or 3x7x7 kernel) a
 # third of the 3D convolutions: drawn among all 3D shapes (1 in ~180 of them), C3D's 3 -> 32 stem over 16 x
 # 112 x 112 had no sample near it and every calibration from I to N put it 2-3x fast (22-33 GFLOP/s
 # measured, ~85 at 64 output channels); GRUs and plain RNNs drawn as often as LSTMs (LSTM 2 : GRU 2 : RNN 1,
@@ -359,7 +363,8 @@ def _elementwise(rng, dtype):
             mod = nn.GELU(approximate="tanh")
         if rng.random() < 0.15 and numel >= 1024:   # on a permuted view (token mixers' transposes)
             c = _pick(rng, [16, 64, 144, 256])
-            return lambda: (mod, (_x(c, numel // c, dtype=dtype).t(),))
+            view = _permuted_view(rng, c, numel // c, dtype)
+            return lambda: (mod, (view(),))
         return lambda: (mod, (_x(numel, dtype=dtype),))
     op = _pick(rng, _BINARY)
     if r < 0.85:
@@ -367,6 +372,17 @@ def _elementwise(rng, dtype):
     c = _pick(rng, [16, 64, 256, 1024])  # broadcast: (N, C, H, W) x (N, C, 1, 1), as squeeze-excite
     hw = max(1, numel // c)
     return lambda: (Call(op), (_x(1, c, hw, 1, dtype=dtype), _x(1, c, 1, 1, dtype=dtype)))
+
+
+def _permuted_view(rng, d: int, rows: int, dtype) -> Callable[[], torch.Tensor]:
+    """A (rows, d) operand as a permuted view: half the time a transposed matrix (a patch embedding's
+    flatten(2).transpose(1, 2)), otherwise MobileViT's unfold, (patch positions, patches, d) permuted
+    out of (d, patches, positions): a 3-D permutation, which copy kernels walk as nested strided loops
+    (a LayerNorm over it ran 3x the transposed matrix's time here)."""
+    p = _pick(rng, [4, 4, 2])   # patch positions: MobileViT's 2 x 2 patches
+    if rng.random() < 0.5 or rows % p or rows < 2 * p:
+        return lambda: _x(d, rows, dtype=dtype).t()
+    return lambda: _x(d, rows // p, p, dtype=dtype).permute(2, 1, 0)
 
 
 def _norm(rng, dtype):
@@ -378,8 +394,10 @@ def _norm(rng, dtype):
         return lambda: (nn.BatchNorm2d(c).eval().to(dtype), (_x(n, c, h, h, dtype=dtype),))
     if r < 0.85:
         tokens, d = _pick(rng, [1, 16, 64, 128, 197, 512, 1576, 3136]), _pick(rng, [96, 144, 192, 256, 384, 512, 768, 1024])
-        if rng.random() < 0.3:   # over a transposed view, as after a patch embedding's flatten(2).transpose(1, 2)
-            return lambda: (nn.LayerNorm(d).to(dtype), (_x(d, tokens, dtype=dtype).t(),))
+        if rng.random() < 0.3:   # over a permuted view: a patch embedding's flatten(2).transpose(1, 2), or
+            # MobileViT's unfold into (patch positions, patches, d), a 3-D permutation
+            view = _permuted_view(rng, d, tokens, dtype)
+            return lambda: (nn.LayerNorm(d).to(dtype), (view(),))
         return lambda: (nn.LayerNorm(d).to(dtype), (_x(tokens, d, dtype=dtype),))
     c, h = _pick(rng, [32, 64, 128, 256]), _pick(rng, [14, 28, 56])
     return lambda: (nn.GroupNorm(8, c).to(dtype), (_x(1, c, h, h, dtype=dtype),))
