@@ -405,7 +405,7 @@ def test_suite_samples_recurrent_layers_as_large_as_real_ones():
     assert 0.02 < sum(s > MAX_CASE_FLOPS for s in sizes) / len(sizes) < 0.15
 
 
-def test_suite_samples_video_stems_and_grus_as_often_as_lstms():
+def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolutions():
     """Suite 21: a third of the 3D convolutions are video stems (3 input channels, >= 8 frames of >= 56 px:
     drawn among all 3D shapes, C3D's stem had no sample near it and came out 2-3x fast), R3D's 3x7x7
     stem among them, each built as drawn (padding keeps the frames); GRUs (a GEMM and elementwise ops
@@ -426,6 +426,13 @@ def test_suite_samples_video_stems_and_grus_as_often_as_lstms():
     rng = random.Random(0)
     cells = [type(b()[0]).__name__ for b in (_rnn(rng, torch.float32) for _ in range(400)) if b is not None]
     assert 0.7 < cells.count("GRU") / cells.count("LSTM") < 1.4
+    # suite 23: 2-D convolutions at segmentation and detection resolutions too, small-channel 3x3 ones at
+    # a U-Net's 128 px among them; squeeze-excite's 1 x 1 maps still about one in seven
+    planar = [(m, x) for m, (x,) in (b() for b in convs) if x.dim() == 4]
+    sizes = {x.shape[-1] for _, x in planar}
+    assert {20, 40, 64, 80, 128, 160} <= sizes and {1, 7, 14, 28, 56, 112, 224} <= sizes
+    assert any(m.kernel_size == (3, 3) and m.in_channels <= 32 and x.shape[-1] >= 128 for m, x in planar)
+    assert 0.08 < sum(x.shape[-1] == 1 for _, x in planar) / len(planar) < 0.25
 
 
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():

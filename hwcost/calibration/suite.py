@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 22  # 22: half the permuted views of LayerNorm and activations 3-D permutations
+SUITE_VERSION = 23  # 23: dense 2-D convolutions drawn at the resolutions of segmentation and detection
+# networks too (20, 40, 64, 80, 128, 160 px beside ImageNet's 7-224): a U-Net's 16- and 32-channel 3x3
+# convolutions over 128 x 128 ran 77-85 GFLOP/s here and calibration P put them at 34-36 (2.3x slow)
+# 22: half the permuted views of LayerNorm and activations 3-D permutations
 # (MobileViT's unfold into (patch positions, patches, d)): a LayerNorm over one ran 3x a transposed
 # matrix's time at the same size here, and calibrations I-O put MobileViT's 0.30-0.42x (the feature
 # ``strided`` now says 2 for them, 1 for a transpose)
@@ -155,7 +158,9 @@ def _conv(rng, dtype):
     # mobilenet_v3 40/120/200): those run a slow tail
     c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024, 2048])
     c_out = _pick(rng, [16, 24, 32, 40, 58, 64, 96, 116, 120, 128, 160, 200, 232, 256, 320, 512, 1024, 1280, 2048])
-    h = _pick(rng, [1, 7, 14, 28, 56, 112, 224])
+    # ImageNet's ladder and the resolutions of segmentation and detection networks (a U-Net at 128 px, a
+    # YOLO at 320 or 640: 160 / 80 / 40 / 20), squeeze-excite's 1 x 1 as often as before
+    h = _pick(rng, [1, 1, 7, 14, 20, 28, 40, 56, 64, 80, 112, 128, 160, 224])
     k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
     s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
     if h == 1:  # squeeze-excite (mobilenet_v3, efficientnet): a 1x1 conv on a pooled 1x1 map, a GEMV
