@@ -615,6 +615,10 @@ def test_samples_are_kept_at_their_ratio_to_the_reference_beside_them():
                   sample("old", 7e-6, 0.0, 0.0)])
     assert [s.time_s for s in got] == pytest.approx([12.5e-6, 12.5e-6, 5e-6, 7e-6])
     assert steady([sample("old", 7e-6, 0.0, 0.0)])[0].time_s == 7e-6        # files without a reference
+    # a reference block 10x its run median ran out of step with the case beside it: the plain median stays
+    got = steady([sample("a", 10e-6, 0.5, 20e-6), sample("b", 15e-6, 0.5, 30e-6), sample("c", 5e-6, 0.2, 25e-6),
+                  sample("glitch", 400e-6, 0.8, 250e-6), sample("d", 8e-6, 0.4, 25e-6)])
+    assert [s.time_s for s in got] == pytest.approx([12.5e-6, 12.5e-6, 5e-6, 400e-6, 10e-6])
 
 
 def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
