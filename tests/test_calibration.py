@@ -643,6 +643,15 @@ def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
     assert probe_during(cases) == {}
 
 
+def _relu_case(cid, ref_s):
+    """A case timed beside the reference workload (``ref_s`` its median there), at half its time."""
+    return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5, ref_s=ref_s)
+
+
+def _fundamental(op, v):
+    return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
+
+
 def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     from hwcost.calibration.bench import DECODE_PROBE_EVERY, probe_reading
     from hwcost.calibration.profile import _probe_record
@@ -660,16 +669,9 @@ def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     assert reading["probe_decode_during_ms"] > 0 and reading["probe_decode_reference_ratio"] > 0
     assert "probe_decode_during_ms" not in probe_reading(probe_network(), None, "cpu", (net, x), chain=1)
 
-    def case(cid, ref):
-        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
-                      ref_s=ref)
-
-    def fundamental(op, v):
-        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
-
     # the workload's run median is 25 us; the decode probe read 300x, 320x and 340x it: 320 x 25 us = 8 ms
-    samples = [case("a", 20e-6), case("b", 30e-6), case("c", 25e-6), fundamental("probe_reference_ratio", 160.0)]
-    samples += [fundamental("probe_decode_reference_ratio", r) for r in (300.0, 340.0, 320.0)]
+    samples = [_relu_case("a", 20e-6), _relu_case("b", 30e-6), _relu_case("c", 25e-6), _fundamental("probe_reference_ratio", 160.0)]
+    samples += [_fundamental("probe_decode_reference_ratio", r) for r in (300.0, 340.0, 320.0)]
     got = probe_during(samples)
     assert got["probe_decode_during_ms"] == pytest.approx(8.0) and got["probe_during_ms"] == pytest.approx(4.0)
     record = _probe_record(got)["probe"]
@@ -690,16 +692,9 @@ def test_the_batch_8_probe_is_read_between_decode_readings_and_put_on_the_sample
     for chain in (0, 1, BATCH_PROBE_EVERY):
         assert "probe_b8_during_ms" not in probe_reading(probe_network(), None, "cpu", None, chain, (n8, x8))
 
-    def case(cid, ref):
-        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
-                      ref_s=ref)
-
-    def fundamental(op, v):
-        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
-
     # the workload's run median is 20 us; the batch-8 probe read 1000x and 1200x it (median of two: the upper)
-    samples = [case("a", 20e-6), case("b", 10e-6), case("c", 30e-6), fundamental("probe_reference_ratio", 100.0)]
-    samples += [fundamental("probe_b8_reference_ratio", r) for r in (1000.0, 1200.0)]
+    samples = [_relu_case("a", 20e-6), _relu_case("b", 10e-6), _relu_case("c", 30e-6), _fundamental("probe_reference_ratio", 100.0)]
+    samples += [_fundamental("probe_b8_reference_ratio", r) for r in (1000.0, 1200.0)]
     during = probe_during(samples)
     assert during["probe_b8_during_ms"] == pytest.approx(24.0) and during["probe_during_ms"] == pytest.approx(2.0)
     cal = _probe_record(during)
