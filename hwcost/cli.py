@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input shape without batch, e.g. 3,224,224 (default: the model's own example)")
     p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
     p.add_argument("--per-layer", action="store_true", help="also time each leaf module (duration share per layer)")
-    p.add_argument("--reference", help="a calibrated profile: time its probe network call by call between the "
+    p.add_argument("--reference", help="a calibrated profile: time its probe network (at batch 1 or 8, whichever's "
+                                       "kernels run nearest the model's as predicted) call by call between the "
                                        "model's, and report the drift-adjusted latency beside the raw one")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
     p.add_argument("--out", help="write the result to this file instead of standard output")
