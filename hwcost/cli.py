@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from . import report
-from .errors import HwcostError, InputError
+from .errors import HwcostError, InputError, ProfileError
 from .timing import flush_subnormals_now
 
 DEFAULT_DEVICE = "raspberry-pi-4"
@@ -222,7 +222,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         try:   # the probe nearest this model, as validate picks it: decided from its prediction on that profile
             reference = matching_reference(predict(loaded.model, example, device=profile, batch_size=args.batch,
                                                    dtype=args.dtype, model_name=loaded.name))
-        except InputError:   # a dtype the profile has no rate for: the batch-1 probe
+        except ProfileError:   # the profile cannot predict it (no rate for this dtype): the batch-1 probe
             reference = probe_reference(profile.calibration)
         if reference is None:
             raise InputError(f"{args.reference} records no probe time (a datasheet profile, or calibrated by an "

@@ -84,3 +84,22 @@ def test_analyze_trace_mode_flag(capsys):
     assert rc == rc2 == 0
     assert (values["trace_mode"], meta["trace_mode"]) == ("values", "meta")
     assert values["total"]["macs"] == meta["total"]["macs"] > 0
+
+
+def test_measure_against_a_profiles_probe_and_refused_without_one(capsys, tmp_path):
+    import yaml
+
+    (tmp_path / "tiny.py").write_text("import torch.nn as nn\n\ndef build():\n    return nn.Linear(16, 16), (16,)\n")
+    spec = f"{tmp_path / 'tiny.py'}:build"
+    rc, _, err = run(capsys, "measure", spec, "--repeats", "2", "--reference", "raspberry-pi-4")
+    assert rc == 2 and "records no probe time" in err and "recalibrate" in err   # a datasheet profile
+    doc = {"name": "cal", "kind": "cpu", "description": "x", "execution": "sequential",
+           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
+           "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"},
+           "calibration": {"threads": 1, "probe": {"during_ms": 2.0, "b8_during_ms": 15.0}}}
+    (tmp_path / "cal.yaml").write_text(yaml.safe_dump(doc))
+    # a dtype the profile has no rate for cannot be predicted there: timed against the batch-1 probe
+    rc, out, err = run(capsys, "measure", spec, "--repeats", "2", "--dtype", "bfloat16",
+                       "--reference", str(tmp_path / "cal.yaml"))
+    assert rc == 0, err
+    assert "reference (probe b1)" in out and "the reference ran 2.000 ms at calibration" in out
