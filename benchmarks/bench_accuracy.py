@@ -212,11 +212,11 @@ def run_condition(args) -> None:
             continue
         for b in (1, 8):
             a = hwcost.analyze(lm.model, lm.example, batch_size=b)
-            pred = hwcost.predict_analysis(a, cal)
-            preds = {"hwcost": pred.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
+            prediction = hwcost.predict_analysis(a, cal)
+            preds = {"hwcost": prediction.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
                      "roofline": hwcost.predict_analysis(a, roof).latency_ms}
             m = hwcost.measure(lm.model, lm.example, batch_size=b, repeats=args.repeats, threads=threads,
-                               max_seconds=args.max_seconds, reference=matching_reference(pred))
+                               max_seconds=args.max_seconds, reference=matching_reference(prediction))
             row = {"model": model_name, "batch": b, "threads": threads, "measured_ms": m.latency_ms,
                    "adjusted_ms": m.drift_adjusted_ms, "machine_factor": m.machine_factor,
                    "ratio_spread": m.ratio_spread, "reference": m.reference_name}

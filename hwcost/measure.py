@@ -149,6 +149,7 @@ def measure(
     if isinstance(reference, Reference):
         ref_name = reference.label
         reference_then_ms = reference_then_ms if reference_then_ms is not None else reference.then_ms
+        reference = (reference.network, reference.example)
     allocator_mode = alloc.apply(allocator)
     dt = parse_dtype(dtype)
     if not dt.is_floating_point:
@@ -164,7 +165,7 @@ def measure(
         energy_before = meter.read_j() if meter else None
         paired = None
         if reference is not None:
-            ref_net, ref_x = (reference.network, reference.example) if isinstance(reference, Reference) else reference
+            ref_net, ref_x = reference
             ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
             paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds)
             stats = paired.model

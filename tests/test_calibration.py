@@ -621,28 +621,6 @@ def test_samples_are_kept_at_their_ratio_to_the_reference_beside_them():
     assert [s.time_s for s in got] == pytest.approx([12.5e-6, 12.5e-6, 5e-6, 400e-6, 10e-6])
 
 
-def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
-    from hwcost.calibration.samples import probe_during
-
-    def case(cid, ref):
-        return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5,
-                      ref_s=ref)
-
-    def reading(op, v):
-        return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
-
-    cases = [case("a", 20e-6), case("b", 30e-6), case("c", 25e-6)]
-    # the probe read 5 ms on its own between cases, 150x and 170x the workload beside it: the samples
-    # stand for the workload's median, 25 us, so for a probe of 160 x 25 us = 4 ms
-    readings = [reading("probe_during_ms", 5.0), reading("probe_during_ms", 5.2),
-                reading("probe_reference_ratio", 150.0), reading("probe_reference_ratio", 170.0),
-                reading("probe_reference_ratio", 160.0)]
-    assert probe_during(cases + readings)["probe_during_ms"] == pytest.approx(4.0)
-    # older runs (no ratio read) keep the median of the probe's own readings
-    assert probe_during(cases + readings[:2] + [reading("probe_during_ms", 4.9)])["probe_during_ms"] == 5.0
-    assert probe_during(cases) == {}
-
-
 def _relu_case(cid, ref_s):
     """A case timed beside the reference workload (``ref_s`` its median there), at half its time."""
     return Sample(cid, "elementwise", "relu", 1e-5, 1e-5, 1e-5, 5, 0.0, 1.0, 1.0, False, {}, ref_ratio=0.5, ref_s=ref_s)
@@ -650,6 +628,21 @@ def _relu_case(cid, ref_s):
 
 def _fundamental(op, v):
     return Sample("_" + op, "_fundamental", op, v, v, v, 1, 0.0, 0.0, 0.0, False, {})
+
+
+def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
+    from hwcost.calibration.samples import probe_during
+
+    cases = [_relu_case("a", 20e-6), _relu_case("b", 30e-6), _relu_case("c", 25e-6)]
+    # the probe read 5 ms on its own between cases, 150x and 170x the workload beside it: the samples
+    # stand for the workload's median, 25 us, so for a probe of 160 x 25 us = 4 ms
+    readings = [_fundamental("probe_during_ms", 5.0), _fundamental("probe_during_ms", 5.2),
+                _fundamental("probe_reference_ratio", 150.0), _fundamental("probe_reference_ratio", 170.0),
+                _fundamental("probe_reference_ratio", 160.0)]
+    assert probe_during(cases + readings)["probe_during_ms"] == pytest.approx(4.0)
+    # older runs (no ratio read) keep the median of the probe's own readings
+    assert probe_during(cases + readings[:2] + [_fundamental("probe_during_ms", 4.9)])["probe_during_ms"] == 5.0
+    assert probe_during(cases) == {}
 
 
 def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
