@@ -21,11 +21,12 @@ import numpy as np
 from .devices import DeviceProfile
 from .errors import ProfileError
 from .features import FEATURES, op_key, op_prior, shape_features, vectorize
-from .formulas import PRODUCT_FAMILIES, serial_steps
+from .formulas import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 9  # 9: context terms for input and output bytes between the private cache and the LLC
+MODEL_VERSION = 10  # 10: context terms per convolution and per matrix product, on top of the per-op one
+# 9: context terms for input and output bytes between the private cache and the LLC;
 # 8: op codes ordered by cost per element, each op's own fit as the op_prior feature; 7: op codes
 # ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature; 4: a recurrent
 # layer's baseline pays the dispatch floor once per serial step; 3: cold_weights feature, the LLC in
@@ -114,7 +115,12 @@ class ContextModel:
 
     No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
     1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
-    10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without)."""
+    10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without).
+    A fixed cost per op does differ by kind: a convolution (oneDNN primitive, its weights reordered) and a
+    matrix product pay more in context than an elementwise op. With one per-op cost for every op, the
+    convolution chains of a 2-thread calibration came out 8% fast in median while the decoder-step and
+    token chains sat within 2-3%; fitted apart, the extra came out 37 us per convolution and 9 us per
+    product, the others nothing (docs/accuracy.md, thirteenth session)."""
 
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
@@ -123,13 +129,18 @@ class ContextModel:
     per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
+    per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
+    per_matmul_op_s: float = 0.0     # per matrix product (the matmul family: linear, matmul, bmm), likewise
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     chains: int = 0
     median_abs_error_pct: float | None = None
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
+             "_conv_ops", "_matmul_ops",
              "_streamed_ops")   # streamed last: fit_context_model fits it alone, on the others' residuals
+    FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
+              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
 
     def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
@@ -137,7 +148,8 @@ class ContextModel:
         between the private and the last-level cache (repeated alone, an op keeps such activations in
         the LLC, its output on the same lines each call; in a network its output goes to lines not
         touched lately: MobileNetV2's batch-8 depthwise convolutions, 4-15 MB in and out, ran 1.3-1.8x
-        their isolated time there); and the op again when its pass streams its weights."""
+        their isolated time there); the op again if it is a convolution, or a matrix product; and the op
+        again when its pass streams its weights."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -148,12 +160,11 @@ class ContextModel:
         weights = 0.0 if cold else cap(cost.weight_bytes)
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                1.0 if streamed else 0.0)
+                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
 
     def coefficients(self) -> tuple[float, ...]:
         """The fitted seconds per unit of each term, in TERMS' order."""
-        return (self.per_op_s, self.per_weight_byte_s, self.per_input_byte_s, self.per_output_byte_s,
-                self.per_input_byte_llc_s, self.per_output_byte_llc_s, self.per_op_streamed_s)
+        return tuple(getattr(self, f) for f in self.FIELDS)
 
     def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
         return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))

@@ -128,11 +128,13 @@ def test_context_fit_recovers_known_coefficients():
              "_weight_bytes": rng.uniform(1e5, 2e7), "_input_bytes": rng.uniform(1e6, 5e7),
              "_output_bytes": rng.uniform(1e6, 5e7)}
         r["_input_bytes_llc"], r["_output_bytes_llc"] = rng.uniform(0, 3e7), rng.uniform(0, 3e7)
+        r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))       # a chain of convolutions, ...
+        r["_matmul_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))     # ... or of linear layers, or both
         r["_streamed_ops"] = r["_ops"] if rng.random() < 0.3 else 0.0   # decoder steps streaming their weights
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
                      + 2e-11 * r["_output_bytes"] + 6e-12 * r["_input_bytes_llc"] + 3e-11 * r["_output_bytes_llc"]
-                     + 9e-6 * r["_streamed_ops"])
+                     + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"] + 9e-6 * r["_streamed_ops"])
     ctx = fit_context_model(rows, times, cache_bytes=4e6)
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
@@ -140,6 +142,7 @@ def test_context_fit_recovers_known_coefficients():
     assert ctx.per_output_byte_s == pytest.approx(2e-11, rel=1e-2)
     assert ctx.per_input_byte_llc_s == pytest.approx(6e-12, rel=1e-2)
     assert ctx.per_output_byte_llc_s == pytest.approx(3e-11, rel=1e-2)
+    assert ctx.per_conv_op_s == pytest.approx(3e-5, rel=1e-2) and ctx.per_matmul_op_s == pytest.approx(8e-6, rel=1e-2)
     assert ctx.per_op_streamed_s == pytest.approx(9e-6, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
@@ -152,7 +155,7 @@ def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": 0.0, "_output_bytes": rng.uniform(1e6, 5e7), "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
         rows.append(r)
         times.append(t * (1.8 if i % 10 == 0 else 1.0))   # one chain in ten ran while the VM was slow
@@ -168,7 +171,7 @@ def test_streaming_chains_set_the_streamed_term_alone():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 1e-11 * r["_input_bytes"]
         if i % 3 == 0:   # decoder steps: their ops pay 8 us more, and their bytes nothing on top
             r["_streamed_ops"] = r["_ops"]
@@ -184,7 +187,7 @@ def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
              "_output_bytes": 1e6, "_input_bytes_llc": 2e6 * i, "_output_bytes_llc": 1e6 * i,
-             "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
+             "_conv_ops": 3.0, "_matmul_ops": float(i % 3), "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
     ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
     assert min(ctx.coefficients()) >= 0.0
 
@@ -202,7 +205,8 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert capped.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 4e-6 + 2e-6)
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
-                   "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_streamed_ops": 0.0}
+                   "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_conv_ops": 0.0,
+                   "_matmul_ops": 0.0, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top
     assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
@@ -230,6 +234,24 @@ def test_context_charges_activation_bytes_between_the_caches_on_their_own_terms(
     # either cache unknown (or the LLC no larger than the private cache): no band
     assert ContextModel(cache_bytes=1e6).terms(cost)[4:6] == (0.0, 0.0)
     assert ContextModel(llc_bytes=32e6).terms(cost)[4:6] == (0.0, 0.0)
+
+
+def test_context_charges_convolutions_and_matrix_products_their_own_cost_per_op():
+    from hwcost.records import OpCost, OpRecord
+
+    ctx = ContextModel(per_op_s=1e-6, per_conv_op_s=3e-5, per_matmul_op_s=8e-6)
+
+    def cost(family: str) -> OpCost:
+        rec = OpRecord(0, "op", "default", "m", "Module", True, (), {}, (), False)
+        return OpCost(rec, family, 0, 1000, bytes_read=100, bytes_written=100)
+
+    for family in ("conv", "depthwise_conv", "grouped_conv", "conv_transpose"):
+        assert ctx.apply(1e-3, cost(family)) == pytest.approx(1e-3 + 1e-6 + 3e-5)
+    assert ctx.apply(1e-3, cost("matmul")) == pytest.approx(1e-3 + 1e-6 + 8e-6)
+    for family in ("elementwise", "norm", "attention", "pool"):
+        assert ctx.apply(1e-3, cost(family)) == pytest.approx(1e-3 + 1e-6)
+    row = ctx.design([1e-3] * 4, [cost("conv"), cost("depthwise_conv"), cost("matmul"), cost("norm")])
+    assert (row["_ops"], row["_conv_ops"], row["_matmul_ops"]) == (4.0, 2.0, 1.0)
 
 
 def _linear_cost(k: int, n: int, m: int = 1):

@@ -224,13 +224,9 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     coef = np.concatenate([coef_base, coef_streamed])
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
-    (per_op, per_weight, per_input, per_output, per_input_llc, per_output_llc,
-     per_op_streamed) = (float(c) for c in coef)  # TERMS' order
-    return ContextModel(per_op_s=per_op, per_weight_byte_s=per_weight, per_input_byte_s=per_input,
-               per_output_byte_s=per_output, per_input_byte_llc_s=per_input_llc,
-               per_output_byte_llc_s=per_output_llc, per_op_streamed_s=per_op_streamed, cache_bytes=cache_bytes,
-               llc_bytes=llc_bytes, chains=len(rows),
-               median_abs_error_pct=round(err, 2))
+    fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef)}
+    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows),
+                        median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str, float] | None:
