@@ -18,6 +18,9 @@ from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchro
 
 # ------------------------------------------------------------------ measuring a model
 
+# Untimed model calls before each timed one when timed against a reference: one, as the reference gets.
+MODEL_WARMUP_PER_PAIR = 1
+
 
 @dataclass
 class MeasuredLayer:
@@ -134,7 +137,8 @@ def measure(
     hwcost.allocator; ``retain`` stays in force for the rest of the process).
     ``reference``: a fixed (network, input) timed call by call between the model's calls, or a
     hwcost.probe.Reference (the probe that calibration read; hwcost.probe.matching_reference picks the one
-    nearest a model); with ``reference_then_ms`` (a Reference carries it), its time when the profile was
+    nearest a model); each timed call of either follows an untimed one of the same network, so both are
+    timed warm, as a prediction and the probe's calibration time are; with ``reference_then_ms`` (a Reference carries it), its time when the profile was
     calibrated, the result carries the drift-adjusted latency beside the raw one.
     ``flush_subnormals`` (default on): subnormal floats are taken as zeros while timing, as an untrained
     network's activations can decay into them and x86 cores run them several times slower; a trained
@@ -167,7 +171,8 @@ def measure(
         if reference is not None:
             ref_net, ref_x = reference
             ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
-            paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds)
+            paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds,
+                                      model_warmup=MODEL_WARMUP_PER_PAIR)
             stats = paired.model
         else:
             stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
@@ -176,6 +181,8 @@ def measure(
             after = meter.read_j()
             if after is not None:
                 runs = len(stats.samples_s) + stats.rejected
+                if paired is not None:   # each timed call followed an untimed one
+                    runs *= 1 + MODEL_WARMUP_PER_PAIR
                 # interleaved, the reference's runs drew power too: charge the model its share of the time
                 share = 1.0 if paired is None else stats.median_s / (stats.median_s + paired.reference.median_s)
                 energy_mj = (after - energy_before) * share / runs * 1e3

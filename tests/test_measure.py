@@ -62,6 +62,29 @@ def test_interleaved_pairs_time_the_reference_warm_and_the_model_alone():
     assert cold.reference.median_s == 2.0 and cold.ratio_median == 1.5
 
 
+def test_interleaved_pairs_can_time_the_model_warm_too():
+    from hwcost.timing import time_interleaved
+
+    now, log = [0.0], []
+
+    def model():   # the first call after the reference is slow (cold), the next one warm
+        cold = not log or log[-1] == "ref"
+        log.append("model")
+        now[0] += 5.0 if cold else 3.0
+
+    def reference():
+        cold = log[-1] == "model"
+        log.append("ref")
+        now[0] += 2.0 if cold else 1.0
+
+    cold = time_interleaved(model, reference, warmup=1, repeats=4, clock=lambda: now[0])
+    assert cold.model.median_s == 5.0
+    log.clear()
+    warm = time_interleaved(model, reference, warmup=1, repeats=4, clock=lambda: now[0], model_warmup=1)
+    assert warm.model.median_s == 3.0 and warm.reference.median_s == 1.0 and warm.ratio_median == 3.0
+    assert log.count("model") == 1 + 2 * 4 and log.count("ref") == 1 + 2 * 4
+
+
 def test_blocks_time_both_warm_and_follow_the_machines_speed():
     from hwcost.timing import time_in_blocks
 
