@@ -176,8 +176,6 @@ def calibrate(
         + (f" ({retimed} timed again: far slower than their family predicted)" if retimed else "")
         + ("; rerun the same command to resume" if interrupted else "")
     )
-    if n_cases == 0:
-        raise InputError("no case was measured; nothing to fit (give a larger --budget)")
     fundamentals["other_cpu_share"] = load.share
     if load.share > OTHER_LOAD_LIMIT and not allow_busy:
         aside = samples_path[: -len(".csv")] + ".busy.csv"
@@ -187,6 +185,8 @@ def calibrate(
             f"{OTHER_LOAD_LIMIT:.0%}): ops timed on a busy machine come out slow, and so would every prediction. "
             f"The samples are set aside in {aside}. Calibrate when the machine is quiet, or pass --allow-busy "
             "(allow_busy=True) to write the profile anyway")
+    if n_cases == 0:   # after the load check: a busy machine may measure nothing, and the load is why
+        raise InputError("no case was measured; nothing to fit (give a larger --budget)")
     run = CalibrationRun(name, backend, n_threads, dtypes, budget, seed, n_cases, interrupted, base_profile,
                          meter.name if meter else None)
     text = profile_yaml(run, fundamentals, samples_path, samples_text)
