@@ -25,12 +25,10 @@ from .formulas import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 10  # 10: context terms per convolution and per matrix product, on top of the per-op one
-# 9: context terms for input and output bytes between the private cache and the LLC;
-# 8: op codes ordered by cost per element, each op's own fit as the op_prior feature; 7: op codes
-# ordered by cost; 6: in-place ops as a flag on their op's code; 5: strided feature; 4: a recurrent
-# layer's baseline pays the dispatch floor once per serial step; 3: cold_weights feature, the LLC in
-# the context model; 2: context model without per-family scales, bytes capped at the private cache
+MODEL_VERSION = 10  # 10: context terms per convolution and per product; 9: context terms for bytes between the
+# private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
+# by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
+# the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache
 
 
 def sha256(text: str) -> str:
@@ -113,14 +111,8 @@ class ContextModel:
     ``per_op_streamed_s`` more (measured here: 20 tiny ops ran 3-5x slower right after a 128 MB read
     than back to back), fitted on decoder-step chains that stream their weights.
 
-    No per-family scale on the isolated time: fitted on the synthetic chains such scales came out at
-    1.1-1.2 for convolutions and products, and charged big compute-bound layers of real networks
-    10-20% they do not pay (measured on 34 model/batch pairs: 24% within 10% with scales, 44% without).
-    A fixed cost per op does differ by kind: a convolution (oneDNN primitive, its weights reordered) and a
-    matrix product pay more in context than an elementwise op. With one per-op cost for every op, the
-    convolution chains of a 2-thread calibration came out 8% fast in median while the decoder-step and
-    token chains sat within 2-3%; fitted apart, the extra came out 37 us per convolution and 9 us per
-    product, the others nothing (docs/accuracy.md, thirteenth session)."""
+    No per-family scale on the isolated time (scales of 1.1-1.2 charged big compute-bound layers 10-20%
+    they do not pay); a fixed cost per op of its own for convolutions and products (docs/calibration.md)."""
 
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
@@ -130,26 +122,24 @@ class ContextModel:
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
     per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
-    per_matmul_op_s: float = 0.0     # per matrix product (the matmul family: linear, matmul, bmm), likewise
+    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     chains: int = 0
     median_abs_error_pct: float | None = None
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
-             "_conv_ops", "_matmul_ops",
-             "_streamed_ops")   # streamed last: fit_context_model fits it alone, on the others' residuals
+             "_conv_ops", "_matmul_ops", "_streamed_ops")   # streamed last: fitted alone, on the others' residuals
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
               "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
 
     def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
         output bytes capped at the private cache (parameters: none when cold); its input and output bytes
-        between the private and the last-level cache (repeated alone, an op keeps such activations in
-        the LLC, its output on the same lines each call; in a network its output goes to lines not
-        touched lately: MobileNetV2's batch-8 depthwise convolutions, 4-15 MB in and out, ran 1.3-1.8x
-        their isolated time there); the op again if it is a convolution, or a matrix product; and the op
-        again when its pass streams its weights."""
+        between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
+        output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
+        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
+        pass streams its weights."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -162,8 +152,7 @@ class ContextModel:
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
                 float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
 
-    def coefficients(self) -> tuple[float, ...]:
-        """The fitted seconds per unit of each term, in TERMS' order."""
+    def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
 
     def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
