@@ -123,12 +123,12 @@ def test_other_processes_load_is_seen(two_busy_loops):
 
 def test_calibrate_refuses_a_busy_machine(tmp_path, two_busy_loops):
     out = tmp_path / "busy.yaml"
-    # one thread: two intra-op threads beside two busy loops on two cores spin at every barrier, and the
-    # fundamentals alone outlasted the budget on one 2-vCPU VM (nothing measured, and so nothing to refuse)
+    # one thread and 60 s (max_cases ends it sooner): two intra-op threads beside two busy loops on two cores
+    # spin at every barrier, and with 20 s the fundamentals alone outlasted the budget on a 2-vCPU VM
     with pytest.raises(InputError, match="other processes used .* of this machine's CPU time"):
-        hwcost.calibrate(name="busy", out=str(out), budget_s=20.0, max_cases=4, progress=False, threads=1)
+        hwcost.calibrate(name="busy", out=str(out), budget_s=60.0, max_cases=4, progress=False, threads=1)
     assert not out.exists() and (tmp_path / "busy.samples.busy.csv").exists()
-    p = hwcost.calibrate(name="busy", out=str(out), budget_s=20.0, max_cases=4, progress=False, allow_busy=True,
+    p = hwcost.calibrate(name="busy", out=str(out), budget_s=60.0, max_cases=4, progress=False, allow_busy=True,
                          threads=1)
     assert p.calibration["other_cpu_pct"] > 10
 
