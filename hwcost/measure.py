@@ -138,8 +138,9 @@ def measure(
     ``reference``: a fixed (network, input) timed call by call between the model's calls, or a
     hwcost.probe.Reference (the probe that calibration read; hwcost.probe.matching_reference picks the one
     nearest a model); each timed call of either follows an untimed one of the same network, so both are
-    timed warm, as a prediction and the probe's calibration time are; with ``reference_then_ms`` (a Reference carries it), its time when the profile was
-    calibrated, the result carries the drift-adjusted latency beside the raw one.
+    timed warm, as a prediction and the probe's calibration time are; with ``reference_then_ms`` (a
+    Reference carries it), its time when the profile was calibrated, the result carries the
+    drift-adjusted latency beside the raw one.
     ``flush_subnormals`` (default on): subnormal floats are taken as zeros while timing, as an untrained
     network's activations can decay into them and x86 cores run them several times slower; a trained
     one's do not (hwcost.timing.subnormals_flushed).
