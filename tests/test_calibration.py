@@ -916,6 +916,37 @@ def test_resource_rates_and_cache_sizes_read_this_machine():
     assert ("cache_gbps" in rates) == (llc > 0)   # no cache size from the OS: no cache reading
 
 
+def test_last_level_cache_is_where_copy_bandwidth_falls_to_dram():
+    from hwcost.probe import llc_from_sweep
+
+    mb = [2.0**k * 2**20 for k in range(2, 10)]   # working sets 4 MB .. 512 MB
+    # a 32 MB cache: 30 GB/s up to 16 MB, DRAM's 15 from 64 MB; 32 MB at 21.2 = sqrt(30 * 15): the knee
+    sweep = [30, 30, 30, 30 / 2**0.5, 15, 15, 15, 15]
+    assert llc_from_sweep(mb, sweep) == pytest.approx(32 * 2**20, rel=1e-6)
+    # the crossing between two sizes, interpolated in log-log: 20 at 64 MB is just under the mean 21.2
+    between = [30, 30, 30, 30, 20, 15, 15, 15]
+    got = llc_from_sweep(mb, between)
+    assert 32 * 2**20 < got < 64 * 2**20
+    assert got == pytest.approx(2**20 * 2 ** (5 + (math.log(30) - math.log(450) / 2) / math.log(30 / 20)), rel=1e-9)
+    # no cache band (all at DRAM's speed within the ratio), too few sizes, or mismatched lists: unknown
+    assert llc_from_sweep(mb, [15.0 * 1.2] * 2 + [15.0] * 6) == 0.0
+    assert llc_from_sweep(mb[:2], [30, 15]) == 0.0 and llc_from_sweep(mb, [30, 15, 15]) == 0.0
+
+
+def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch):
+    from hwcost.calibration import bench
+
+    monkeypatch.setattr(bench, "_measured_llc", {})
+    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 150e6)
+    monkeypatch.setattr(bench, "cache_bytes_at_level", lambda level: 480 * 2**20)
+    assert bench.last_level_cache_bytes("cpu") == 150e6   # the machine's behaviour over what sysfs says
+    big = nn.Linear(4096, 8192)
+    assert not bench.weights_cold(big, 134e6, "cpu") and bench.weights_cold(big, 160e6, "cpu")   # 150 MB between
+    monkeypatch.setattr(bench, "_measured_llc", {})
+    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 0.0)
+    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
+
+
 def test_calibration_that_saw_the_machine_change_says_so():
     from hwcost.probe import calibration_steadiness_note
 

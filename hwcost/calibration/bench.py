@@ -15,7 +15,7 @@ from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks, timed_call
-from ..probe import cache_bytes_at_level, probe_ms, quick_probe_ms, resource_rates
+from ..probe import cache_bytes_at_level, measured_llc_bytes, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .samples import Sample
 from .suite import chain_case
@@ -113,11 +113,20 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s), paired.ratio_median, paired.reference.median_s
 
 
+_measured_llc: dict[int, float] = {}   # per thread count: measured once per process
+
+
 def last_level_cache_bytes(backend: str) -> float:
-    """The cache every core (or SM) shares: a CPU's last level (Linux sysfs), a GPU's L2. 0.0 unknown."""
+    """The cache every core (or SM) shares: a GPU's L2; on a CPU the working size a copy sweep finds
+    (probe.measured_llc_bytes, from twice the threads' private caches), else the last level sysfs
+    reports. 0.0 unknown."""
     if backend == "cuda":
         return private_cache_bytes(backend, 1)
-    return cache_bytes_at_level(None)
+    threads = torch.get_num_threads()
+    if threads not in _measured_llc:
+        start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
+        _measured_llc[threads] = measured_llc_bytes(backend, start_bytes=start) or cache_bytes_at_level(None)
+    return _measured_llc[threads]
 
 
 def weights_cold(mod: nn.Module, weight_bytes: float, backend: str) -> bool:
