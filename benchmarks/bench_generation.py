@@ -5,8 +5,8 @@
 For three Llama-style models built from transformers configs (random weights) and two prompt lengths:
 transformers' generate(), greedy, KV cache on, a fixed number of new tokens. Time to first token =
 generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N - 1). Each round times
-generate(1) and generate(N) back to back between two blocks of a probe network timed at calibration
-(each block warmed by one untimed call), so the difference and the probe see the same seconds; both
+generate(1) and generate(N) back to back, warm (after an untimed generate(N)), between two blocks of a
+probe network timed at calibration (each block warmed by one untimed call), so the difference and the probe see the same seconds; both
 figures are reported raw (median over rounds) and drift-adjusted: the median over rounds of the
 figure / a probe's time, times that probe's time at calibration. Two probes, because this VM's compute
 speed and its memory bandwidth drift apart (one minute, the CNN probe ran 1.25x faster than at
@@ -56,7 +56,12 @@ def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: in
     (each an untimed call, then the median of ``probe_calls``): generate(new) lasts up to a second, and
     one 4 ms probe call after it read that second's speed less well (the same figure moved 17.8-18.3 ms
     over three runs so, 18.3-20.3 with one call after). Two untimed rounds first (with one, the first
-    model's probe read up to 1.3x slow in its first rounds: the heap still growing to its steady state)."""
+    model's probe read up to 1.3x slow in its first rounds: the heap still growing to its steady state).
+    Each round starts with an untimed generate(new), so the timed calls run warm, as predictions (from
+    samples timed back to back) and the held-out benchmark's measurements are: after the probes,
+    generate(1) of the 15M model took 7.0, 6.9, 6.2, 5.9 ms in four calls in a row, 5.8 timed back to
+    back and 5.9 right after a generate(32) (the probes evict what it keeps warm, as the probe did the
+    keyword spotter's: hwcost.measure.MODEL_WARMUP_PER_PAIR; one untimed call is not enough)."""
     def probe_blocks() -> dict[str, float]:
         return {k: time_callable(p, warmup=1, repeats=probe_calls).median_s for k, p in probes.items()}
 
@@ -65,6 +70,7 @@ def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: in
     rows = []
     before = probe_blocks()
     for _ in range(rounds):
+        many()
         t1, tn = timed_call(one), timed_call(many)
         after = probe_blocks()
         rows.append((t1, (tn - t1) / (new - 1), {k: (before[k] + after[k]) / 2 for k in probes}))

@@ -717,6 +717,27 @@ def test_the_batch_8_probe_is_read_between_decode_readings_and_put_on_the_sample
     assert calibration_probe_ms({"probe": {"during_ms": 2.0}}, 8) is None   # profiles read before it: none
 
 
+def test_the_decode_and_batch_8_probes_come_to_the_scale_through_the_probe_read_before_them():
+    from hwcost.calibration.samples import probe_during
+
+    # workload median 25 us; the b1 probe read 5.0 / 5.2 / 4.8 ms at ratios 200 / 200 / 160: on the scale
+    # 200 x 25 us = 5 ms. The decode probe, read right after each, took 0.6x the b1 probe's reading (3.0,
+    # 3.12, 2.88 ms) but at ratios 150-160 (the workload ran faster beside it): through the b1 probe it
+    # stands for 0.6 x 5 = 3 ms, where the workload's ratio would have said 155 x 25 us = 3.9 ms
+    samples = [_relu_case("a", 20e-6), _relu_case("b", 30e-6), _relu_case("c", 25e-6)]
+    for b1, ratio, dec_ratio, b8 in ((5.0, 200.0, 150.0, 40.0), (5.2, 200.0, 155.0, 41.6), (4.8, 160.0, 160.0, 38.4)):
+        samples += [_fundamental("probe_during_ms", b1), _fundamental("probe_reference_ratio", ratio),
+                    _fundamental("probe_decode_during_ms", 0.6 * b1), _fundamental("probe_decode_reference_ratio", dec_ratio),
+                    _fundamental("probe_b8_during_ms", b8), _fundamental("probe_b8_reference_ratio", 1500.0)]
+    got = probe_during(samples)
+    assert got["probe_during_ms"] == pytest.approx(5.0)
+    assert got["probe_decode_during_ms"] == pytest.approx(3.0) and got["probe_decode_reference_ratio"] == 155.0
+    assert got["probe_b8_during_ms"] == pytest.approx(40.0)   # 8x the b1 probe read before it, 8 x 5 ms
+    # a decode reading before any b1 reading has nothing to bridge through: ratio to the workload
+    lone = [_relu_case("a", 25e-6), _fundamental("probe_decode_during_ms", 3.0), _fundamental("probe_decode_reference_ratio", 150.0)]
+    assert probe_during(lone)["probe_decode_during_ms"] == pytest.approx(3.75)
+
+
 def test_kernel_scale_weighs_each_kernel_by_its_time_and_splits_a_fused_rnn_into_its_steps():
     from types import SimpleNamespace as NS
 

@@ -23,7 +23,7 @@ from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_
 from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
                     probe_reading, speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
-from .profile import CalibrationRun, profile_yaml
+from .profile import CalibrationRun, _probe_record, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
                       read_samples, samples_path_for, steady, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case, decode_probe_network
@@ -212,6 +212,7 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
     doc["calibration"]["model_file"] = os.path.basename(model_path)
     doc["calibration"]["model_sha256"] = sha256(model_text)
     doc["calibration"]["context"] = {k: v for k, v in vars(model.context).items()}
+    doc["calibration"].update(_probe_record(fundamentals))   # a refit re-derives the probe times as well
     if energy is not None:
         meter_name = doc["calibration"].get("energy_meter", "a power sensor")
         when = doc["calibration"]["date"]
@@ -293,10 +294,9 @@ def second_look(samples_path: str, writer, f, seed: int, fundamentals: dict[str,
     (fit.suspect_samples), while ``time_left()``; each new row is appended under the same case id, and
     the fit keeps a case's faster time (fit.fastest_per_case). Returns the number timed again.
 
-    A shared machine slows down for a second or more at a time (at 2 threads here, a vCPU taken away
-    stalls every barrier), and a case timed in such a window is slow in all its repeats: its median
-    cannot see it, and the trees then carry the slowness to its neighbours (a bidirectional GRU's 327
-    ms sample put a 2-layer GRU classifier at 151 ms against 78 measured)."""
+    A shared machine slows down for a second or more at a time, and a case timed then is slow in all its
+    repeats: its median cannot see it, and the trees carry the slowness to its neighbours (a
+    bidirectional GRU's 327 ms sample put a 2-layer GRU classifier at 151 ms against 78 measured)."""
     with open(samples_path) as fh:
         samples = read_samples(fh.read())
     # the baseline only orders a family's samples; any measured matmul rate serves
