@@ -118,7 +118,7 @@ def llc_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
 
 
 def measured_llc_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
-                       max_bytes: float = 2 * 1024**3) -> float:
+                       max_bytes: float = 1024**3) -> float:
     """The last-level cache as the machine behaves, not as sysfs reports it: a virtual machine may show
     the host's whole L3 (a 2-vCPU KVM guest here: sysfs 480 MB; copies at 1 thread ran 29-30 GB/s up to
     64 MB, 24 at 128, 17 at 256 and DRAM's 15 from 512 MB; a day before, 21 at 64 MB: other tenants
@@ -132,15 +132,18 @@ def measured_llc_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
 
     top = min(max(4 * cache_bytes_at_level(None), 256 * 1024**2), max_bytes, psutil.virtual_memory().available / 8)
     sizes, rates, ws = [], [], float(start_bytes)
+    # one allocation of the largest working set, sliced: a buffer per size left the freed ones in a
+    # heap that the retained allocator (hwcost.allocator) does not give back, ~4 GB per sweep here
+    src_all = torch.ones(int(top / 8))   # float32: top / 2 bytes each way
+    dst_all = torch.empty_like(src_all)
     with torch.inference_mode():
         while ws <= top:
-            src = torch.ones(int(ws / 8))   # float32: ws / 2 bytes each way
-            dst = torch.empty_like(src)
+            src, dst = src_all[: int(ws / 8)], dst_all[: int(ws / 8)]
             t = time_callable(lambda: dst.copy_(src), warmup=2, repeats=30, max_seconds=0.1).median_s
             sizes.append(ws)
             rates.append(2 * src.numel() * 4 / t / 1e9)
-            del src, dst
             ws *= 2
+    del src_all, dst_all
     return llc_from_sweep(sizes, rates)
 
 
