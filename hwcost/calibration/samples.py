@@ -175,7 +175,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     plain, during = on_scale("probe"), median("probe_during_ms")
     if not plain and during:
         plain = {"probe_during_ms": during}
-    # the decode probe (suite 16 on) and the larger-batch probe, read beside the workload too
+    # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each
     probe_ms = plain.get("probe_during_ms")
     return {**plain, **through_probe("probe_decode", probe_ms),
             **{k: v for b in PROBE_BATCHES[1:] for k, v in through_probe(f"probe_b{b}", probe_ms).items()}}
