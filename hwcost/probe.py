@@ -107,9 +107,9 @@ def llc_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
     band, dram = max(gbps[:2]), gbps[-1]
     if band < LLC_KNEE_RATIO * dram:
         return 0.0
-    mid = math.log(math.sqrt(band * dram))
+    mid = math.log(band * dram) / 2   # log of the geometric mean
     for i in range(1, len(gbps)):
-        if gbps[i] < math.exp(mid):
+        if math.log(gbps[i]) < mid:
             lo, hi = math.log(gbps[i - 1]), math.log(gbps[i])
             w = (lo - mid) / (lo - hi) if lo > hi else 1.0
             a, b = math.log(working_set_bytes[i - 1]), math.log(working_set_bytes[i])
@@ -122,9 +122,10 @@ def measured_llc_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     """The last-level cache as the machine behaves, not as sysfs reports it: a virtual machine may show
     the host's whole L3 (a 2-vCPU KVM guest here: sysfs 480 MB; copies at 1 thread ran 29-30 GB/s up to
     64 MB, 24 at 128, 17 at 256 and DRAM's 15 from 512 MB; a day before, 21 at 64 MB: other tenants
-    share it), and then no network's weights ever count as streamed. Copies working sets (source + destination) doubling from ``start_bytes`` (past the
-    private caches) up to four times what sysfs says (at least 256 MiB, at most ``max_bytes`` and an
-    eighth of the free memory), ~0.1 s each, median; llc_from_sweep picks the knee. CPU only (a GPU
+    share it), and then no network's weights ever count as streamed. Copies working sets (source +
+    destination) doubling from ``start_bytes`` (past the private caches) up to four times what sysfs
+    says (at least 256 MiB, at most ``max_bytes`` and an eighth of the free memory), ~0.1 s each,
+    median; llc_from_sweep picks the knee. CPU only (a GPU
     reports its L2 exactly); 0.0 where no cache band shows."""
     if backend != "cpu":
         return 0.0
@@ -143,7 +144,6 @@ def measured_llc_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
             sizes.append(ws)
             rates.append(2 * src.numel() * 4 / t / 1e9)
             ws *= 2
-    del src_all, dst_all
     return llc_from_sweep(sizes, rates)
 
 
