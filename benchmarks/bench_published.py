@@ -44,8 +44,8 @@ RPI = [
     ("raspberry-pi-4", "shufflenet_v2_x1_0", "float32", 37.7, "rpi"),
     ("raspberry-pi-4", "mobilenet_v2", "int8", 26.4, "rpi"),
     ("raspberry-pi-4", "mobilenet_v3_large", "int8", 30.7, "rpi"),
-    # the rest of the tutorial's table: torchvision models outside hwcost's built-in zoo, counted
-    # where torchvision imports
+    # the rest of the tutorial's table (built-in zoo versions since the fifteenth session; before, skipped
+    # without torchvision)
     ("raspberry-pi-4", "resnext101_32x8d", "float32", 885.3, "rpi"),
     ("raspberry-pi-4", "inception_v3", "float32", 195.5, "rpi"),
     ("raspberry-pi-4", "googlenet", "float32", 132.0, "rpi"),

@@ -37,6 +37,23 @@ def test_seed_001_benchmark_table_inference_memory(name, inference_mb):
     assert round(a.total.inference_memory_bytes / MB, 2) == inference_mb
 
 
+@pytest.mark.parametrize("name", [n for n, e in ZOO.items() if e.reference_params and n != "llama2_70b"])
+def test_zoo_parameter_counts_equal_the_standard_versions(name):
+    with torch.device("meta"):
+        model = ZOO[name].build()
+    assert sum(p.numel() for p in model.parameters()) == ZOO[name].reference_params
+
+
+# torchvision's model table ("GFLOPS", multiply-adds in billions, to its two decimals) at its input sizes
+@pytest.mark.parametrize("name,gmacs", [
+    ("googlenet", 1.50), ("inception_v3", 5.71), ("resnext101_32x8d", 16.41), ("shufflenet_v2_x0_5", 0.04),
+    ("shufflenet_v2_x1_0", 0.14), ("shufflenet_v2_x1_5", 0.30), ("shufflenet_v2_x2_0", 0.58),
+])
+def test_zoo_macs_match_torchvisions_table(name, gmacs):
+    a = hwcost.analyze(load_model(name).model, ZOO[name].example())
+    assert abs(a.total.macs / 1e9 - gmacs) <= 0.005 + 1e-9
+
+
 def test_rows_sum_to_totals(mbv2):
     for f in ("params", "macs", "flops", "bytes_read", "bytes_written", "storage_bytes"):
         assert sum(getattr(r, f) for r in mbv2.layers) == getattr(mbv2.total, f)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import cnn, recurrent, transformer
+from . import cnn, inception, recurrent, transformer
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,18 @@ _ENTRIES = [
     ZooEntry("mobilenet_v3_large", lambda: cnn.MobileNetV3(cnn.MBV3_LARGE, 1280), _image(),
              "MobileNetV3-Large (2019)", 5_483_032),
     ZooEntry("shufflenet_v2_x1_0", cnn.ShuffleNetV2, _image(), "ShuffleNetV2 1.0x (2018)", 2_278_604),
+    ZooEntry("shufflenet_v2_x0_5", lambda: cnn.ShuffleNetV2(channels=(24, 48, 96, 192, 1024)), _image(),
+             "ShuffleNetV2 0.5x", 1_366_792),
+    ZooEntry("shufflenet_v2_x1_5", lambda: cnn.ShuffleNetV2(channels=(24, 176, 352, 704, 1024)), _image(),
+             "ShuffleNetV2 1.5x", 3_503_624),
+    ZooEntry("shufflenet_v2_x2_0", lambda: cnn.ShuffleNetV2(channels=(24, 244, 488, 976, 2048)), _image(),
+             "ShuffleNetV2 2.0x", 7_393_996),
+    ZooEntry("resnext101_32x8d", lambda: cnn.ResNet(cnn.Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8),
+             _image(), "ResNeXt-101 32x8d (2017)", 88_791_336),
+    ZooEntry("googlenet", inception.GoogLeNet, _image(), "GoogLeNet / Inception v1 (2014), no auxiliary heads",
+             6_624_904),
+    ZooEntry("inception_v3", inception.InceptionV3, _image(299), "Inception v3 (2015), no auxiliary head",
+             23_834_568),
     ZooEntry("efficientnet_b0", cnn.EfficientNetB0, _image(), "EfficientNet-B0 (2019)", 5_288_548),
     ZooEntry("vit_ti_16", lambda: transformer.VisionTransformer(dim=192, depth=12, heads=3, mlp_dim=768),
              _image(), "ViT-Ti/16 (DeiT-tiny layout)", 5_717_416),
