@@ -67,7 +67,8 @@ _SCHEMA: dict[str, Any] = {
         "device_per_op": (False, float),
         "per_module_call": (False, float),
         "per_view": (False, float),
-        "per_generate_step": (False, float),   # generate()'s own time per token around the forward
+        "per_generate_step": (False, float),   # generate()'s own time per token around the forward ...
+        "per_generate_step_per_1k_vocab": (False, float),   # ... and per 1,000 vocabulary entries on top
         "per_generate_call": (False, float),   # ... and per call, before its first forward
         "per_transformers_call": (False, float),   # a transformers module's Python beyond a plain module call
     }),
@@ -79,7 +80,8 @@ _SCHEMA: dict[str, Any] = {
 }
 _NEEDS_SOURCE = ("compute", "memory", "overhead_us", "power_w", "energy")
 _ZERO_ALLOWED = {("overhead_us", k) for k in ("device_per_op", "host_per_op", "per_module_call", "per_view",
-                                               "per_generate_step", "per_generate_call", "per_transformers_call")}
+                                               "per_generate_step", "per_generate_step_per_1k_vocab",
+                                               "per_generate_call", "per_transformers_call")}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class DeviceProfile:
     threads: int | None = None
     isa: str | None = None
     generate_step_us: float | None = None
+    generate_step_per_1k_vocab_us: float | None = None
     generate_call_us: float | None = None
     transformers_call_us: float = 0.0
     launch_blocking: bool = False   # async: a launch returns only when its kernel is done (no host run-ahead)
@@ -428,6 +431,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
         threads=d.get("threads"),
         isa=d.get("isa"),
         generate_step_us=_opt(d, "overhead_us", "per_generate_step"),
+        generate_step_per_1k_vocab_us=_opt(d, "overhead_us", "per_generate_step_per_1k_vocab"),
         generate_call_us=_opt(d, "overhead_us", "per_generate_call"),
         transformers_call_us=float(d["overhead_us"].get("per_transformers_call") or 0.0),
         sources={str(k): str(v) for k, v in d["sources"].items()},

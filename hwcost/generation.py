@@ -39,12 +39,44 @@ from .predict import Prediction, predict_analysis
 # float16 scale per group of 128 weights, the group size GPTQ and AWQ deploy by default
 WEIGHT_BYTES = {"int8": 1.0, "int4": 0.5 + 2 / 128}
 # what generate() costs per step around the model, in dispatches (multiples of the profile's host_per_op),
-# where the profile has no measurement: median of 10 rounds (74-209) by calibration/derive_generate_overhead.py
-# on this project's 2-vCPU EPYC host, 1 thread, transformers 5.24, 2026-12-01 (calibration/reference/README.md)
-GENERATE_STEP_DISPATCHES = 137.0
+# where the profile has no measurement: medians of 7 rounds by calibration/derive_generate_overhead.py on
+# this project's 2-vCPU Intel Xeon VM, 1 thread, transformers 5.24, torch 2.13, 2026-12-02, called with an
+# all-ones attention mask and min_new_tokens = max_new_tokens (calibration/reference/README.md): per step at
+# no vocabulary 93.3 (85-98) ...
+GENERATE_STEP_DISPATCHES = 93.3
+# ... per step per 1,000 vocabulary entries on top (the logits processors, argmax and stopping checks pass
+# over the whole vocabulary; 7.6-8.4), on a CPU; a GPU runs those passes as a few kernels whose launches
+# the fixed part holds ...
+GENERATE_VOCAB_DISPATCHES_PER_1K = 7.93
 # ... and per generate() call before its first forward (generation config, logits processors, stopping
-# criteria, cache): median of 5 rounds (319-358), same script, host and date
-GENERATE_CALL_DISPATCHES = 330.0
+# criteria, cache; 363-512)
+GENERATE_CALL_DISPATCHES = 390.5
+# PyTorch splits an elementwise or reduction op across its threads above this many elements (at::internal::
+# GRAIN_SIZE): a vocabulary past it is processed by all of a CPU profile's threads
+INTRA_OP_GRAIN = 32768
+
+
+def generate_step_us(profile: DeviceProfile, vocab: int) -> tuple[float, list[str]]:
+    """generate()'s own microseconds per step for a model with ``vocab`` logits per token, and what was
+    assumed where the profile has no measurement."""
+    notes = []
+    if profile.generate_step_us is not None:
+        fixed = profile.generate_step_us
+    else:
+        fixed = GENERATE_STEP_DISPATCHES * profile.host_per_op_us
+        per = "dispatch time" if profile.execution == "sequential" else \
+            "host time per op (a GPU op's, launch included: an upper bound)"
+        notes.append(f"generate()'s own time per step: {fixed:,.0f} us = {GENERATE_STEP_DISPATCHES:g} x the "
+                     f"profile's {per}, the ratio measured on the reference host; calibrate to measure it here")
+    per_1k = profile.generate_step_per_1k_vocab_us
+    if per_1k is None:
+        per_1k = GENERATE_VOCAB_DISPATCHES_PER_1K * profile.host_per_op_us if profile.execution == "sequential" else 0.0
+        if vocab and profile.execution == "sequential":
+            notes.append(f"... plus {per_1k:.1f} us per 1,000 vocabulary entries = {GENERATE_VOCAB_DISPATCHES_PER_1K:g} x "
+                         "the dispatch time, likewise")
+    threads = (profile.threads or 1) if profile.execution == "sequential" else 1
+    split = threads if vocab > INTRA_OP_GRAIN else 1
+    return fixed + per_1k * vocab / 1000 / split, notes
 
 
 @dataclass
@@ -59,6 +91,7 @@ class LanguageModel:
     head_dim: int
     windows: tuple[int, ...] = ()  # sliding-window sizes of its layers, if any
     config: Any = None
+    vocab: int = 0                 # entries of the logits each step (generate() passes over them)
 
 
 def load_language_model(model_or_config: Any) -> LanguageModel:
@@ -103,12 +136,21 @@ def _wrap(module: nn.Module, name: str) -> LanguageModel:
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
         windows = tuple(sorted({w for w in [getattr(text, "sliding_window", None)] if w}))
         return LanguageModel(module, name, "transformers", text.num_hidden_layers,
-                             getattr(text, "num_key_value_heads", None) or heads, head_dim, windows, cfg)
+                             getattr(text, "num_key_value_heads", None) or heads, head_dim, windows, cfg,
+                             _vocab(module, getattr(text, "vocab_size", 0)))
     zcfg = getattr(module, "cfg", None)
     if zcfg is not None and hasattr(zcfg, "kv_heads"):
-        return LanguageModel(module, name, "zoo", zcfg.layers, zcfg.kv_heads, zcfg.dim // zcfg.heads)
+        return LanguageModel(module, name, "zoo", zcfg.layers, zcfg.kv_heads, zcfg.dim // zcfg.heads,
+                             vocab=_vocab(module, zcfg.vocab_size))
     raise InputError(f"{name} is not a causal language model hwcost knows how to feed a KV cache to: pass a "
                      "transformers causal LM (or its config), or a zoo decoder (llama_tiny, llama_125m)")
+
+
+def _vocab(module: nn.Module, configured: int) -> int:
+    """Entries of the logits: the output head's rows where it has one (a config's vocab_size can
+    differ from the head a model was built with), else the configured size."""
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    return int(getattr(head, "out_features", 0) or configured or 0)
 
 
 # ------------------------------------------------------------------ the inputs generate() passes
@@ -397,17 +439,13 @@ def predict_generation(
     last_step = steps[max(steps)].analysis.total
     acts = max(prefill.analysis.total.peak_activation_bytes - cache_elements(lm, batch_size, prompt_tokens) * act_isz,
                last_step.peak_activation_bytes - cache_elements(lm, batch_size, max(steps) + 1) * act_isz, 0)
-    overhead_us = profile.generate_step_us if profile.generate_step_us is not None else \
-        GENERATE_STEP_DISPATCHES * profile.host_per_op_us
+    overhead_us, step_notes = generate_step_us(profile, lm.vocab)
     call_us = profile.generate_call_us if profile.generate_call_us is not None else \
         GENERATE_CALL_DISPATCHES * profile.host_per_op_us
     assumptions = [f"greedy decoding with a KV cache ({'the model' if lm.kind == 'zoo' else 'transformers'}'s own "
-                   "cache class); no speculative decoding, paged attention or batching scheduler"]
-    if profile.generate_step_us is None:
-        per = "dispatch time" if profile.execution == "sequential" else \
-            "host time per op (a GPU op's, launch included: an upper bound)"
-        assumptions.append(f"generate()'s own time per step: {overhead_us:,.0f} us = {GENERATE_STEP_DISPATCHES:g} x the "
-                           f"profile's {per}, the ratio measured on the reference host; calibrate to measure it here")
+                   "cache class), exactly new_tokens tokens (min_new_tokens = max_new_tokens); no speculative "
+                   "decoding, paged attention or batching scheduler"]
+    assumptions += step_notes
     if profile.generate_call_us is None:
         assumptions.append(f"generate()'s setup per call: {call_us:,.0f} us = {GENERATE_CALL_DISPATCHES:g} x the same "
                            "time, likewise")

@@ -1008,6 +1008,9 @@ def test_a_refit_measures_the_transformers_call_time_afresh(calibrated, tmp_path
     second = refit(path)
     assert first.transformers_call_us == pytest.approx(second.transformers_call_us)
     assert second.sources["overhead_us"].count("per_transformers_call") == 1
+    # generate() timed at two vocabulary sizes: passes over 32,000 logits per step cost more than over 64
+    assert first.generate_step_us > 0 and first.generate_step_per_1k_vocab_us > 0
+    assert "per_generate_step_per_1k_vocab" in first.sources["overhead_us"]
     doc = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     doc["overhead_us"]["per_transformers_call"] = 1e4     # a stale value must not leak into the residual
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(doc))

@@ -111,26 +111,48 @@ def test_definitions_of_the_figures():
 
 
 def test_generate_overheads_measured_or_derived_from_dispatch_time():
-    from hwcost.generation import GENERATE_CALL_DISPATCHES, GENERATE_STEP_DISPATCHES
+    from hwcost.generation import GENERATE_CALL_DISPATCHES, GENERATE_STEP_DISPATCHES, GENERATE_VOCAB_DISPATCHES_PER_1K
 
     doc = {"name": "b", "kind": "cpu", "description": "x", "execution": "sequential",
            "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
            "overhead_us": {"host_per_op": 2.0}, "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
     derived = predict_generation("llama_tiny", prompt_tokens=8, new_tokens=3, device=parse_profile(yaml.safe_dump(doc)))
-    assert derived.step_overhead_ms == pytest.approx(GENERATE_STEP_DISPATCHES * 2e-3)
+    # llama_tiny's 32,000 logits per step, one thread's work (below PyTorch's grain of 32,768)
+    assert derived.step_overhead_ms == pytest.approx((GENERATE_STEP_DISPATCHES + 32 * GENERATE_VOCAB_DISPATCHES_PER_1K) * 2e-3)
     assert derived.call_overhead_ms == pytest.approx(GENERATE_CALL_DISPATCHES * 2e-3)
     assert sum("generate()'s" in a for a in derived.assumptions) == 2
-    doc["overhead_us"].update(per_generate_step=300.0, per_generate_call=800.0)
+    assert any("per 1,000 vocabulary entries" in a for a in derived.assumptions)
+    doc["overhead_us"].update(per_generate_step=300.0, per_generate_call=800.0, per_generate_step_per_1k_vocab=10.0)
     measured = predict_generation("llama_tiny", prompt_tokens=8, new_tokens=3, device=parse_profile(yaml.safe_dump(doc)))
-    assert not any("generate()'s" in a for a in measured.assumptions)
+    assert not any("generate()'s" in a or "vocabulary" in a for a in measured.assumptions)
     # time to first token: generate()'s setup, the prefill, and the step that picks the first token
-    assert measured.ttft_ms == pytest.approx(0.8 + measured.prefill.latency_ms + 0.3)
-    assert measured.decode_ms_at(8) == pytest.approx(measured.steps[8].latency_ms + 0.3)
+    step_ms = (300.0 + 32 * 10.0) * 1e-3
+    assert measured.ttft_ms == pytest.approx(0.8 + measured.prefill.latency_ms + step_ms)
+    assert measured.decode_ms_at(8) == pytest.approx(measured.steps[8].latency_ms + step_ms)
     from hwcost.errors import ProfileError
 
     doc["overhead_us"]["per_generate_call"] = -1.0
     with pytest.raises(ProfileError, match="per_generate_call.*>= 0"):
         parse_profile(yaml.safe_dump(doc))
+
+
+def test_generate_step_cost_grows_with_the_vocabulary_and_splits_across_threads_past_the_grain():
+    from hwcost.generation import generate_step_us
+
+    doc = {"name": "b", "kind": "cpu", "description": "x", "execution": "sequential", "threads": 4,
+           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
+           "overhead_us": {"host_per_op": 2.0, "per_generate_step": 100.0, "per_generate_step_per_1k_vocab": 12.0},
+           "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
+    cpu = parse_profile(yaml.safe_dump(doc))
+    assert generate_step_us(cpu, 32000)[0] == pytest.approx(100 + 12 * 32)          # one thread's pass
+    assert generate_step_us(cpu, 128000)[0] == pytest.approx(100 + 12 * 128 / 4)    # four threads split it
+    big = predict_generation(Decoder(DecoderConfig(vocab_size=128000, dim=64, layers=1, heads=4, kv_heads=2,
+                                                   ffn_dim=128)), prompt_tokens=4, new_tokens=2, device=cpu)
+    assert big.lm.vocab == 128000 and big.step_overhead_ms == pytest.approx((100 + 12 * 128 / 4) * 1e-3)
+    doc.update(kind="gpu", execution="async")
+    del doc["threads"], doc["overhead_us"]["per_generate_step_per_1k_vocab"]
+    # a GPU without a measurement: the passes are a few kernels, their launches in the fixed part
+    assert generate_step_us(parse_profile(yaml.safe_dump(doc)), 128000)[0] == pytest.approx(100.0)
 
 
 def test_cli_generate_one_device_and_several(tmp_path, capsys):

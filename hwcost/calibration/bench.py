@@ -3,10 +3,9 @@ where a sensor is readable), the fundamental rates (dispatch floor, matmul rate 
 bandwidth), and the probe's speed readings. The samples they return are stored by samples.py."""
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -14,9 +13,10 @@ import torch.nn as nn
 from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
-from ..timing import summarize, synchronizer, time_callable, time_in_blocks, timed_call
+from ..timing import summarize, synchronizer, time_callable, time_in_blocks
 from ..probe import cache_bytes_at_level, measured_llc_bytes, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
+from .generate_overhead import measure_generate_step
 from .samples import Sample
 from .suite import chain_case
 
@@ -217,7 +217,8 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     res["llc_bytes"] = last_level_cache_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
-        res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step
+        res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step[:3]
+        res["generate_step_per_vocab_s"] = step.step_per_vocab_s
     return res
 
 
@@ -259,64 +260,6 @@ def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
     readings = {f"probe_{when}_ms": probe_ms(backend, allocator)}
     readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend).items()})
     return readings
-
-
-GENERATE_PROBE_CONFIG = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
-
-
-class GenerateOverhead(NamedTuple):
-    step_s: float      # generate()'s own time per new token around the forward (logits, stopping, cache)
-    call_s: float      # its time per call before the first forward (config, processors, cache) beyond a step
-    forward_s: float   # one decode forward of the probe model (for transformers_call_s)
-
-
-def measure_generate_step(backend: str, tokens: int = 32, rounds: int = 40,
-                          max_seconds: float = 5.0) -> GenerateOverhead | None:
-    """What transformers' generate() costs around the model's forwards, on a 1-layer transformers Llama so
-    small that its time is Python and dispatch: per step, generate()'s time per token less a plain loop of
-    the same forwards over the same cache; per call, generate(max_new_tokens=1) less one plain forward of
-    the prompt and one step. Each round times the four single calls back to back, so a slow phase of the
-    machine falls on all four; the median over rounds is kept (a difference of differences: with
-    medians of 3 calls over 2 rounds, two calibrations here measured 319 and 758 us per step). At
-    least 5 rounds, fewer than ``rounds`` where they would take more than ``max_seconds`` (a slow or
-    busy machine). None without transformers."""
-    try:
-        import transformers as tf
-    except ImportError:
-        return None
-    cfg = tf.LlamaConfig(**GENERATE_PROBE_CONFIG)
-    model = tf.LlamaForCausalLM(cfg).eval().to(backend)
-    ids = torch.zeros(1, 8, dtype=torch.long, device=backend)
-    sync = synchronizer(backend)
-    kwargs = dict(do_sample=False, min_new_tokens=tokens, max_new_tokens=tokens, pad_token_id=0)
-
-    def generate(n: int) -> None:
-        model.generate(ids, **{**kwargs, "min_new_tokens": n, "max_new_tokens": n})
-
-    def plain_loop() -> None:
-        cache = tf.DynamicCache(config=cfg)
-        arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        out = model(ids, use_cache=True, **{arg: cache})
-        nxt = out.logits[:, -1:].argmax(-1)
-        for _ in range(tokens - 1):
-            out = model(nxt, use_cache=True, **{arg: cache})
-            nxt = out.logits[:, -1:].argmax(-1)
-
-    calls = (lambda: generate(tokens), lambda: generate(1), plain_loop, lambda: model(ids, use_cache=True))
-    per_step, per_call, forward = [], [], []
-    with torch.inference_mode():
-        for call in calls:   # warm-up
-            call()
-        start = time.perf_counter()
-        for r in range(rounds):
-            if r >= 5 and time.perf_counter() - start > max_seconds:
-                break
-            full, one, loop, first = (timed_call(c, sync) for c in calls)
-            per_step.append(max(0.0, ((full - one) - (loop - first)) / (tokens - 1)))
-            per_call.append(max(0.0, one - first - per_step[-1]))
-            forward.append((loop - first) / (tokens - 1))
-    return GenerateOverhead(*(statistics.median(v) for v in (per_step, per_call, forward)))
 
 
 DECODE_PROBE_EVERY = 4    # chains per decode-probe reading (~0.1 s each: ~50 in a 300 s run here, ~2% of it)

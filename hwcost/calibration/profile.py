@@ -85,6 +85,9 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
                         "per_view": round(fundamentals.get("view_s", 0.0) * 1e6, 3),
                         **({"per_generate_step": round(fundamentals["generate_step_s"] * 1e6, 2)}
                            if fundamentals.get("generate_step_s") else {}),
+                        **({"per_generate_step_per_1k_vocab":
+                            round(fundamentals["generate_step_per_vocab_s"] * 1e9, 3)}
+                           if "generate_step_per_vocab_s" in fundamentals else {}),
                         **({"per_generate_call": round(fundamentals["generate_call_s"] * 1e6, 2)}
                            if "generate_call_s" in fundamentals else {})},
         "efficiency": {"compute": {f: 1.0 for f in ("conv", "matmul", "attention")}, "memory": 1.0},
@@ -122,8 +125,9 @@ def profile_yaml(run: CalibrationRun, fundamentals: dict[str, float], samples_pa
                             "measured: median call time of a ReLU module on an 8-element tensor (dispatch floor)")
                            + "; per_module_call: nn.Identity call minus a plain call; per_view: x.view(-1)"
                            + ("; per_generate_step: transformers' generate() per token less a plain loop of the "
-                              "same forwards; per_generate_call: generate() of one token less a plain forward of the "
-                              "prompt and one step (hwcost.calibration.bench.measure_generate_step)"
+                              "same forwards, at no vocabulary, and per_generate_step_per_1k_vocab on top (timed at "
+                              "64 and 32,000 entries); per_generate_call: generate() of one token less a plain forward of the "
+                              "prompt and one step (hwcost.calibration.generate_overhead.measure_generate_step)"
                               if fundamentals.get("generate_step_s") else ""),
         },
     }

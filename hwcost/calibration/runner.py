@@ -258,7 +258,7 @@ def transformers_call_s(measured_s: float, text: str, out: str) -> float | None:
 
     from ..generation import decode_inputs, load_language_model
     from ..predict import predict_analysis
-    from .bench import GENERATE_PROBE_CONFIG
+    from .generate_overhead import GENERATE_PROBE_CONFIG
 
     lm = load_language_model(tf.LlamaConfig(**GENERATE_PROBE_CONFIG))
     a = analyze(lm.module, decode_inputs(lm, 1, 15, torch.float32))   # the middle of the timed loop's contexts
