@@ -7,6 +7,7 @@ import statistics
 import time
 from typing import Any, Callable
 
+import psutil
 import torch
 import torch.nn as nn
 
@@ -18,7 +19,7 @@ from ..probe import cache_bytes_at_level, measured_llc_bytes, probe_ms, quick_pr
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
-from .suite import chain_case
+from .suite import STREAM_POOL_BYTES, STREAM_POOL_LLC_MULTIPLE, chain_case
 
 CASE_SECONDS = 0.12       # timing budget per case after warm-up
 
@@ -129,6 +130,18 @@ def last_level_cache_bytes(backend: str) -> float:
     return _measured_llc[threads]
 
 
+def stream_pool_bytes(backend: str) -> float:
+    """Bytes of weight copies a streamed case cycles through: STREAM_POOL_BYTES, or twice the last-level
+    cache where that is larger (this VM: ~170 MB measured, so a 128 MB pool stayed partly cached, its
+    samples counted warm, and cold layers were predicted from a few dozen samples), within 1/8 of free
+    memory. Past twice the cache a cyclic read finds nothing cached (copies of 256 MB and more ran at
+    DRAM speed in the sweep)."""
+    pool = max(STREAM_POOL_BYTES, STREAM_POOL_LLC_MULTIPLE * (last_level_cache_bytes(backend) or 0.0))
+    if backend == "cpu":
+        pool = min(pool, max(STREAM_POOL_BYTES, psutil.virtual_memory().available / 8))
+    return pool
+
+
 def weights_cold(mod: nn.Module, weight_bytes: float, backend: str) -> bool:
     """Did each timed call of ``mod`` read its weights from beyond the last-level cache? Yes when the
     weights it cycles through (one set, or a StreamedLinear's copies) exceed that cache; a CUDA graph
@@ -147,6 +160,8 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     if main is None:
         return None
     device_inputs = tuple(x.to(backend) for x in inputs)
+    if hasattr(mod, "extend_pool"):
+        mod.extend_pool(stream_pool_bytes(backend))
     mod = mod.to(backend)
     with torch.inference_mode():
         med, p10, p90, n, ratio, ref_s = _time_module(mod, device_inputs, backend)

@@ -83,7 +83,9 @@ HEAD_SHARE = 0.04
 DECODE_HEAD_SHARE = 0.10  # ... and one decode step's token onto the vocabulary: the largest op of a small LM's step
 CLASSIFIER_SHARE = 0.08   # CNN classifier heads: one image's features through 9216x4096 or 25088x4096 weights
 STREAM_SHARE = 0.25       # linear layers whose weights come from DRAM, as in a decoder's token-by-token steps
-STREAM_POOL_BYTES = 128e6 # weight copies per streamed case: 4x a 32 MB L3, 2.5x an H100's 50 MB L2
+STREAM_POOL_BYTES = 128e6 # weight copies per streamed case: 4x a 32 MB L3, 2.5x an H100's 50 MB L2; at
+# least STREAM_POOL_LLC_MULTIPLE x the last-level cache calibration measures (bench.stream_pool_bytes)
+STREAM_POOL_LLC_MULTIPLE = 2.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,14 @@ class StreamedLinear(nn.Module):
         self.bias = base.bias
         self.weight_copies = copies
         self._next = 0
+
+    def extend_pool(self, pool_bytes: float) -> None:
+        """Add weight copies until together they fill ``pool_bytes``: calibration sizes the pool past the
+        last-level cache it measured (a VM's cache can exceed STREAM_POOL_BYTES)."""
+        per_copy = self.weights[0].numel() * self.weights[0].element_size()
+        while self.weight_copies * per_copy < pool_bytes:
+            self.weights.append(nn.Parameter(self.weights[0].detach().clone(), requires_grad=False))
+            self.weight_copies += 1
 
     def forward(self, x):
         w = self.weights[self._next]
