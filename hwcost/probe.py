@@ -122,19 +122,13 @@ def measured_llc_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     """The last-level cache as the machine behaves, not as sysfs reports it: a virtual machine may show
     the host's whole L3 (a 2-vCPU KVM guest here: sysfs 480 MB; copies at 1 thread ran 29-30 GB/s up to
     64 MB, 24 at 128, 17 at 256 and DRAM's 15 from 512 MB; a day before, 21 at 64 MB: other tenants
-    share it), and then no network's weights ever count as streamed. llc_from_sweep of cache_sweep;
-    0.0 where no cache band shows (and off a CPU: a GPU reports its L2 exactly)."""
-    return llc_from_sweep(*cache_sweep(backend, start_bytes, max_bytes))
-
-
-def cache_sweep(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
-                max_bytes: float = 1024**3) -> tuple[list[float], list[float]]:
-    """Copy bandwidth (GB/s, bytes read + written) by working set (source + destination): sizes
-    doubling from ``start_bytes`` (past the private caches) up to four times what sysfs says (at least
-    256 MiB, at most ``max_bytes`` and an eighth of the free memory), ~0.1 s each, median. CPU only;
-    two empty lists elsewhere."""
+    share it), and then no network's weights ever count as streamed. Copies working sets (source +
+    destination) doubling from ``start_bytes`` (past the private caches) up to four times what sysfs
+    says (at least 256 MiB, at most ``max_bytes`` and an eighth of the free memory), ~0.1 s each,
+    median; llc_from_sweep picks the knee. CPU only (a GPU
+    reports its L2 exactly); 0.0 where no cache band shows."""
     if backend != "cpu":
-        return [], []
+        return 0.0
     import psutil
 
     top = min(max(4 * cache_bytes_at_level(None), 256 * 1024**2), max_bytes, psutil.virtual_memory().available / 8)
@@ -150,7 +144,7 @@ def cache_sweep(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
             sizes.append(ws)
             rates.append(2 * src.numel() * 4 / t / 1e9)
             ws *= 2
-    return sizes, rates
+    return llc_from_sweep(sizes, rates)
 
 
 def resource_rates(backend: str = "cpu") -> dict[str, float]:

@@ -7,16 +7,13 @@ peak rates. Regressing the log ratio keeps the model physical where samples run 
 convolution larger than any measured one keeps the efficiency of the largest ones instead of a
 flat time. The fitted trees are stored as plain arrays (JSON) beside the profile, checked against the
 sha256 the profile records, and evaluated with numpy, so nothing but numbers is ever read from disk.
-
-Long because the isolated-time model and the context model read each other's inputs (which weights are
-cold, which ops a pass streams) and change together.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -128,9 +125,6 @@ class ContextModel:
     per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
-    # the calibration's copy sweep, [working-set bytes, GB/s] doubling past the private caches: how
-    # much of a pass's weights come from DRAM (cold_fraction); empty: all or nothing at llc_bytes
-    sweep: list = field(default_factory=list)
     chains: int = 0
     median_abs_error_pct: float | None = None
 
@@ -139,13 +133,13 @@ class ContextModel:
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
               "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
 
-    def terms(self, cost: OpCost, cold: float = 0.0, streamed: float = 0.0) -> tuple[float, ...]:
+    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
-        output bytes capped at the private cache (parameters: the share not cold); its input and output bytes
+        output bytes capped at the private cache (parameters: none when cold); its input and output bytes
         between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
         output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
-        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again by the
-        share of its pass's weights that stream from DRAM."""
+        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
+        pass streams its weights."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -153,48 +147,26 @@ class ContextModel:
             lo, hi = self.cache_bytes, self.llc_bytes
             return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
 
-        weights = (1.0 - cold) * cap(cost.weight_bytes)
+        weights = 0.0 if cold else cap(cost.weight_bytes)
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), float(streamed))
+                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
 
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
 
-    def apply(self, iso_s: float, cost: OpCost, cold: float = 0.0, streamed: float = 0.0) -> float:
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
         return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
 
     def weights_stream(self, costs: list[OpCost]) -> bool:
-        """Do these ops, run as one pass, read any of their weights from DRAM?"""
-        return self.stream_fraction(costs) > 0
+        """Do these ops, run as one pass, read more weight bytes than the last-level cache holds?"""
+        return self.llc_bytes > 0 and sum(c.weight_bytes for c in costs) > self.llc_bytes
 
-    def stream_fraction(self, costs: list[OpCost]) -> float:
-        """The share of these ops' weights that a pass reads from DRAM (cold_fraction of their sum)."""
-        return self.cold_fraction(sum(c.weight_bytes for c in costs))
-
-    def cold_fraction(self, weight_bytes: float) -> float:
-        """The share of ``weight_bytes`` of weights, read in turn once per pass, that come from DRAM. A
-        cyclic read of a working set between the cache and DRAM sizes finds part of it cached: the copy
-        sweep measured how much, as its bandwidth at that size between the cache band's (the best of its
-        first two sizes) and DRAM's (its last), in log; here 0 up to ~64 MB, 0.3 at 128, 0.8 at 256, 1 from
-        512. Without a sweep: all or nothing at ``llc_bytes`` (0: never cold)."""
-        if not self.sweep:
-            return 1.0 if 0 < self.llc_bytes < weight_bytes else 0.0
-        if weight_bytes <= 0:
-            return 0.0
-        sizes = [math.log(b) for b, _ in self.sweep]
-        rates = [math.log(g) for _, g in self.sweep]
-        band, dram = max(rates[:2]), rates[-1]
-        if band <= dram:
-            return 0.0
-        rate = float(np.interp(math.log(weight_bytes), sizes, rates))   # flat past either end
-        return min(max((band - rate) / (band - dram), 0.0), 1.0)
-
-    def design(self, iso: list[float], costs: list[OpCost], colds: list[float] | None = None) -> dict[str, float]:
+    def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None) -> dict[str, float]:
         """A chain's totals: isolated seconds and the sum of each term over its ops."""
         row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
-        streamed = self.stream_fraction(costs)
-        for t, c, cold in zip(iso, costs, colds or [0.0] * len(costs)):
+        streamed = self.weights_stream(costs)
+        for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
             row["_isolated_s"] += t
             for name, v in zip(self.TERMS, self.terms(c, cold, streamed)):
                 row[name] += v
@@ -239,31 +211,20 @@ class TimeModel:
             lo, hi = r["log_ratio"]
         return min(max(iso_s, base_s * math.exp(lo)), base_s * math.exp(hi))
 
-    def cold_flags(self, costs: list[OpCost], context: ContextModel | None = None) -> list[float]:
-        """Per op: the share of its weights that come from DRAM — the pass's (ContextModel.stream_fraction)
-        where its family was sampled with cold weights (others keep their warm samples and context term)."""
+    def cold_flags(self, costs: list[OpCost], context: ContextModel | None = None) -> list[bool]:
+        """Per op: are its weights cold — the pass streams more weights than the last-level cache holds,
+        and its family was sampled with cold weights (others keep their warm samples and context term)."""
         ctx = context or self.context
         families = {f for f, r in self.ranges.items() if r.get("cold")}
-        share = ctx.stream_fraction(costs) if families else 0.0
-        if share <= 0:
-            return [0.0] * len(costs)
-        return [share if c.family in families and c.weight_bytes > 0 else 0.0 for c in costs]
+        if not families or not ctx.weights_stream(costs):
+            return [False] * len(costs)
+        return [c.family in families and c.weight_bytes > 0 for c in costs]
 
     def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
-                 flags: list[bool] | None = None, colds: list[float] | None = None) -> list[float]:
+                 flags: list[bool] | None = None, colds: list[bool] | None = None) -> list[float]:
         """Seconds per op measured alone (dispatch included), batched per family. With ``flags`` (one per
         op), ops outside the sampled ranges are marked there and held within physical bounds; ``colds``
-        (one per op) the share of its weights that come from DRAM: its time is that share of its time
-        with cold weights and the rest of its time with warm ones."""
-        warm = self._isolated(costs, dtype, matrix_flags, flags, [0.0] * len(costs))
-        if not colds or not any(colds):
-            return warm
-        cold = self._isolated(costs, dtype, matrix_flags, [False] * len(costs) if flags is not None else None,
-                              [float(f > 0) for f in colds])
-        return [(1.0 - f) * w + f * c for w, c, f in zip(warm, cold, colds)]
-
-    def _isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
-                  flags: list[bool] | None, colds: list[float]) -> list[float]:
+        (one per op) marks ops whose weights come from DRAM."""
         out = [0.0] * len(costs)
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(costs):
@@ -275,7 +236,7 @@ class TimeModel:
             checked = flags is not None and bool(self.ranges)
             feats = {i: shape_features(costs[i]) for i in idx} if ens is not None or checked else {}
             for i in feats:
-                feats[i]["cold_weights"] = colds[i]
+                feats[i]["cold_weights"] = float(bool(colds and colds[i]))
             if ens is not None:
                 corr = ens.predict(np.array([
                     vectorize(feats[i], fam, op_key(costs[i]), self.vocab,
@@ -310,13 +271,13 @@ class TimeModel:
                  flags: list[bool] | None = None) -> list[float]:
         colds = self.cold_flags(costs)
         iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
-        streamed = self.context.stream_fraction(costs)
-        return [self.context.apply(t, c, cold, streamed if c.launches else 0.0) for t, c, cold in zip(iso, costs, colds)]
+        streamed = self.context.weights_stream(costs)
+        return [self.context.apply(t, c, cold, streamed and c.launches) for t, c, cold in zip(iso, costs, colds)]
 
     def chain_row(self, costs: list[OpCost], cache_bytes: float, llc_bytes: float = 0.0,
-                  dtype: str = "float32", sweep: list | None = None) -> dict[str, float]:
+                  dtype: str = "float32") -> dict[str, float]:
         working = [c for c in costs if c.launches]
-        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, sweep=list(sweep or []))
+        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes)
         colds = self.cold_flags(working, ctx)
         iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
         return ctx.design(iso, working, colds)

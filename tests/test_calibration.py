@@ -960,50 +960,19 @@ def test_last_level_cache_is_where_copy_bandwidth_falls_to_dram():
 def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch):
     from hwcost.calibration import bench
 
-    sizes = [2**i * 8e6 for i in range(7)]                    # 8 MB .. 512 MB
-    rates = [30.0, 30.0, 30.0, 29.0, 22.0, 16.0, 15.0]        # knee between 128 and 256 MB
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "_measured_sweep", {})
-    monkeypatch.setattr(bench, "cache_sweep", lambda backend, start_bytes: (sizes, rates))
+    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 150e6)
     monkeypatch.setattr(bench, "cache_bytes_at_level", lambda level: 480 * 2**20)
-    llc = bench.last_level_cache_bytes("cpu")
-    assert 128e6 < llc < 256e6                              # the machine's behaviour over what sysfs says
+    assert bench.last_level_cache_bytes("cpu") == 150e6   # the machine's behaviour over what sysfs says
     big = nn.Linear(4096, 8192)
-    assert not bench.weights_cold(big, 0.9 * llc, "cpu") and bench.weights_cold(big, 1.1 * llc, "cpu")
-    # the sweep travels with the fundamentals, one number per key, and comes back whole
-    f = bench.sweep_fundamentals(bench._measured_sweep[torch.get_num_threads()])
-    assert bench.sweep_of(f) == [[b, g] for b, g in zip(sizes, rates)]
+    assert not bench.weights_cold(big, 134e6, "cpu") and bench.weights_cold(big, 160e6, "cpu")   # 150 MB between
     # streamed cases cycle through twice the cache, never less than STREAM_POOL_BYTES (128 MB)
-    assert bench.stream_pool_bytes("cpu") == pytest.approx(2 * llc)
+    assert bench.stream_pool_bytes("cpu") == pytest.approx(300e6)
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "cache_sweep", lambda backend, start_bytes: (sizes, [15.0] * 7))
-    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no cache band in the sweep: sysfs
-    assert bench._measured_sweep[torch.get_num_threads()] == []
+    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 0.0)
+    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
     monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): 20e6})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
-
-
-def test_the_share_of_a_pass_s_weights_read_from_dram_follows_the_copy_sweep(monkeypatch):
-    from hwcost.timemodel import TimeModel
-
-    sweep = [[32e6, 29.5], [64e6, 29.5], [128e6, 23.9], [256e6, 16.8], [512e6, 15.0]]
-    ctx = ContextModel(llc_bytes=165e6, sweep=sweep)
-    assert ctx.cold_fraction(16e6) == 0.0 and ctx.cold_fraction(64e6) == 0.0 and ctx.cold_fraction(2e9) == 1.0
-    # by hand: ln(29.5 / 23.9) / ln(29.5 / 15) at 128 MB
-    assert ctx.cold_fraction(128e6) == pytest.approx(math.log(29.5 / 23.9) / math.log(29.5 / 15.0))
-    assert 0.31 < ctx.cold_fraction(181e6) < 0.83             # between the sweep's points, in log-log
-    # without a sweep: all or nothing at the last-level cache, as before
-    assert ContextModel(llc_bytes=165e6).cold_fraction(128e6) == 0.0
-    assert ContextModel(llc_bytes=165e6).cold_fraction(170e6) == 1.0
-    # an op whose pass streams 30% of its weights takes 30% of its cold time and 70% of its warm time
-    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
-    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
-    model = TimeModel({}, {}, {}, 0.0, rates, ContextModel(sweep=sweep), ranges)
-    monkeypatch.setattr(model, "_isolated", lambda costs, dtype, m, flags, colds: [1e-3 + 2e-3 * c for c in colds])
-    op = _linear_cost(4096, 8000)                               # 131 MB of weights in one pass
-    share = model.cold_flags([op])[0]
-    assert share == pytest.approx(ContextModel(sweep=sweep).cold_fraction(op.weight_bytes))
-    assert model.isolated([op], "float32", [True], colds=[share])[0] == pytest.approx(1e-3 + 2e-3 * share)
 
 
 def test_calibration_that_saw_the_machine_change_says_so():

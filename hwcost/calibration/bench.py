@@ -15,7 +15,7 @@ from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import cache_bytes_at_level, cache_sweep, llc_from_sweep, probe_ms, quick_probe_ms, resource_rates
+from ..probe import cache_bytes_at_level, measured_llc_bytes, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -115,39 +115,19 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
 
 
 _measured_llc: dict[int, float] = {}   # per thread count: measured once per process
-_measured_sweep: dict[int, list[list[float]]] = {}   # ... and the copy sweep it came from
 
 
 def last_level_cache_bytes(backend: str) -> float:
     """The cache every core (or SM) shares: a GPU's L2; on a CPU the working size a copy sweep finds
-    (probe.cache_sweep from twice the threads' private caches, probe.llc_from_sweep), else the last
-    level sysfs reports. 0.0 unknown."""
+    (probe.measured_llc_bytes, from twice the threads' private caches), else the last level sysfs
+    reports. 0.0 unknown."""
     if backend == "cuda":
         return private_cache_bytes(backend, 1)
     threads = torch.get_num_threads()
     if threads not in _measured_llc:
         start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
-        sizes, rates = cache_sweep(backend, start_bytes=start)
-        _measured_sweep[threads] = [[b, g] for b, g in zip(sizes, rates)] if llc_from_sweep(sizes, rates) else []
-        _measured_llc[threads] = llc_from_sweep(sizes, rates) or cache_bytes_at_level(None)
+        _measured_llc[threads] = measured_llc_bytes(backend, start_bytes=start) or cache_bytes_at_level(None)
     return _measured_llc[threads]
-
-
-def sweep_fundamentals(sweep: list[list[float]]) -> dict[str, float]:
-    """The copy sweep as fundamentals (one number per key, as the samples file stores them)."""
-    out = {}
-    for i, (nbytes, gbps) in enumerate(sweep):
-        out[f"llc_sweep_{i}_bytes"], out[f"llc_sweep_{i}_gbps"] = nbytes, gbps
-    return out
-
-
-def sweep_of(fundamentals: dict[str, float]) -> list[list[float]]:
-    """The copy sweep back from fundamentals ([] for samples taken before suite 26)."""
-    sweep, i = [], 0
-    while f"llc_sweep_{i}_bytes" in fundamentals:
-        sweep.append([fundamentals[f"llc_sweep_{i}_bytes"], fundamentals[f"llc_sweep_{i}_gbps"]])
-        i += 1
-    return sweep
 
 
 def stream_pool_bytes(backend: str) -> float:
@@ -250,7 +230,6 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
     res["llc_bytes"] = last_level_cache_bytes(backend)
-    res.update(sweep_fundamentals(_measured_sweep.get(torch.get_num_threads(), []) if backend == "cpu" else []))
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
         res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step[:3]

@@ -200,7 +200,7 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
 
 
 def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
-                      llc_bytes: float = 0.0, sweep: list | None = None) -> ContextModel:
+                      llc_bytes: float = 0.0) -> ContextModel:
     """Non-negative fit of (chain time - isolated sum) on the terms, in absolute relative error
     (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages:
     the terms every op pays from the chains that do not stream their weights, then the streamed per-op
@@ -208,7 +208,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     streamed term alone and cannot trade it against the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
     Fewer than 6 chains: the identity (isolated times)."""
     if len(rows) < 6:
-        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, sweep=list(sweep or []), chains=len(rows))
+        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows))
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
@@ -225,7 +225,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef)}
-    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, sweep=list(sweep or []), chains=len(rows),
+    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows),
                         median_abs_error_pct=round(err, 2))
 
 

@@ -21,7 +21,7 @@ from ..probe import PROBE_BATCHES, probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
-                    probe_reading, speed_readings, sweep_of)
+                    probe_reading, speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
 from .profile import CalibrationRun, _probe_record, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
@@ -334,7 +334,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
-    llc_bytes, sweep = fundamentals.get("llc_bytes", 0.0), sweep_of(fundamentals)
+    llc_bytes = fundamentals.get("llc_bytes", 0.0)
     version = int(fundamentals.get("suite_version", 2))
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
@@ -343,8 +343,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         mod, inputs = chain_case(seed, k, version).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes, sweep=sweep))
+        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
                             rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
-    return fit_context_model(rows, times, cache_bytes, llc_bytes, sweep), energy_rows
+    return fit_context_model(rows, times, cache_bytes, llc_bytes), energy_rows
