@@ -91,6 +91,11 @@ def _avg_pool_same(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 3, 1, 1)
 
 
+def _beside_pooled(x: torch.Tensor, convs: tuple[nn.Module, ...], pooled: nn.Module) -> torch.Tensor:
+    """Branches side by side, the last on a same-size 3x3 average pool of the input (blocks A and C)."""
+    return torch.cat([conv(x) for conv in convs] + [pooled(_avg_pool_same(x))], 1)
+
+
 class InceptionA(nn.Module):
     def __init__(self, cin: int, pool_features: int):
         super().__init__()
@@ -101,8 +106,7 @@ class InceptionA(nn.Module):
         self.branch_pool = BasicConv2d(cin, pool_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1x1(x), self.branch5x5(x), self.branch3x3dbl(x),
-                          self.branch_pool(_avg_pool_same(x))], 1)
+        return _beside_pooled(x, (self.branch1x1, self.branch5x5, self.branch3x3dbl), self.branch_pool)
 
 
 class InceptionB(nn.Module):
@@ -131,8 +135,7 @@ class InceptionC(nn.Module):
         self.branch_pool = BasicConv2d(cin, 192, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1x1(x), self.branch7x7(x), self.branch7x7dbl(x),
-                          self.branch_pool(_avg_pool_same(x))], 1)
+        return _beside_pooled(x, (self.branch1x1, self.branch7x7, self.branch7x7dbl), self.branch_pool)
 
 
 class InceptionD(nn.Module):
