@@ -57,8 +57,8 @@ INTRA_OP_GRAIN = 32768
 
 
 def generate_step_us(profile: DeviceProfile, vocab: int) -> tuple[float, list[str]]:
-    """generate()'s own microseconds per step for a model with ``vocab`` logits per token, and what was
-    assumed where the profile has no measurement."""
+    """generate()'s own microseconds per step over ``vocab`` logits (the vocabulary times the batch), and
+    what was assumed where the profile has no measurement."""
     notes = []
     if profile.generate_step_us is not None:
         fixed = profile.generate_step_us
@@ -439,7 +439,7 @@ def predict_generation(
     last_step = steps[max(steps)].analysis.total
     acts = max(prefill.analysis.total.peak_activation_bytes - cache_elements(lm, batch_size, prompt_tokens) * act_isz,
                last_step.peak_activation_bytes - cache_elements(lm, batch_size, max(steps) + 1) * act_isz, 0)
-    overhead_us, step_notes = generate_step_us(profile, lm.vocab)
+    overhead_us, step_notes = generate_step_us(profile, lm.vocab * batch_size)   # logits of every sequence
     call_us = profile.generate_call_us if profile.generate_call_us is not None else \
         GENERATE_CALL_DISPATCHES * profile.host_per_op_us
     assumptions = [f"greedy decoding with a KV cache ({'the model' if lm.kind == 'zoo' else 'transformers'}'s own "

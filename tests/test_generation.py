@@ -149,6 +149,9 @@ def test_generate_step_cost_grows_with_the_vocabulary_and_splits_across_threads_
     big = predict_generation(Decoder(DecoderConfig(vocab_size=128000, dim=64, layers=1, heads=4, kv_heads=2,
                                                    ffn_dim=128)), prompt_tokens=4, new_tokens=2, device=cpu)
     assert big.lm.vocab == 128000 and big.step_overhead_ms == pytest.approx((100 + 12 * 128 / 4) * 1e-3)
+    # a batch passes over every sequence's logits: 4 x 32,000 past the grain, split four ways
+    four = predict_generation("llama_tiny", prompt_tokens=4, new_tokens=2, batch_size=4, device=cpu)
+    assert four.step_overhead_ms == pytest.approx((100 + 12 * 4 * 32 / 4) * 1e-3)
     doc.update(kind="gpu", execution="async")
     del doc["threads"], doc["overhead_us"]["per_generate_step_per_1k_vocab"]
     # a GPU without a measurement: the passes are a few kernels, their launches in the fixed part
