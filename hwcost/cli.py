@@ -304,9 +304,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
                 + "\n\n" + text
         _emit(text, args.out)
     else:
+        # what every device assumes once; a device's own figures (derived overheads) under its name
+        common = [a for a in gens[0].assumptions if all(a in g.assumptions for g in gens)]
         _emit(report.generation_table(gens) + "".join(
             f"\nWARNING ({g.device.name}): {w}" for g in gens for w in g.warnings)
-            + "".join(f"\nassumes: {a}" for a in gens[0].assumptions), args.out)
+            + "".join(f"\nassumes: {a}" for a in common)
+            + "".join(f"\nassumes ({g.device.name}): {a}" for g in gens for a in g.assumptions if a not in common),
+            args.out)
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:

@@ -169,6 +169,13 @@ def test_cli_generate_one_device_and_several(tmp_path, capsys):
                  "--dtype", "float16", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["device"] for r in rows] == ["jetson-orin-nano", "h100"] and all(r["fits"] for r in rows)
+    # a table of several devices: shared assumptions once, each device's derived figures under its name
+    assert main(["generate", "llama_tiny", "--devices", "raspberry-pi-5,h100", "--prompt", "16", "--new", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("assumes: greedy decoding") == 1
+    assert "assumes (raspberry-pi-5): generate()'s own time per step" in out
+    assert "assumes (h100): generate()'s own time per step" in out
+    assert "assumes (raspberry-pi-5): ... plus" in out and "assumes (h100): ... plus" not in out
 
 
 def test_cli_generate_from_a_config_json(tmp_path, capsys):
