@@ -116,12 +116,14 @@ class StreamedLinear(nn.Module):
     def __init__(self, k: int, n: int, bias: bool, dtype: torch.dtype):
         super().__init__()
         base = nn.Linear(k, n, bias=bias).to(dtype)
-        copies = max(1, math.ceil(STREAM_POOL_BYTES / (base.weight.numel() * base.weight.element_size())))
-        self.weights = nn.ParameterList([nn.Parameter(base.weight.detach().clone(), requires_grad=False)
-                                         for _ in range(copies)])
+        self.weights = nn.ParameterList([nn.Parameter(base.weight.detach().clone(), requires_grad=False)])
         self.bias = base.bias
-        self.weight_copies = copies
         self._next = 0
+        self.extend_pool(STREAM_POOL_BYTES)
+
+    @property
+    def weight_copies(self) -> int:
+        return len(self.weights)
 
     def extend_pool(self, pool_bytes: float) -> None:
         """Add weight copies until together they fill ``pool_bytes``: calibration sizes the pool past the
@@ -129,7 +131,6 @@ class StreamedLinear(nn.Module):
         per_copy = self.weights[0].numel() * self.weights[0].element_size()
         while self.weight_copies * per_copy < pool_bytes:
             self.weights.append(nn.Parameter(self.weights[0].detach().clone(), requires_grad=False))
-            self.weight_copies += 1
 
     def forward(self, x):
         w = self.weights[self._next]
