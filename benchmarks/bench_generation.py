@@ -8,9 +8,9 @@ generate(max_new_tokens=1); per-token decode = (generate(N) - generate(1)) / (N 
 generate(1) and generate(N) back to back, warm (after an untimed generate(N)), between two blocks of a
 probe network timed at calibration (each block warmed by one untimed call), so the difference and the
 probe see the same seconds; both figures are reported raw (median over rounds) and drift-adjusted: the
-median over rounds of the figure / a probe's time, times that probe's time at calibration. Two probes, because this VM's compute
-speed and its memory bandwidth drift apart (one minute, the CNN probe ran 1.25x faster than at
-calibration while the decode probe ran 1.04x slower; the decode probe's ratio to the reference workload
+median over rounds of the figure / a probe's time, times that probe's time at calibration. Two probes,
+because this VM's compute speed and its memory bandwidth drift apart (one minute, the CNN probe ran 1.25x
+faster than at calibration while the decode probe ran 1.04x slower; the decode probe's ratio to the reference workload
 came out 32.9 in one calibration and 39.6 in the next): time to first token, a prefill's GEMMs, is
 adjusted by the calibration's CNN probe (hwcost.probe.probe_network, compute-bound like it); per-token
 decode, which streams the weights, by its decode probe (hwcost.calibration.suite.decode_probe_network: a

@@ -1,14 +1,13 @@
 """Measure what transformers' generate() spends around the model's forwards — per new token, per 1,000
-vocabulary entries on top, and per call before the first forward — in dispatches (multiples of the dispatch floor: a ReLU module call on an
-8-element tensor), on this host.
+vocabulary entries on top, and per call before the first forward — in dispatches (multiples of the
+dispatch floor: a ReLU module call on an 8-element tensor), on this host.
 
     python calibration/derive_generate_overhead.py [--rounds 5]
 
 The ratios are what hwcost.generation.GENERATE_STEP_DISPATCHES, GENERATE_VOCAB_DISPATCHES_PER_1K and
-GENERATE_CALL_DISPATCHES hold for
-profiles whose calibration did not measure generate() (datasheet profiles): both are host work in Python,
-so they scale together with the host's single-core speed. They are timed alternately, so a slow phase of a
-shared machine falls on both.
+GENERATE_CALL_DISPATCHES hold for profiles whose calibration did not measure generate() (datasheet
+profiles): all three are host work in Python, so they scale together with the host's single-core speed.
+They are timed alternately, so a slow phase of a shared machine falls on all of them.
 """
 import argparse
 import statistics
