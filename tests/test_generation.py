@@ -134,6 +134,9 @@ def test_generate_overheads_measured_or_derived_from_dispatch_time():
     doc["overhead_us"]["per_generate_call"] = -1.0
     with pytest.raises(ProfileError, match="per_generate_call.*>= 0"):
         parse_profile(yaml.safe_dump(doc))
+    doc["overhead_us"].update(per_generate_call=800.0, per_generate_step_per_1k_vocab="fast")
+    with pytest.raises(ProfileError, match="per_generate_step_per_1k_vocab.*must be a number"):
+        parse_profile(yaml.safe_dump(doc))
 
 
 def test_generate_step_cost_grows_with_the_vocabulary_and_splits_across_threads_past_the_grain():
