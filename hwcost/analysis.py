@@ -38,6 +38,7 @@ class Analysis:
     unused_params: int = 0
     module_calls: int = 0        # every nn.Module call in the forward (containers included)
     transformers_calls: int = 0  # of those, calls of transformers' own modules (their Python is heavier)
+    transformers_forwards: int = 0   # ... the outermost of them: a transformers model's forward (mask, rotary)
     view_ops: int = 0            # aliasing ops: free in bytes, not in dispatch time
     trace_mode: str = "meta"     # "meta" (stand-ins, input values carried) or "values" (real tensors)
     trace_note: str = ""         # why that mode ran
@@ -305,6 +306,7 @@ def analyze(
         unused_params=total.params - sum(r.params for r in layers),
         module_calls=len(tr.module_calls),
         transformers_calls=sum(c.library == "transformers" for c in tr.module_calls),
+        transformers_forwards=outermost_calls(tr.module_calls, "transformers"),
         view_ops=tr.view_ops,
         trace_mode=tr.mode,
         trace_note=note,
@@ -320,6 +322,7 @@ class OpCounts:
     module_calls: int
     view_ops: int
     transformers_calls: int = 0
+    transformers_forwards: int = 0
 
     @property
     def macs(self) -> int:
@@ -332,7 +335,18 @@ def count_ops(model: nn.Module, inputs: Example, batch_size: int | None = None,
     activation peak (the search's latency table times thousands of small blocks this way)."""
     tr, _, costs, count_dtype = _counted_trace(unwrap(model), inputs, batch_size, dtype, trace)
     return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops,
-                    sum(c.library == "transformers" for c in tr.module_calls))
+                    sum(c.library == "transformers" for c in tr.module_calls),
+                    outermost_calls(tr.module_calls, "transformers"))
+
+
+def outermost_calls(calls: list[ModuleCall], library: str) -> int:
+    """Calls of ``library``'s modules made from outside any of its modules: one per forward of a
+    transformers model, however deep a user's model holds it and however many modules it has."""
+    names = {c.name for c in calls if c.library == library}
+    def inside(name: str) -> bool:
+        parts = name.split(".") if name else []
+        return any(".".join(parts[:i]) in names for i in range(len(parts)))
+    return sum(c.library == library and not inside(c.name) for c in calls)
 
 
 def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dtype: str | torch.dtype | None,

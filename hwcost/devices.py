@@ -71,6 +71,9 @@ _SCHEMA: dict[str, Any] = {
         "per_generate_step_per_1k_vocab": (False, float),   # ... and per 1,000 vocabulary entries on top
         "per_generate_call": (False, float),   # ... and per call, before its first forward
         "per_transformers_call": (False, float),   # a transformers module's Python beyond a plain module call
+        "per_transformers_forward": (False, float),   # ... and a transformers model's per forward (mask, rotary)
+        "per_transformers_call_cached": (False, float),      # both again for a model that stays in the
+        "per_transformers_forward_cached": (False, float),   # host's private caches (weights smaller)
     }),
     "power_w": (False, {"idle": (True, float), "typical": (False, float), "max": (True, float)}),
     "energy": (False, {"pj_per_flop": (True, float), "pj_per_byte": (True, float)}),
@@ -81,7 +84,9 @@ _SCHEMA: dict[str, Any] = {
 _NEEDS_SOURCE = ("compute", "memory", "overhead_us", "power_w", "energy")
 _ZERO_ALLOWED = {("overhead_us", k) for k in ("device_per_op", "host_per_op", "per_module_call", "per_view",
                                                "per_generate_step", "per_generate_step_per_1k_vocab",
-                                               "per_generate_call", "per_transformers_call")}
+                                               "per_generate_call", "per_transformers_call",
+                                               "per_transformers_forward", "per_transformers_call_cached",
+                                               "per_transformers_forward_cached")}
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class DeviceProfile:
     generate_step_per_1k_vocab_us: float | None = None
     generate_call_us: float | None = None
     transformers_call_us: float = 0.0
+    transformers_forward_us: float = 0.0
+    transformers_call_cached_us: float | None = None      # None: as in a network
+    transformers_forward_cached_us: float | None = None
     launch_blocking: bool = False   # async: a launch returns only when its kernel is done (no host run-ahead)
     sources: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
@@ -434,6 +442,9 @@ def _build(d: dict, where: str) -> DeviceProfile:
         generate_step_per_1k_vocab_us=_opt(d, "overhead_us", "per_generate_step_per_1k_vocab"),
         generate_call_us=_opt(d, "overhead_us", "per_generate_call"),
         transformers_call_us=float(d["overhead_us"].get("per_transformers_call") or 0.0),
+        transformers_forward_us=float(d["overhead_us"].get("per_transformers_forward") or 0.0),
+        transformers_call_cached_us=_opt(d, "overhead_us", "per_transformers_call_cached"),
+        transformers_forward_cached_us=_opt(d, "overhead_us", "per_transformers_forward_cached"),
         sources={str(k): str(v) for k, v in d["sources"].items()},
         calibration=d.get("calibration"),
         path=where,

@@ -68,11 +68,23 @@ def add_framework_overhead(timings: list[OpTiming], analysis: Analysis | OpCount
     Views move no bytes and container modules launch no kernel, but each costs a Python dispatch;
     spreading the total evenly keeps a CPU's sum exact and lets the GPU queue see it as host time."""
     extra_s = (analysis.module_calls * device.module_call_us + analysis.view_ops * device.view_us
-               + analysis.transformers_calls * device.transformers_call_us) * 1e-6
+               + transformers_python_us(analysis, device)) * 1e-6
     if timings and extra_s:
         share = extra_s / len(timings)
         for t in timings:
             t.overhead_s += share
+
+
+def transformers_python_us(analysis: Analysis | OpCounts, device: DeviceProfile) -> float:
+    """transformers' own Python per forward and per module call. In a network whose weights exceed the
+    host's private cache each layer evicts what the interpreter keeps there, and the next runs its code
+    cold (the profile's main figures); a model smaller than that stays cached (the _cached figures, where
+    calibration timed them apart)."""
+    per_call, per_forward = device.transformers_call_us, device.transformers_forward_us
+    private = ((device.calibration or {}).get("context") or {}).get("cache_bytes") or 0.0
+    if device.transformers_call_cached_us is not None and 0 < sum(c.weight_bytes for c in analysis.ops) <= private:
+        per_call, per_forward = device.transformers_call_cached_us, device.transformers_forward_cached_us or 0.0
+    return analysis.transformers_calls * per_call + analysis.transformers_forwards * per_forward
 
 
 def run_sequential(timings: list[OpTiming]) -> tuple[float, float, float]:

@@ -1013,14 +1013,21 @@ def test_a_refit_measures_the_transformers_call_time_afresh(calibrated, tmp_path
     first = refit(path)
     second = refit(path)
     assert first.transformers_call_us == pytest.approx(second.transformers_call_us)
-    assert second.sources["overhead_us"].count("per_transformers_call") == 1
+    assert first.transformers_forward_us == pytest.approx(second.transformers_forward_us)
+    assert first.transformers_call_cached_us == pytest.approx(second.transformers_call_cached_us)
+    assert second.sources["overhead_us"].count("per_transformers_") == 1
+    # suite 26 timed the 1- and 3-layer probes evicted and cached: four figures, the source names the split
+    assert "split into a cost per forward" in second.sources["overhead_us"]
     # generate() timed at two vocabulary sizes: passes over 32,000 logits per step cost more than over 64
     assert first.generate_step_us > 0 and first.generate_step_per_1k_vocab_us > 0
     assert "per_generate_step_per_1k_vocab" in first.sources["overhead_us"]
     doc = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     doc["overhead_us"]["per_transformers_call"] = 1e4     # a stale value must not leak into the residual
+    doc["overhead_us"]["per_transformers_forward"] = 1e5
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(doc))
-    assert refit(path).transformers_call_us == pytest.approx(first.transformers_call_us)
+    third = refit(path)
+    assert third.transformers_call_us == pytest.approx(first.transformers_call_us)
+    assert third.transformers_forward_us == pytest.approx(first.transformers_forward_us)
 
 
 def test_refit_of_a_datasheet_profile_says_it_has_no_samples(tmp_path, capsys):

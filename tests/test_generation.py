@@ -203,6 +203,69 @@ def test_transformers_module_calls_pay_the_measured_python_time():
     assert calls > 10 and slower.prefill.latency_ms == pytest.approx(plain.prefill.latency_ms + calls * 10e-3)
     zoo = predict_generation(Decoder(SMALL), prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
     assert zoo.prefill.analysis.transformers_calls == 0   # hwcost's own modules are plain torch ones
+    # ... and once per forward of the model, however many modules it has
+    doc["overhead_us"]["per_transformers_forward"] = 300.0
+    per_forward = predict_generation(cfg, prompt_tokens=8, new_tokens=2, device=parse_profile(yaml.safe_dump(doc)))
+    assert plain.prefill.analysis.transformers_forwards == 1
+    assert per_forward.prefill.latency_ms == pytest.approx(slower.prefill.latency_ms + 0.3)
+    assert per_forward.decode_ms_at(9) == pytest.approx(slower.decode_ms_at(9) + 0.3)
+
+
+def test_a_transformers_model_inside_a_users_module_counts_one_forward_per_call():
+    import dataclasses
+
+    import torch.nn as nn
+
+    from hwcost.analysis import analyze as analyze_model
+    from hwcost.execution import transformers_python_us
+
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    llama = transformers.LlamaForCausalLM(cfg)
+
+    class Twice(nn.Module):   # a user's wrapper calling the transformers model twice per forward
+        def __init__(self):
+            super().__init__()
+            self.lm = llama
+
+        def forward(self, ids):
+            return self.lm(ids).logits + self.lm(ids).logits
+
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    once, twice = analyze_model(llama, (ids,)), analyze_model(Twice(), (ids,))
+    assert once.transformers_forwards == 1 and twice.transformers_forwards == 2
+    assert twice.transformers_calls == 2 * once.transformers_calls
+    doc = {"name": "b", "kind": "cpu", "description": "x", "execution": "sequential",
+           "compute": {"matrix_tflops": {"float32": 0.1}}, "memory": {"bandwidth_gbps": 10.0},
+           "overhead_us": {"host_per_op": 2.0, "per_transformers_call": 10.0, "per_transformers_forward": 200.0,
+                           "per_transformers_call_cached": 1.0, "per_transformers_forward_cached": 20.0},
+           "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
+    prof = parse_profile(yaml.safe_dump(doc))
+    weights = sum(c.weight_bytes for c in once.ops)
+    calls = once.transformers_calls
+    # no private cache known: the in-network (evicted) figures
+    assert transformers_python_us(once, prof) == pytest.approx(calls * 10.0 + 200.0)
+    big_cache = dataclasses.replace(prof, calibration={"context": {"cache_bytes": 2.0 * weights}})
+    assert transformers_python_us(once, big_cache) == pytest.approx(calls * 1.0 + 20.0)
+    small_cache = dataclasses.replace(prof, calibration={"context": {"cache_bytes": weights / 2}})
+    assert transformers_python_us(once, small_cache) == pytest.approx(calls * 10.0 + 200.0)
+
+
+def test_transformers_python_residuals_split_into_per_forward_and_per_call():
+    from hwcost.calibration.transformers_overhead import split_residuals
+
+    calls = {1: 10, 3: 22}
+    f, c = split_residuals({1: 200e-6 + 10 * 15e-6, 3: 200e-6 + 22 * 15e-6}, calls)
+    assert f == pytest.approx(200e-6) and c == pytest.approx(15e-6)
+    # more layers cost less residual (noise on a small difference): all of it per forward, their mean
+    f, c = split_residuals({1: 100e-6, 3: 80e-6}, calls)
+    assert (f, c) == (pytest.approx(90e-6), 0.0)
+    # a negative intercept: all per call
+    f, c = split_residuals({1: 50e-6, 3: 200e-6}, calls)
+    assert f == 0.0 and c == pytest.approx((5e-6 + 200e-6 / 22) / 2)
+    # residuals below zero (the time model already over-predicts): nothing
+    assert split_residuals({1: -50e-6, 3: -100e-6}, calls) == (0.0, 0.0)
 
 
 def test_bad_generation_input_gets_a_clear_error(tmp_path):

@@ -20,6 +20,7 @@ from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
 from .suite import STREAM_POOL_BYTES, STREAM_POOL_LLC_MULTIPLE, chain_case
+from .transformers_overhead import measure_transformers_forwards
 
 CASE_SECONDS = 0.12       # timing budget per case after warm-up
 
@@ -234,6 +235,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
         res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step[:3]
         res["generate_step_per_vocab_s"] = step.step_per_vocab_s
+        res.update(measure_transformers_forwards(backend, res["private_cache_bytes"]))
     return res
 
 

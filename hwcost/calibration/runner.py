@@ -17,6 +17,7 @@ from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
+from ..predict import predict_analysis
 from ..probe import PROBE_BATCHES, probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
@@ -27,6 +28,7 @@ from .profile import CalibrationRun, _probe_record, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
                       read_samples, samples_path_for, steady, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case, decode_probe_network
+from .transformers_overhead import PROBE_LAYERS, fundamental_key, transformers_overheads
 
 DEFAULT_BUDGET_S = 300.0
 QUICK_BUDGET_S = 45.0
@@ -193,10 +195,19 @@ def calibrate(
     return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
 
 
-_TRANSFORMERS_CALL_SOURCE = (
-    "; per_transformers_call: a one-layer transformers Llama's measured decode forward less this profile's "
-    "prediction of it, per call of a transformers module (their Python: decorators, keyword plumbing, the "
-    "attention-function lookup)")
+_TRANSFORMERS_SOURCE_START = "; per_transformers_"
+TRANSFORMERS_KEYS = ("per_transformers_call", "per_transformers_forward", "per_transformers_call_cached",
+                     "per_transformers_forward_cached")
+
+
+def _transformers_source(entries: dict[str, float]) -> str:
+    if "per_transformers_forward" not in entries:   # samples before suite 26: one cached 1-layer forward
+        return (_TRANSFORMERS_SOURCE_START + "call: a one-layer transformers Llama's measured decode forward less this "
+                "profile's prediction of it, per call of a transformers module")
+    return (_TRANSFORMERS_SOURCE_START + "forward / _call: decode forwards of 1- and 3-layer transformers Llamas, "
+            "measured with the private caches evicted before each layer as a real model's weights evict them "
+            "(_cached: back to back), less this profile's prediction of them, split into a cost per forward "
+            "and one per transformers module call (calibration/transformers_overhead.py)")
 
 
 def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str, seed: int,
@@ -237,35 +248,19 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
             doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
                                         f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
         doc["calibration"]["energy"] = {"fitted": energy}
-    if fundamentals.get("hf_decode_forward_s"):
-        # a refit starts from the written profile: its earlier value must not predict part of the residual
-        doc["overhead_us"].pop("per_transformers_call", None)
-        source = doc["sources"]["overhead_us"].split(_TRANSFORMERS_CALL_SOURCE)[0]
-        per_call = transformers_call_s(fundamentals["hf_decode_forward_s"], yaml.safe_dump(doc, sort_keys=False), out)
-        if per_call is not None:
-            doc["overhead_us"]["per_transformers_call"] = round(per_call * 1e6, 3)
-            doc["sources"]["overhead_us"] = source + _TRANSFORMERS_CALL_SOURCE
+    if fundamentals.get("hf_decode_forward_s") or fundamentals.get(fundamental_key(PROBE_LAYERS[0], False)):
+        # a refit starts from the written profile: its earlier values must not predict part of the residual
+        for key in TRANSFORMERS_KEYS:
+            doc["overhead_us"].pop(key, None)
+        source = doc["sources"]["overhead_us"].split(_TRANSFORMERS_SOURCE_START)[0]
+        bare = parse_profile(yaml.safe_dump(doc, sort_keys=False), out)
+        entries = transformers_overheads(fundamentals, lambda a: predict_analysis(a, bare).latency_ms * 1e-3)
+        if entries:
+            doc["overhead_us"].update(entries)
+            doc["sources"]["overhead_us"] = source + _transformers_source(entries)
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
     atomic_write(out, text)
     return parse_profile(text, out)
-
-
-def transformers_call_s(measured_s: float, text: str, out: str) -> float | None:
-    """Seconds per transformers module call that the fitted model does not already predict: the tiny
-    model calibration timed (measure_generate_step), traced as generate() calls it, predicted on this
-    profile, and the difference spread over its transformers module calls."""
-    import transformers as tf
-
-    from ..generation import decode_inputs, load_language_model
-    from ..predict import predict_analysis
-    from .generate_overhead import GENERATE_PROBE_CONFIG
-
-    lm = load_language_model(tf.LlamaConfig(**GENERATE_PROBE_CONFIG))
-    a = analyze(lm.module, decode_inputs(lm, 1, 15, torch.float32))   # the middle of the timed loop's contexts
-    if not a.transformers_calls:
-        return None
-    predicted_s = predict_analysis(a, parse_profile(text, out)).latency_ms * 1e-3
-    return max(0.0, (measured_s - predicted_s) / a.transformers_calls)
 
 
 def refit(profile_path: str) -> DeviceProfile:

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 25  # 25: generate()'s overhead timed at two vocabulary sizes with an all-ones mask
+SUITE_VERSION = 26  # 26: transformers' Python per forward and per call, from 1- and 3-layer probes with the
+# private caches evicted before each layer (transformers_overhead.py)
+# 25: generate()'s overhead timed at two vocabulary sizes with an all-ones mask
 # (generate_overhead.py): a figure taken at 64 entries left ~0.45 ms per step at 32,000 out
 # 24: the last-level cache measured by a copy sweep (probe.measured_llc_bytes), not
 # read from sysfs, decides which weights are cold: this KVM guest reports 480 MB and behaves like ~120-170
