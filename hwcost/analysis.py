@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -39,6 +40,8 @@ class Analysis:
     module_calls: int = 0        # every nn.Module call in the forward (containers included)
     transformers_calls: int = 0  # of those, calls of transformers' own modules (their Python is heavier)
     transformers_forwards: int = 0   # ... the outermost of them: a transformers model's forward (mask, rotary)
+    transformers_reuse_bytes: list[int] = field(repr=False, default_factory=list)   # per such call: bytes
+    # the ops moved since the previous call of its class (its code's last run), a pass around for the first
     view_ops: int = 0            # aliasing ops: free in bytes, not in dispatch time
     trace_mode: str = "meta"     # "meta" (stand-ins, input values carried) or "values" (real tensors)
     trace_note: str = ""         # why that mode ran
@@ -307,6 +310,7 @@ def analyze(
         module_calls=len(tr.module_calls),
         transformers_calls=sum(c.library == "transformers" for c in tr.module_calls),
         transformers_forwards=outermost_calls(tr.module_calls, "transformers"),
+        transformers_reuse_bytes=reuse_bytes(tr.module_calls, costs, "transformers"),
         view_ops=tr.view_ops,
         trace_mode=tr.mode,
         trace_note=note,
@@ -323,6 +327,7 @@ class OpCounts:
     view_ops: int
     transformers_calls: int = 0
     transformers_forwards: int = 0
+    transformers_reuse_bytes: list[int] = field(default_factory=list)
 
     @property
     def macs(self) -> int:
@@ -336,7 +341,28 @@ def count_ops(model: nn.Module, inputs: Example, batch_size: int | None = None,
     tr, _, costs, count_dtype = _counted_trace(unwrap(model), inputs, batch_size, dtype, trace)
     return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops,
                     sum(c.library == "transformers" for c in tr.module_calls),
-                    outermost_calls(tr.module_calls, "transformers"))
+                    outermost_calls(tr.module_calls, "transformers"),
+                    reuse_bytes(tr.module_calls, costs, "transformers"))
+
+
+def reuse_bytes(calls: list[ModuleCall], costs: list[OpCost], library: str) -> list[int]:
+    """Per call of ``library``'s modules, in the order they began: the bytes the ops moved since the
+    previous call of the same class began, what ran through the caches between two runs of its code
+    (one layer apart in a stack of layers). The first call of a class counts from that class's last
+    call in the pass before (passes run back to back); a class called once, the whole pass."""
+    prefix = list(accumulate((c.memory_traffic_bytes for c in costs), initial=0))
+    total = prefix[-1]
+    ordered = sorted((c for c in calls if c.library == library and c.first_op >= 0), key=lambda c: c.first_op)
+    last_of = {c.type: c.first_op for c in ordered}
+    seen: dict[str, int] = {}
+    out = []
+    for c in ordered:
+        prev = seen.get(c.type)
+        out.append(prefix[c.first_op] - prefix[prev] if prev is not None
+                   else total - (prefix[last_of[c.type]] - prefix[c.first_op]))
+        seen[c.type] = c.first_op
+    unknown = sum(c.library == library and c.first_op < 0 for c in calls)
+    return out + [total] * unknown
 
 
 def outermost_calls(calls: list[ModuleCall], library: str) -> int:

@@ -44,6 +44,7 @@ class ModuleCall:
     leaf: bool
     output_bytes: int
     library: str = ""            # the package its class comes from: torch, transformers, timm, ...
+    first_op: int = -1           # index of the first op record after the call began (-1: unknown)
 
 
 @dataclass
@@ -152,6 +153,7 @@ class _Tracer(TorchDispatchMode):
         self.mode = mode
         self.records: list[OpRecord] = []
         self.stack: list[tuple[nn.Module, tuple]] = []
+        self.call_starts: list[int] = []   # beside the stack: the op count when each call began
         self.module_calls: list[ModuleCall] = []
         self.first_call: dict[str, tuple[int, int]] = {}
         # holds the storages of meta outputs so storage ids are never reused; storages, not tensors, so
@@ -246,12 +248,14 @@ class _Tracer(TorchDispatchMode):
         name = self.names.get(id(module))
         if name is not None:
             self.stack.append((module, args))
+            self.call_starts.append(len(self.records))
             self.first_call.setdefault(name, (len(self.records), len(self.first_call)))
 
     def post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         if id(module) not in self.names or not self.stack or self.stack[-1][0] is not module:
             return
         self.stack.pop()
+        first_op = self.call_starts.pop() if self.call_starts else -1
         out_bytes = 0
         for t in ((output,) if isinstance(output, torch.Tensor) else tree_flatten(output)[0]):
             if isinstance(t, torch.Tensor):
@@ -259,7 +263,7 @@ class _Tracer(TorchDispatchMode):
                 out_bytes += t.numel() * isz
         self.module_calls.append(
             ModuleCall(self.names[id(module)], type(module).__name__, id(module) in self.leaves, out_bytes,
-                       type(module).__module__.split(".")[0])
+                       type(module).__module__.split(".")[0], first_op)
         )
 
     # -- ops

@@ -242,14 +242,37 @@ def test_a_transformers_model_inside_a_users_module_counts_one_forward_per_call(
                            "per_transformers_call_cached": 1.0, "per_transformers_forward_cached": 20.0},
            "sources": {"compute": "x", "memory": "x", "overhead_us": "x"}}
     prof = parse_profile(yaml.safe_dump(doc))
-    weights = sum(c.weight_bytes for c in once.ops)
     calls = once.transformers_calls
+    reuse = once.transformers_reuse_bytes
+    pass_bytes = sum(c.memory_traffic_bytes for c in once.ops)
+    assert len(reuse) == calls and max(reuse) == pass_bytes   # a class called once: the whole pass between
+    assert min(reuse) < pass_bytes / 2                        # ... the second layer's: one layer apart
     # no private cache known: the in-network (evicted) figures
     assert transformers_python_us(once, prof) == pytest.approx(calls * 10.0 + 200.0)
-    big_cache = dataclasses.replace(prof, calibration={"context": {"cache_bytes": 2.0 * weights}})
-    assert transformers_python_us(once, big_cache) == pytest.approx(calls * 1.0 + 20.0)
-    small_cache = dataclasses.replace(prof, calibration={"context": {"cache_bytes": weights / 2}})
-    assert transformers_python_us(once, small_cache) == pytest.approx(calls * 10.0 + 200.0)
+    # a cache far larger than anything the ops move: the cached figures
+    huge = dataclasses.replace(prof, calibration={"context": {"cache_bytes": 1e6 * pass_bytes}})
+    assert transformers_python_us(once, huge) == pytest.approx(calls * 1.0 + 20.0, rel=1e-4)
+    # smaller than the smallest reuse: all evicted
+    tiny = dataclasses.replace(prof, calibration={"context": {"cache_bytes": min(reuse) / 2}})
+    assert transformers_python_us(once, tiny) == pytest.approx(calls * 10.0 + 200.0)
+    # in between: each call a share bytes / cache of the way, by hand
+    mid_cache = pass_bytes / 2
+    mid = dataclasses.replace(prof, calibration={"context": {"cache_bytes": mid_cache}})
+    by_hand = sum(1.0 + min(1.0, b / mid_cache) * 9.0 for b in reuse) + 200.0
+    assert transformers_python_us(once, mid) == pytest.approx(by_hand)
+
+
+def test_reuse_bytes_count_what_moved_between_two_runs_of_a_class():
+    from hwcost.analysis import reuse_bytes
+    from hwcost.records import OpCost
+    from hwcost.trace import ModuleCall
+
+    costs = [OpCost(None, "matmul", 0, 0, b, 0) for b in (100, 10, 1000, 1)]   # ops 0..3
+    calls = [ModuleCall("a.0", "Block", False, 0, "transformers", 0), ModuleCall("a.1", "Block", False, 0, "transformers", 2),
+             ModuleCall("n", "Norm", True, 0, "transformers", 1), ModuleCall("x", "Linear", True, 0, "torch", 0)]
+    # Block at op 0 and op 2: 110 bytes between; the first Block from the pass before: 1111 - 110;
+    # Norm, once: the pass
+    assert reuse_bytes(calls, costs, "transformers") == [1001, 1111, 110]
 
 
 def test_transformers_python_residuals_split_into_per_forward_and_per_call():
