@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Callable
 
-import torch
 import yaml
 
 from ..analysis import analyze

@@ -35,8 +35,8 @@ def measure_transformers_forwards(backend: str, private_cache_bytes: float, roun
     """Median seconds of one decode forward (context 15) of the generate() probe Llama at each of
     PROBE_LAYERS layers, cached (back to back) and, on a CPU, evicted (a read of twice the private cache
     at the start of the forward and before each decoder layer and the head, as the previous layer's
-    weights would; the reads' own time is taken out call by call). Each round
-    times every variant once, so a slow phase of the machine falls on all of them."""
+    weights would; the reads' own time is taken out call by call). Each round times every variant once
+    (a cached one right after an untimed call), so a slow phase of the machine falls on all of them."""
     import transformers as tf
 
     from .generate_overhead import GENERATE_PROBE_CONFIG
