@@ -308,9 +308,7 @@ def analyze(
         module_types={n: type(m).__name__ for n, m in model.named_modules()},
         unused_params=total.params - sum(r.params for r in layers),
         module_calls=len(tr.module_calls),
-        transformers_calls=sum(c.library == "transformers" for c in tr.module_calls),
-        transformers_forwards=outermost_calls(tr.module_calls, "transformers"),
-        transformers_reuse_bytes=reuse_bytes(tr.module_calls, costs, "transformers"),
+        **transformers_counts(tr.module_calls, costs),
         view_ops=tr.view_ops,
         trace_mode=tr.mode,
         trace_note=note,
@@ -340,9 +338,16 @@ def count_ops(model: nn.Module, inputs: Example, batch_size: int | None = None,
     activation peak (the search's latency table times thousands of small blocks this way)."""
     tr, _, costs, count_dtype = _counted_trace(unwrap(model), inputs, batch_size, dtype, trace)
     return OpCounts(costs, dtype_name(count_dtype), len(tr.module_calls), tr.view_ops,
-                    sum(c.library == "transformers" for c in tr.module_calls),
-                    outermost_calls(tr.module_calls, "transformers"),
-                    reuse_bytes(tr.module_calls, costs, "transformers"))
+                    **transformers_counts(tr.module_calls, costs))
+
+
+def transformers_counts(calls: list[ModuleCall], costs: list[OpCost]) -> dict[str, Any]:
+    """Analysis's and OpCounts' transformers fields: calls of its modules, forwards of its models, and
+    each call's reuse bytes (execution.transformers_python_us prices them)."""
+    lib = "transformers"
+    return {"transformers_calls": sum(c.library == lib for c in calls),
+            "transformers_forwards": outermost_calls(calls, lib),
+            "transformers_reuse_bytes": reuse_bytes(calls, costs, lib)}
 
 
 def reuse_bytes(calls: list[ModuleCall], costs: list[OpCost], library: str) -> list[int]:
@@ -350,6 +355,8 @@ def reuse_bytes(calls: list[ModuleCall], costs: list[OpCost], library: str) -> l
     previous call of the same class began, what ran through the caches between two runs of its code
     (one layer apart in a stack of layers). The first call of a class counts from that class's last
     call in the pass before (passes run back to back); a class called once, the whole pass."""
+    if not any(c.library == library for c in calls):
+        return []   # most models: no prefix sums over every op (the search counts thousands of blocks)
     prefix = list(accumulate((c.memory_traffic_bytes for c in costs), initial=0))
     total = prefix[-1]
     ordered = sorted((c for c in calls if c.library == library and c.first_op >= 0), key=lambda c: c.first_op)

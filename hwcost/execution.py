@@ -82,6 +82,8 @@ def transformers_python_us(analysis: Analysis | OpCounts, device: DeviceProfile)
     between, a share bytes / private cache of the way from the _cached figures (timed back to back) to
     those: after a read of 0.25 / 1 / 2 / 4 MB the 1-layer probe's forward paid 12 / 43 / 81 / 100% of its
     eviction cost (1 thread, 2 MB L2 here). Without _cached figures or a known private cache: all cold."""
+    if not analysis.transformers_calls:
+        return 0.0
     per_call, per_forward = device.transformers_call_us, device.transformers_forward_us
     private = ((device.calibration or {}).get("context") or {}).get("cache_bytes") or 0.0
     reuse = analysis.transformers_reuse_bytes

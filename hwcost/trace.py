@@ -152,8 +152,7 @@ class _Tracer(TorchDispatchMode):
         self.count_itemsize = itemsize(count_dtype)
         self.mode = mode
         self.records: list[OpRecord] = []
-        self.stack: list[tuple[nn.Module, tuple]] = []
-        self.call_starts: list[int] = []   # beside the stack: the op count when each call began
+        self.stack: list[tuple[nn.Module, tuple, int]] = []   # module, its args, the op count when it began
         self.module_calls: list[ModuleCall] = []
         self.first_call: dict[str, tuple[int, int]] = {}
         # holds the storages of meta outputs so storage ids are never reused; storages, not tensors, so
@@ -247,15 +246,13 @@ class _Tracer(TorchDispatchMode):
     def pre_hook(self, module: nn.Module, args: tuple) -> None:
         name = self.names.get(id(module))
         if name is not None:
-            self.stack.append((module, args))
-            self.call_starts.append(len(self.records))
+            self.stack.append((module, args, len(self.records)))
             self.first_call.setdefault(name, (len(self.records), len(self.first_call)))
 
     def post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         if id(module) not in self.names or not self.stack or self.stack[-1][0] is not module:
             return
-        self.stack.pop()
-        first_op = self.call_starts.pop() if self.call_starts else -1
+        first_op = self.stack.pop()[2]
         out_bytes = 0
         for t in ((output,) if isinstance(output, torch.Tensor) else tree_flatten(output)[0]):
             if isinstance(t, torch.Tensor):
@@ -905,7 +902,7 @@ def trace(
 def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict, e: Exception) -> Exception:
     given = _describe((args, kwargs))
     if tracer.stack:
-        mod, mod_args = tracer.stack[-1]
+        mod, mod_args, _ = tracer.stack[-1]
         where = (
             f"in layer '{tracer.names.get(id(mod), '?') or '(model)'}' ({type(mod).__name__}), "
             f"which received {_describe(mod_args)}"

@@ -22,7 +22,7 @@ GENERATE_PROBE_LARGE_VOCAB = 32000
 class GenerateOverhead(NamedTuple):
     step_s: float      # generate()'s own time per new token around the forward (logits, stopping, cache) ...
     call_s: float      # its time per call before the first forward (config, processors, cache) beyond a step
-    forward_s: float   # one decode forward of the probe model (for transformers_call_s)
+    forward_s: float   # one decode forward of the probe model (per-call figure of samples before suite 26)
     step_per_vocab_s: float = 0.0   # ... plus this per vocabulary entry (logits processors, argmax, stopping)
 
 

@@ -27,7 +27,7 @@ from .profile import CalibrationRun, _probe_record, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
                       read_samples, samples_path_for, steady, write_samples_header)
 from .suite import SUITE_VERSION, cases, chain_case, decode_probe_network
-from .transformers_overhead import PROBE_LAYERS, fundamental_key, transformers_overheads
+from .transformers_overhead import measured as transformers_measured, transformers_overheads
 
 DEFAULT_BUDGET_S = 300.0
 QUICK_BUDGET_S = 45.0
@@ -247,7 +247,7 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
             doc["sources"]["energy"] = (f"measured ({when}): non-negative least squares of chain energy on time, "
                                         f"FLOPs and bytes ({meter_name}, median error {energy['median_abs_error_pct']}%)")
         doc["calibration"]["energy"] = {"fitted": energy}
-    if fundamentals.get("hf_decode_forward_s") or fundamentals.get(fundamental_key(PROBE_LAYERS[0], False)):
+    if transformers_measured(fundamentals):
         # a refit starts from the written profile: its earlier values must not predict part of the residual
         for key in TRANSFORMERS_KEYS:
             doc["overhead_us"].pop(key, None)

@@ -30,6 +30,11 @@ def fundamental_key(layers: int, evicted: bool) -> str:
     return f"hf_forward_{layers}l_{'evicted' if evicted else 'cached'}_s"
 
 
+def measured(fundamentals: dict[str, float]) -> bool:
+    """Did calibration time a transformers probe forward (suite 26's, or before it the 1-layer one)?"""
+    return bool(fundamentals.get(fundamental_key(PROBE_LAYERS[0], False)) or fundamentals.get("hf_decode_forward_s"))
+
+
 def measure_transformers_forwards(backend: str, private_cache_bytes: float, rounds: int = 120,
                                   max_seconds: float = 4.0) -> dict[str, float]:
     """Median seconds of one decode forward (context 15) of the generate() probe Llama at each of
@@ -128,9 +133,9 @@ def transformers_overheads(fundamentals: dict[str, float], predict_s) -> dict[st
     per_transformers_forward / per_transformers_call in a network (evicted caches where measured), and
     ..._cached where the cached forward was timed apart from it. Samples from before suite 26 timed only the
     1-layer cached forward (hf_decode_forward_s): all of its residual goes per call, as it then did."""
+    if not measured(fundamentals):
+        return {}
     if fundamental_key(PROBE_LAYERS[0], False) not in fundamentals:
-        if not fundamentals.get("hf_decode_forward_s"):
-            return {}
         a = probe_analyses(PROBE_LAYERS[:1])[PROBE_LAYERS[0]]
         if not a.transformers_calls:
             return {}
