@@ -260,6 +260,14 @@ def test_a_transformers_model_inside_a_users_module_counts_one_forward_per_call(
     mid = dataclasses.replace(prof, calibration={"context": {"cache_bytes": mid_cache}})
     by_hand = sum(1.0 + min(1.0, b / mid_cache) * 9.0 for b in reuse) + 200.0
     assert transformers_python_us(once, mid) == pytest.approx(by_hand)
+    # a malformed or negative figure in a profile is refused by name
+    from hwcost.errors import ProfileError
+
+    for key, bad, says in (("per_transformers_forward", "slow", "must be a number"),
+                           ("per_transformers_call_cached", -1.0, ">= 0")):
+        broken = {**doc, "overhead_us": {**doc["overhead_us"], key: bad}}
+        with pytest.raises(ProfileError, match=f"{key}.*{says}"):
+            parse_profile(yaml.safe_dump(broken))
 
 
 def test_reuse_bytes_count_what_moved_between_two_runs_of_a_class():
