@@ -136,6 +136,7 @@ def op_key(cost: OpCost) -> str:
 # an op a profile never sampled takes the code of the op it refines, where the profile has that one
 # (a calibration older than suite 15 timed both GELU forms, or only the erf one, as gelu)
 REFINES = {"gelu_tanh": "gelu"}
+COLD_SUFFIX = "@cold"   # op_fits key of an op's fit with its weights streamed from DRAM
 
 
 def in_place(op: str) -> bool:
@@ -171,6 +172,8 @@ def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, feat
     if not fam or base_s <= 0:
         return 0.0
     key = op if op in fam else _known(op, fam) or ""
+    if features.get("cold_weights", 0.0) > 0 and key + COLD_SUFFIX in fam:
+        key += COLD_SUFFIX   # its weights streamed: the fit of its cold samples (fit._condition_fits)
     fixed, per_element = fam.get(key, fam.get("", [0.0, 0.0]))
     prior_s = fixed + per_element * elements(features)
     return math.log(prior_s / base_s) if prior_s > 0 else 0.0

@@ -103,16 +103,14 @@ class ContextModel:
     private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
     that run it); beyond that the isolated measurement already streamed them from outside.
 
-    A network whose weights exceed the last-level cache (``llc_bytes``) reads every weight from DRAM
-    once per pass: the isolated time of such an op comes from samples whose weights were cold too
-    (the cold_weights feature), so its weight bytes pay no context term on top. The weights streaming
-    through evict what the ops between them would have found cached, the host's code and data (the
-    interpreter, dispatcher, allocator) on a CPU among them: each op of such a pass pays
-    ``per_op_streamed_s`` more (measured here: 20 tiny ops ran 3-5x slower right after a 128 MB read
-    than back to back), fitted on decoder-step chains that stream their weights.
-
-    No per-family scale on the isolated time (scales of 1.1-1.2 charged big compute-bound layers 10-20%
-    they do not pay); a fixed cost per op of its own for convolutions and products (docs/calibration.md)."""
+    A network whose weights exceed what the last-level cache keeps from pass to pass (weights_stream)
+    reads every weight from DRAM: such an op's isolated time comes from samples with cold weights too
+    (the cold_weights feature), and its weight bytes pay no context term on top. The weights streaming
+    through evict the host's code and data between them (interpreter, dispatcher, allocator): each op of
+    such a pass pays ``per_op_streamed_s`` more (20 tiny ops ran 3-5x slower right after a 128 MB read
+    than back to back here), fitted on decoder-step chains that stream their weights. No per-family
+    scale on the isolated time; a fixed cost per op of its own for convolutions and products
+    (docs/calibration.md)."""
 
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
@@ -125,6 +123,7 @@ class ContextModel:
     per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
+    llc_fit_bytes: float = 0.0       # the most weights a pass keeps in it (calibration.bench.llc_fit_bytes); 0: llc_bytes
     chains: int = 0
     median_abs_error_pct: float | None = None
 
@@ -159,8 +158,9 @@ class ContextModel:
         return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
 
     def weights_stream(self, costs: list[OpCost]) -> bool:
-        """Do these ops, run as one pass, read more weight bytes than the last-level cache holds?"""
-        return self.llc_bytes > 0 and sum(c.weight_bytes for c in costs) > self.llc_bytes
+        """Do these ops, run as one pass, read more weights than the LLC keeps from pass to pass?"""
+        limit = self.llc_fit_bytes or self.llc_bytes
+        return limit > 0 and sum(c.weight_bytes for c in costs) > limit
 
     def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None) -> dict[str, float]:
         """A chain's totals: isolated seconds and the sum of each term over its ops."""
@@ -275,9 +275,9 @@ class TimeModel:
         return [self.context.apply(t, c, cold, streamed and c.launches) for t, c, cold in zip(iso, costs, colds)]
 
     def chain_row(self, costs: list[OpCost], cache_bytes: float, llc_bytes: float = 0.0,
-                  dtype: str = "float32") -> dict[str, float]:
+                  dtype: str = "float32", llc_fit_bytes: float = 0.0) -> dict[str, float]:
         working = [c for c in costs if c.launches]
-        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes)
+        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes)
         colds = self.cold_flags(working, ctx)
         iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
         return ctx.design(iso, working, colds)

@@ -509,10 +509,12 @@ def test_suite_samples_decode_lm_heads_with_cold_weights_and_3d_pools():
 
     from hwcost.calibration.suite import StreamedLinear, cases
 
-    heads, pools = set(), set()
+    heads, pools, cached = set(), set(), 0
     for c in itertools.islice(cases(0), 1500):   # about a 300 s calibration's cases on this project's VM
         if c.family == "matmul":
             mod, (x, *_) = c.build()
+            if isinstance(mod, nn.Linear) and mod.bias is None and x.dim() == 3 and x.shape[1] <= 4:
+                cached += mod.weight.numel() * 4 < 16e6   # a small decoder's projection, weights cached (suite 27)
             if isinstance(mod, StreamedLinear) and x.shape[0] <= 8 and mod.weights[0].shape[0] >= 32000:
                 heads.add(mod.weights[0].shape[1])     # the hidden size: a head's speed per byte follows it
                 assert mod.weights[0].numel() * 4 * mod.weight_copies >= 128e6   # every call reads cold weights
@@ -522,6 +524,7 @@ def test_suite_samples_decode_lm_heads_with_cold_weights_and_3d_pools():
                 pools.add(type(mod).__name__)
     assert len(heads) >= 3 and min(heads) <= 512 and max(heads) >= 768
     assert pools >= {"MaxPool3d"}
+    assert cached >= 4   # ~1 in 200 cases (none before suite 27): ~13 more in a 300 s calibration
 
 
 def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
@@ -957,21 +960,52 @@ def test_last_level_cache_is_where_copy_bandwidth_falls_to_dram():
     assert llc_from_sweep(mb[:2], [30, 15]) == 0.0 and llc_from_sweep(mb, [30, 15, 15]) == 0.0
 
 
+def test_the_cache_band_ends_where_the_sweep_first_slows():
+    """A pass reading its weights cyclically misses long before the knee: the fit is where the copy rate
+    first drops below LLC_FIT_RATIO (0.9) of the band's, interpolated in log-log."""
+    from hwcost.probe import LLC_FIT_RATIO, llc_fit_from_sweep, llc_from_sweep
+
+    mb = [2.0**k * 2**20 for k in range(2, 10)]   # working sets 4 MB .. 512 MB
+    # this project's VM at 1 thread: 30 GB/s to 32 MB, 27.8 at 64, 19.4 at 128, 15.7 at 256, DRAM 14.1
+    sweep = [30.1, 29.3, 29.6, 29.6, 27.8, 19.4, 15.7, 14.1]
+    floor = LLC_FIT_RATIO * 30.1   # 27.09: crossed between 64 and 128 MB
+    w = (math.log(27.8) - math.log(floor)) / (math.log(27.8) - math.log(19.4))
+    fit = llc_fit_from_sweep(mb, sweep)
+    assert fit == pytest.approx(64 * 2**20 * 2**w, rel=1e-9)
+    assert 64 * 2**20 < fit < 70 * 2**20 < llc_from_sweep(mb, sweep)   # the knee lies further out (~113 MB)
+    # no cache band: unknown, as the knee; a band that never ends within the sweep: unknown too
+    assert llc_fit_from_sweep(mb, [15.0 * 1.2] * 2 + [15.0] * 6) == 0.0
+    assert llc_fit_from_sweep(mb, [30, 30, 30, 30, 29, 28, 28, 28]) == 0.0
+
+
+def test_weights_stream_past_the_cache_band_not_only_past_the_knee():
+    """A 136 MB decoder's weights, with the knee at 154 MB and the band ending at 67 MB, stream: each
+    pass finds them evicted (measured: its projections 2x their time alone). Without a fit: the knee."""
+    layer = nn.Linear(4096, 8192, bias=False)
+    ops = hwcost.analyze(layer, torch.randn(1, 4096)).ops   # 134 MB of weights
+    assert ContextModel(llc_bytes=154e6, llc_fit_bytes=67e6).weights_stream(ops)
+    assert not ContextModel(llc_bytes=154e6).weights_stream(ops)
+    assert not ContextModel(llc_bytes=154e6, llc_fit_bytes=140e6).weights_stream(ops)
+    assert not ContextModel().weights_stream(ops)   # caches unknown: never streamed
+
+
 def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch):
     from hwcost.calibration import bench
 
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 150e6)
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: (150e6, 70e6))
     monkeypatch.setattr(bench, "cache_bytes_at_level", lambda level: 480 * 2**20)
     assert bench.last_level_cache_bytes("cpu") == 150e6   # the machine's behaviour over what sysfs says
+    assert bench.llc_fit_bytes("cpu") == 70e6 and bench.llc_fit_bytes("cuda") == 0.0
     big = nn.Linear(4096, 8192)
     assert not bench.weights_cold(big, 134e6, "cpu") and bench.weights_cold(big, 160e6, "cpu")   # 150 MB between
     # streamed cases cycle through twice the cache, never less than STREAM_POOL_BYTES (128 MB)
     assert bench.stream_pool_bytes("cpu") == pytest.approx(300e6)
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "measured_llc_bytes", lambda backend, start_bytes: 0.0)
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: (0.0, 0.0))
     assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
-    monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): 20e6})
+    assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: weights_stream takes the knee
+    monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): (20e6, 10e6)})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
 
 
@@ -1243,6 +1277,35 @@ def test_in_place_and_out_of_place_ops_are_predicted_at_their_own_costs():
         for op, (fixed, per_element) in ((inplace_op, per_op["relu_"]), (fresh_op, per_op["relu"])):
             errors.append(abs(math.log(model.isolated([op], "float32", [False])[0] / (fixed + per_element * n))))
     assert statistics.median(errors) < math.log(1.15), errors
+
+
+def test_an_op_timed_cached_and_streamed_has_a_prior_for_each():
+    """A matrix product's samples with cached weights and with streamed ones, fitted apart where both pin
+    down their cost (_sized): under one fit the streamed ones (most of a real suite's mm samples) set the
+    fixed cost that a small decode projection's prior carried at 3x its time. op_prior takes the cold
+    fit for an op whose weights stream, the cached one otherwise."""
+    from hwcost.calibration.fit import _condition_fits
+    from hwcost.features import COLD_SUFFIX, op_prior
+
+    def sample(i, n, time_s, cold):
+        s = _elementwise_sample(f"mm-{i}", "mm", n, time_s)
+        s.features["cold_weights"] = float(cold)
+        return s
+
+    warm = [sample(i, n, 5e-6 + 0.05e-9 * n, False) for i, n in enumerate([1e3, 1e4, 2e5, 1e6, 4e6])]
+    cold = [sample(10 + i, n, 25e-6 + 0.25e-9 * n, True) for i, n in enumerate([1e4, 2e5, 1e6, 4e6, 1.6e7])]
+    fits = _condition_fits(warm + cold)
+    assert fits["mm"] == pytest.approx([5e-6, 0.05e-9], rel=1e-3)
+    assert fits["mm" + COLD_SUFFIX] == pytest.approx([25e-6, 0.25e-9], rel=1e-3)
+    assert _condition_fits(warm) == {} and _condition_fits(cold) == {}   # one condition: the joint fit serves
+    assert _condition_fits(warm[:2] + cold) == {}   # cached ones too few to show a cost per element
+    feats = {"log_out_numel": math.log2(1001.0), "log_in_numel": math.log2(1001.0)}
+    table = {"matmul": {"mm": fits["mm"], "mm@cold": fits["mm@cold"], "": [1e-6, 1e-10]}}
+    assert op_prior(table, "matmul", "mm", feats, 1e-6) == pytest.approx(math.log(5.05e-6 / 1e-6), rel=1e-3)
+    assert op_prior(table, "matmul", "mm", dict(feats, cold_weights=1.0), 1e-6) == pytest.approx(
+        math.log(25.25e-6 / 1e-6), rel=1e-3)
+    # an op without a cold fit keeps its own for streamed weights
+    assert op_prior(table, "matmul", "addmm", dict(feats, cold_weights=1.0), 1e-6) == pytest.approx(math.log(1.1), rel=1e-3)
 
 
 def test_an_op_with_few_large_samples_is_predicted_at_its_own_cost_per_element():

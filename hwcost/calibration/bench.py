@@ -15,7 +15,7 @@ from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import cache_bytes_at_level, measured_llc_bytes, probe_ms, quick_probe_ms, resource_rates
+from ..probe import cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -115,20 +115,32 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s), paired.ratio_median, paired.reference.median_s
 
 
-_measured_llc: dict[int, float] = {}   # per thread count: measured once per process
+_measured_llc: dict[int, tuple[float, float]] = {}   # per thread count: (knee, fit), measured once per process
+
+
+def _llc(backend: str) -> tuple[float, float]:
+    threads = torch.get_num_threads()
+    if threads not in _measured_llc:
+        start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
+        knee, fit = measured_llc(backend, start_bytes=start)
+        _measured_llc[threads] = (knee or cache_bytes_at_level(None), fit)
+    return _measured_llc[threads]
 
 
 def last_level_cache_bytes(backend: str) -> float:
     """The cache every core (or SM) shares: a GPU's L2; on a CPU the working size a copy sweep finds
-    (probe.measured_llc_bytes, from twice the threads' private caches), else the last level sysfs
+    (probe.measured_llc's knee, from twice the threads' private caches), else the last level sysfs
     reports. 0.0 unknown."""
     if backend == "cuda":
         return private_cache_bytes(backend, 1)
-    threads = torch.get_num_threads()
-    if threads not in _measured_llc:
-        start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
-        _measured_llc[threads] = measured_llc_bytes(backend, start_bytes=start) or cache_bytes_at_level(None)
-    return _measured_llc[threads]
+    return _llc(backend)[0]
+
+
+def llc_fit_bytes(backend: str) -> float:
+    """The largest working set the last-level cache still serves at its own speed (probe.measured_llc's
+    fit: where the copy sweep leaves the cache band), the limit past which a pass's weights stream from
+    DRAM (timemodel.ContextModel.weights_stream). 0.0 unknown or a GPU (whose L2 is exact): the knee serves."""
+    return 0.0 if backend == "cuda" else _llc(backend)[1]
 
 
 def stream_pool_bytes(backend: str) -> float:
@@ -231,6 +243,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
     res["llc_bytes"] = last_level_cache_bytes(backend)
+    res["llc_fit_bytes"] = llc_fit_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
         res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step[:3]

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..features import base_op, elements, in_place, op_prior, serial_calls, vectorize
+from ..features import COLD_SUFFIX, base_op, elements, in_place, op_prior, serial_calls, vectorize
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample, steady
@@ -86,10 +86,32 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
         fits[fam].update(_variant_fits(ss))
         per_element = {op: fits[fam].get(op, fits[fam][""])[1] for op in per_op}
         vocab[fam] = sorted(per_op, key=lambda op: (per_element[op], own[op][0], op))
+        fits[fam].update(_condition_fits(ss))
         x = [vectorize(s.features, s.family, s.op, vocab, op_prior(fits, fam, s.op, s.features, b))
              for s, b in zip(ss, baselines)]
         data[fam] = (ss, np.array(x), y)
     return vocab, fits, data
+
+
+def _condition_fits(samples: list[Sample]) -> dict[str, list[float]]:
+    """Weights cached and cold apart, for ops whose samples pin down both (_sized): the op's own fit is
+    its cost with its weights in cache (under its name), and with them streamed from DRAM under
+    name + COLD_SUFFIX. Under one fit the cold samples set it: calibration Y had 13 of 69 matrix
+    products without bias (mm) warm, their fit came out 19 us fixed, and the trees put a decode step's
+    256 x 128 projection at 15.6 us against 5.8 measured alone (addmm, mostly warm: 6 us)."""
+    by_op: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_op.setdefault(s.op, []).append(s)
+    out = {}
+    for op, ss in by_op.items():
+        cold = [s for s in ss if s.features.get("cold_weights", 0.0) > 0]
+        warm = [s for s in ss if s.features.get("cold_weights", 0.0) <= 0]
+        if not cold or not warm:
+            continue
+        fw, fc = _fixed_and_per_element(warm), _fixed_and_per_element(cold)
+        if _sized(warm, *fw) and _sized(cold, *fc):
+            out[op], out[op + COLD_SUFFIX] = list(fw), list(fc)
+    return out
 
 
 def _variant_fits(samples: list[Sample]) -> dict[str, list[float]]:
@@ -200,7 +222,7 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
 
 
 def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
-                      llc_bytes: float = 0.0) -> ContextModel:
+                      llc_bytes: float = 0.0, llc_fit_bytes: float = 0.0) -> ContextModel:
     """Non-negative fit of (chain time - isolated sum) on the terms, in absolute relative error
     (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages:
     the terms every op pays from the chains that do not stream their weights, then the streamed per-op
@@ -208,7 +230,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     streamed term alone and cannot trade it against the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
     Fewer than 6 chains: the identity (isolated times)."""
     if len(rows) < 6:
-        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows))
+        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes, chains=len(rows))
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
@@ -225,7 +247,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef)}
-    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, chains=len(rows),
+    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes, chains=len(rows),
                         median_abs_error_pct=round(err, 2))
 
 

@@ -329,6 +329,7 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     rows, times, energy_rows = [], [], []
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
     llc_bytes = fundamentals.get("llc_bytes", 0.0)
+    llc_fit = fundamentals.get("llc_fit_bytes", 0.0)   # samples before suite 27: none, the knee serves
     version = int(fundamentals.get("suite_version", 2))
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
@@ -337,8 +338,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         mod, inputs = chain_case(seed, k, version).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes))
+        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes, llc_fit_bytes=llc_fit))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
                             rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
-    return fit_context_model(rows, times, cache_bytes, llc_bytes), energy_rows
+    return fit_context_model(rows, times, cache_bytes, llc_bytes, llc_fit), energy_rows
