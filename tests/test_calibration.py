@@ -509,12 +509,13 @@ def test_suite_samples_decode_lm_heads_with_cold_weights_and_3d_pools():
 
     from hwcost.calibration.suite import StreamedLinear, cases
 
-    heads, pools, cached = set(), set(), 0
+    heads, pools, cached, cached_heads = set(), set(), 0, 0
     for c in itertools.islice(cases(0), 1500):   # about a 300 s calibration's cases on this project's VM
         if c.family == "matmul":
             mod, (x, *_) = c.build()
-            if isinstance(mod, nn.Linear) and mod.bias is None and x.dim() == 3 and x.shape[1] <= 4:
+            if isinstance(mod, nn.Linear) and mod.bias is None and x.dim() == 3 and x.shape[1] <= 8:
                 cached += mod.weight.numel() * 4 < 16e6   # a small decoder's projection, weights cached (suite 27)
+                cached_heads += mod.weight.shape[0] >= 32000   # a small LM's head, cached (suite 27)
             if isinstance(mod, StreamedLinear) and x.shape[0] <= 8 and mod.weights[0].shape[0] >= 32000:
                 heads.add(mod.weights[0].shape[1])     # the hidden size: a head's speed per byte follows it
                 assert mod.weights[0].numel() * 4 * mod.weight_copies >= 128e6   # every call reads cold weights
@@ -525,6 +526,7 @@ def test_suite_samples_decode_lm_heads_with_cold_weights_and_3d_pools():
     assert len(heads) >= 3 and min(heads) <= 512 and max(heads) >= 768
     assert pools >= {"MaxPool3d"}
     assert cached >= 4   # ~1 in 200 cases (none before suite 27): ~13 more in a 300 s calibration
+    assert cached_heads >= 2
 
 
 def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
