@@ -107,11 +107,16 @@ def llc_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
     band, dram = max(gbps[:2]), gbps[-1]
     if band < LLC_KNEE_RATIO * dram:
         return 0.0
-    mid = math.log(band * dram) / 2   # log of the geometric mean
+    return _first_crossing(working_set_bytes, gbps, math.log(band * dram) / 2)   # the geometric mean
+
+
+def _first_crossing(working_set_bytes: list[float], gbps: list[float], log_level: float) -> float:
+    """The working set where the sweep's rate first falls below exp(``log_level``), interpolated in log-log
+    between the two sizes around it; 0.0 where it never does."""
     for i in range(1, len(gbps)):
-        if math.log(gbps[i]) < mid:
+        if math.log(gbps[i]) < log_level:
             lo, hi = math.log(gbps[i - 1]), math.log(gbps[i])
-            w = (lo - mid) / (lo - hi) if lo > hi else 1.0
+            w = (lo - log_level) / (lo - hi) if lo > hi else 1.0
             a, b = math.log(working_set_bytes[i - 1]), math.log(working_set_bytes[i])
             return float(math.exp(a + min(max(w, 0.0), 1.0) * (b - a)))
     return 0.0
@@ -131,14 +136,7 @@ def llc_fit_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> flo
     shows no cache band (as llc_from_sweep) or never leaves it."""
     if llc_from_sweep(working_set_bytes, gbps) <= 0:
         return 0.0
-    floor = LLC_FIT_RATIO * max(gbps[:2])
-    for i in range(1, len(gbps)):
-        if gbps[i] < floor:
-            lo, hi = math.log(gbps[i - 1]), math.log(gbps[i])
-            w = (lo - math.log(floor)) / (lo - hi) if lo > hi else 1.0
-            a, b = math.log(working_set_bytes[i - 1]), math.log(working_set_bytes[i])
-            return float(math.exp(a + min(max(w, 0.0), 1.0) * (b - a)))
-    return 0.0
+    return _first_crossing(working_set_bytes, gbps, math.log(LLC_FIT_RATIO * max(gbps[:2])))
 
 
 def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -77,9 +77,7 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
         baselines = [rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype,
                                 serial_calls(s.features, s.family)) for s in ss]
         y = np.array([math.log(s.time_s / b) for s, b in zip(ss, baselines)])
-        per_op: dict[str, list[Sample]] = {}
-        for s in ss:
-            per_op.setdefault(base_op(s.op), []).append(s)
+        per_op = _by_op(ss, base_op)
         own = {op: _fixed_and_per_element(v) for op, v in per_op.items()}
         fits[fam] = {op: list(v) for op, v in own.items() if _sized(per_op[op], *v)}
         fits[fam][""] = _typical(fits[fam]) if fits[fam] else list(_fixed_and_per_element(ss))
@@ -93,15 +91,21 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     return vocab, fits, data
 
 
+def _by_op(samples: list[Sample], name: Callable[[str], str] = lambda op: op) -> dict[str, list[Sample]]:
+    """Samples grouped by op (its ``name``: base_op puts relu_ under relu), in sample order."""
+    out: dict[str, list[Sample]] = {}
+    for s in samples:
+        out.setdefault(name(s.op), []).append(s)
+    return out
+
+
 def _condition_fits(samples: list[Sample]) -> dict[str, list[float]]:
     """Weights cached and cold apart, for ops whose samples pin down both (_sized): the op's own fit is
     its cost with its weights in cache (under its name), and with them streamed from DRAM under
     name + COLD_SUFFIX. Under one fit the cold samples set it: calibration Y had 13 of 69 matrix
     products without bias (mm) warm, their fit came out 19 us fixed, and the trees put a decode step's
     256 x 128 projection at 15.6 us against 5.8 measured alone (addmm, mostly warm: 6 us)."""
-    by_op: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_op.setdefault(s.op, []).append(s)
+    by_op = _by_op(samples)
     out = {}
     for op, ss in by_op.items():
         cold = [s for s in ss if s.features.get("cold_weights", 0.0) > 0]
@@ -121,9 +125,7 @@ def _variant_fits(samples: list[Sample]) -> dict[str, list[float]]:
     output 0.35, and their one fit (0.08) with the trees on top put the in-place ReLUs of VGG-11 and C3D
     (3.2M elements) at 1.8-2.0x their time. Where either way lacks samples, both keep the joint fit and
     the in_place feature tells the trees the difference."""
-    by_op: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_op.setdefault(s.op, []).append(s)
+    by_op = _by_op(samples)
     other = {op: base_op(op) if in_place(op) else op + "_" for op in by_op}
     both = [op for op in by_op if other[op] in by_op]   # only these: every op's joint fit is _family_data's
     own = {op: _fixed_and_per_element(by_op[op]) for op in both}
