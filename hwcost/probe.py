@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from .context import LlcSweep, llc_fit_from_sweep, llc_from_sweep, llc_miss_from_sweep
 from .timing import synchronizer, time_callable
 
 PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round does not decide
@@ -92,65 +93,19 @@ def cache_bytes_at_level(level: int | None = None) -> float:
     return sizes.get(max(sizes) if level is None else level, 0.0)
 
 
-LLC_KNEE_RATIO = 1.25   # the cache band must copy at least this much faster than DRAM to count as a cache
-
-
-def llc_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
-    """The last-level cache's working size from a copy sweep (``gbps`` at each ``working_set_bytes``,
-    increasing; the first past the private caches, the last far past any cache): where the bandwidth
-    falls through the geometric mean of the cache band's (the best of the first two) and DRAM's (the
-    last), interpolated in log-log between the two sizes around the crossing. 0.0 when the sweep shows
-    no cache band (the first sizes no faster than DRAM by LLC_KNEE_RATIO): the caller keeps what the
-    platform says."""
-    if len(gbps) < 3 or len(gbps) != len(working_set_bytes):
-        return 0.0
-    band, dram = max(gbps[:2]), gbps[-1]
-    if band < LLC_KNEE_RATIO * dram:
-        return 0.0
-    return _first_crossing(working_set_bytes, gbps, math.log(band * dram) / 2)   # the geometric mean
-
-
-def _first_crossing(working_set_bytes: list[float], gbps: list[float], log_level: float) -> float:
-    """The working set where the sweep's rate first falls below exp(``log_level``), interpolated in log-log
-    between the two sizes around it; 0.0 where it never does."""
-    for i in range(1, len(gbps)):
-        if math.log(gbps[i]) < log_level:
-            lo, hi = math.log(gbps[i - 1]), math.log(gbps[i])
-            w = (lo - log_level) / (lo - hi) if lo > hi else 1.0
-            a, b = math.log(working_set_bytes[i - 1]), math.log(working_set_bytes[i])
-            return float(math.exp(a + min(max(w, 0.0), 1.0) * (b - a)))
-    return 0.0
-
-
-LLC_FIT_RATIO = 0.9   # a working set "fits" while the sweep still copies it at this share of the cache band's rate
-
-
-def llc_fit_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
-    """The largest working set the last-level cache still serves at its own speed: where the copy sweep's
-    rate first falls below LLC_FIT_RATIO of the cache band's (the best of the first two sizes),
-    interpolated in log-log between the two sizes around it. The knee (llc_from_sweep) is where half the
-    slowdown has happened; a pass that reads its weights cyclically, as a decoder's steps do, already
-    misses there: a 45M-parameter Llama (136 MB of weights) decoded at DRAM speed, its 2.9 MB
-    projections 2x and its LM head 1.6x their time alone, with the knee measured at 113-154 MB and the
-    sweep 6% below the band at 64 MB, 34% at 128 MB (1 thread, this project's VM). 0.0 where the sweep
-    shows no cache band (as llc_from_sweep) or never leaves it."""
-    if llc_from_sweep(working_set_bytes, gbps) <= 0:
-        return 0.0
-    return _first_crossing(working_set_bytes, gbps, math.log(LLC_FIT_RATIO * max(gbps[:2])))
-
-
 def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
-                 max_bytes: float = 1024**3) -> tuple[float, float]:
-    """The last-level cache as the machine behaves, not as sysfs reports it, as (knee, fit): a virtual
+                 max_bytes: float = 1024**3) -> LlcSweep:
+    """The last-level cache as the machine behaves, not as sysfs reports it (knee, fit and miss shares): a virtual
     machine may show the host's whole L3 (a 2-vCPU KVM guest here: sysfs 480 MB; copies at 1 thread ran
     29-30 GB/s up to 64 MB, 24 at 128, 17 at 256 and DRAM's 15 from 512 MB; a day before, 21 at 64 MB:
     other tenants share it), and then no network's weights ever count as streamed. Copies working sets
     (source + destination) doubling from ``start_bytes`` (past the private caches) up to four times what
     sysfs says (at least 256 MiB, at most ``max_bytes`` and an eighth of the free memory), ~0.1 s each,
-    median; llc_from_sweep picks the knee, llc_fit_from_sweep where the band ends. CPU only (a GPU
-    reports its L2 exactly); (0.0, 0.0) where no cache band shows."""
+    median; llc_from_sweep picks the knee, llc_fit_from_sweep where the band ends, llc_miss_from_sweep
+    the share of reads from DRAM at each size. CPU only (a GPU reports its L2 exactly); zeros and no
+    shares where no cache band shows."""
     if backend != "cpu":
-        return 0.0, 0.0
+        return LlcSweep(0.0, 0.0, [])
     import psutil
 
     top = min(max(4 * cache_bytes_at_level(None), 256 * 1024**2), max_bytes, psutil.virtual_memory().available / 8)
@@ -166,7 +121,7 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
             sizes.append(ws)
             rates.append(2 * src.numel() * 4 / t / 1e9)
             ws *= 2
-    return llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates)
+    return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
 
 
 def resource_rates(backend: str = "cpu") -> dict[str, float]:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .context import ContextModel
 from .devices import DeviceProfile
 from .errors import ProfileError
 from .features import FEATURES, op_key, op_prior, shape_features, vectorize
-from .formulas import CONV_FAMILIES, PRODUCT_FAMILIES, serial_steps
+from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
@@ -93,86 +94,6 @@ class TreeEnsemble:
         return cls(d["init"], d["lr"], d["trees"])
 
 
-@dataclass
-class ContextModel:
-    """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
-    tensors, so its weights and inputs sit in the core's private caches; in a network every parameter
-    is read once per pass from further out (L3 or DRAM) and each input was just written, often by
-    another core. So in context an op pays, on top of its isolated time, a cost per op (cold code and
-    thread hand-off) and a cost per byte of parameters, inputs and outputs it would have found in its
-    private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
-    that run it); beyond that the isolated measurement already streamed them from outside.
-
-    A network whose weights exceed what the last-level cache keeps from pass to pass (weights_stream)
-    reads every weight from DRAM: such an op's isolated time comes from samples with cold weights too
-    (the cold_weights feature), and its weight bytes pay no context term on top. The weights streaming
-    through evict the host's code and data between them (interpreter, dispatcher, allocator): each op of
-    such a pass pays ``per_op_streamed_s`` more (20 tiny ops ran 3-5x slower right after a 128 MB read
-    than back to back here), fitted on decoder-step chains that stream their weights. No per-family
-    scale on the isolated time; a fixed cost per op of its own for convolutions and products
-    (docs/calibration.md)."""
-
-    per_op_s: float = 0.0
-    per_weight_byte_s: float = 0.0
-    per_input_byte_s: float = 0.0
-    per_output_byte_s: float = 0.0
-    per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
-    per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
-    per_output_byte_llc_s: float = 0.0   # per output byte likewise
-    per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
-    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
-    cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
-    llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
-    llc_fit_bytes: float = 0.0       # the most weights a pass keeps in it (calibration.bench.llc_fit_bytes); 0: llc_bytes
-    chains: int = 0
-    median_abs_error_pct: float | None = None
-
-    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
-             "_conv_ops", "_matmul_ops", "_streamed_ops")   # streamed last: fitted alone, on the others' residuals
-    FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
-              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
-
-    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
-        """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
-        output bytes capped at the private cache (parameters: none when cold); its input and output bytes
-        between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
-        output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
-        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
-        pass streams its weights."""
-        def cap(nbytes: float) -> float:
-            return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
-
-        def band(nbytes: float) -> float:   # none where either cache is unknown
-            lo, hi = self.cache_bytes, self.llc_bytes
-            return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
-
-        weights = 0.0 if cold else cap(cost.weight_bytes)
-        inputs = cost.bytes_read - cost.weight_bytes
-        return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
-
-    def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
-        return tuple(getattr(self, f) for f in self.FIELDS)
-
-    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
-        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
-
-    def weights_stream(self, costs: list[OpCost]) -> bool:
-        """Do these ops, run as one pass, read more weights than the LLC keeps from pass to pass?"""
-        limit = self.llc_fit_bytes or self.llc_bytes
-        return limit > 0 and sum(c.weight_bytes for c in costs) > limit
-
-    def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None) -> dict[str, float]:
-        """A chain's totals: isolated seconds and the sum of each term over its ops."""
-        row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
-        streamed = self.weights_stream(costs)
-        for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
-            row["_isolated_s"] += t
-            for name, v in zip(self.TERMS, self.terms(c, cold, streamed)):
-                row[name] += v
-        return row
-
-
 class TimeModel:
     """Per-family regressions of log(isolated time / baseline), plus the context model (fitted by
     hwcost.calibration.fit; read here with numpy only)."""
@@ -211,12 +132,20 @@ class TimeModel:
             lo, hi = r["log_ratio"]
         return min(max(iso_s, base_s * math.exp(lo)), base_s * math.exp(hi))
 
-    def cold_flags(self, costs: list[OpCost], context: ContextModel | None = None) -> list[bool]:
-        """Per op: are its weights cold — the pass streams more weights than the last-level cache holds,
-        and its family was sampled with cold weights (others keep their warm samples and context term)."""
-        ctx = context or self.context
+    def conditions(self, costs: list[OpCost]) -> list[tuple[float, bool]]:
+        """(weight, streamed) per condition the pass of ``costs`` runs under: its weights cached, streamed
+        from DRAM, or both, weighted by how far it lies between them (ContextModel.stream_share; past 1, a
+        little beyond the streamed samples: the cached weight turns negative)."""
+        share = self.context.stream_share(costs)
+        if share <= 0 or share == 1:
+            return [(1.0, share == 1)]
+        return [(1.0 - share, False), (share, True)]
+
+    def cold_flags(self, costs: list[OpCost], streamed: bool) -> list[bool]:
+        """Per op: are its weights cold — the pass streams them (``streamed``) and its family was sampled
+        with cold weights (others keep their warm samples and context term)."""
         families = {f for f, r in self.ranges.items() if r.get("cold")}
-        if not families or not ctx.weights_stream(costs):
+        if not families or not streamed:
             return [False] * len(costs)
         return [c.family in families and c.weight_bytes > 0 for c in costs]
 
@@ -269,18 +198,27 @@ class TimeModel:
 
     def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None) -> list[float]:
-        colds = self.cold_flags(costs)
-        iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
-        streamed = self.context.weights_stream(costs)
-        return [self.context.apply(t, c, cold, streamed and c.launches) for t, c, cold in zip(iso, costs, colds)]
+        out = [0.0] * len(costs)
+        for weight, streamed in self.conditions(costs):
+            colds = self.cold_flags(costs, streamed)
+            iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
+            for i, (t, c, cold) in enumerate(zip(iso, costs, colds)):
+                out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches)
+        return out
 
-    def chain_row(self, costs: list[OpCost], cache_bytes: float, llc_bytes: float = 0.0,
-                  dtype: str = "float32", llc_fit_bytes: float = 0.0) -> dict[str, float]:
+    def chain_row(self, costs: list[OpCost], context: ContextModel, dtype: str = "float32") -> dict[str, float]:
+        """A measured chain's design row for the context fit, under ``context``'s caches (its coefficients
+        unused): each condition's totals, blended as _predict blends the times."""
         working = [c for c in costs if c.launches]
-        ctx = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes)
-        colds = self.cold_flags(working, ctx)
-        iso = self.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
-        return ctx.design(iso, working, colds)
+        fitting = TimeModel(self.vocab, self.ensembles, self.constants, self.global_constant, self.rates, context,
+                            self.ranges, self.op_fits)
+        row: dict[str, float] = {}
+        for weight, streamed in fitting.conditions(working):
+            colds = fitting.cold_flags(working, streamed)
+            iso = fitting.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
+            for k, v in context.design(iso, working, colds, streamed).items():
+                row[k] = row.get(k, 0.0) + weight * v
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,

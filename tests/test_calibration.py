@@ -135,7 +135,7 @@ def test_context_fit_recovers_known_coefficients():
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
                      + 2e-11 * r["_output_bytes"] + 6e-12 * r["_input_bytes_llc"] + 3e-11 * r["_output_bytes_llc"]
                      + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"] + 9e-6 * r["_streamed_ops"])
-    ctx = fit_context_model(rows, times, cache_bytes=4e6)
+    ctx = fit_context_model(rows, times, ContextModel(cache_bytes=4e6))
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
     assert ctx.per_input_byte_s == pytest.approx(1e-11, rel=1e-2)
@@ -146,7 +146,7 @@ def test_context_fit_recovers_known_coefficients():
     assert ctx.per_op_streamed_s == pytest.approx(9e-6, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
-    assert fit_context_model(rows[:3], times[:3], 4e6) == ContextModel(cache_bytes=4e6, chains=3)
+    assert fit_context_model(rows[:3], times[:3], ContextModel(cache_bytes=4e6)) == ContextModel(cache_bytes=4e6, chains=3)
 
 
 def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
@@ -212,8 +212,9 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
     # a pass whose weights (2 x 1000 B) exceed the last-level cache (1500 B): every op pays the streamed term
     streaming = ContextModel(per_op_s=5e-6, per_op_streamed_s=7e-6, cache_bytes=2000, llc_bytes=1500)
-    assert streaming.design([1e-3, 2e-3], [cost, cost])["_streamed_ops"] == 2.0
-    assert streaming.design([1e-3], [cost])["_streamed_ops"] == 0.0           # 1000 B stay cached
+    assert streaming.stream_share([cost, cost]) == 1.0 and streaming.stream_share([cost]) == 0.0   # 1000 B stay cached
+    assert streaming.design([1e-3, 2e-3], [cost, cost], streamed=True)["_streamed_ops"] == 2.0
+    assert streaming.design([1e-3, 2e-3], [cost, cost])["_streamed_ops"] == 0.0
     assert streaming.apply(1e-3, cost, streamed=True) == pytest.approx(1e-3 + 5e-6 + 7e-6)
     assert streaming.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6)
 
@@ -321,12 +322,14 @@ def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
     ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
     model = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), ranges)
-    assert model.cold_flags([small, big]) == [False, False]          # 17 MB fit in a 32 MB cache
-    assert model.cold_flags([small, big, big]) == [True, True, True]  # 34 MB do not: each read once per pass
+    assert model.conditions([small, big]) == [(1.0, False)]           # 17 MB fit in a 32 MB cache
+    assert model.conditions([small, big, big]) == [(1.0, True)]       # 34 MB do not: each read once per pass
+    assert model.cold_flags([small, big, big], True) == [True, True, True]
+    assert model.cold_flags([small, big, big], False) == [False] * 3
     # a family never sampled cold keeps its warm samples; no cache size known: never cold
     warm = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), {"matmul": {**ranges["matmul"], "cold": False}})
-    assert warm.cold_flags([small, big, big]) == [False] * 3
-    assert TimeModel({}, {}, {}, 0.0, rates, ContextModel(), ranges).cold_flags([big] * 3) == [False] * 3
+    assert warm.cold_flags([small, big, big], True) == [False] * 3
+    assert TimeModel({}, {}, {}, 0.0, rates, ContextModel(), ranges).conditions([big] * 3) == [(1.0, False)]
     # every op of a streaming pass pays the streamed per-op term; a pass that fits pays none
     ctx = ContextModel(per_op_streamed_s=1e-5, llc_bytes=32 * 2**20)
     streaming = TimeModel({}, {}, {}, 0.0, rates, ctx, ranges)
@@ -497,7 +500,7 @@ def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights
         mod, (x,) = chain_case(0, k).build()
         if any(isinstance(m, _DecoderBlock) for m in mod.modules()):
             assert x.shape[1] <= 4   # a few tokens per step
-            streams.add(ContextModel(llc_bytes=llc).weights_stream(analyze(mod, x).ops))
+            streams.add(ContextModel(llc_bytes=llc).stream_share(analyze(mod, x).ops) == 1.0)
         if streams == {True, False}:
             break
     assert streams == {True, False}
@@ -946,7 +949,7 @@ def test_resource_rates_and_cache_sizes_read_this_machine():
 
 
 def test_last_level_cache_is_where_copy_bandwidth_falls_to_dram():
-    from hwcost.probe import llc_from_sweep
+    from hwcost.context import llc_from_sweep
 
     mb = [2.0**k * 2**20 for k in range(2, 10)]   # working sets 4 MB .. 512 MB
     # a 32 MB cache: 30 GB/s up to 16 MB, DRAM's 15 from 64 MB; 32 MB at 21.2 = sqrt(30 * 15): the knee
@@ -965,7 +968,7 @@ def test_last_level_cache_is_where_copy_bandwidth_falls_to_dram():
 def test_the_cache_band_ends_where_the_sweep_first_slows():
     """A pass reading its weights cyclically misses long before the knee: the fit is where the copy rate
     first drops below LLC_FIT_RATIO (0.9) of the band's, interpolated in log-log."""
-    from hwcost.probe import LLC_FIT_RATIO, llc_fit_from_sweep, llc_from_sweep
+    from hwcost.context import LLC_FIT_RATIO, llc_fit_from_sweep, llc_from_sweep
 
     mb = [2.0**k * 2**20 for k in range(2, 10)]   # working sets 4 MB .. 512 MB
     # this project's VM at 1 thread: 30 GB/s to 32 MB, 27.8 at 64, 19.4 at 128, 15.7 at 256, DRAM 14.1
@@ -980,34 +983,103 @@ def test_the_cache_band_ends_where_the_sweep_first_slows():
     assert llc_fit_from_sweep(mb, [30, 30, 30, 30, 29, 28, 28, 28]) == 0.0
 
 
+def test_the_share_of_weight_reads_from_dram_follows_the_sweep():
+    """The miss share h at each sweep size solves 1/rate = (1 - h)/band + h/DRAM; none within the band's
+    noise (LLC_FIT_RATIO), never falling as the working set grows; linear in log(size) between sizes."""
+    from hwcost.context import miss_share_at
+    from hwcost.context import llc_miss_from_sweep
+
+    mb = [2.0**k * 2**20 for k in range(2, 10)]
+    sweep = [30.1, 29.3, 29.6, 29.6, 27.8, 19.4, 15.7, 14.1]   # 27.8 is within 0.9 of 30.1: no miss yet
+
+    def h(rate):
+        return (1 / rate - 1 / 30.1) / (1 / 14.1 - 1 / 30.1)
+
+    points = llc_miss_from_sweep(mb, sweep)
+    assert [p[0] for p in points] == mb
+    assert [p[1] for p in points] == pytest.approx([0, 0, 0, 0, 0, h(19.4), h(15.7), 1.0], abs=1e-4)
+    assert 0.45 < h(19.4) < 0.5 and 0.8 < h(15.7) < 0.85
+    bumpy = llc_miss_from_sweep(mb, [30.1, 29.3, 29.6, 29.6, 27.8, 19.4, 21.0, 14.1])
+    assert bumpy[6][1] == bumpy[5][1]   # a faster reading further out does not bring hits back
+    assert llc_miss_from_sweep(mb, [15.0 * 1.2] * 2 + [15.0] * 6) == []   # no cache band
+    line = [[64e6, 0.0], [128e6, 0.5], [256e6, 1.0]]
+    assert miss_share_at(line, 64e6 * 2**0.5) == pytest.approx(0.25)
+    assert miss_share_at(line, 1e6) == 0.0 and miss_share_at(line, 1e9) == 1.0 and miss_share_at([], 1e9) == 0.0
+    # the streamed samples cycled a pool the cache served a quarter of (share 0.75 there): a pass of 128 MB
+    # (share 0.5) lies two thirds of the way to them, one of 256 MB (share 1) a third beyond them
+    from types import SimpleNamespace
+    pooled = ContextModel(llc_miss=line, cold_pool_bytes=128e6 * 2**0.5)
+
+    def weights(nbytes):
+        return [SimpleNamespace(weight_bytes=nbytes / 2)] * 2
+
+    assert pooled.stream_share(weights(128e6)) == pytest.approx(2 / 3)
+    assert pooled.stream_share(weights(256e6)) == pytest.approx(4 / 3)
+    assert pooled.stream_share(weights(32e6)) == 0.0
+    assert ContextModel(llc_miss=line).stream_share(weights(128e6)) == pytest.approx(0.5)   # no pool known
+    from hwcost.timemodel import TimeModel
+    beyond = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {}, {}, 1e10), pooled, {}).conditions(weights(256e6))
+    assert [w for w, _ in beyond] == pytest.approx([-1 / 3, 4 / 3]) and [f for _, f in beyond] == [False, True]
+
+
+def test_a_pass_the_cache_partly_serves_is_predicted_between_cached_and_streamed():
+    """Half its weight reads from DRAM: each op's time and each chain's design row are the mean of the two
+    conditions (cold weights pay no weight-byte term; every op of the streamed one the streamed term)."""
+    from hwcost.timemodel import TimeModel
+
+    big = _linear_cost(1024, 4096)   # 16.8 MB of weights
+    costs = [big] * 4
+    w = 4 * big.weight_bytes
+    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
+    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
+    terms = dict(per_op_streamed_s=1e-5, per_weight_byte_s=1e-12, cache_bytes=2**30)
+    half = ContextModel(**terms, llc_miss=[[w / 2, 0.0], [2 * w, 1.0]])
+    cached, streamed = ContextModel(**terms), ContextModel(**terms, llc_bytes=1.0)
+    assert (half.stream_share(costs), cached.stream_share(costs), streamed.stream_share(costs)) == \
+        pytest.approx((0.5, 0.0, 1.0))
+    model = {k: TimeModel({}, {}, {}, 0.0, rates, c, ranges) for k, c in (("half", half), ("c", cached), ("s", streamed))}
+    assert model["half"].conditions(costs) == [(0.5, False), (0.5, True)]
+    t = {k: m.predict(costs, "float32") for k, m in model.items()}
+    assert t["s"][0] - t["c"][0] == pytest.approx(1e-5 - 1e-12 * big.weight_bytes)
+    assert t["half"] == pytest.approx([(a + b) / 2 for a, b in zip(t["c"], t["s"])])
+    rows = {k: model["c"].chain_row(costs, c) for k, c in (("half", half), ("c", cached), ("s", streamed))}
+    assert rows["half"] == pytest.approx({k: (rows["c"][k] + rows["s"][k]) / 2 for k in rows["c"]})
+    assert rows["half"]["_streamed_ops"] == pytest.approx(2.0)
+
+
 def test_weights_stream_past_the_cache_band_not_only_past_the_knee():
     """A 136 MB decoder's weights, with the knee at 154 MB and the band ending at 67 MB, stream: each
     pass finds them evicted (measured: its projections 2x their time alone). Without a fit: the knee."""
     layer = nn.Linear(4096, 8192, bias=False)
     ops = hwcost.analyze(layer, torch.randn(1, 4096)).ops   # 134 MB of weights
-    assert ContextModel(llc_bytes=154e6, llc_fit_bytes=67e6).weights_stream(ops)
-    assert not ContextModel(llc_bytes=154e6).weights_stream(ops)
-    assert not ContextModel(llc_bytes=154e6, llc_fit_bytes=140e6).weights_stream(ops)
-    assert not ContextModel().weights_stream(ops)   # caches unknown: never streamed
+    assert ContextModel(llc_bytes=154e6, llc_fit_bytes=67e6).stream_share(ops) == 1.0
+    assert ContextModel(llc_bytes=154e6).stream_share(ops) == 0.0
+    assert ContextModel(llc_bytes=154e6, llc_fit_bytes=140e6).stream_share(ops) == 0.0
+    assert ContextModel().stream_share(ops) == 0.0   # caches unknown: never streamed
 
 
 def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch):
     from hwcost.calibration import bench
+    from hwcost.context import LlcSweep
 
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: (150e6, 70e6))
+    miss = [[64e6, 0.0], [128e6, 0.4], [256e6, 1.0]]
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: LlcSweep(150e6, 70e6, miss))
     monkeypatch.setattr(bench, "cache_bytes_at_level", lambda level: 480 * 2**20)
     assert bench.last_level_cache_bytes("cpu") == 150e6   # the machine's behaviour over what sysfs says
     assert bench.llc_fit_bytes("cpu") == 70e6 and bench.llc_fit_bytes("cuda") == 0.0
+    # the sweep's miss shares travel as fundamentals and come back as points, by size
+    recorded = bench.llc_miss_fundamentals("cpu")
+    assert bench.llc_miss_points({**recorded, "llc_bytes": 1.0}) == miss and bench.llc_miss_fundamentals("cuda") == {}
     big = nn.Linear(4096, 8192)
     assert not bench.weights_cold(big, 134e6, "cpu") and bench.weights_cold(big, 160e6, "cpu")   # 150 MB between
     # streamed cases cycle through twice the cache, never less than STREAM_POOL_BYTES (128 MB)
     assert bench.stream_pool_bytes("cpu") == pytest.approx(300e6)
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: (0.0, 0.0))
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: LlcSweep(0.0, 0.0, []))
     assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
     assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: weights_stream takes the knee
-    monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): (20e6, 10e6)})
+    monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): LlcSweep(20e6, 10e6, [])})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     ("formulas",),
     ("analysis",),
     ("devices",),
-    ("features", "parts"),
+    ("features", "parts", "context"),
     ("timemodel",),
     ("roofline",),
     ("execution",),

@@ -15,7 +15,7 @@ from ..analysis import analyze
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
+from ..probe import LlcSweep, cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -115,15 +115,15 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s), paired.ratio_median, paired.reference.median_s
 
 
-_measured_llc: dict[int, tuple[float, float]] = {}   # per thread count: (knee, fit), measured once per process
+_measured_llc: dict[int, LlcSweep] = {}   # per thread count, measured once per process
 
 
-def _llc(backend: str) -> tuple[float, float]:
+def _llc(backend: str) -> LlcSweep:
     threads = torch.get_num_threads()
     if threads not in _measured_llc:
         start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
-        knee, fit = measured_llc(backend, start_bytes=start)
-        _measured_llc[threads] = (knee or cache_bytes_at_level(None), fit)
+        sweep = measured_llc(backend, start_bytes=start)
+        _measured_llc[threads] = sweep._replace(knee_bytes=sweep.knee_bytes or cache_bytes_at_level(None))
     return _measured_llc[threads]
 
 
@@ -141,6 +141,20 @@ def llc_fit_bytes(backend: str) -> float:
     fit: where the copy sweep leaves the cache band), the limit past which a pass's weights stream from
     DRAM (timemodel.ContextModel.weights_stream). 0.0 unknown or a GPU (whose L2 is exact): the knee serves."""
     return 0.0 if backend == "cuda" else _llc(backend)[1]
+
+
+LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KEY + bytes -> share of reads from DRAM
+
+
+def llc_miss_fundamentals(backend: str) -> dict[str, float]:
+    """The copy sweep's share of reads from DRAM at each working set (probe.llc_miss_from_sweep), as
+    fundamentals; none on a GPU (whose L2 is exact) or where the sweep showed no cache band."""
+    return {} if backend == "cuda" else {f"{LLC_MISS_KEY}{int(ws)}": share for ws, share in _llc(backend).miss}
+
+
+def llc_miss_points(fundamentals: dict[str, float]) -> list[list[float]]:
+    """llc_miss_fundamentals read back as [bytes, share] by size (none in samples before suite 28)."""
+    return sorted([float(k[len(LLC_MISS_KEY):]), v] for k, v in fundamentals.items() if k.startswith(LLC_MISS_KEY))
 
 
 def stream_pool_bytes(backend: str) -> float:
@@ -244,6 +258,8 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
     res["llc_bytes"] = last_level_cache_bytes(backend)
     res["llc_fit_bytes"] = llc_fit_bytes(backend)
+    res.update(llc_miss_fundamentals(backend))
+    res["stream_pool_bytes"] = stream_pool_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,
         res["generate_step_s"], res["generate_call_s"], res["hf_decode_forward_s"] = step[:3]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -223,16 +224,19 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
     return coef
 
 
-def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_bytes: float = 0.0,
-                      llc_bytes: float = 0.0, llc_fit_bytes: float = 0.0) -> ContextModel:
+def fit_context_model(rows: list[dict[str, float]], times: list[float],
+                      caches: ContextModel | None = None) -> ContextModel:
     """Non-negative fit of (chain time - isolated sum) on the terms, in absolute relative error
     (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages:
     the terms every op pays from the chains that do not stream their weights, then the streamed per-op
     term from the residuals of those that do, so that the decoder-step chains (a third of them) set the
     streamed term alone and cannot trade it against the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
-    Fewer than 6 chains: the identity (isolated times)."""
+    A chain whose pass the cache partly serves (ContextModel.stream_share) counts with the streaming ones,
+    its streamed term that share of its ops. ``caches``: the cache sizes and sweep the rows were built
+    with (its coefficients unused), kept in the result. Fewer than 6 chains: the identity (isolated times)."""
+    caches = caches or ContextModel()
     if len(rows) < 6:
-        return ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes, chains=len(rows))
+        return replace(caches, **dict.fromkeys(ContextModel.FIELDS, 0.0), chains=len(rows), median_abs_error_pct=None)
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
@@ -249,8 +253,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float], cache_by
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef)}
-    return ContextModel(**fitted, cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit_bytes, chains=len(rows),
-                        median_abs_error_pct=round(err, 2))
+    return replace(caches, **fitted, chains=len(rows), median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str, float] | None:

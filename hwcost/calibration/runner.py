@@ -20,8 +20,8 @@ from ..predict import predict_analysis
 from ..probe import PROBE_BATCHES, probe_network
 from ..timing import fixed_threads, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
-from .bench import (last_level_cache_bytes, measure_case, measure_chain, measure_fundamentals, private_cache_bytes,
-                    probe_reading, speed_readings)
+from .bench import (last_level_cache_bytes, llc_miss_points, measure_case, measure_chain, measure_fundamentals,
+                    private_cache_bytes, probe_reading, speed_readings)
 from .fit import fit_context_model, fit_energy, fit_time_model, suspect_samples
 from .profile import CalibrationRun, _probe_record, profile_yaml
 from .samples import (SAMPLE_COLUMNS, Sample, atomic_write, fundamental_row, load_existing, probe_during,
@@ -330,6 +330,9 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
     llc_bytes = fundamentals.get("llc_bytes", 0.0)
     llc_fit = fundamentals.get("llc_fit_bytes", 0.0)   # samples before suite 27: none, the knee serves
+    caches = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit,   # suite 28 on:
+                          llc_miss=llc_miss_points(fundamentals),   # before, all or nothing
+                          cold_pool_bytes=fundamentals.get("stream_pool_bytes", 0.0))
     version = int(fundamentals.get("suite_version", 2))
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
@@ -338,8 +341,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
         mod, inputs = chain_case(seed, k, version).build()
         a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
         framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops, cache_bytes, llc_bytes, llc_fit_bytes=llc_fit))
+        rows.append(model.chain_row(a.ops, caches))
         times.append(max(s.time_s - framework, 0.5 * s.time_s))
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
                             rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
-    return fit_context_model(rows, times, cache_bytes, llc_bytes, llc_fit), energy_rows
+    return fit_context_model(rows, times, caches), energy_rows

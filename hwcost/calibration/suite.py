@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 27  # 27: where the copy sweep leaves the cache band (probe.llc_fit_from_sweep) recorded
+SUITE_VERSION = 28  # 28: the copy sweep's share of reads from DRAM at each working set recorded
+# (probe.llc_miss_from_sweep): a pass whose weights the cache partly keeps is predicted between cached and streamed
+# 27: where the copy sweep leaves the cache band (probe.llc_fit_from_sweep) recorded
 # beside its knee: the weights a pass may read and still find cached next pass (a 136 MB decoder streamed)
 # 26: transformers' Python per forward and per call, from 1- and 3-layer probes with the
 # private caches evicted before each layer (transformers_overhead.py)

@@ -1,0 +1,199 @@
+"""How much slower an op runs inside a network than repeated alone (the context model), and what a copy
+sweep over growing working sets says of the last-level cache: its knee, where its band ends, and the
+share of a pass's weight reads it misses. Read at prediction time, fitted by hwcost.calibration.fit,
+measured by hwcost.probe.measured_llc; plain arithmetic."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .formulas import CONV_FAMILIES
+from .records import OpCost
+
+
+LLC_KNEE_RATIO = 1.25   # the cache band must copy at least this much faster than DRAM to count as a cache
+
+
+def llc_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
+    """The last-level cache's working size from a copy sweep (``gbps`` at each ``working_set_bytes``,
+    increasing; the first past the private caches, the last far past any cache): where the bandwidth
+    falls through the geometric mean of the cache band's (the best of the first two) and DRAM's (the
+    last), interpolated in log-log between the two sizes around the crossing. 0.0 when the sweep shows
+    no cache band (the first sizes no faster than DRAM by LLC_KNEE_RATIO): the caller keeps what the
+    platform says."""
+    if len(gbps) < 3 or len(gbps) != len(working_set_bytes):
+        return 0.0
+    band, dram = max(gbps[:2]), gbps[-1]
+    if band < LLC_KNEE_RATIO * dram:
+        return 0.0
+    return _first_crossing(working_set_bytes, gbps, math.log(band * dram) / 2)   # the geometric mean
+
+
+def _first_crossing(working_set_bytes: list[float], gbps: list[float], log_level: float) -> float:
+    """The working set where the sweep's rate first falls below exp(``log_level``), interpolated in log-log
+    between the two sizes around it; 0.0 where it never does."""
+    for i in range(1, len(gbps)):
+        if math.log(gbps[i]) < log_level:
+            lo, hi = math.log(gbps[i - 1]), math.log(gbps[i])
+            w = (lo - log_level) / (lo - hi) if lo > hi else 1.0
+            a, b = math.log(working_set_bytes[i - 1]), math.log(working_set_bytes[i])
+            return float(math.exp(a + min(max(w, 0.0), 1.0) * (b - a)))
+    return 0.0
+
+
+LLC_FIT_RATIO = 0.9   # a working set "fits" while the sweep still copies it at this share of the cache band's rate
+
+
+def llc_fit_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> float:
+    """The largest working set the last-level cache still serves at its own speed: where the copy sweep's
+    rate first falls below LLC_FIT_RATIO of the cache band's (the best of the first two sizes),
+    interpolated in log-log between the two sizes around it. The knee (llc_from_sweep) is where half the
+    slowdown has happened; a pass that reads its weights cyclically, as a decoder's steps do, already
+    misses there: a 45M-parameter Llama (136 MB of weights) decoded at DRAM speed, its 2.9 MB
+    projections 2x and its LM head 1.6x their time alone, with the knee measured at 113-154 MB and the
+    sweep 6% below the band at 64 MB, 34% at 128 MB (1 thread, this project's VM). 0.0 where the sweep
+    shows no cache band (as llc_from_sweep) or never leaves it."""
+    if llc_from_sweep(working_set_bytes, gbps) <= 0:
+        return 0.0
+    return _first_crossing(working_set_bytes, gbps, math.log(LLC_FIT_RATIO * max(gbps[:2])))
+
+
+def llc_miss_from_sweep(working_set_bytes: list[float], gbps: list[float]) -> list[list[float]]:
+    """[working set bytes, share of reads from DRAM] at each size of a copy sweep: the share h that makes
+    1 / rate = (1 - h) / band + h / DRAM, the cache band's rate the best of the first two sizes and DRAM's
+    the last; none while the rate stays within LLC_FIT_RATIO of the band (timing noise), never falling as
+    the working set grows. A cyclic read of weights misses the cache as gradually as the copies do: a
+    45M-parameter Llama's 136 MB decoded between its all-cached and all-DRAM predictions, 0.3-0.5 of the
+    way, where the sweep at that size said 0.25-0.7 (1 and 2 threads, this project's VM). [] where the
+    sweep shows no cache band (as llc_from_sweep)."""
+    if llc_from_sweep(working_set_bytes, gbps) <= 0:
+        return []
+    band, dram = max(gbps[:2]), gbps[-1]
+    points, share = [], 0.0
+    for ws, rate in zip(working_set_bytes, gbps):
+        if rate < LLC_FIT_RATIO * band:
+            share = max(share, min((1 / rate - 1 / band) / (1 / dram - 1 / band), 1.0))
+        points.append([float(ws), round(share, 4)])
+    return points
+
+
+class LlcSweep(NamedTuple):
+    knee_bytes: float                 # llc_from_sweep
+    fit_bytes: float                  # llc_fit_from_sweep
+    miss: list[list[float]]           # llc_miss_from_sweep
+
+
+def miss_share_at(points: list[list[float]], working_set_bytes: float) -> float:
+    """The share of a cyclic read of ``working_set_bytes`` that comes from DRAM, from a copy sweep's
+    [working set bytes, miss share] points (probe.llc_miss_from_sweep; increasing sizes), linear in
+    log(size) between them: the first point's share below the sweep, the last's beyond it."""
+    if not points or working_set_bytes <= points[0][0]:
+        return float(points[0][1]) if points else 0.0
+    for (a, ma), (b, mb) in zip(points, points[1:]):
+        if working_set_bytes <= b:
+            w = math.log(working_set_bytes / a) / math.log(b / a)
+            return float(ma + w * (mb - ma))
+    return float(points[-1][1])
+
+
+@dataclass
+class ContextModel:
+    """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
+    tensors, so its weights and inputs sit in the core's private caches; in a network every parameter
+    is read once per pass from further out (L3 or DRAM) and each input was just written, often by
+    another core. So in context an op pays, on top of its isolated time, a cost per op (cold code and
+    thread hand-off) and a cost per byte of parameters, inputs and outputs it would have found in its
+    private cache when repeated alone: bytes up to ``cache_bytes`` (the private cache of the threads
+    that run it); beyond that the isolated measurement already streamed them from outside.
+
+    A network whose weights exceed what the last-level cache keeps from pass to pass reads its weights
+    from DRAM: such an op's isolated time comes from samples with cold weights too (the cold_weights
+    feature), and its weight bytes pay no context term on top. Where the cache keeps part of them
+    (stream_share: the copy sweep's miss share at the pass's weight bytes), the pass is predicted both
+    ways and the two blended by that share. The weights streaming
+    through evict the host's code and data between them (interpreter, dispatcher, allocator): each op of
+    such a pass pays ``per_op_streamed_s`` more (20 tiny ops ran 3-5x slower right after a 128 MB read
+    than back to back here), fitted on decoder-step chains that stream their weights. No per-family
+    scale on the isolated time; a fixed cost per op of its own for convolutions and products
+    (docs/calibration.md)."""
+
+    per_op_s: float = 0.0
+    per_weight_byte_s: float = 0.0
+    per_input_byte_s: float = 0.0
+    per_output_byte_s: float = 0.0
+    per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
+    per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
+    per_output_byte_llc_s: float = 0.0   # per output byte likewise
+    per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
+    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
+    cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
+    llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
+    llc_fit_bytes: float = 0.0       # the most weights a pass keeps in it (calibration.bench.llc_fit_bytes); 0: llc_bytes
+    # [working set bytes, share of reads from DRAM] from the copy sweep (calibration.bench.llc_miss_points);
+    # none: a pass streams all its weights past llc_fit_bytes (or llc_bytes) and none below
+    llc_miss: list[list[float]] = field(default_factory=list)
+    # the weights calibration's streamed samples cycled through (calibration.bench.stream_pool_bytes): the
+    # sweep's miss share there is what their times stand for; 0: they stand for every read from DRAM
+    cold_pool_bytes: float = 0.0
+    chains: int = 0
+    median_abs_error_pct: float | None = None
+
+    TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
+             "_conv_ops", "_matmul_ops", "_streamed_ops")   # streamed last: fitted alone, on the others' residuals
+    FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
+              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
+
+    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
+        """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
+        output bytes capped at the private cache (parameters: none when cold); its input and output bytes
+        between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
+        output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
+        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
+        pass streams its weights."""
+        def cap(nbytes: float) -> float:
+            return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
+
+        def band(nbytes: float) -> float:   # none where either cache is unknown
+            lo, hi = self.cache_bytes, self.llc_bytes
+            return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
+
+        weights = 0.0 if cold else cap(cost.weight_bytes)
+        inputs = cost.bytes_read - cost.weight_bytes
+        return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
+                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
+
+    def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
+        return tuple(getattr(self, f) for f in self.FIELDS)
+
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
+        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
+
+    def stream_share(self, costs: list[OpCost]) -> float:
+        """How far these ops, run as one pass after another, lie from their cached time towards their
+        streamed one (1: the streamed samples' condition), by the share of their weight reads the last-level
+        cache misses. From the copy sweep's miss shares where calibration recorded them: the share at the
+        pass's weight bytes over the share at the streamed samples' pool (calibration's cold samples cycled
+        ~2x the cache and found part of it still cached; a pass reading more weights than that lies a
+        little beyond them). A 45M-parameter Llama's 136 MB of weights decoded 0.3-0.5 of the way from its
+        cached to its streamed prediction here; the sweep at that size said 0.2-0.35 of the pool's share.
+        Without a sweep, all or nothing: streamed past llc_fit_bytes (or llc_bytes). 0.0 with no cache
+        size known."""
+        weight_bytes = sum(c.weight_bytes for c in costs)
+        if self.llc_miss:
+            share = min(max(miss_share_at(self.llc_miss, weight_bytes), 0.0), 1.0)
+            pool = miss_share_at(self.llc_miss, self.cold_pool_bytes) if self.cold_pool_bytes else 1.0
+            return share / pool if pool > 0 else float(share > 0)
+        limit = self.llc_fit_bytes or self.llc_bytes
+        return 1.0 if limit > 0 and weight_bytes > limit else 0.0
+
+    def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None,
+               streamed: bool = False) -> dict[str, float]:
+        """A chain's totals under one condition (its weights cached or ``streamed``): isolated seconds and
+        the sum of each term over its ops."""
+        row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
+        for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
+            row["_isolated_s"] += t
+            for name, v in zip(self.TERMS, self.terms(c, cold, streamed)):
+                row[name] += v
+        return row
