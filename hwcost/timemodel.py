@@ -26,7 +26,7 @@ from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 
-MODEL_VERSION = 10  # 10: context terms per convolution and per product; 9: context terms for bytes between the
+MODEL_VERSION = 11  # 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache

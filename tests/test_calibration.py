@@ -1,5 +1,6 @@
 """Calibration: features, fitting with known answers, plain-data models, resume after interruption."""
 import json
+import itertools
 import math
 import os
 import random
@@ -1318,6 +1319,36 @@ def test_op_prior_by_hand():
     assert op_prior(fits, "elementwise", "relu_", feats, base) == pytest.approx(math.log(2.07e-6 / base))
     assert op_prior(fits, "elementwise", "relu", feats, base) == pytest.approx(math.log(3.35e-6 / base))
     assert op_prior(fits, "elementwise", "hardswish_", feats, base) == pytest.approx(math.log(3.2e-6 / base))
+
+
+def test_a_recurrent_layers_own_fit_is_per_serial_call_and_per_flop():
+    """A GRU runs a small GEMM and its gate updates per step, layer and direction: its prior counts those
+    calls, not the elements of its output (which two layers share with one)."""
+    from hwcost.calibration.fit import _fixed_and_per_element
+    from hwcost.features import op_prior, prior_terms, shape_features
+    from hwcost.calibration.samples import Sample
+
+    def gru(layers, steps, hidden=128, batch=1):
+        (op,) = [c for c in hwcost.analyze(nn.GRU(64, hidden, num_layers=layers, batch_first=True),
+                                           torch.randn(batch, steps, 64)).ops if c.family == "rnn"]
+        return op
+
+    one, two = gru(1, 45), gru(2, 45)
+    f1, f2 = shape_features(one), shape_features(two)
+    assert prior_terms(f1, "rnn") == pytest.approx((45, one.flops), rel=1e-6)
+    assert prior_terms(f2, "rnn") == pytest.approx((90, two.flops), rel=1e-6)
+    assert prior_terms(f1, "elementwise") == prior_terms(f2, "elementwise")   # elements alone: blind to layers
+    fits = {"rnn": {"gru": [10e-6, 2e-11]}}
+    base = 1e-4
+    assert op_prior(fits, "rnn", "gru", f2, base) == pytest.approx(math.log((90 * 10e-6 + 2e-11 * two.flops) / base))
+    # fitted back by hand from samples of 1 and 2 layers, 16 to 90 steps, hidden 64 to 256
+    samples = []
+    for i, (layers, steps, hidden) in enumerate(itertools.product((1, 2), (16, 45, 90), (64, 128, 256))):
+        op = gru(layers, steps, hidden)
+        t = 10e-6 * layers * steps + 2e-11 * op.flops
+        samples.append(Sample(f"rnn-{i}", "rnn", "gru", t, t, t, 10, op.flops, op.bytes_read, op.bytes_written,
+                              False, shape_features(op)))
+    assert _fixed_and_per_element(samples) == pytest.approx((10e-6, 2e-11), rel=1e-3)
 
 
 def test_in_place_and_out_of_place_ops_are_predicted_at_their_own_costs():

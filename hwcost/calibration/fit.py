@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..features import COLD_SUFFIX, base_op, elements, in_place, op_prior, serial_calls, vectorize
+from ..features import COLD_SUFFIX, base_op, in_place, op_prior, prior_terms, serial_calls, vectorize
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample, steady
@@ -146,15 +146,16 @@ def _sized(samples: list[Sample], fixed_s: float, per_element_s: float) -> bool:
     the per-element part is at least the fixed part? An op sampled only small (dispatch-bound) fits
     any slope, 0 included, and a prior extrapolating that to a large tensor sent a synthetic GELU's
     prediction to 0.1x its time."""
-    sized = sum(per_element_s * elements(s.features) >= fixed_s for s in samples)
+    sized = sum(per_element_s * size >= fixed_s * once for once, size in (prior_terms(s.features, s.family) for s in samples))
     return len(samples) >= MIN_SAMPLES_FOR_PRIOR and per_element_s > 0 and sized >= MIN_SIZED_FOR_PRIOR
 
 
 def _fixed_and_per_element(samples: list[Sample]) -> tuple[float, float]:
-    """An op's time as a fixed cost plus a cost per element it touches (features.elements), fitted to its
-    samples (non-negative least squares on relative error)."""
+    """An op's time as a fixed cost plus a cost per element it touches (per serial call and per FLOP for a
+    recurrent layer: features.prior_terms), fitted to its samples (non-negative least squares on relative
+    error)."""
     t = np.array([s.time_s for s in samples])
-    fixed, per_element = _relative_nnls(np.array([[1.0, elements(s.features)] for s in samples]), t, t)
+    fixed, per_element = _relative_nnls(np.array([prior_terms(s.features, s.family) for s in samples]), t, t)
     return float(fixed), float(per_element)
 
 
