@@ -96,9 +96,8 @@ def audit(profile, names: list[str], batch: int, timed: dict | None = None) -> l
                 continue
             # weights beyond the last-level cache come from DRAM on every repeat, as in a network whose
             # weights do not fit (a classifier's 9216x4096 layer alone): predicted cold (or partly) as predict would
-            predicted = sum(w * sum(tm.isolated(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops],
-                                                colds=tm.cold_flags(ops, streamed)))
-                            for w, streamed in tm.conditions(ops))
+            predicted = sum(w * sum(iso) for w, _, _, iso in
+                            tm.by_condition(ops, "float32", [c.family in PRODUCT_FAMILIES for c in ops]))
             row = {"model": name, "type": type(mod).__name__, "module": repr(mod).split("\n")[0][:70],
                    "shapes": key[1], "predicted_s": predicted}
             if timed is not None:

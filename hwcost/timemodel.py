@@ -10,11 +10,12 @@ sha256 the profile records, and evaluated with numpy, so nothing but numbers is 
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -149,6 +150,14 @@ class TimeModel:
             return [False] * len(costs)
         return [c.family in families and c.weight_bytes > 0 for c in costs]
 
+    def by_condition(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
+                     flags: list[bool] | None = None) -> Iterator[tuple[float, bool, list[bool], list[float]]]:
+        """Per condition the pass of ``costs`` runs under (conditions): its weight, whether it streams, each
+        op's cold flag and isolated seconds (isolated, ``flags`` marked as there)."""
+        for weight, streamed in self.conditions(costs):
+            colds = self.cold_flags(costs, streamed)
+            yield weight, streamed, colds, self.isolated(costs, dtype, matrix_flags, flags, colds)
+
     def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None, colds: list[bool] | None = None) -> list[float]:
         """Seconds per op measured alone (dispatch included), batched per family. With ``flags`` (one per
@@ -199,9 +208,7 @@ class TimeModel:
     def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None) -> list[float]:
         out = [0.0] * len(costs)
-        for weight, streamed in self.conditions(costs):
-            colds = self.cold_flags(costs, streamed)
-            iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
+        for weight, streamed, colds, iso in self.by_condition(costs, dtype, matrix_flags, flags):
             for i, (t, c, cold) in enumerate(zip(iso, costs, colds)):
                 out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches)
         return out
@@ -210,12 +217,11 @@ class TimeModel:
         """A measured chain's design row for the context fit, under ``context``'s caches (its coefficients
         unused): each condition's totals, blended as _predict blends the times."""
         working = [c for c in costs if c.launches]
-        fitting = TimeModel(self.vocab, self.ensembles, self.constants, self.global_constant, self.rates, context,
-                            self.ranges, self.op_fits)
+        fitting = copy.copy(self)   # the same fitted trees, under the chain's caches
+        fitting.context = context
         row: dict[str, float] = {}
-        for weight, streamed in fitting.conditions(working):
-            colds = fitting.cold_flags(working, streamed)
-            iso = fitting.isolated(working, dtype, [c.family in PRODUCT_FAMILIES for c in working], colds=colds)
+        for weight, streamed, colds, iso in fitting.by_condition(working, dtype,
+                                                                 [c.family in PRODUCT_FAMILIES for c in working]):
             for k, v in context.design(iso, working, colds, streamed).items():
                 row[k] = row.get(k, 0.0) + weight * v
         return row

@@ -1079,7 +1079,7 @@ def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatc
     monkeypatch.setattr(bench, "_measured_llc", {})
     monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: LlcSweep(0.0, 0.0, []))
     assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
-    assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: weights_stream takes the knee
+    assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: stream_share takes the knee
     monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): LlcSweep(20e6, 10e6, [])})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
 

@@ -12,10 +12,11 @@ import torch
 import torch.nn as nn
 
 from ..analysis import analyze
+from ..context import LlcSweep
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import LlcSweep, cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
+from ..probe import cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -133,14 +134,15 @@ def last_level_cache_bytes(backend: str) -> float:
     reports. 0.0 unknown."""
     if backend == "cuda":
         return private_cache_bytes(backend, 1)
-    return _llc(backend)[0]
+    return _llc(backend).knee_bytes
 
 
 def llc_fit_bytes(backend: str) -> float:
     """The largest working set the last-level cache still serves at its own speed (probe.measured_llc's
     fit: where the copy sweep leaves the cache band), the limit past which a pass's weights stream from
-    DRAM (timemodel.ContextModel.weights_stream). 0.0 unknown or a GPU (whose L2 is exact): the knee serves."""
-    return 0.0 if backend == "cuda" else _llc(backend)[1]
+    DRAM all or nothing where no miss shares are known (context.ContextModel.stream_share). 0.0 unknown or a
+    GPU (whose L2 is exact): the knee serves."""
+    return 0.0 if backend == "cuda" else _llc(backend).fit_bytes
 
 
 LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KEY + bytes -> share of reads from DRAM
