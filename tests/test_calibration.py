@@ -463,6 +463,31 @@ def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolution
     assert 0.08 < sum(x.shape[-1] == 1 for _, x in planar) / len(planar) < 0.25
 
 
+def test_suite_samples_transposed_convolutions_as_decoders_run_them():
+    """Suite 29: a decoder's upsampling narrows its channels (U-Net 32 -> 16 over 64 px lay past every
+    sample of suite 28, drawn at <= 56 px with widening as common as narrowing); each case upsamples 2x
+    and stays within the case limits."""
+    import random
+
+    from hwcost.calibration.suite import MAX_CASE_BYTES, MAX_CASE_FLOPS, _conv_transpose
+
+    rng = random.Random(0)
+    drawn = [b() for b in (_conv_transpose(rng, torch.float32) for _ in range(600)) if b is not None]
+    narrowing = [m for m, _ in drawn if m.out_channels < m.in_channels]
+    assert 0.6 < len(narrowing) / len(drawn) < 0.95
+    sides = {x.shape[-1] for _, (x,) in drawn}
+    assert {64, 80, 128} <= sides and {7, 14, 28, 56} <= sides
+    assert any(m.in_channels == 32 and m.out_channels == 16 and m.kernel_size == (2, 2) and x.shape[-1] == 64
+               for m, (x,) in drawn)
+    for m, (x,) in drawn:
+        n, c, h, _ = x.shape
+        assert 2 * n * c * m.out_channels * m.kernel_size[0] ** 2 * h * h <= MAX_CASE_FLOPS
+        assert 4 * n * (c * h * h + m.out_channels * 4 * h * h) <= MAX_CASE_BYTES
+    m, x = next((m, x) for m, (x,) in drawn if x.shape[-1] == 7)
+    with torch.no_grad():
+        assert m(x).shape[-1] in (13, 14)     # 2x up (an odd kernel with padding 1: one pixel short)
+
+
 def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuild_as_drawn():
     import itertools
 
