@@ -433,6 +433,19 @@ def test_suite_samples_recurrent_layers_as_large_as_real_ones():
     assert 0.02 < sum(s > MAX_CASE_FLOPS for s in sizes) / len(sizes) < 0.15
 
 
+def _built_cases(generator, draws: int, seed: int = 0):
+    """Each case a suite generator draws (``draws`` tries, seeded), built one at a time as (module, input):
+    an input can be 100-256 MB, so a test keeps what it checks, not every input (1,000 conv cases' inputs
+    held 9 GB)."""
+    import random
+
+    rng = random.Random(seed)
+    for build in (generator(rng, torch.float32) for _ in range(draws)):
+        if build is not None:
+            m, (x,) = build()
+            yield m, x
+
+
 def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolutions():
     """Suite 21: a third of the 3D convolutions are video stems (3 input channels, >= 8 frames of >= 56 px:
     drawn among all 3D shapes, C3D's stem had no sample near it and came out 2-3x fast), R3D's 3x7x7
@@ -442,15 +455,11 @@ def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolution
 
     from hwcost.calibration.suite import _conv, _rnn
 
-    rng = random.Random(0)
-    drawn, kept = [], []   # each case's (module, input shape); inputs built one at a time (up to 256 MB each)
-    for build in (_conv(rng, torch.float32) for _ in range(1000)):
-        if build is not None:
-            m, (x,) = build()
-            drawn.append((m, tuple(x.shape)))
-            if x.dim() == 5 and x.shape[1] == 3 and m.stride[0] == 1 and len(kept) < 3:
-                kept.append((m, x))
-            del x
+    drawn, kept = [], []   # each case's (module, input shape); the inputs themselves only of a few
+    for m, x in _built_cases(_conv, 1000):
+        drawn.append((m, tuple(x.shape)))
+        if x.dim() == 5 and x.shape[1] == 3 and m.stride[0] == 1 and len(kept) < 3:
+            kept.append((m, x))
     video = [(m, shape) for m, shape in drawn if len(shape) == 5]
     stems = [(m, shape) for m, shape in video if shape[1] == 3 and shape[2] >= 8 and shape[-1] >= 56]
     assert 0.2 < len(stems) / len(video) < 0.5
@@ -475,19 +484,13 @@ def test_suite_samples_transposed_convolutions_as_decoders_run_them():
     """Suite 29: a decoder's upsampling narrows its channels (U-Net 32 -> 16 over 64 px lay past every
     sample of suite 28, drawn at <= 56 px with widening as common as narrowing); each case upsamples 2x
     and stays within the case limits."""
-    import random
-
     from hwcost.calibration.suite import MAX_CASE_BYTES, MAX_CASE_FLOPS, _conv_transpose
 
-    rng = random.Random(0)
-    drawn, small = [], None    # (in, out, kernel side, input shape): a case's input can be 100 MB, kept one at a time
-    for build in (_conv_transpose(rng, torch.float32) for _ in range(600)):
-        if build is not None:
-            m, (x,) = build()
-            drawn.append((m.in_channels, m.out_channels, m.kernel_size[0], tuple(x.shape)))
-            if small is None and x.shape[-1] == 7:
-                small = m, x
-            del m, x
+    drawn, small = [], None    # (in, out, kernel side, input shape); one small case kept whole
+    for m, x in _built_cases(_conv_transpose, 600):
+        drawn.append((m.in_channels, m.out_channels, m.kernel_size[0], tuple(x.shape)))
+        if small is None and x.shape[-1] == 7:
+            small = m, x
     narrowing = [d for d in drawn if d[1] < d[0]]
     assert 0.6 < len(narrowing) / len(drawn) < 0.95
     sides = {shape[-1] for *_, shape in drawn}
