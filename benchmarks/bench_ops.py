@@ -42,6 +42,7 @@ from hwcost.timemodel import calibration_text, rates_of, time_model_for  # noqa:
 from hwcost.formulas import PRODUCT_FAMILIES  # noqa: E402
 from hwcost.inputs import real_inputs  # noqa: E402
 from hwcost.probe import calibration_probe_ms, probe_network  # noqa: E402
+from hwcost.measure import REFERENCE_WARMUP_PER_PAIR  # noqa: E402
 from hwcost.timing import flush_subnormals_now, fixed_threads, time_callable, time_interleaved  # noqa: E402
 
 BURST_S = 5e-3   # warm calls per timed burst: enough to last about this long
@@ -111,7 +112,7 @@ def audit(profile, names: list[str], batch: int, timed: dict | None = None) -> l
                 if probe_then_s:
                     k = max(1, round(BURST_S / max(measured, 1e-7)))
                     paired = time_interleaved(lambda: _burst(mod, args, k), probe, warmup=1, repeats=9,
-                                              max_seconds=0.5)
+                                              max_seconds=0.5, reference_warmup=REFERENCE_WARMUP_PER_PAIR)
                     adjusted = paired.ratio_median * probe_then_s / k
             rows.append({**row, "measured_s": measured, "adjusted_s": adjusted})
     return rows

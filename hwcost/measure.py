@@ -18,8 +18,14 @@ from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchro
 
 # ------------------------------------------------------------------ measuring a model
 
-# Untimed model calls before each timed one when timed against a reference: one, as the reference gets.
+# Untimed calls before each timed one when a model is timed against a reference. The model: one. The
+# reference: three. Its time at calibration was read in blocks beside a 1.3 MB workload (steady state);
+# right after a model, a second call of the 4 ms batch-1 probe still read a median 5% slower than a fourth
+# (12 pairs over six models, 1 thread: after an LSTM or a GRU 5-8%, after BERT 8-9%), and the batch-8 probe
+# read the same either way. One untimed call left every model timed against the batch-1 probe
+# drift-adjusted that much too fast (docs/accuracy.md, twentieth session).
 MODEL_WARMUP_PER_PAIR = 1
+REFERENCE_WARMUP_PER_PAIR = 3
 
 
 @dataclass
@@ -137,8 +143,9 @@ def measure(
     hwcost.allocator; ``retain`` stays in force for the rest of the process).
     ``reference``: a fixed (network, input) timed call by call between the model's calls, or a
     hwcost.probe.Reference (the probe that calibration read; hwcost.probe.matching_reference picks the one
-    nearest a model); each timed call of either follows an untimed one of the same network, so both are
-    timed warm, as a prediction and the probe's calibration time are; with ``reference_then_ms`` (a
+    nearest a model); each timed call of either follows untimed ones of the same network
+    (MODEL_WARMUP_PER_PAIR, REFERENCE_WARMUP_PER_PAIR), so both are timed warm, as a prediction and the
+    probe's calibration time are; with ``reference_then_ms`` (a
     Reference carries it), its time when the profile was calibrated, the result carries the
     drift-adjusted latency beside the raw one.
     ``flush_subnormals`` (default on): subnormal floats are taken as zeros while timing, as an untrained
@@ -173,7 +180,7 @@ def measure(
             ref_net, ref_x = reference
             ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
             paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds,
-                                      model_warmup=MODEL_WARMUP_PER_PAIR)
+                                      model_warmup=MODEL_WARMUP_PER_PAIR, reference_warmup=REFERENCE_WARMUP_PER_PAIR)
             stats = paired.model
         else:
             stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
@@ -182,10 +189,13 @@ def measure(
             after = meter.read_j()
             if after is not None:
                 runs = len(stats.samples_s) + stats.rejected
-                if paired is not None:   # each timed call followed an untimed one
+                if paired is not None:   # each timed call followed untimed ones
                     runs *= 1 + MODEL_WARMUP_PER_PAIR
                 # interleaved, the reference's runs drew power too: charge the model its share of the time
-                share = 1.0 if paired is None else stats.median_s / (stats.median_s + paired.reference.median_s)
+                share = 1.0
+                if paired is not None:
+                    model_s = stats.median_s * (1 + MODEL_WARMUP_PER_PAIR)
+                    share = model_s / (model_s + paired.reference.median_s * (1 + REFERENCE_WARMUP_PER_PAIR))
                 energy_mj = (after - energy_before) * share / runs * 1e3
         layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []
     batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else (batch_size or 1)

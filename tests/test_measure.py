@@ -85,6 +85,44 @@ def test_interleaved_pairs_can_time_the_model_warm_too():
     assert log.count("model") == 1 + 2 * 4 and log.count("ref") == 1 + 2 * 4
 
 
+def test_measure_times_a_reference_that_recovers_slowly_from_the_model_in_its_steady_state(monkeypatch):
+    """A small probe right after a large model reads slow for more than one call (its caches refill): the
+    pairing measure uses must let it recover, or every drift-adjusted figure comes out too low."""
+    import importlib
+
+    from hwcost.timing import time_interleaved
+
+    measure_mod = importlib.import_module("hwcost.measure")   # the package's ``measure`` is the function
+
+    now, log = [0.0], []
+
+    def model():
+        log.append("model")
+        now[0] += 3.0
+
+    def reference():   # 2.0 for the first two calls after the model, then 1.0
+        since = len(log) - 1 - max(i for i, name in enumerate(log) if name == "model") if "model" in log else 9
+        log.append("ref")
+        now[0] += 2.0 if since < 2 else 1.0
+
+    seen = {}
+
+    def recording(fn, ref, warmup, repeats, sync, **kwargs):   # measure's pairing, on this fake clock
+        seen.update(kwargs)
+        kwargs.pop("max_seconds", None)
+        return time_interleaved(model, reference, warmup, repeats, sync, clock=lambda: now[0], **kwargs)
+
+    monkeypatch.setattr(measure_mod, "time_interleaved", recording)
+    net = nn.Linear(4, 4)
+    m = measure_mod.measure(net, (4,), repeats=5, reference=(nn.Linear(4, 4), torch.randn(1, 4)),
+                            reference_then_ms=1000.0)
+    assert seen["reference_warmup"] == measure_mod.REFERENCE_WARMUP_PER_PAIR >= 2
+    assert m.reference_ms == 1000.0 and m.machine_factor == 1.0 and m.ratio_median == 3.0
+    log.clear()
+    one = time_interleaved(model, reference, 1, 5, clock=lambda: now[0], reference_warmup=1)
+    assert one.reference.median_s == 2.0   # one untimed call is not enough for such a reference
+
+
 def test_blocks_time_both_warm_and_follow_the_machines_speed():
     from hwcost.timing import time_in_blocks
 
