@@ -32,10 +32,14 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 
 import hwcost
 from hwcost.loaders import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "calibration"))
+from derive_gpu_overheads import FIT_MODELS  # noqa: E402  (the fit set the H100 profile's derivation uses)
 
 RPI = [
     # device, model, dtype, measured ms, source
@@ -62,7 +66,6 @@ NANO = [
     ("vgg11", 114.0, "nano fit"), ("vgg13", 156.0, "nano"), ("vgg16", 201.0, "nano"), ("vgg11_bn", 117.0, "nano"),
     ("vgg13_bn", 162.0, "nano"), ("vgg16_bn", 207.0, "nano"),
 ]
-H100_FIT = {"resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vit_b_16"}
 
 
 def in_zoo(model: str) -> bool:
@@ -80,7 +83,7 @@ def h100_pairs(path: Path) -> list[tuple]:
             load_model(r["model"])
         except hwcost.UnknownModelError:
             continue  # not in the zoo
-        tag = "h100 fit" if r["model"] in H100_FIT else "h100"
+        tag = "h100 fit" if r["model"] in FIT_MODELS else "h100"
         pairs.append(("h100", r["model"], r["dtype"], r["ms_median"], tag, r["batch"], r["J_per_inf"]))
     return pairs
 
