@@ -61,7 +61,7 @@ def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: in
     samples timed back to back) and the held-out benchmark's measurements are: after the probes,
     generate(1) of the 15M model took 7.0, 6.9, 6.2, 5.9 ms in four calls in a row, 5.8 timed back to
     back and 5.9 right after a generate(32) (the probes evict what it keeps warm, as the probe did the
-    keyword spotter's: hwcost.measure.MODEL_WARMUP_PER_PAIR; one untimed call is not enough)."""
+    keyword spotter's: hwcost.measure.MODEL_WARMUP_S; one untimed call is not enough)."""
     def probe_blocks() -> dict[str, float]:
         return {k: time_callable(p, warmup=1, repeats=probe_calls).median_s for k, p in probes.items()}
 

@@ -23,8 +23,14 @@ from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchro
 # right after a model, a second call of the 4 ms batch-1 probe still read a median 5% slower than a fourth
 # (12 pairs over six models, 1 thread: after an LSTM or a GRU 5-8%, after BERT 8-9%), and the batch-8 probe
 # read the same either way. One untimed call left every model timed against the batch-1 probe
-# drift-adjusted that much too fast (docs/accuracy.md, twentieth session).
+# drift-adjusted that much too fast (docs/accuracy.md, twentieth session). A short model is likewise slow
+# for more than one call after the probe's four: the 1.3 ms keyword spotter's second call read 8-12% above
+# its fourth and above its time back to back, MobileNetV3-small's (5 ms) 0-7%, a 10 ms encoder's 0-6%,
+# ResNet-18's (33 ms) none (1 thread, two rounds each, twenty-first session). So the model gets untimed
+# calls lasting at least MODEL_WARMUP_S, at least one and at most MODEL_WARMUP_MAX_PER_PAIR.
 MODEL_WARMUP_PER_PAIR = 1
+MODEL_WARMUP_MAX_PER_PAIR = 3
+MODEL_WARMUP_S = 0.02
 REFERENCE_WARMUP_PER_PAIR = 3
 
 
@@ -144,7 +150,7 @@ def measure(
     ``reference``: a fixed (network, input) timed call by call between the model's calls, or a
     hwcost.probe.Reference (the probe that calibration read; hwcost.probe.matching_reference picks the one
     nearest a model); each timed call of either follows untimed ones of the same network
-    (MODEL_WARMUP_PER_PAIR, REFERENCE_WARMUP_PER_PAIR), so both are timed warm, as a prediction and the
+    (MODEL_WARMUP_*, REFERENCE_WARMUP_PER_PAIR), so both are timed warm, as a prediction and the
     probe's calibration time are; with ``reference_then_ms`` (a
     Reference carries it), its time when the profile was calibrated, the result carries the
     drift-adjusted latency beside the raw one.
@@ -180,7 +186,9 @@ def measure(
             ref_net, ref_x = reference
             ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
             paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds,
-                                      model_warmup=MODEL_WARMUP_PER_PAIR, reference_warmup=REFERENCE_WARMUP_PER_PAIR)
+                                      model_warmup=MODEL_WARMUP_PER_PAIR, model_warmup_s=MODEL_WARMUP_S,
+                                      model_warmup_max=MODEL_WARMUP_MAX_PER_PAIR,
+                                      reference_warmup=REFERENCE_WARMUP_PER_PAIR)
             stats = paired.model
         else:
             stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
@@ -190,11 +198,11 @@ def measure(
             if after is not None:
                 runs = len(stats.samples_s) + stats.rejected
                 if paired is not None:   # each timed call followed untimed ones
-                    runs *= 1 + MODEL_WARMUP_PER_PAIR
+                    runs *= 1 + paired.model_warmup
                 # interleaved, the reference's runs drew power too: charge the model its share of the time
                 share = 1.0
                 if paired is not None:
-                    model_s = stats.median_s * (1 + MODEL_WARMUP_PER_PAIR)
+                    model_s = stats.median_s * (1 + paired.model_warmup)
                     share = model_s / (model_s + paired.reference.median_s * (1 + REFERENCE_WARMUP_PER_PAIR))
                 energy_mj = (after - energy_before) * share / runs * 1e3
         layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []

@@ -3,10 +3,11 @@
 thread count, and a model timed call by call against a fixed reference network."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -99,6 +100,7 @@ class PairedStats:
     reference: TimingStats
     ratio_median: float          # median over calls of model time / reference time
     ratio_spread: float          # p90 / p10 of those ratios (near 1: the ratio held while the machine moved)
+    model_warmup: int = 0        # untimed calls of the model before each timed one
 
 
 def time_interleaved(
@@ -111,6 +113,8 @@ def time_interleaved(
     max_seconds: float | None = None,
     reference_warmup: int = 1,
     model_warmup: int = 0,
+    model_warmup_s: float = 0.0,
+    model_warmup_max: int | None = None,
 ) -> PairedStats:
     """Time ``fn`` and ``reference`` alternately, call by call: a shared machine's speed swings over
     seconds, and both calls of a pair see the same speed, so their ratio stays while each time moves.
@@ -121,11 +125,17 @@ def time_interleaved(
     calibration) was taken warm. ``model_warmup`` likewise for ``fn``: a small model right after the
     reference runs cold (a 1.4 ms keyword spotter took 1.8-1.9 ms after the probe network, as after
     filling 64 MB), where what it is compared with, a prediction from samples timed back to back, is
-    warm."""
+    warm. ``model_warmup_s``: more untimed calls of ``fn`` (up to ``model_warmup_max``) until they last
+    that long, counted once from a call timed after the warm-up: the shorter a model, the more of its
+    calls it takes to recover from the reference's (the count used is in the result)."""
     for _ in range(warmup):
         fn()
         reference()
     sync()
+    if model_warmup_s > 0:
+        one_s = timed_call(fn, sync, clock)
+        wanted = math.ceil(model_warmup_s / one_s) if one_s > 0 else model_warmup
+        model_warmup = max(model_warmup, min(wanted, model_warmup_max or model_warmup))
     model_s: list[float] = []
     ref_s: list[float] = []
     start = clock()
@@ -140,7 +150,8 @@ def time_interleaved(
         ref_s.append(timed_call(reference, sync, clock))
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
-    return _paired(model_s, ref_s, [m / r for m, r in zip(model_s, ref_s) if r > 0])
+    paired = _paired(model_s, ref_s, [m / r for m, r in zip(model_s, ref_s) if r > 0])
+    return replace(paired, model_warmup=model_warmup)
 
 
 def _paired(model_s: list[float], ref_s: list[float], ratios: list[float]) -> PairedStats:

@@ -123,6 +123,35 @@ def test_measure_times_a_reference_that_recovers_slowly_from_the_model_in_its_st
     assert one.reference.median_s == 2.0   # one untimed call is not enough for such a reference
 
 
+def test_interleaved_pairs_warm_a_short_model_for_longer_than_a_long_one():
+    """After the reference, a model runs slow for its first two calls: a short one gets untimed calls
+    lasting ``model_warmup_s`` (capped) and is timed steady; a long one keeps the single untimed call."""
+    from hwcost.timing import time_interleaved
+
+    def run(warm_s: float, cold_s: float):
+        now, log = [0.0], []
+
+        def model():
+            since = len(log) - 1 - max(i for i, n in enumerate(log) if n == "ref") if "ref" in log else 9
+            log.append("model")
+            now[0] += cold_s if since < 2 else warm_s
+
+        def reference():
+            log.append("ref")
+            now[0] += 1.0
+
+        paired = time_interleaved(model, reference, warmup=1, repeats=4, clock=lambda: now[0], model_warmup=1,
+                                  model_warmup_s=0.05, model_warmup_max=3)
+        return paired, log.count("model")
+
+    short, calls = run(0.004, 0.005)   # 4 ms warm: ceil(50 / 4) = 13 calls wanted, capped at 3
+    assert short.model_warmup == 3 and short.model.median_s == pytest.approx(0.004) and calls == 1 + 1 + 4 * 4
+    long, calls = run(0.1, 0.125)      # 100 ms: one untimed call lasts longer than 50 ms
+    assert long.model_warmup == 1 and calls == 1 + 1 + 4 * 2
+    fixed = time_interleaved(lambda: None, lambda: None, warmup=0, repeats=3, model_warmup=2)
+    assert fixed.model_warmup == 2   # without model_warmup_s the count is what was asked
+
+
 def test_blocks_time_both_warm_and_follow_the_machines_speed():
     from hwcost.timing import time_in_blocks
 
