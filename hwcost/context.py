@@ -136,6 +136,11 @@ class ContextModel:
     # the weights calibration's streamed samples cycled through (calibration.bench.stream_pool_bytes): the
     # sweep's miss share there is what their times stand for; 0: they stand for every read from DRAM
     cold_pool_bytes: float = 0.0
+    # a pass whose weights total at most this finds them in the private caches again on its next pass, and
+    # its ops pay no weight term: set (to cache_bytes) where calibration timed its chains with their weights
+    # rotated past those caches (calibration.bench.chain_copies), so that the term was fitted on weights
+    # from the last-level cache; 0: chains repeated as they were, the term fitted on a mix, paid by every pass
+    resident_bytes: float = 0.0
     chains: int = 0
     median_abs_error_pct: float | None = None
 
@@ -144,13 +149,14 @@ class ContextModel:
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
               "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
 
-    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False) -> tuple[float, ...]:
+    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False,
+              resident: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
         output bytes capped at the private cache (parameters: none when cold); its input and output bytes
         between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
         output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
         ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
-        pass streams its weights."""
+        pass streams its weights. ``resident``: the pass's weights stay in the private caches (resident)."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -158,7 +164,7 @@ class ContextModel:
             lo, hi = self.cache_bytes, self.llc_bytes
             return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
 
-        weights = 0.0 if cold else cap(cost.weight_bytes)
+        weights = 0.0 if cold or resident else cap(cost.weight_bytes)
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
                 float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
@@ -166,8 +172,14 @@ class ContextModel:
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
 
-    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False) -> float:
-        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed)))
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False,
+              resident: bool = False) -> float:
+        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed, resident)))
+
+    def resident(self, costs: list[OpCost]) -> bool:
+        """Do these ops, run as one pass after another, keep all their weights in the private caches
+        (resident_bytes; never where it is 0)?"""
+        return self.resident_bytes > 0 and sum(c.weight_bytes for c in costs) <= self.resident_bytes
 
     def stream_share(self, costs: list[OpCost]) -> float:
         """How far these ops, run as one pass after another, lie from their cached time towards their

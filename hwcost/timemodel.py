@@ -208,14 +208,16 @@ class TimeModel:
     def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None) -> list[float]:
         out = [0.0] * len(costs)
+        resident = self.context.resident(costs)
         for weight, streamed, colds, iso in self.by_condition(costs, dtype, matrix_flags, flags):
             for i, (t, c, cold) in enumerate(zip(iso, costs, colds)):
-                out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches)
+                out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches, resident)
         return out
 
     def chain_row(self, costs: list[OpCost], context: ContextModel, dtype: str = "float32") -> dict[str, float]:
         """A measured chain's design row for the context fit, under ``context``'s caches (its coefficients
-        unused): each condition's totals, blended as _predict blends the times."""
+        unused): each condition's totals, blended as _predict blends the times. Never resident: calibration
+        times a chain with its weights rotated past the private caches (ContextModel.resident_bytes)."""
         working = [c for c in costs if c.launches]
         fitting = copy.copy(self)   # the same fitted trees, under the chain's caches
         fitting.context = context

@@ -220,6 +220,39 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     assert streaming.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6)
 
 
+def test_chains_are_timed_with_their_weights_rotated_past_the_private_caches(monkeypatch):
+    """A small chain repeated as it is keeps its weights in L2; a network's come from the last-level cache.
+    Calibration runs enough copies of a chain in turn to hold twice the private caches, and a prediction
+    charges the weight term only to a pass whose weights do not stay in those caches."""
+    import hwcost.calibration.bench as bench
+    from hwcost.records import OpCost, OpRecord
+
+    assert bench.chain_copies(1e6, 8e6) == 8 and bench.chain_copies(3e6, 8e6) == 3
+    assert bench.chain_copies(9e6, 8e6) == 1 and bench.chain_copies(1e6, 0.0) == 1   # big enough; a GPU
+    assert bench.chain_copies(1e3, 8e6) == bench.CHAIN_COPIES_MAX
+    monkeypatch.setattr(bench, "private_cache_bytes", lambda backend, threads: 2e6)
+    assert bench.chain_rotation_bytes("cpu") == 4e6 and bench.chain_rotation_bytes("cuda") == 0.0
+
+    # the timed calls really cycle through distinct copies
+    seen = []
+    monkeypatch.setattr(bench, "chain_case", lambda seed, k: type("C", (), {
+        "id": "chain-0", "build": staticmethod(lambda: (nn.Sequential(nn.Linear(500, 500)), (torch.randn(1, 500),)))})())
+    monkeypatch.setattr(nn.Linear, "forward", lambda self, x: seen.append(id(self)) or x)
+    sample = bench.measure_chain(0, 0, "cpu")
+    assert len(set(seen)) == 4 and sample.time_s > 0   # 1 MB of weights, 4 MB to rotate through
+
+    rec = OpRecord(0, "addmm", "default", "fc", "Linear", True, (), {}, (), False)
+    cost = OpCost(rec, "matmul", 0, 1000, bytes_read=5000, bytes_written=100, weight_bytes=1000)
+    ctx = ContextModel(per_weight_byte_s=3e-9, cache_bytes=2500, resident_bytes=2500)
+    assert ctx.resident([cost, cost]) and not ctx.resident([cost, cost, cost])
+    assert not ContextModel(cache_bytes=2500).resident([cost])   # older calibrations: every pass pays
+    model = TimeModel({}, {}, {}, 0.0, Rates(floor_s=0.0, matrix_flops={"float32": 1e12},
+                                             vector_flops={"float32": 1e12}, bandwidth=1e11), ctx)
+    small, big = model._predict([cost] * 2, "float32", [True] * 2), model._predict([cost] * 3, "float32", [True] * 3)
+    assert big[0] - small[0] == pytest.approx(3e-9 * 1000)
+    assert model.chain_row([cost, cost], ctx)["_weight_bytes"] == 2000   # chains were timed rotated
+
+
 def test_context_charges_activation_bytes_between_the_caches_on_their_own_terms():
     from hwcost.records import OpCost, OpRecord
 

@@ -1,6 +1,7 @@
 """Timing calibration's cases on this machine: one op case, a network-like chain (with its energy
 where a sensor is readable), the fundamental rates (dispatch floor, matmul rate per dtype, copy
-bandwidth), and the probe's speed readings. The samples they return are stored by samples.py."""
+bandwidth), and the probe's speed readings. The samples they return are stored by samples.py. Long
+because each timing protocol (case, chain, probe reading, cache sweep) sits with its reasons."""
 from __future__ import annotations
 
 import statistics
@@ -258,6 +259,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
         st = time_callable(lambda: big.clone(), warmup=2, repeats=8, sync=sync)
         res["copy_bytes_per_s"] = 2 * big.numel() * 4 / st.median_s
     res["private_cache_bytes"] = private_cache_bytes(backend, torch.get_num_threads())
+    res["chain_rotation_bytes"] = chain_rotation_bytes(backend)
     res["llc_bytes"] = last_level_cache_bytes(backend)
     res["llc_fit_bytes"] = llc_fit_bytes(backend)
     res.update(llc_miss_fundamentals(backend))
@@ -273,27 +275,61 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
 ENERGY_SECONDS = 0.3      # run a chain at least this long between two energy readings
 
 
+CHAIN_COPIES_MAX = 16
+
+
+def chain_rotation_bytes(backend: str) -> float:
+    """Weights a CPU chain's timing cycles through (twice the threads' private caches): a network's
+    weights exceed those caches, so each op finds its weights in the last-level cache, not where they
+    sat when the chain ran again at once; 0.0 on a GPU (its chains repeat as they are)."""
+    return 2 * private_cache_bytes(backend, torch.get_num_threads()) if backend == "cpu" else 0.0
+
+
+def chain_copies(weight_bytes: float, rotation_bytes: float) -> int:
+    """How many copies of a chain (distinct weights) to run in turn so that together they hold at least
+    ``rotation_bytes`` of weights: one when its own weights do (or no rotation is asked), at most
+    CHAIN_COPIES_MAX. A chain of 0.4-1.6 MB ran 8-16% slower so, at 1 thread, than repeated as it was
+    (rotating copies of 30 chains: median 2.4%, the longest ones ~0-5%; twenty-first session)."""
+    if rotation_bytes <= 0 or weight_bytes >= rotation_bytes:
+        return 1
+    return min(CHAIN_COPIES_MAX, -(-int(rotation_bytes) // max(int(weight_bytes), 1)))
+
+
 def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
+    """Time the k-th chain of the suite: on a CPU in blocks beside the reference workload, running
+    chain_copies copies of it in turn (each call the next copy), so its weights come from beyond the
+    private caches as a network's do."""
+    import copy
+
     case = chain_case(seed, k)
     mod, inputs = case.build()
     mod = mod.eval().to(backend)
     inputs = tuple(x.to(backend) for x in inputs)
+    weight_bytes = sum(p.numel() * p.element_size() for p in mod.parameters())
+    copies = [mod] + [copy.deepcopy(mod) for _ in range(chain_copies(weight_bytes, chain_rotation_bytes(backend)) - 1)]
+    turn = [0]
+
+    def run():
+        copies[turn[0] % len(copies)](*inputs)
+        turn[0] += 1
+
     sync = synchronizer(backend)
     energy = energy_s = 0.0
     ratio = ref_s = 0.0
     with torch.inference_mode():
         if backend == "cpu":
-            mod(*inputs)
-            paired = time_in_blocks(lambda: mod(*inputs), reference_workload(), repeats=8, sync=sync, max_seconds=1.0)
+            for _ in copies:
+                run()
+            paired = time_in_blocks(run, reference_workload(), repeats=8, sync=sync, max_seconds=1.0)
             st, ratio, ref_s = paired.model, paired.ratio_median, paired.reference.median_s
         else:
-            st = time_callable(lambda: mod(*inputs), warmup=2, repeats=7, sync=sync, max_seconds=1.0)
+            st = time_callable(run, warmup=2, repeats=7, sync=sync, max_seconds=1.0)
         if meter is not None:
             runs = max(3, int(ENERGY_SECONDS / max(st.median_s, 1e-6)))
             sync()
             before, t0 = meter.read_j(), time.perf_counter()
             for _ in range(runs):
-                mod(*inputs)
+                run()
             sync()
             after, t1 = meter.read_j(), time.perf_counter()
             if before is not None and after is not None and after > before:

@@ -332,7 +332,9 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     llc_fit = fundamentals.get("llc_fit_bytes", 0.0)   # samples before suite 27: none, the knee serves
     caches = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit,   # suite 28 on:
                           llc_miss=llc_miss_points(fundamentals),   # before, all or nothing
-                          cold_pool_bytes=fundamentals.get("stream_pool_bytes", 0.0))
+                          cold_pool_bytes=fundamentals.get("stream_pool_bytes", 0.0),
+                          # suite 30 on (CPU): chains timed with their weights rotated past the private caches
+                          resident_bytes=cache_bytes if fundamentals.get("chain_rotation_bytes", 0.0) > 0 else 0.0)
     version = int(fundamentals.get("suite_version", 2))
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
