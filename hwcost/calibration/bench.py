@@ -1,7 +1,7 @@
 """Timing calibration's cases on this machine: one op case, a network-like chain (with its energy
 where a sensor is readable), the fundamental rates (dispatch floor, matmul rate per dtype, copy
-bandwidth), and the probe's speed readings. The samples they return are stored by samples.py. Long
-because each timing protocol (case, chain, probe reading, cache sweep) sits with its reasons."""
+bandwidth), and the probe's speed readings. The samples they return are stored by samples.py.
+Long because each timing protocol (case, chain, probe reading, cache sweep) sits with its reasons."""
 from __future__ import annotations
 
 import statistics
