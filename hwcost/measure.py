@@ -25,7 +25,7 @@ from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchro
 # read the same either way. One untimed call left every model timed against the batch-1 probe
 # drift-adjusted that much too fast (docs/accuracy.md, twentieth session). A short model is likewise slow
 # for more than one call after the probe's four: the 1.3 ms keyword spotter's second call read 8-12% above
-# its fourth and above its time back to back, MobileNetV3-small's (5 ms) 0-7%, a 10 ms encoder's 0-6%,
+# its fourth and above its time back to back, MobileNetV3-small's (5 ms) 0-10%, a 10 ms encoder's 0-6%,
 # ResNet-18's (33 ms) none (1 thread, two rounds each, twenty-first session). So the model gets untimed
 # calls lasting at least MODEL_WARMUP_S, at least one and at most MODEL_WARMUP_MAX_PER_PAIR.
 MODEL_WARMUP_PER_PAIR = 1

@@ -288,7 +288,7 @@ def chain_rotation_bytes(backend: str) -> float:
 def chain_copies(weight_bytes: float, rotation_bytes: float) -> int:
     """How many copies of a chain (distinct weights) to run in turn so that together they hold at least
     ``rotation_bytes`` of weights: one when its own weights do (or no rotation is asked), at most
-    CHAIN_COPIES_MAX. A chain of 0.4-1.6 MB ran 8-16% slower so, at 1 thread, than repeated as it was
+    CHAIN_COPIES_MAX. A chain of 0.8-1.6 MB under 1 ms ran 8-16% slower so, at 1 thread, than repeated as it was
     (rotating copies of 30 chains: median 2.4%, the longest ones ~0-5%; twenty-first session)."""
     if rotation_bytes <= 0 or weight_bytes >= rotation_bytes:
         return 1

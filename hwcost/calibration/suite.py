@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 SUITE_VERSION = 30  # 30: on a CPU each chain is timed as copies of it run in turn, their weights together
 # at least twice the private caches (bench.chain_copies): a network's weights come from the last-level cache
-# each pass, a small chain's stayed in L2 when repeated as it was (0.4-1.6 MB chains ran 8-16% slower so)
+# each pass, a small chain's stayed in L2 when repeated as it was (0.8-1.6 MB chains ran 8-16% slower so)
 # 29: transposed convolutions drawn as decoders run them (channels mostly halving,
 # inputs up to 128 px; was any pair of widths over at most 56 px) and half again as often: a U-Net's
 # 32 -> 16 upsampling over 64 px lay past every sample and was extrapolated 2.7x slow
