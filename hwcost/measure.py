@@ -13,7 +13,7 @@ from . import report
 from .errors import InputError
 from .inputs import real_inputs
 from .probe import Reference
-from .timing import (UNSTEADY_SPREAD, fixed_threads, subnormals_flushed, synchronizer, time_callable,
+from .timing import (UNSTEADY_SPREAD, TimingStats, fixed_threads, subnormals_flushed, synchronizer, time_callable,
                      time_interleaved)
 
 # ------------------------------------------------------------------ measuring a model
@@ -196,15 +196,7 @@ def measure(
         if meter and energy_before is not None:
             after = meter.read_j()
             if after is not None:
-                runs = len(stats.samples_s) + stats.rejected
-                if paired is not None:   # each timed call followed untimed ones
-                    runs *= 1 + paired.model_warmup
-                # interleaved, the reference's runs drew power too: charge the model its share of the time
-                share = 1.0
-                if paired is not None:
-                    model_s = stats.median_s * (1 + paired.model_warmup)
-                    share = model_s / (model_s + paired.reference.median_s * (1 + REFERENCE_WARMUP_PER_PAIR))
-                energy_mj = (after - energy_before) * share / runs * 1e3
+                energy_mj = per_call_energy_j(after - energy_before, stats, paired.reference if paired else None) * 1e3
         layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []
     batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else (batch_size or 1)
     return Measurement(
@@ -216,6 +208,17 @@ def measure(
         ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
         reference_name=ref_name if paired else None,
     )
+
+
+def per_call_energy_j(energy_j: float, model: TimingStats, reference: TimingStats | None = None) -> float:
+    """The model's energy per call from a meter read around all of a measurement's calls: every call made,
+    warm-up and untimed ones included (``calls``), and, when a reference network ran in between, only the
+    model's share of the busy time (each side's calls x its median). Counting only the timed calls charged
+    the model its warm-up too: 23 calls' energy over 20 unpaired, and about 10% more paired."""
+    calls = model.calls or len(model.samples_s) + model.rejected
+    model_s = calls * model.median_s
+    busy_s = model_s + (reference.calls * reference.median_s if reference is not None else 0.0)
+    return energy_j * (model_s / busy_s if busy_s > 0 else 1.0) / calls
 
 
 def _prepared(model: nn.Module, backend: str, dtype: torch.dtype) -> nn.Module:

@@ -23,6 +23,7 @@ class TimingStats:
     p90_s: float
     samples_s: list[float]
     rejected: int = 0
+    calls: int = 0               # every call made, untimed warm-up included (0: not counted)
 
     @property
     def median_ms(self) -> float:
@@ -89,7 +90,7 @@ def time_callable(
         samples.append(timed_call(fn, sync, clock))
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
-    return summarize(samples)
+    return replace(summarize(samples), calls=warmup + len(samples))
 
 
 @dataclass
@@ -132,7 +133,8 @@ def time_interleaved(
         fn()
         reference()
     sync()
-    if model_warmup_s > 0:
+    sizing = int(model_warmup_s > 0)
+    if sizing:
         one_s = timed_call(fn, sync, clock)
         wanted = math.ceil(model_warmup_s / one_s) if one_s > 0 else model_warmup
         model_warmup = max(model_warmup, min(wanted, model_warmup_max or model_warmup))
@@ -151,7 +153,10 @@ def time_interleaved(
         if max_seconds is not None and i >= 2 and clock() - start > max_seconds:
             break
     paired = _paired(model_s, ref_s, [m / r for m, r in zip(model_s, ref_s) if r > 0])
-    return replace(paired, model_warmup=model_warmup)
+    pairs = len(model_s)
+    return replace(paired, model_warmup=model_warmup,
+                   model=replace(paired.model, calls=warmup + sizing + pairs * (1 + model_warmup)),
+                   reference=replace(paired.reference, calls=warmup + pairs * (1 + reference_warmup)))
 
 
 def _paired(model_s: list[float], ref_s: list[float], ratios: list[float]) -> PairedStats:

@@ -32,7 +32,7 @@ def test_time_callable_warms_up_and_repeats_with_a_fake_clock():
     ticks = itertools.count()
     clock = lambda: float(next(ticks))  # noqa: E731  every reading advances one "second"
     st = time_callable(lambda: calls.append(1), warmup=4, repeats=6, clock=clock)
-    assert len(calls) == 4 + 6
+    assert len(calls) == 4 + 6 == st.calls   # every call counted, for the energy per call
     assert len(st.samples_s) == 6 and st.median_s == 1.0
     calls.clear()
     st = time_callable(lambda: calls.append(1), warmup=0, repeats=100, clock=clock, max_seconds=5)
@@ -123,6 +123,47 @@ def test_measure_times_a_reference_that_recovers_slowly_from_the_model_in_its_st
     assert one.reference.median_s == 2.0   # one untimed call is not enough for such a reference
 
 
+def test_energy_per_call_counts_every_call_and_only_the_models_share(monkeypatch):
+    """A meter read around a whole measurement: the model is charged its own calls' energy, warm-up and
+    untimed calls counted, not the reference's. Constant 10 W, the model 3 s a call, the reference 1 s:
+    30 J per model call, however many untimed calls either side made."""
+    import importlib
+
+    from hwcost.meters import EnergyMeter
+    from hwcost.timing import TimingStats, time_interleaved
+
+    measure_mod = importlib.import_module("hwcost.measure")
+    assert measure_mod.per_call_energy_j(40.0, TimingStats(2.0, 2.0, 2.0, [2.0] * 4, calls=5),
+                                         TimingStats(1.0, 1.0, 1.0, [1.0] * 4, calls=10)) == pytest.approx(4.0)
+    assert measure_mod.per_call_energy_j(46.0, TimingStats(2.0, 2.0, 2.0, [2.0] * 20, calls=23)) == pytest.approx(2.0)
+    now = [0.0]
+
+    def model():
+        now[0] += 3.0
+
+    def reference():
+        now[0] += 1.0
+
+    monkeypatch.setattr(EnergyMeter, "detect", staticmethod(lambda backend: EnergyMeter("fake", lambda: 10.0 * now[0])))
+
+    def paired(fn, ref, warmup, repeats, sync, **kwargs):
+        kwargs.pop("max_seconds", None)
+        kwargs["model_warmup_s"] = 10.0   # three untimed model calls per pair, and the one that sizes them
+        return time_interleaved(model, reference, warmup, repeats, sync, clock=lambda: now[0], **kwargs)
+
+    def alone(fn, warmup, repeats, sync, **kwargs):
+        from hwcost.timing import time_callable
+        kwargs.pop("max_seconds", None)
+        return time_callable(model, warmup, repeats, sync, clock=lambda: now[0])
+
+    monkeypatch.setattr(measure_mod, "time_interleaved", paired)
+    m = measure_mod.measure(nn.Linear(4, 4), (4,), repeats=5, reference=(nn.Linear(4, 4), torch.randn(1, 4)),
+                            reference_then_ms=1000.0)
+    assert m.energy_mj == pytest.approx(30_000.0)
+    monkeypatch.setattr(measure_mod, "time_callable", alone)
+    assert measure_mod.measure(nn.Linear(4, 4), (4,), repeats=5).energy_mj == pytest.approx(30_000.0)
+
+
 def test_interleaved_pairs_warm_a_short_model_for_longer_than_a_long_one():
     """After the reference, a model runs slow for its first two calls: a short one gets untimed calls
     lasting ``model_warmup_s`` (capped) and is timed steady; a long one keeps the single untimed call."""
@@ -142,6 +183,7 @@ def test_interleaved_pairs_warm_a_short_model_for_longer_than_a_long_one():
 
         paired = time_interleaved(model, reference, warmup=1, repeats=4, clock=lambda: now[0], model_warmup=1,
                                   model_warmup_s=0.05, model_warmup_max=3)
+        assert paired.model.calls == log.count("model") and paired.reference.calls == log.count("ref") == 1 + 4 * 2
         return paired, log.count("model")
 
     short, calls = run(0.004, 0.005)   # 4 ms warm: ceil(50 / 4) = 13 calls wanted, capped at 3
