@@ -102,8 +102,11 @@ class TimeModel:
     def __init__(self, vocab: dict[str, list[str]], ensembles: dict[str, TreeEnsemble], constants: dict[str, float],
                  global_constant: float, rates: Rates, context: ContextModel | None = None,
                  ranges: dict[str, dict[str, Any]] | None = None,
-                 op_fits: dict[str, dict[str, list[float]]] | None = None):
+                 op_fits: dict[str, dict[str, list[float]]] | None = None, expected: dict[str, float] | None = None):
         self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
+        # per family: the mean of measured / predicted isolated time over ops the trees did not see
+        # (hwcost.calibration.fit.expected_factors): what turns a typical op's time into its expected time
+        self.expected = expected or {}
         # per family and op: [fixed seconds, seconds per element touched] fitted to its samples (op_prior)
         self.op_fits = op_fits or {}
         self.global_constant, self.rates = global_constant, rates
@@ -205,12 +208,18 @@ class TimeModel:
             i += len(ps)
         return out
 
+    def expected_times(self, iso: list[float], costs: list[OpCost]) -> list[float]:
+        """Isolated seconds (isolated(): an op's typical time) as expected times, by the family's factor
+        (hwcost.calibration.fit.expected_factor): a pass lasts the sum of its ops, and a sum's expectation is
+        the sum of the ops' expected times, which a skewed error puts above their typical ones."""
+        return [t * self.expected.get(c.family, 1.0) for t, c in zip(iso, costs)]
+
     def _predict(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None) -> list[float]:
         out = [0.0] * len(costs)
         resident = self.context.resident(costs)
         for weight, streamed, colds, iso in self.by_condition(costs, dtype, matrix_flags, flags):
-            for i, (t, c, cold) in enumerate(zip(iso, costs, colds)):
+            for i, (t, c, cold) in enumerate(zip(self.expected_times(iso, costs), costs, colds)):
                 out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches, resident)
         return out
 
@@ -224,14 +233,14 @@ class TimeModel:
         row: dict[str, float] = {}
         for weight, streamed, colds, iso in fitting.by_condition(working, dtype,
                                                                  [c.family in PRODUCT_FAMILIES for c in working]):
-            for k, v in context.design(iso, working, colds, streamed).items():
+            for k, v in context.design(fitting.expected_times(iso, working), working, colds, streamed).items():
                 row[k] = row.get(k, 0.0) + weight * v
         return row
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "hwcost-time-model", "version": MODEL_VERSION, "features": list(FEATURES), "vocab": self.vocab,
                 "constants": self.constants, "global_constant": self.global_constant, "op_fits": self.op_fits,
-                "context": vars(self.context), "ranges": self.ranges,
+                "context": vars(self.context), "ranges": self.ranges, "expected": self.expected,
                 "families": {f: e.to_dict() for f, e in self.ensembles.items()}}
 
     @classmethod
@@ -243,7 +252,7 @@ class TimeModel:
                              "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
         return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]),
-                   d.get("ranges"), d.get("op_fits"))
+                   d.get("ranges"), d.get("op_fits"), d.get("expected"))
 
 
 _CACHE: dict[str, TimeModel] = {}
