@@ -105,7 +105,7 @@ class TimeModel:
                  op_fits: dict[str, dict[str, list[float]]] | None = None, expected: dict[str, float] | None = None):
         self.vocab, self.ensembles, self.constants = vocab, ensembles, constants
         # per family: the mean of measured / predicted isolated time over ops the trees did not see
-        # (hwcost.calibration.fit.expected_factors): what turns a typical op's time into its expected time
+        # (hwcost.calibration.fit.expected_factor): what turns a typical op's time into its expected time
         self.expected = expected or {}
         # per family and op: [fixed seconds, seconds per element touched] fitted to its samples (op_prior)
         self.op_fits = op_fits or {}

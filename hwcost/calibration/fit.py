@@ -168,18 +168,12 @@ def suspect_samples(samples: list[Sample], rates: Rates, dtype: str = "float32")
     deviations and SUSPECT_MIN_LOG). On this project's 2-vCPU VM a 300 s calibration had 41 such cases
     of 3,336; timed again a minute later 18 of them ran 1.4-3.8x faster (a 2-thread GRU: 327 ms, then
     115), the rest as before (the model, not the machine, was off there)."""
-    from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.model_selection import KFold
-
     _, _, data = _family_data(samples, rates, dtype)
     out = []
     for fam, (ss, x, y) in data.items():
         if len(ss) < 3 * SUSPECT_FOLDS:
             continue
-        resid = np.zeros(len(ss))
-        for train, test in KFold(SUSPECT_FOLDS, shuffle=True, random_state=0).split(x):
-            gbm = GradientBoostingRegressor(**SUSPECT_GBM_PARAMS).fit(x[train], y[train])
-            resid[test] = y[test] - gbm.predict(x[test])
+        resid = _out_of_fold_residuals(x, y, SUSPECT_FOLDS, SUSPECT_GBM_PARAMS)
         spread = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
         out += [s.case_id for s, r in zip(ss, resid) if r > max(SUSPECT_MIN_LOG, SUSPECT_MADS * spread)]
     return out
@@ -208,19 +202,26 @@ def expected_factor(x: np.ndarray, y: np.ndarray) -> float:
     give an op's typical (geometric-mean) time; a network's time is a sum, and the expectation of a sum is
     the sum of expectations, which a skewed error makes larger than the typical times. Out of fold, because
     every op a prediction meets is one the trees did not see (in-sample residuals are shrunk by the fit).
-    On a 300 s calibration here, convolutions: median log ratio -0.02 (the typical new conv 2% over), mean
-    ratio 1.07 (a right tail of shapes that run slower than their neighbours); grouped 1.15, transposed 1.12,
-    norms, pools, reductions and softmax within 1.5% of 1. Residuals are clipped at EXPECTED_CLIP so that one
+    On a 300 s calibration here (1 thread), convolutions: median log ratio -0.02 (the typical new conv 2%
+    over), factor 1.054 (1.07 unclipped: a right tail of shapes that run slower than their neighbours);
+    grouped 1.136, transposed 1.094, norms, pools, reductions and softmax within 2% of 1. Residuals are clipped at EXPECTED_CLIP so that one
     case timed in a VM's slow second cannot set a family's factor; fewer than EXPECTED_MIN_SAMPLES: 1."""
     if len(y) < EXPECTED_MIN_SAMPLES:
         return 1.0
+    resid = _out_of_fold_residuals(x, y, EXPECTED_FOLDS, GBM_PARAMS)
+    return float(np.mean(np.exp(np.clip(resid, -EXPECTED_CLIP, EXPECTED_CLIP))))
+
+
+def _out_of_fold_residuals(x: np.ndarray, y: np.ndarray, folds: int, params: dict) -> np.ndarray:
+    """y minus each sample's prediction by trees (``params``) fitted on the other folds: how far off the
+    model is on ops it did not see (the second look and the expected factor)."""
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.model_selection import KFold
 
-    oof = np.zeros(len(y))
-    for train, test in KFold(EXPECTED_FOLDS, shuffle=True, random_state=0).split(x):
-        oof[test] = GradientBoostingRegressor(**GBM_PARAMS).fit(x[train], y[train]).predict(x[test])
-    return float(np.mean(np.exp(np.clip(y - oof, -EXPECTED_CLIP, EXPECTED_CLIP))))
+    resid = np.zeros(len(y))
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(x):
+        resid[test] = y[test] - GradientBoostingRegressor(**params).fit(x[train], y[train]).predict(x[test])
+    return resid
 
 
 def _relative_nnls(a: np.ndarray, resid: np.ndarray, y: np.ndarray) -> np.ndarray:
