@@ -35,6 +35,7 @@ import torch.nn as nn
 import yaml
 
 import hwcost
+from hwcost.allocator import apply as apply_allocator
 from hwcost.timing import flush_subnormals_now
 from hwcost.calibration import calibrate
 from hwcost.calibration.samples import read_samples
@@ -204,6 +205,8 @@ def run_condition(args) -> None:
     print(f"{'model':26s} {'b':>2s} {'measured':>9s} {'adjusted':>9s} {'probe x':>9s} {'hwcost':>9s} {'raw':>7s} "
           f"{'adj':>7s} {'FLOPs adj':>9s} {'roof adj':>9s}")
     rows = []
+    # the allocator condition the profile was calibrated under, held for every model (as bench_ops, validate)
+    apply_allocator((c.get("host") or {}).get("allocator") or "retain")
     for model_name in MODELS:
         try:
             lm = load(model_name)

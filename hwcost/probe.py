@@ -57,14 +57,13 @@ def probe_ms(backend: str = "cpu", allocator: str = "retain") -> float:
     """Median latency of the probe network here, in ms (about a second of timing on a CPU), under
     the allocator condition calibration and measurement use (with glibc's default malloc the same
     probe varies 2.3-3.2 ms from call to call here; retained, 2.32-2.38 ms)."""
-    from .allocator import apply
+    from .allocator import held
 
-    apply(allocator)
     net, x = probe_network()
     net, x = net.to(backend), x.to(backend)
     sync = synchronizer(backend)
     rounds = []
-    with torch.inference_mode():
+    with held(allocator), torch.inference_mode():
         for _ in range(PROBE_RUNS):
             rounds.append(time_callable(lambda: net(x), warmup=5, repeats=40, sync=sync, max_seconds=1.0).median_s)
     return 1e3 * statistics.median(rounds)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from . import report
 from .devices import DeviceProfile, load_device
+from .allocator import held as held_allocator
 from .errors import InputError
 from .host import describes_this_machine
 from .loaders import load_model
@@ -102,6 +103,25 @@ def validate(
     if threads is None and cal_threads:
         threads = int(cal_threads)   # a calibrated profile describes this machine at that thread count
     then_ms = calibration_probe_ms(profile.calibration)
+    with held_allocator(allocator):   # one condition for every model, as calibration holds it for every sample
+        rows = _validation_rows(profile, models, batch_sizes, dtype, backend, repeats, threads, allocator)
+        if then_ms and rows:
+            with fixed_threads(threads):   # the same conditions the models were measured under
+                now_rates = resource_rates(backend)
+    v = Validation(profile, rows, rows[0].measurement.threads if rows else (threads or 0), same, why)
+    if then_ms and rows:
+        # on the batch-1 probe's scale, whichever probe each row was timed against
+        now_ms = then_ms * statistics.median(r.measurement.machine_factor for r in rows)
+        v.notes.append(drift_line(profile.calibration, now_ms, now_rates))
+    cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
+    if cal_alloc and rows and cal_alloc != rows[-1].measurement.allocator:
+        v.notes.append(f"{profile.name} was calibrated with allocator {cal_alloc!r}, measured here with "
+                       f"{rows[-1].measurement.allocator!r}")
+    return v
+
+
+def _validation_rows(profile: DeviceProfile, models: Sequence, batch_sizes: Sequence[int], dtype: str,
+                     backend: str, repeats: int, threads: int | None, allocator: str) -> list[ValidationRow]:
     rows = []
     for spec in models:
         name, model, example = (spec, None, None) if isinstance(spec, str) else spec
@@ -114,15 +134,4 @@ def validate(
                 m = measure(model, example, backend=backend, batch_size=b, dtype=dtype, repeats=repeats,
                             threads=threads, model_name=name, allocator=allocator, reference=matching_reference(p))
             rows.append(ValidationRow(name, b, p.latency_ms, m))
-    v = Validation(profile, rows, rows[0].measurement.threads if rows else (threads or 0), same, why)
-    if then_ms and rows:
-        with fixed_threads(threads):   # the same conditions the models were measured under
-            now_rates = resource_rates(backend)
-        # on the batch-1 probe's scale, whichever probe each row was timed against
-        now_ms = then_ms * statistics.median(r.measurement.machine_factor for r in rows)
-        v.notes.append(drift_line(profile.calibration, now_ms, now_rates))
-    cal_alloc = ((profile.calibration or {}).get("host") or {}).get("allocator")
-    if cal_alloc and rows and cal_alloc != rows[-1].measurement.allocator:
-        v.notes.append(f"{profile.name} was calibrated with allocator {cal_alloc!r}, measured here with "
-                       f"{rows[-1].measurement.allocator!r}")
-    return v
+    return rows

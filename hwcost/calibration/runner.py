@@ -100,98 +100,98 @@ def calibrate(
     Refused when other processes took more than hwcost.host.OTHER_LOAD_LIMIT of the machine's CPU time
     while it measured (its samples are set aside), unless ``allow_busy``.
     """
-    from ..allocator import apply as apply_allocator
+    from ..allocator import held as held_allocator
     from ..meters import EnergyMeter
 
     check_backend(backend)
-    apply_allocator(allocator)
-    out = out or f"{name}.yaml"
-    budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
-    samples_path = samples_path_for(out)
-    existing = load_existing(samples_path)
-    done_ids = {s.case_id for s in existing}
-    base_profile = load_device(base) if base else None
-    interrupted, retimed = False, 0
-    meter = EnergyMeter.detect(backend)
-    prog = Progress(budget, progress)
-    probe_net, probe_x = probe_network()
-    probe, sync = (probe_net.to(backend), probe_x.to(backend)), synchronizer(backend)
-    decode_probe = decode_probe_network() if backend == "cpu" else None   # generation's reference (bench)
-    batch_probe = probe_network(PROBE_BATCHES[-1]) if backend == "cpu" else None   # compute-bound models' one
-    with fixed_threads(threads) as n_threads, OtherLoad() as load:
-        fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
-        new_file = not existing
-        with open(samples_path, "a") as f:
-            writer = write_samples_header(f) if new_file else None
-            if writer is None:
-                import csv
+    with held_allocator(allocator):
+        out = out or f"{name}.yaml"
+        budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
+        samples_path = samples_path_for(out)
+        existing = load_existing(samples_path)
+        done_ids = {s.case_id for s in existing}
+        base_profile = load_device(base) if base else None
+        interrupted, retimed = False, 0
+        meter = EnergyMeter.detect(backend)
+        prog = Progress(budget, progress)
+        probe_net, probe_x = probe_network()
+        probe, sync = (probe_net.to(backend), probe_x.to(backend)), synchronizer(backend)
+        decode_probe = decode_probe_network() if backend == "cpu" else None   # generation's reference (bench)
+        batch_probe = probe_network(PROBE_BATCHES[-1]) if backend == "cpu" else None   # compute-bound models' one
+        with fixed_threads(threads) as n_threads, OtherLoad() as load:
+            fundamentals = {s.op: s.time_s for s in existing if s.family == "_fundamental"}
+            new_file = not existing
+            with open(samples_path, "a") as f:
+                writer = write_samples_header(f) if new_file else None
+                if writer is None:
+                    import csv
 
-                writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, lineterminator="\n")
-            try:
-                if not fundamentals:
-                    prog.update(0, "fundamentals")
-                    fundamentals = measure_fundamentals(backend, list(dtypes))
-                    fundamentals["suite_version"] = float(SUITE_VERSION)
-                    fundamentals.update(speed_readings("start", backend, allocator))
-                    for k, v in fundamentals.items():
-                        writer.writerow(fundamental_row(k, v))
-                    f.flush()
-                count = len([s for s in existing if not s.family.startswith("_")])
-                chains = len([s for s in existing if s.family == "_chain"])
-                for case in cases(seed):
-                    if prog.elapsed >= budget * (1 - RECHECK_SHARE) or (max_cases is not None and count >= max_cases):
-                        break
-                    if _stop is not None and _stop(count):
-                        raise KeyboardInterrupt
-                    if case.id in done_ids:
-                        continue
-                    count += _time_case(case, writer, f, backend)
-                    if count % CHAIN_EVERY == 0:
-                        writer.writerow(measure_chain(seed, chains, backend, meter).row())
-                        # the machine's speed all through the run, not only at its ends
-                        for k, v in probe_reading(probe, sync, backend, decode_probe, chains, batch_probe).items():
+                    writer = csv.DictWriter(f, fieldnames=SAMPLE_COLUMNS, lineterminator="\n")
+                try:
+                    if not fundamentals:
+                        prog.update(0, "fundamentals")
+                        fundamentals = measure_fundamentals(backend, list(dtypes))
+                        fundamentals["suite_version"] = float(SUITE_VERSION)
+                        fundamentals.update(speed_readings("start", backend, allocator))
+                        for k, v in fundamentals.items():
                             writer.writerow(fundamental_row(k, v))
                         f.flush()
-                        chains += 1
-                    prog.update(count, case.family)
-                f.flush()
-                prog.update(count, "second look")
-                retimed = second_look(samples_path, writer, f, seed, fundamentals, backend,
-                                      lambda: prog.elapsed < budget)
-            except KeyboardInterrupt:
-                interrupted = True
-            try:  # the machine's speed at the end of this run (a resumed run updates it)
-                end = speed_readings("end", backend, allocator)
-                fundamentals.update(end)
-                for k, v in end.items():
-                    writer.writerow(fundamental_row(k, v))
-            except KeyboardInterrupt:  # a second Ctrl-C: keep the samples, skip the probe
-                interrupted = True
-    with open(samples_path) as f:
-        samples_text = f.read()
-    samples = read_samples(samples_text)
-    fundamentals.update(probe_during(samples))
-    n_cases = len({s.case_id for s in samples if not s.family.startswith("_")})
-    prog.finish(
-        f"{'interrupted: ' if interrupted else ''}{n_cases} cases measured in {samples_path}"
-        + (f" ({retimed} timed again: far slower than their family predicted)" if retimed else "")
-        + ("; rerun the same command to resume" if interrupted else "")
-    )
-    fundamentals["other_cpu_share"] = load.share
-    if load.share > OTHER_LOAD_LIMIT and not allow_busy:
-        aside = samples_path[: -len(".csv")] + ".busy.csv"
-        os.replace(samples_path, aside)
-        raise InputError(
-            f"other processes used {load.share:.0%} of this machine's CPU time while it was calibrated (limit "
-            f"{OTHER_LOAD_LIMIT:.0%}): ops timed on a busy machine come out slow, and so would every prediction. "
-            f"The samples are set aside in {aside}. Calibrate when the machine is quiet, or pass --allow-busy "
-            "(allow_busy=True) to write the profile anyway")
-    if n_cases == 0:   # after the load check: a busy machine may measure nothing, and the load is why
-        raise InputError("no case was measured; nothing to fit (give a larger --budget)")
-    run = CalibrationRun(name, backend, n_threads, dtypes, budget, seed, n_cases, interrupted, base_profile,
-                         meter.name if meter else None)
-    text = profile_yaml(run, fundamentals, samples_path, samples_text)
-    return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
+                    count = len([s for s in existing if not s.family.startswith("_")])
+                    chains = len([s for s in existing if s.family == "_chain"])
+                    for case in cases(seed):
+                        if prog.elapsed >= budget * (1 - RECHECK_SHARE) or (max_cases is not None and count >= max_cases):
+                            break
+                        if _stop is not None and _stop(count):
+                            raise KeyboardInterrupt
+                        if case.id in done_ids:
+                            continue
+                        count += _time_case(case, writer, f, backend)
+                        if count % CHAIN_EVERY == 0:
+                            writer.writerow(measure_chain(seed, chains, backend, meter).row())
+                            # the machine's speed all through the run, not only at its ends
+                            for k, v in probe_reading(probe, sync, backend, decode_probe, chains, batch_probe).items():
+                                writer.writerow(fundamental_row(k, v))
+                            f.flush()
+                            chains += 1
+                        prog.update(count, case.family)
+                    f.flush()
+                    prog.update(count, "second look")
+                    retimed = second_look(samples_path, writer, f, seed, fundamentals, backend,
+                                          lambda: prog.elapsed < budget)
+                except KeyboardInterrupt:
+                    interrupted = True
+                try:  # the machine's speed at the end of this run (a resumed run updates it)
+                    end = speed_readings("end", backend, allocator)
+                    fundamentals.update(end)
+                    for k, v in end.items():
+                        writer.writerow(fundamental_row(k, v))
+                except KeyboardInterrupt:  # a second Ctrl-C: keep the samples, skip the probe
+                    interrupted = True
+        with open(samples_path) as f:
+            samples_text = f.read()
+        samples = read_samples(samples_text)
+        fundamentals.update(probe_during(samples))
+        n_cases = len({s.case_id for s in samples if not s.family.startswith("_")})
+        prog.finish(
+            f"{'interrupted: ' if interrupted else ''}{n_cases} cases measured in {samples_path}"
+            + (f" ({retimed} timed again: far slower than their family predicted)" if retimed else "")
+            + ("; rerun the same command to resume" if interrupted else "")
+        )
+        fundamentals["other_cpu_share"] = load.share
+        if load.share > OTHER_LOAD_LIMIT and not allow_busy:
+            aside = samples_path[: -len(".csv")] + ".busy.csv"
+            os.replace(samples_path, aside)
+            raise InputError(
+                f"other processes used {load.share:.0%} of this machine's CPU time while it was calibrated (limit "
+                f"{OTHER_LOAD_LIMIT:.0%}): ops timed on a busy machine come out slow, and so would every prediction. "
+                f"The samples are set aside in {aside}. Calibrate when the machine is quiet, or pass --allow-busy "
+                "(allow_busy=True) to write the profile anyway")
+        if n_cases == 0:   # after the load check: a busy machine may measure nothing, and the load is why
+            raise InputError("no case was measured; nothing to fit (give a larger --budget)")
+        run = CalibrationRun(name, backend, n_threads, dtypes, budget, seed, n_cases, interrupted, base_profile,
+                             meter.name if meter else None)
+        text = profile_yaml(run, fundamentals, samples_path, samples_text)
+        return _fit_and_write(text, out, samples, samples_path, seed, fundamentals)
 
 
 _TRANSFORMERS_SOURCE_START = "; per_transformers_"
