@@ -541,6 +541,10 @@ def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolution
     assert {20, 40, 64, 80, 128, 160} <= sizes and {1, 7, 14, 28, 56, 112, 224} <= sizes
     assert any(m.kernel_size == (3, 3) and m.in_channels <= 32 and shape[-1] >= 128 for m, shape in planar)
     assert 0.08 < sum(shape[-1] == 1 for _, shape in planar) / len(planar) < 0.25
+    # suite 31: a third few channels on a large map, as a network's early stages (drawn apart: one in ten)
+    high_res = [(m, shape) for m, shape in planar if m.in_channels <= 64 and m.out_channels <= 96 and shape[-1] >= 56]
+    assert 0.22 < len(high_res) / len(planar) < 0.5
+    assert {(1, 1), (3, 3)} <= {m.kernel_size for m, _ in high_res} and {56, 128, 224} <= {s[-1] for _, s in high_res}
 
 
 def test_suite_samples_transposed_convolutions_as_decoders_run_them():

@@ -18,7 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 30  # 30: on a CPU each chain is timed as copies of it run in turn, their weights together
+SUITE_VERSION = 31  # 31: one in five dense 2-D convolutions drawn as a network's high-resolution stages draw
+# them, few channels on large maps (3-64 in, 8-96 out, 56-224 px; with the other draws there, a third of them):
+# widths and resolutions drawn apart put one in ten there, 13 of calibration II's 326 convolution samples at
+# most 64 wide over 64 px or more, and a U-Net's 16 -> 16 3x3 over 128 px at 2.1x its
+# time (90 such shapes timed alone at 1 thread: median 1.23x, 41 within +-20%)
+# 30: on a CPU each chain is timed as copies of it run in turn, their weights together
 # at least twice the private caches (bench.chain_copies): a network's weights come from the last-level cache
 # each pass, a small chain's stayed in L2 when repeated as it was (0.8-1.6 MB chains ran 8-16% slower so)
 # 29: transposed convolutions drawn as decoders run them (channels mostly halving,
@@ -185,13 +190,20 @@ def _conv(rng, dtype):
             return None
         pad = tuple(kk // 2 for kk in k)
         return lambda: (nn.Conv3d(c_in, c_out, k, s, pad).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
-    # widths of real networks, with some that are not a multiple of the SIMD block (shufflenet 58/116/232,
-    # mobilenet_v3 40/120/200): those run a slow tail
-    c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024, 2048])
-    c_out = _pick(rng, [16, 24, 32, 40, 58, 64, 96, 116, 120, 128, 160, 200, 232, 256, 320, 512, 1024, 1280, 2048])
-    # ImageNet's ladder and the resolutions of segmentation and detection networks (a U-Net at 128 px, a
-    # YOLO at 320 or 640: 160 / 80 / 40 / 20), squeeze-excite's 1 x 1 as often as before
-    h = _pick(rng, [1, 1, 7, 14, 20, 28, 40, 56, 64, 80, 112, 128, 160, 224])
+    if rng.random() < 0.2:
+        # a network's high-resolution stages: its stem and first blocks, a U-Net's or detector's top levels
+        c_in, c_out = _pick(rng, [3, 8, 16, 24, 32, 48, 64]), _pick(rng, [8, 16, 24, 32, 48, 64, 96])
+        h = _pick(rng, [56, 64, 80, 112, 128, 160, 224])
+    else:
+        # widths of real networks, with some that are not a multiple of the SIMD block (shufflenet
+        # 58/116/232, mobilenet_v3 40/120/200): those run a slow tail
+        c_in = _pick(rng, [3, 16, 24, 32, 40, 48, 58, 64, 96, 116, 120, 128, 192, 232, 256, 384, 512, 768, 1024,
+                           2048])
+        c_out = _pick(rng, [16, 24, 32, 40, 58, 64, 96, 116, 120, 128, 160, 200, 232, 256, 320, 512, 1024, 1280,
+                            2048])
+        # ImageNet's ladder and the resolutions of segmentation and detection networks (a U-Net at 128 px, a
+        # YOLO at 320 or 640: 160 / 80 / 40 / 20), squeeze-excite's 1 x 1 as often as before
+        h = _pick(rng, [1, 1, 7, 14, 20, 28, 40, 56, 64, 80, 112, 128, 160, 224])
     k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
     s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
     if h == 1:  # squeeze-excite (mobilenet_v3, efficientnet): a 1x1 conv on a pooled 1x1 map, a GEMV
