@@ -123,12 +123,15 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
 
 
-def resource_rates(backend: str = "cpu") -> dict[str, float]:
+def resource_rates(backend: str = "cpu", llc_bytes: float | None = None) -> dict[str, float]:
     """This machine's speed now, one resource at a time (each the median of about 0.2 s of calls):
     ``compute_gflops`` a float32 matmul whose operands stay in the private cache (on a GPU one big
     enough to fill the device), ``cache_gbps`` copying a working set that fits in the last-level
     cache (half of it; omitted where its size is unknown), ``dram_gbps`` copying one four times
-    the last-level cache (at least 64 MiB each way). Bandwidth counts bytes read plus written."""
+    the last-level cache (at least 64 MiB each way). Bandwidth counts bytes read plus written.
+    ``llc_bytes``: the last-level cache to size them by (calibration's measured one,
+    calibration_cache_bytes); else the GPU's L2 or what sysfs reports, which a VM may inflate (480 MB
+    here, where both copies then streamed from DRAM and the second took 2 x 1.9 GB)."""
     sync = synchronizer(backend)
     out: dict[str, float] = {}
     n = 4096 if backend == "cuda" else 384
@@ -136,7 +139,9 @@ def resource_rates(backend: str = "cpu") -> dict[str, float]:
         a, b = torch.randn(n, n, device=backend), torch.randn(n, n, device=backend)
         t = time_callable(lambda: a @ b, warmup=3, repeats=200, sync=sync, max_seconds=0.2).median_s
         out["compute_gflops"] = 2 * n**3 / t / 1e9
-        if backend == "cuda":
+        if llc_bytes:
+            llc = float(llc_bytes)
+        elif backend == "cuda":
             llc = float(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
         else:
             llc = cache_bytes_at_level(None)
@@ -159,6 +164,14 @@ def calibration_rates(calibration: dict | None) -> dict[str, float]:
         if vals:
             out[key] = sum(vals) / len(vals)
     return out
+
+
+def calibration_cache_bytes(calibration: dict | None) -> float | None:
+    """The last-level cache size a calibration sized its resource readings by (``probe.cache_mb``), so
+    that later readings (validate) copy the same working sets; None for profiles that did not record it
+    (they read by sysfs, as resource_rates does without a size)."""
+    mb = ((calibration or {}).get("probe") or {}).get("cache_mb")
+    return float(mb) * 1e6 if mb else None
 
 
 def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now vs at calibration") -> str | None:

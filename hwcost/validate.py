@@ -16,7 +16,7 @@ from .loaders import load_model
 from .measure import Measurement, measure
 from .timing import fixed_threads
 from .predict import predict
-from .probe import calibration_probe_ms, drift_line, matching_reference, resource_rates
+from .probe import calibration_cache_bytes, calibration_probe_ms, drift_line, matching_reference, resource_rates
 
 # the machine moved when the reference ran this much slower or faster than at calibration
 MOVED_FACTOR = 0.05
@@ -107,7 +107,7 @@ def validate(
         rows = _validation_rows(profile, models, batch_sizes, dtype, backend, repeats, threads, allocator)
         if then_ms and rows:
             with fixed_threads(threads):   # the same conditions the models were measured under
-                now_rates = resource_rates(backend)
+                now_rates = resource_rates(backend, calibration_cache_bytes(profile.calibration))
     v = Validation(profile, rows, rows[0].measurement.threads if rows else (threads or 0), same, why)
     if then_ms and rows:
         # on the batch-1 probe's scale, whichever probe each row was timed against

@@ -1002,6 +1002,11 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     for when in ("start", "end"):   # the single-resource readings, recorded beside the probe network's time
         assert probe[when]["compute_gflops"] > 0 and probe[when]["dram_gbps"] > 0
     assert probe["end"]["dram_gbps"] == pytest.approx(ends["probe_end_dram_gbps"], abs=0.01)
+    # the readings were sized by the measured last-level cache, and the profile says by how much
+    from hwcost.calibration.bench import last_level_cache_bytes
+    from hwcost.probe import calibration_cache_bytes
+
+    assert calibration_cache_bytes(second.calibration) == pytest.approx(last_level_cache_bytes("cpu"), rel=1e-3)
     assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
     text = capsys.readouterr().out
     assert "speed probe:" in text and "at calibration" in text
@@ -1016,6 +1021,27 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     assert main(["validate", "--device", str(one), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
     text = capsys.readouterr().out
     assert f"measured with {doc['calibration']['threads']} threads (the profile's calibration)" in text
+
+
+def test_resource_readings_copy_working_sets_sized_by_the_cache_they_are_given(monkeypatch):
+    """A VM's sysfs may report the host's whole L3 (480 MB here): sized by it, the 'cache' copy streamed from
+    DRAM and the DRAM one took 2 x 1.9 GB. Given calibration's measured cache, both are sized by that."""
+    from hwcost import probe
+
+    sizes = []
+    real_randn = torch.randn
+
+    def randn(*shape, **kw):
+        sizes.append(int(shape[0]) if len(shape) == 1 else 0)
+        return real_randn(*shape, **kw)
+
+    monkeypatch.setattr(torch, "randn", randn)
+    monkeypatch.setattr(probe, "cache_bytes_at_level", lambda level=None: 480e6)
+    rates = probe.resource_rates("cpu", llc_bytes=8e6)
+    copies = [n * 4 for n in sizes if n]            # the two copies' sources, in bytes
+    assert copies == [2_000_000, 64 * 1024**2] and rates["cache_gbps"] > 0   # a quarter, and the 64 MiB floor
+    assert probe.calibration_cache_bytes({"probe": {"cache_mb": 8.0}}) == 8e6
+    assert probe.calibration_cache_bytes({"probe": {}}) is None      # older profiles: sized by sysfs, as read
 
 
 def test_probe_network_is_fixed_and_drift_line_reads_it():

@@ -342,7 +342,10 @@ def speed_readings(when: str, backend: str, allocator: str) -> dict[str, float]:
     """The probe network's time and the single-resource rates, under the keys the samples file and
     ``_probe_record`` use (probe_start_ms, probe_start_compute_gflops, ...)."""
     readings = {f"probe_{when}_ms": probe_ms(backend, allocator)}
-    readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend).items()})
+    llc = last_level_cache_bytes(backend)   # the measured one on a CPU: a VM's sysfs figure may be the host's
+    readings.update({f"probe_{when}_{k}": v for k, v in resource_rates(backend, llc).items()})
+    if llc:
+        readings[f"probe_{when}_cache_mb"] = llc / 1e6
     return readings
 
 

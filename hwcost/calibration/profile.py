@@ -32,6 +32,9 @@ def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
                                        "decode_reference_ratio", *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
                                                                    for k in ("during_ms", "reference_ratio")))
                              if fundamentals.get(f"probe_{k}")}
+    sized_by = fundamentals.get("probe_start_cache_mb") or fundamentals.get("probe_end_cache_mb")
+    if sized_by:   # the cache size the cache and DRAM readings were sized by
+        probe["cache_mb"] = round(sized_by, 3)
     for when in ("start", "end"):
         rates = {k: round(fundamentals[f"probe_{when}_{k}"], 2) for k in RESOURCES
                  if fundamentals.get(f"probe_{when}_{k}")}
