@@ -43,10 +43,6 @@ def _libc(symbol: str):
         return None
 
 
-def _libc_mallopt():
-    return _libc("mallopt")
-
-
 def apply(mode: str) -> str:
     """Put the allocator in ``mode`` for this process; returns what is in force (see ``state``).
 
@@ -56,7 +52,7 @@ def apply(mode: str) -> str:
     if mode not in MODES:
         raise InputError(f"unknown allocator mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "retain" and not _retained:
-        mallopt = _libc_mallopt()
+        mallopt = _libc("mallopt")
         if mallopt is not None and mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES) and mallopt(_M_TRIM_THRESHOLD,
                                                                                           RETAIN_BYTES):
             _retained = True
@@ -74,7 +70,7 @@ def release() -> None:
     global _retained
     if not _retained:
         return
-    mallopt, trim = _libc_mallopt(), _libc("malloc_trim")
+    mallopt, trim = _libc("mallopt"), _libc("malloc_trim")
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, GLIBC_DEFAULT_BYTES)
         mallopt(_M_TRIM_THRESHOLD, GLIBC_DEFAULT_BYTES)

@@ -169,46 +169,46 @@ def measure(
         ref_name = reference.label
         reference_then_ms = reference_then_ms if reference_then_ms is not None else reference.then_ms
         reference = (reference.network, reference.example)
-    with alloc.held(allocator) as allocator_mode:
-        dt = parse_dtype(dtype)
-        if not dt.is_floating_point:
-            raise InputError("measure runs floating-point models; int8 needs a quantized model (torch.ao.quantization)")
-        if any(p.is_meta for p in model.parameters()):
-            raise InputError("this model has meta (weightless) parameters; build it with real weights to measure it")
-        run_model = _prepared(model, backend, dt)
-        args, kwargs = real_inputs(inputs, batch_size, dt, backend)
-        sync = synchronizer(backend)
-        meter = EnergyMeter.detect(backend)
-        with fixed_threads(threads) as n_threads, subnormals_flushed(flush_subnormals), torch.inference_mode():
-            call = lambda: run_model(*args, **kwargs)  # noqa: E731
-            energy_before = meter.read_j() if meter else None
-            paired = None
-            if reference is not None:
-                ref_net, ref_x = reference
-                ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
-                paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds,
-                                          model_warmup=MODEL_WARMUP_PER_PAIR, model_warmup_s=MODEL_WARMUP_S,
-                                          model_warmup_max=MODEL_WARMUP_MAX_PER_PAIR,
-                                          reference_warmup=REFERENCE_WARMUP_PER_PAIR)
-                stats = paired.model
-            else:
-                stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
-            energy_mj = None
-            if meter and energy_before is not None:
-                after = meter.read_j()
-                if after is not None:
-                    energy_mj = per_call_energy_j(after - energy_before, stats, paired.reference if paired else None) * 1e3
-            layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []
-        batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else (batch_size or 1)
-        return Measurement(
-            model_name=model_name or type(model).__name__, backend=backend, batch_size=batch,
-            dtype=dtype_name(dt), threads=n_threads, latency_ms=stats.median_ms, p10_ms=stats.p10_s * 1e3,
-            p90_ms=stats.p90_s * 1e3, samples_ms=[s * 1e3 for s in stats.samples_s], layers=layers,
-            energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
-            reference_ms=paired.reference.median_ms if paired else None, reference_then_ms=reference_then_ms,
-            ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
-            reference_name=ref_name if paired else None,
-        )
+    dt = parse_dtype(dtype)
+    if not dt.is_floating_point:
+        raise InputError("measure runs floating-point models; int8 needs a quantized model (torch.ao.quantization)")
+    if any(p.is_meta for p in model.parameters()):
+        raise InputError("this model has meta (weightless) parameters; build it with real weights to measure it")
+    run_model = _prepared(model, backend, dt)
+    args, kwargs = real_inputs(inputs, batch_size, dt, backend)
+    sync = synchronizer(backend)
+    meter = EnergyMeter.detect(backend)
+    with alloc.held(allocator) as allocator_mode, fixed_threads(threads) as n_threads, \
+            subnormals_flushed(flush_subnormals), torch.inference_mode():
+        call = lambda: run_model(*args, **kwargs)  # noqa: E731
+        energy_before = meter.read_j() if meter else None
+        paired = None
+        if reference is not None:
+            ref_net, ref_x = reference
+            ref_net, ref_x = ref_net.to(backend).eval(), ref_x.to(backend)
+            paired = time_interleaved(call, lambda: ref_net(ref_x), warmup, repeats, sync, max_seconds=max_seconds,
+                                      model_warmup=MODEL_WARMUP_PER_PAIR, model_warmup_s=MODEL_WARMUP_S,
+                                      model_warmup_max=MODEL_WARMUP_MAX_PER_PAIR,
+                                      reference_warmup=REFERENCE_WARMUP_PER_PAIR)
+            stats = paired.model
+        else:
+            stats = time_callable(call, warmup, repeats, sync, max_seconds=max_seconds)
+        energy_mj = None
+        if meter and energy_before is not None:
+            after = meter.read_j()
+            if after is not None:
+                energy_mj = per_call_energy_j(after - energy_before, stats, paired.reference if paired else None) * 1e3
+        layers = _per_layer(run_model, args, kwargs, sync, stats.median_s) if per_layer else []
+    batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else (batch_size or 1)
+    return Measurement(
+        model_name=model_name or type(model).__name__, backend=backend, batch_size=batch,
+        dtype=dtype_name(dt), threads=n_threads, latency_ms=stats.median_ms, p10_ms=stats.p10_s * 1e3,
+        p90_ms=stats.p90_s * 1e3, samples_ms=[s * 1e3 for s in stats.samples_s], layers=layers,
+        energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
+        reference_ms=paired.reference.median_ms if paired else None, reference_then_ms=reference_then_ms,
+        ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
+        reference_name=ref_name if paired else None,
+    )
 
 
 def per_call_energy_j(energy_j: float, model: TimingStats, reference: TimingStats | None = None) -> float:
