@@ -222,7 +222,7 @@ def run_condition(args) -> None:
                                max_seconds=args.max_seconds, reference=matching_reference(prediction))
             row = {"model": model_name, "batch": b, "threads": threads, "measured_ms": m.latency_ms,
                    "adjusted_ms": m.drift_adjusted_ms, "machine_factor": m.machine_factor,
-                   "ratio_spread": m.ratio_spread, "reference": m.reference_name}
+                   "ratio_spread": m.ratio_spread, "paired_attempts": m.paired_attempts, "reference": m.reference_name}
             for key, pred in preds.items():
                 row[f"{key}_ms"] = pred
                 row[f"{key}_raw_pct"] = 100 * (pred / m.latency_ms - 1)

@@ -203,7 +203,8 @@ def measurement_table(m: Any) -> str:
         lines.append(note)
     if m.reference_ms is not None:
         lines.append(f"reference ({m.reference_name or 'probe network'}), timed call by call between the model's runs: {m.reference_ms:,.3f} ms; "
-                     f"model / reference x{m.ratio_median:.3f} (p90/p10 of that ratio x{m.ratio_spread:.2f})")
+                     f"model / reference x{m.ratio_median:.3f} (p90/p10 of that ratio x{m.ratio_spread:.2f}"
+                     + (f"; the steadiest of {m.paired_attempts} pairings" if m.paired_attempts > 1 else "") + ")")
         if m.drift_adjusted_ms is not None:
             lines.append(f"drift-adjusted latency: {m.drift_adjusted_ms:,.3f} ms (the reference ran {m.reference_then_ms:,.3f} "
                          f"ms at calibration; now x{m.machine_factor:.2f}, >1 = slower)")

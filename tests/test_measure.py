@@ -400,3 +400,33 @@ def test_an_unsteady_machine_is_called_out():
     assert "x1.60" in note and "--threads 1" in note and note in bimodal.table()
     assert bimodal.to_dict()["spread"] == pytest.approx(19.8 / 12.4)
     assert "--threads 1" not in _measurement(12.4, 19.8, threads=1).steadiness_note()  # already one thread
+
+
+def test_an_unsteady_pairing_is_timed_again_and_the_steadiest_kept():
+    from hwcost.measure import PAIRED_ATTEMPTS, UNSTEADY_RATIO_SPREAD, steadiest_pair
+    from hwcost.timing import PairedStats
+
+    def pairing(spread, ratio):
+        st = summarize([1.0, 1.0, 1.0])
+        return PairedStats(st, st, ratio_median=ratio, ratio_spread=spread)
+
+    def attempts(*spreads):
+        made = iter([(pairing(s, ratio=10.0 + i), f"energy {i}") for i, s in enumerate(spreads)])
+        return steadiest_pair(lambda: next(made))
+
+    (pair, extra), made = attempts(1.2, 3.0)                      # steady at once: one pairing
+    assert made == 1 and pair.ratio_median == 10.0 and extra == "energy 0"
+    (pair, extra), made = attempts(2.0, 1.3, 1.1)                 # stops at the first steady one
+    assert made == 2 and pair.ratio_spread == 1.3 and extra == "energy 1"
+    (pair, _), made = attempts(2.4, 1.8, 1.9, 1.0)                # never steady: the steadiest, not the last
+    assert made == PAIRED_ATTEMPTS == 3 and pair.ratio_spread == 1.8 and pair.ratio_median == 11.0
+    assert UNSTEADY_RATIO_SPREAD > 1.0
+
+
+def test_measure_against_a_reference_reports_its_pairings():
+    model, ref = nn.Sequential(nn.Linear(32, 32), nn.ReLU()), nn.Linear(64, 64)
+    m = measure(model, (32,), repeats=6, threads=1, max_seconds=2, reference=(ref, torch.randn(4, 64)),
+                reference_then_ms=1.0)
+    assert 1 <= m.paired_attempts <= 3 and m.ratio_spread > 0
+    assert m.to_dict()["paired_attempts"] == m.paired_attempts
+    assert measure(model, (32,), repeats=3, threads=1).paired_attempts == 0
