@@ -37,9 +37,9 @@ REFERENCE_WARMUP_PER_PAIR = 3
 # not see both under the same conditions: the machine slowed one more than the other (a slow phase that hits
 # hundreds of tiny serial kernels harder than the probe's convolutions). It is timed again, up to
 # PAIRED_ATTEMPTS in all, and the steadiest attempt kept: chosen by the ratio's spread, never by its value.
-# On an AMD EPYC guest (twenty-fourth session) the keyword spotter at batch 1 read x1.91 and 2.48 ms
-# drift-adjusted in bench_accuracy, then 1.65 ms alone and against the probe minutes later; over 104 rows the
-# 4 with a spread above 1.5 had a median error of 17-36%, the rest 5.1-5.4%.
+# On an AMD EPYC guest (twenty-fourth session) the keyword spotter at batch 1, 1 thread, read x1.91 and 2.83 ms
+# drift-adjusted in bench_accuracy, then 1.65 ms alone and against the probe twenty minutes later; of 104
+# such rows the 4 with a spread above 1.5 erred by 6-36% (median 18%), the other 100 by a median of 5.4%.
 UNSTEADY_RATIO_SPREAD = 1.5
 PAIRED_ATTEMPTS = 3
 
