@@ -105,6 +105,12 @@ class Measurement:
     def steady(self) -> bool:
         return self.spread <= UNSTEADY_SPREAD
 
+    @property
+    def pairing_steady(self) -> bool:
+        """Did the model / reference ratio hold (True without a reference): if not, after every pairing
+        measure made, the drift-adjusted latency is no steadier than the raw one."""
+        return self.ratio_spread is None or self.ratio_spread <= UNSTEADY_RATIO_SPREAD
+
     def steadiness_note(self) -> str | None:
         if self.steady:
             return None

@@ -267,6 +267,11 @@ def validation_table(v: Any) -> str:
     if unsteady:
         lines.append(f"runs varied more than the steady limit between p10 and p90 for {', '.join(unsteady)}: this "
                      "machine's speed was not steady")
+    unpaired = [f"{r.model} b{r.batch_size} (x{r.measurement.ratio_spread:.2f} after {r.measurement.paired_attempts} "
+                "pairings)" for r in v.rows if not r.measurement.pairing_steady]
+    if unpaired:
+        lines.append(f"the model / probe ratio did not hold for {', '.join(unpaired)}: the machine slowed one more than "
+                     "the other, so their drift-adjusted errors are not reliable either")
     cal_threads = (v.device.calibration or {}).get("threads")
     lines.append(f"measured with {v.threads} threads" + (" (the profile's calibration)" if cal_threads == v.threads else ""))
     believe = {"raw": "raw errors (the profile recorded no probe time, so the machine's drift is unknown)",

@@ -430,3 +430,20 @@ def test_measure_against_a_reference_reports_its_pairings():
     assert 1 <= m.paired_attempts <= 3 and m.ratio_spread > 0
     assert m.to_dict()["paired_attempts"] == m.paired_attempts
     assert measure(model, (32,), repeats=3, threads=1).paired_attempts == 0
+
+
+def test_validate_names_rows_whose_ratio_to_the_probe_never_held():
+    from hwcost.devices import load_device
+    from hwcost.report import validation_table
+    from hwcost.validate import Validation, ValidationRow
+
+    def row(name, spread, attempts):
+        m = Measurement(model_name=name, backend="cpu", batch_size=1, dtype="float32", threads=1, latency_ms=2.0,
+                        p10_ms=1.9, p90_ms=2.1, samples_ms=[2.0], reference_ms=5.0, reference_then_ms=4.0,
+                        ratio_median=0.4, ratio_spread=spread, reference_name="probe b1", paired_attempts=attempts)
+        return ValidationRow(name, 1, 1.8, m)
+
+    v = Validation(load_device("raspberry-pi-4"), [row("steady", 1.1, 1), row("wobbly", 1.9, 3)], 1, True, "")
+    text = validation_table(v)
+    assert "did not hold for wobbly b1 (x1.90 after 3 pairings)" in text and "steady b1" not in text.split("did not hold")[1]
+    assert not v.rows[1].measurement.pairing_steady and v.rows[0].measurement.pairing_steady
