@@ -44,6 +44,11 @@ UNSTEADY_RATIO_SPREAD = 1.5
 PAIRED_ATTEMPTS = 3
 
 
+def ratio_held(spread: float) -> bool:
+    """Did a model / reference ratio with this p90 / p10 spread hold while it was timed?"""
+    return spread <= UNSTEADY_RATIO_SPREAD
+
+
 @dataclass
 class MeasuredLayer:
     name: str
@@ -109,7 +114,7 @@ class Measurement:
     def pairing_steady(self) -> bool:
         """Did the model / reference ratio hold (True without a reference): if not, after every pairing
         measure made, the drift-adjusted latency is no steadier than the raw one."""
-        return self.ratio_spread is None or self.ratio_spread <= UNSTEADY_RATIO_SPREAD
+        return self.ratio_spread is None or ratio_held(self.ratio_spread)
 
     def steadiness_note(self) -> str | None:
         if self.steady:
@@ -234,14 +239,14 @@ def measure(
 
 def steadiest_pair(timed_pair: Callable[[], tuple[PairedStats, Any]],
                    attempts: int = PAIRED_ATTEMPTS) -> tuple[tuple[PairedStats, Any], int]:
-    """``timed_pair()`` until its ratio's spread is within UNSTEADY_RATIO_SPREAD, at most ``attempts``
+    """``timed_pair()`` until its ratio holds (``ratio_held``), at most ``attempts``
     times; the attempt with the smallest spread (with what else ``timed_pair`` returned) and the number made."""
     best = None
     for made in range(1, attempts + 1):
         got = timed_pair()
         if best is None or got[0].ratio_spread < best[0].ratio_spread:
             best = got
-        if best[0].ratio_spread <= UNSTEADY_RATIO_SPREAD:
+        if ratio_held(best[0].ratio_spread):
             break
     return best, made
 
