@@ -951,6 +951,34 @@ def test_the_tanh_gelu_is_an_op_of_its_own_and_older_profiles_read_it_as_gelu():
     assert vectorize(feats, "elementwise", "gelu_tanh", {"elementwise": ["relu"]})[code] == -1
 
 
+def test_a_3d_convolution_is_an_op_of_its_own_in_new_and_stored_samples_alike():
+    from hwcost.calibration.fit import _family_data
+    from hwcost.features import FEATURES, op_key, vectorize
+    from hwcost.timemodel import Rates
+
+    (c2,) = [c for c in hwcost.analyze(nn.Conv2d(8, 8, 3), torch.randn(1, 8, 12, 12)).ops if c.launches]
+    (c3,) = [c for c in hwcost.analyze(nn.Conv3d(8, 8, 3), torch.randn(1, 8, 6, 12, 12)).ops if c.launches]
+    (c1,) = [c for c in hwcost.analyze(nn.Conv1d(8, 8, 3), torch.randn(1, 8, 12)).ops if c.launches]
+    assert (op_key(c1), op_key(c2), op_key(c3)) == ("convolution", "convolution", "convolution3d")
+    code = FEATURES.index("op_code")
+    f3 = shape_features(c3)
+    assert vectorize(f3, "conv", "convolution3d", {"conv": ["convolution3d", "convolution"]})[code] == 0
+    # a profile fitted before the split knows 3-D convolutions as convolution
+    assert vectorize(f3, "conv", "convolution3d", {"conv": ["convolution"]})[code] == 0
+    # samples stored before the split (op "convolution" for both) are fitted as two ops
+    rates = Rates(floor_s=2e-6, matrix_flops={"float32": 5e10}, vector_flops={"float32": 5e10}, bandwidth=1e10)
+    stored = []
+    for i, (c, t) in enumerate([(c2, 1e-4), (c3, 4e-4)] * 4):
+        f = shape_features(c)
+        stored.append(Sample(f"conv-{i}", c.family, "convolution", t * (1 + i / 50), t, t, 5, c.flops, c.bytes_read,
+                             c.bytes_written, True, f))
+    vocab, _, data = _family_data(stored, rates, "float32")
+    assert sorted(vocab["conv"]) == ["convolution", "convolution3d"]
+    ops_by_dims = {(s.features["spatial_dims"], s.op) for s in data["conv"][0]}
+    assert ops_by_dims == {(2.0, "convolution"), (3.0, "convolution3d")}
+    assert stored[1].op == "convolution"   # the stored rows themselves are left as they were
+
+
 def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     out, first, second, rows1, rows2 = calibrated
     assert first.calibration["interrupted"] is True and first.calibration["cases"] == 6

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..features import COLD_SUFFIX, base_op, in_place, op_prior, prior_terms, serial_calls, vectorize
+from ..features import COLD_SUFFIX, base_op, in_place, op_prior, prior_terms, serial_calls, vectorize, volumetric
 from ..records import OpCost
 from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
 from .samples import Sample, steady
@@ -70,7 +70,8 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     elements), and predicted real GELUs 2x slow; the prior carries each op's own per-element cost to
     every size. 5-fold CV on one 300 s calibration's samples: elementwise within 20% 77% -> 80%,
     pooling 62 -> 75%, grouped convolutions 45 -> 52%, attention 74 -> 67% (all families +1.4 points)."""
-    isolated = fastest_per_case(samples)
+    isolated = [replace(s, op=volumetric(s.op, s.family, s.features.get("spatial_dims", 0.0)))
+                for s in fastest_per_case(samples)]   # stored before features.volumetric: the same op names
     by_family: dict[str, list[Sample]] = {}
     for s in isolated:
         by_family.setdefault(s.family, []).append(s)
