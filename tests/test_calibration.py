@@ -591,6 +591,35 @@ def test_suite_covers_squeeze_excite_and_late_stage_chains_and_old_chains_rebuil
     assert old == drawn_as_suite_4()
 
 
+def test_suite_strides_as_networks_use_them_and_draws_mobile_chains_of_many_small_ops():
+    import itertools
+
+    from hwcost.analysis import analyze
+    from hwcost.calibration.suite import cases, chain_case
+
+    convs = [c.build()[0] for c in itertools.islice(cases(0), 4000) if c.family == "conv"]
+    dense_2d = [m for m in convs if m.weight.dim() == 4]
+    # stride 4 only in stems (kernels of 7 and more); 1x1 convolutions mostly at stride 1
+    assert all(m.kernel_size[0] >= 7 for m in dense_2d if m.stride[0] == 4)
+    assert any(m.stride[0] == 4 for m in dense_2d)
+    ones = [m.stride[0] for m in dense_2d if m.kernel_size == (1, 1)]
+    assert 0.1 < ones.count(2) / len(ones) < 0.3
+    # batch-1 convolution chains of 10 convolutions or more whose ops are small (a mobile network's blocks)
+    def mobile(version):
+        out = []
+        for k in range(120):
+            mod, (x,) = chain_case(0, k, version).build()
+            convs_in = [m for m in mod.modules() if isinstance(m, nn.Conv2d)]
+            if x.dim() == 4 and x.shape[0] == 1 and len(convs_in) >= 10:
+                a = analyze(mod, x)
+                out.append(a.total.flops / len([o for o in a.ops if o.launches]))
+        return out
+
+    now, before = mobile(32), mobile(31)
+    assert len(now) >= 5 and sorted(now)[len(now) // 2] < 2e6   # FLOPs per op
+    assert len(now) >= 3 * len(before)   # suite 31's draws are kept for a refit of its samples
+
+
 def test_suite_samples_decode_steps_and_decoder_chains_that_stream_their_weights():
     import itertools
 

@@ -18,7 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 31  # 31: one in five dense 2-D convolutions drawn as a network's high-resolution stages draw
+SUITE_VERSION = 32  # 32: convolution strides as networks use them (stride 4 only for kernels of 7 and more, a
+# 1x1 strided one in five), and three in ten convolution chains a mobile network's blocks at batch 1 (10-18
+# layers of 16-96 channels over 14-56 px): 3x3 convolutions at stride 4 (20-36 GFLOP/s here) sat at the FLOPs
+# of a U-Net's stride-1 3x3s (87) and the trees put one at 42; strided 1x1s (2-8 GFLOP/s) beside
+# MobileNetV3's few-channel 1x1s (45-55) put those at 1.5-1.9x their time
+# 31: one in five dense 2-D convolutions drawn as a network's high-resolution stages draw
 # them, few channels on large maps (3-64 in, 8-96 out, 56-224 px; with the other draws there, a third of them):
 # widths and resolutions drawn apart put one in ten there, 13 of calibration II's 326 convolution samples at
 # most 64 wide over 64 px or more, and a U-Net's 16 -> 16 3x3 over 128 px at 2.1x its
@@ -205,7 +210,9 @@ def _conv(rng, dtype):
         # YOLO at 320 or 640: 160 / 80 / 40 / 20), squeeze-excite's 1 x 1 as often as before
         h = _pick(rng, [1, 1, 7, 14, 20, 28, 40, 56, 64, 80, 112, 128, 160, 224])
     k = _pick(rng, [1, 1, 1, 3, 3, 3, 5, 7, 11])
-    s = _pick(rng, [1, 1, 1, 2, 4] if k > 1 else [1, 1, 2])
+    # strides as networks use them (suite 32): 4 only in stems (AlexNet's 11x11, a 7x7 patchify), a
+    # 1x1 downsampling shortcut one in five 1x1s (was one in three, and 3x3 / 5x5 at stride 4 one in five)
+    s = _pick(rng, ([1, 1, 1, 2, 4] if k >= 7 else [1, 1, 1, 2]) if k > 1 else [1, 1, 1, 1, 2])
     if h == 1:  # squeeze-excite (mobilenet_v3, efficientnet): a 1x1 conv on a pooled 1x1 map, a GEMV
         k, s = 1, 1
     bias = rng.random() < 0.3
@@ -603,14 +610,21 @@ class _SqueezeExcite(nn.Module):
 
 def _conv_chain(rng: random.Random, version: int = SUITE_VERSION):
     n, c, h = _pick(rng, [1, 1, 2, 4, 8]), _pick(rng, [3, 16, 32]), _pick(rng, [56, 112, 160, 224])
-    if version >= 5 and rng.random() < 0.35:
+    depth = (4, 9)
+    if version >= 32 and rng.random() < 0.3:
+        # a mobile network's blocks at batch 1 (suite 32): many ops of 10-60 us each, one after another. The
+        # chains drawn before ran a median 160 us per op at 2 threads here (33 of 219 under 50 us), against
+        # ~40 in MobileNetV3-Small, whose ops ran 1.6x their time alone in the network: the context terms
+        # that carry that were fitted on chains of larger ops (small networks at 2 threads 16-30% fast)
+        n, c, h, depth = 1, _pick(rng, [16, 24, 40, 48, 96]), _pick(rng, [14, 28, 56]), (10, 18)
+    elif version >= 5 and rng.random() < 0.35:
         # the late stages of a network: small maps, wide channels, many small ops per millisecond
         c, h = _pick(rng, [40, 64, 96, 160, 256]), _pick(rng, [7, 14, 28])
     c0, h0 = c, h
     act = _pick(rng, [nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish])
     layers: list[nn.Module] = []
     flops = 0.0
-    for _ in range(rng.randint(4, 9)):
+    for _ in range(rng.randint(*depth)):
         kind = rng.random()
         if kind < 0.45 or c == 3:
             cout, k, s = _pick(rng, [16, 24, 32, 64, 96, 144, 192, 256]), _pick(rng, [1, 1, 3, 3]), _pick(rng, [1, 1, 2])
