@@ -376,6 +376,16 @@ def test_a_recurrent_layer_baseline_pays_the_floor_per_serial_step():
     assert RATES.base(0, 0, True, "float32", calls=90) == pytest.approx(90 * RATES.floor_s)
 
 
+def test_a_family_is_sampled_cold_only_with_enough_cold_samples():
+    from hwcost.timemodel import MIN_COLD_SAMPLES, sampled_ranges
+
+    warm_row, cold_row = {"log_flops": 20.0}, {"log_flops": 20.0, "cold_weights": 1.0}
+    few = [(warm_row, 0.1)] * 50 + [(cold_row, 0.4)] * 2          # two odd shapes whose one weight set is large
+    many = [(warm_row, 0.1)] * 50 + [(cold_row, 0.4)] * MIN_COLD_SAMPLES
+    ranges = sampled_ranges({"conv": few, "matmul": many, "norm": [(warm_row, 0.0)] * 5})
+    assert (ranges["conv"]["cold"], ranges["matmul"]["cold"], ranges["norm"]["cold"]) == (False, True, False)
+
+
 def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     from hwcost.timemodel import TimeModel
 
