@@ -142,7 +142,8 @@ def volumetric(op: str, family: str, spatial_dims: float) -> str:
     batch 1). Under one op code the trees blurred the two: a U-Net's 64 -> 64 3x3 convolution over 32 x 32
     predicted at 40 GFLOP/s, below every 2-D sample of its kind and beside C3D's; split, 5-fold CV on two
     calibrations' convolutions: within 20% 48 -> 52% and 52 -> 52% (2-D ones 51 -> 55%, 55 -> 56%), median
-    |log error| 0.190 -> 0.177 and 0.177 -> 0.166. Samples stored before the split are read the same way (fit._family_data)."""
+    |log error| 0.190 -> 0.177 and 0.177 -> 0.166. Samples stored before the split are read the same way
+    (fit._family_data)."""
     return op + "3d" if family in CONV_FAMILIES and op == "convolution" and spatial_dims == 3 else op
 
 
