@@ -173,12 +173,15 @@ def time_in_blocks(
     sync: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     max_seconds: float | None = None,
+    reference_warm_s: float = 0.0,
 ) -> PairedStats:
     """``repeats`` calls of ``fn`` in ``rounds`` blocks, each block followed by a block of the reference;
     the ratio is the median over rounds of block medians. Each block starts with an untimed call, so
     both are timed warm, as alone: per-call alternation (time_interleaved) lets each evict the other's
     data, and then a large op slows the reference after it (a 1.3 MB workload ran 160 us after itself,
-    400 after a convolution) and a small one runs colder than it would alone."""
+    400 after a convolution) and a small one runs colder than it would alone. A short reference is
+    called untimed for at least ``reference_warm_s`` too: one call does not bring it back after a case
+    that streamed memory (calibration.bench.REFERENCE_WARM_S)."""
     per_round = max(1, -(-repeats // rounds))
     model_s: list[float] = []
     ref_s: list[float] = []
@@ -188,8 +191,12 @@ def time_in_blocks(
         fn()
         sync()
         block = [timed_call(fn, sync, clock) for _ in range(per_round)]
+        warm_from = clock()
         reference()
         sync()
+        while clock() - warm_from < reference_warm_s:
+            reference()
+            sync()
         ref_block = [timed_call(reference, sync, clock) for _ in range(reference_calls)]
         model_s += block
         ref_s += ref_block

@@ -221,6 +221,27 @@ def test_blocks_time_both_warm_and_follow_the_machines_speed():
     assert log.count("model") == 4 * 3 and log.count("ref") == 4 * 4
 
 
+def test_a_short_reference_is_warmed_for_a_while_before_it_is_timed():
+    from hwcost.timing import time_in_blocks
+
+    now, since_case = [0.0], [0]
+
+    def case():                # streams memory: the reference after it runs slow for its first calls
+        since_case[0] = 0
+        now[0] += 10.0
+
+    def reference():
+        since_case[0] += 1
+        now[0] += {1: 5.0, 2: 3.0, 3: 2.0}.get(since_case[0], 1.0)
+
+    one_call = time_in_blocks(case, reference, repeats=4, rounds=2, reference_calls=3, clock=lambda: now[0])
+    assert sorted(set(one_call.reference.samples_s)) == [1.0, 2.0, 3.0]   # timed while it recovered
+    warmed = time_in_blocks(case, reference, repeats=4, rounds=2, reference_calls=3, clock=lambda: now[0],
+                            reference_warm_s=9.0)
+    assert set(warmed.reference.samples_s) == {1.0}                       # 5 + 3 + 2 untimed first
+    assert warmed.ratio_median == 10.0 and one_call.ratio_median == 5.0
+
+
 def test_sync_is_called_around_each_timed_run():
     events = []
     time_callable(lambda: events.append("run"), warmup=1, repeats=3, sync=lambda: events.append("sync"))
