@@ -826,6 +826,25 @@ def test_the_probe_time_a_profile_stands_for_is_on_its_samples_scale():
     assert probe_during(cases) == {}
 
 
+def test_the_probe_is_put_on_the_scale_as_slow_as_the_reference_ran_beside_it():
+    from hwcost.calibration.samples import probe_disturbance, probe_during
+
+    # small cases (2 bytes each, within a 1 MB private cache) beside a 20 us reference; a probe reading
+    # every fourth case, 4 ms at a ratio of 180: the reference it implies, 4 ms / 180 = 22.2 us, ran
+    # 1.11x the small cases' around it, so the probe stands for 180 x 20 us x 1.11 = 4 ms on the scale
+    samples = [_fundamental("private_cache_bytes", 1 << 20)]
+    for k in range(80):
+        samples.append(_relu_case(f"c{k}", 20e-6))
+        if k % 4 == 3:
+            samples += [_fundamental("probe_during_ms", 4.0), _fundamental("probe_reference_ratio", 180.0)]
+    assert probe_disturbance(samples) == pytest.approx(4e-3 / 180 / 20e-6)
+    assert probe_during(samples)["probe_during_ms"] == pytest.approx(4.0)
+    # without the cache size, or with too few readings to judge: the ratio alone (180 x 20 us)
+    assert probe_during(samples[1:])["probe_during_ms"] == pytest.approx(3.6)
+    few = [s for s in samples if not s.op.startswith("probe")] + samples[5:7] * 3
+    assert probe_disturbance(few) == 1.0
+
+
 def test_the_decode_probe_is_fixed_and_its_scale_is_the_samples_own():
     from hwcost.calibration.bench import DECODE_PROBE_EVERY, probe_reading
     from hwcost.calibration.profile import _probe_record
