@@ -164,6 +164,16 @@ def _paired(model_s: list[float], ref_s: list[float], ratios: list[float]) -> Pa
     return PairedStats(summarize(model_s), summarize(ref_s), statistics.median(ratios), hi / lo if lo > 0 else 1.0)
 
 
+# untimed reference calls before each timed reference block (time_in_blocks): after a case that streamed
+# its weights from a 128 MB pool, calibration's 0.2 ms workload (calibration.bench.ReferenceWorkload) ran
+# 2.4x, 1.5x, 1.3x, 1.2x its time for its first four calls and needed ~10 (2.3 ms) to return to it (1
+# thread, AMD EPYC guest, interleaved with three other cases); after a 12 MB matmul 1.2x for its second
+# call. Timed after one untimed call it read 3-6% slow beside cases within the last-level cache and 11-18%
+# beside larger ones, 33% beside an LM head, and every ratio put those cases that much fast
+# (docs/accuracy.md, twenty-sixth session).
+REFERENCE_WARM_S = 3e-3
+
+
 def time_in_blocks(
     fn: Callable[[], Any],
     reference: Callable[[], Any],
@@ -173,7 +183,7 @@ def time_in_blocks(
     sync: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     max_seconds: float | None = None,
-    reference_warm_s: float = 0.0,
+    reference_warm_s: float = REFERENCE_WARM_S,
 ) -> PairedStats:
     """``repeats`` calls of ``fn`` in ``rounds`` blocks, each block followed by a block of the reference;
     the ratio is the median over rounds of block medians. Each block starts with an untimed call, so
@@ -181,7 +191,7 @@ def time_in_blocks(
     data, and then a large op slows the reference after it (a 1.3 MB workload ran 160 us after itself,
     400 after a convolution) and a small one runs colder than it would alone. A short reference is
     called untimed for at least ``reference_warm_s`` too: one call does not bring it back after a case
-    that streamed memory (calibration.bench.REFERENCE_WARM_S)."""
+    that streamed memory (REFERENCE_WARM_S)."""
     per_round = max(1, -(-repeats // rounds))
     model_s: list[float] = []
     ref_s: list[float] = []

@@ -234,7 +234,8 @@ def test_a_short_reference_is_warmed_for_a_while_before_it_is_timed():
         since_case[0] += 1
         now[0] += {1: 5.0, 2: 3.0, 3: 2.0}.get(since_case[0], 1.0)
 
-    one_call = time_in_blocks(case, reference, repeats=4, rounds=2, reference_calls=3, clock=lambda: now[0])
+    one_call = time_in_blocks(case, reference, repeats=4, rounds=2, reference_calls=3, clock=lambda: now[0],
+                              reference_warm_s=0.0)
     assert sorted(set(one_call.reference.samples_s)) == [1.0, 2.0, 3.0]   # timed while it recovered
     warmed = time_in_blocks(case, reference, repeats=4, rounds=2, reference_calls=3, clock=lambda: now[0],
                             reference_warm_s=9.0)

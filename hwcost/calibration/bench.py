@@ -91,14 +91,6 @@ class ReferenceWorkload:
 
 _reference: ReferenceWorkload | None = None
 
-# untimed reference calls before each timed reference block (timing.time_in_blocks): after a case that
-# streamed its weights from a 128 MB pool the 0.2 ms workload ran 2.4x, 1.5x, 1.3x, 1.2x its time for
-# its first four calls and needed ~10 (2.3 ms) to return to it (1 thread, AMD EPYC guest, interleaved
-# with three other cases); after a 12 MB matmul 1.2x for its second call. Timed after one untimed call
-# it read 3-6% slow beside cases within the last-level cache and 11-18% beside larger ones, 33% beside
-# an LM head, and every ratio put those cases that much fast (docs/accuracy.md, twenty-sixth session).
-REFERENCE_WARM_S = 3e-3
-
 
 def reference_workload() -> ReferenceWorkload:
     global _reference
@@ -120,8 +112,7 @@ def _time_module(mod: nn.Module, inputs: tuple, backend: str) -> tuple[float, fl
     first = time.perf_counter() - t0
     repeats = int(min(30, max(3, CASE_SECONDS / max(first, 1e-6))))
     call()
-    paired = time_in_blocks(call, reference_workload(), repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2,
-                            reference_warm_s=REFERENCE_WARM_S)
+    paired = time_in_blocks(call, reference_workload(), repeats=repeats, sync=sync, max_seconds=CASE_SECONDS * 2)
     st = paired.model
     return st.median_s, st.p10_s, st.p90_s, len(st.samples_s), paired.ratio_median, paired.reference.median_s
 
@@ -329,8 +320,7 @@ def measure_chain(seed: int, k: int, backend: str, meter: Any = None) -> Sample:
         if backend == "cpu":
             for _ in copies:
                 run()
-            paired = time_in_blocks(run, reference_workload(), repeats=8, sync=sync, max_seconds=1.0,
-                                    reference_warm_s=REFERENCE_WARM_S)
+            paired = time_in_blocks(run, reference_workload(), repeats=8, sync=sync, max_seconds=1.0)
             st, ratio, ref_s = paired.model, paired.ratio_median, paired.reference.median_s
         else:
             st = time_callable(run, warmup=2, repeats=7, sync=sync, max_seconds=1.0)
@@ -368,8 +358,7 @@ def _beside_reference(net: nn.Module, x: torch.Tensor, name: str) -> dict[str, f
     median (``name``_during_ms) and its median ratio to that workload (``name``_reference_ratio), which
     samples.probe_during puts on the samples' own scale."""
     with torch.inference_mode():
-        paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3,
-                                reference_warm_s=REFERENCE_WARM_S)
+        paired = time_in_blocks(lambda: net(x), reference_workload(), repeats=6, rounds=2, reference_calls=3)
     return {f"{name}_during_ms": paired.model.median_s * 1e3, f"{name}_reference_ratio": paired.ratio_median}
 
 

@@ -146,7 +146,7 @@ def probe_disturbance(samples: list[Sample]) -> float:
     (its time over its ratio) over the median reference time beside its PROBE_NEIGHBOURS nearest small
     cases on each side. The cases are put on the scale by their ratios (steady), so the probe's ratio
     stands for its time on that scale only if the reference ran alike beside both. At 1 thread here it
-    did not: 4.5% slower beside the probe (157 readings; at 2 threads 0.4%), even with the reference
+    did not: 4.7% slower beside the probe (157 readings; at 2 threads 0.5%), even with the reference
     warmed for 3 ms, which took that out beside every band of cases (1.000-1.007); the probe's time on the
     scale was as much too fast, and every drift-adjusted time and error with it (held-out models'
     median signed error +5.6% adjusted against +2.3% raw). 1.0 where the run recorded no private cache
