@@ -1,6 +1,6 @@
 """Calibrated prediction accuracy on this machine's CPU, drift-adjusted, against two baselines.
 
-    python benchmarks/bench_accuracy.py --threads 1 [--budget 300] [--reuse] [--repeats 12]
+    python benchmarks/bench_accuracy.py --threads 1 [--budget 300] [--reuse] [--repeats 12] [--rounds 2]
     python benchmarks/bench_accuracy.py --threads 2 ...
     python benchmarks/bench_accuracy.py --pool          # pooled over the conditions run so far
 
@@ -15,7 +15,9 @@
    predicted (hwcost.probe.matching_reference; profiles read before the batch-8 probe: batch 1). The raw
    error compares with the model's median; the drift-adjusted one with that median scaled by the probe's
    time at calibration over its time in the same seconds (the median of model / probe per pair of calls,
-   times the probe then). Nothing is fitted to the results.
+   times the probe then). Nothing is fitted to the results. Every model and batch is timed so in each of
+   --rounds passes (2), every other pass in reverse order, and its row takes the median over them of the
+   raw and of the drift-adjusted latency, keeping each round's figures.
 3. Each condition's rows are saved to benchmarks/out/accuracy-<N>t.json; --pool reads them all.
 
 This VM's speed swings 1.3-2x within minutes, at 1 thread too; the ratio of a model to the probe timed in
@@ -165,6 +167,21 @@ def roofline_profile(calibrated: hwcost.DeviceProfile, threads: int) -> hwcost.D
     return parse_profile(yaml.safe_dump(doc), "roofline baseline")
 
 
+def over_rounds(rounds: list[dict]) -> dict:
+    """One model's figures from its rounds of paired timing: the median over rounds of the raw and of the
+    drift-adjusted latency (each round's own pairing), and every round kept. Rounds are taken minutes apart,
+    so a slow phase that hit the model and the probe unequally in one of them (this VM loses a vCPU for
+    seconds at a time) weighs on the figure by its share of rounds, not wholly."""
+    adjusted = [r["adjusted_ms"] for r in rounds if r["adjusted_ms"]]
+    return {"measured_ms": statistics.median(r["measured_ms"] for r in rounds),
+            "adjusted_ms": statistics.median(adjusted) if adjusted else None,
+            "machine_factor": statistics.median(r["machine_factor"] for r in rounds if r["machine_factor"])
+            if any(r["machine_factor"] for r in rounds) else None,
+            "ratio_spread": max(r["ratio_spread"] for r in rounds if r["ratio_spread"]) if any(r["ratio_spread"] for r in rounds) else None,
+            "paired_attempts": sum(r["paired_attempts"] for r in rounds),
+            "reference": rounds[0]["reference"], "rounds": rounds}
+
+
 def summary(rows: list[dict], label: str) -> None:
     for key in ("hwcost", "FLOPs", "roofline"):
         for kind in ("adjusted", "raw"):
@@ -203,35 +220,50 @@ def run_condition(args) -> None:
     print(f"baselines: FLOPs at {1 / sec_per_flop / 1e9:.1f} GFLOP/s ({len(ratios)} chains); roofline peak "
           f"{roof.matrix_tflops['float32'] * 1e3:.0f} GFLOP/s, {roof.bandwidth_gbps:.1f} GB/s\n")
     print(f"{'model':26s} {'b':>2s} {'measured':>9s} {'adjusted':>9s} {'probe x':>9s} {'hwcost':>9s} {'raw':>7s} "
-          f"{'adj':>7s} {'FLOPs adj':>9s} {'roof adj':>9s}")
-    rows = []
+          f"{'adj':>7s}")
     # the allocator condition the profile was calibrated under, held for every model (as bench_ops, validate)
     apply_allocator((c.get("host") or {}).get("allocator") or "retain")
+    loaded: dict[str, LoadedModel] = {}
     for model_name in MODELS:
         try:
-            lm = load(model_name)
+            loaded[model_name] = load(model_name)
         except Exception as e:   # transformers missing: said, and counted as a skipped pair
             print(f"{model_name:26s} skipped: {type(e).__name__}: {e}")
-            continue
+    predicted = {}
+    for model_name, lm in loaded.items():
         for b in (1, 8):
             a = hwcost.analyze(lm.model, lm.example, batch_size=b)
             prediction = hwcost.predict_analysis(a, cal)
-            preds = {"hwcost": prediction.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
-                     "roofline": hwcost.predict_analysis(a, roof).latency_ms}
+            predicted[model_name, b] = (prediction, {
+                "hwcost": prediction.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
+                "roofline": hwcost.predict_analysis(a, roof).latency_ms})
+    timed: dict[tuple[str, int], list[dict]] = {key: [] for key in predicted}
+    for r in range(args.rounds):
+        # each round in the other order, so that a slow minute does not meet the same models twice
+        for model_name, b in (list(predicted) if r % 2 == 0 else list(reversed(predicted))):
+            lm, (prediction, preds) = loaded[model_name], predicted[model_name, b]
             m = hwcost.measure(lm.model, lm.example, batch_size=b, repeats=args.repeats, threads=threads,
                                max_seconds=args.max_seconds, reference=matching_reference(prediction))
-            row = {"model": model_name, "batch": b, "threads": threads, "measured_ms": m.latency_ms,
-                   "adjusted_ms": m.drift_adjusted_ms, "machine_factor": m.machine_factor,
-                   "ratio_spread": m.ratio_spread, "paired_attempts": m.paired_attempts, "reference": m.reference_name}
-            for key, pred in preds.items():
-                row[f"{key}_ms"] = pred
-                row[f"{key}_raw_pct"] = 100 * (pred / m.latency_ms - 1)
-                row[f"{key}_adjusted_pct"] = 100 * (pred / m.drift_adjusted_ms - 1) if m.drift_adjusted_ms else None
-            rows.append(row)
+            timed[model_name, b].append({"measured_ms": m.latency_ms, "adjusted_ms": m.drift_adjusted_ms,
+                                         "machine_factor": m.machine_factor, "ratio_spread": m.ratio_spread,
+                                         "paired_attempts": m.paired_attempts, "reference": m.reference_name})
             print(f"{model_name:26s} {b:2d} {m.latency_ms:9.2f} {m.drift_adjusted_ms:9.2f} {m.machine_factor:5.2f}x"
-                  f"{m.reference_name[-2:]} "
-                  f"{preds['hwcost']:9.2f} {row['hwcost_raw_pct']:+6.1f}% {row['hwcost_adjusted_pct']:+6.1f}% "
-                  f"{row['FLOPs_adjusted_pct']:+8.1f}% {row['roofline_adjusted_pct']:+8.1f}%", flush=True)
+                  f"{m.reference_name[-2:]} {preds['hwcost']:9.2f} {100 * (preds['hwcost'] / m.latency_ms - 1):+6.1f}% "
+                  f"{100 * (preds['hwcost'] / m.drift_adjusted_ms - 1):+6.1f}%   round {r + 1}/{args.rounds}", flush=True)
+    rows = []
+    for (model_name, b), rounds in timed.items():
+        row = {"model": model_name, "batch": b, "threads": threads, **over_rounds(rounds)}
+        for key, pred in predicted[model_name, b][1].items():
+            row[f"{key}_ms"] = pred
+            row[f"{key}_raw_pct"] = 100 * (pred / row["measured_ms"] - 1)
+            row[f"{key}_adjusted_pct"] = 100 * (pred / row["adjusted_ms"] - 1) if row["adjusted_ms"] else None
+        rows.append(row)
+    print(f"\n{'model':26s} {'b':>2s} {'measured':>9s} {'adjusted':>9s} {'hwcost':>9s} {'raw':>7s} {'adj':>7s} "
+          f"{'FLOPs adj':>9s} {'roof adj':>9s}  (medians over {args.rounds} round(s))")
+    for row in rows:
+        print(f"{row['model']:26s} {row['batch']:2d} {row['measured_ms']:9.2f} {row['adjusted_ms']:9.2f} "
+              f"{row['hwcost_ms']:9.2f} {row['hwcost_raw_pct']:+6.1f}% {row['hwcost_adjusted_pct']:+6.1f}% "
+              f"{row['FLOPs_adjusted_pct']:+8.1f}% {row['roofline_adjusted_pct']:+8.1f}%")
     (OUT / f"accuracy-{threads}t.json").write_text(json.dumps({"calibration": {k: c[k] for k in ("date", "cases", "budget_s")},
                                                                "rows": rows}, indent=1))
     print()
@@ -256,6 +288,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="calibration seconds (default: the tool's 300)")
     ap.add_argument("--reuse", action="store_true", help="reuse this thread count's profile in benchmarks/out/")
     ap.add_argument("--repeats", type=int, default=12, help="timed model/probe pairs per model and batch")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="passes over all models, each in the other order; a row is the median over them")
     ap.add_argument("--max-seconds", type=float, default=20.0, help="timing budget per model and batch")
     ap.add_argument("--pool", action="store_true", help="pool the saved conditions and print the totals")
     args = ap.parse_args()

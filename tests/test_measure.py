@@ -469,3 +469,29 @@ def test_validate_names_rows_whose_ratio_to_the_probe_never_held():
     text = validation_table(v)
     assert "did not hold for wobbly b1 (x1.90 after 3 pairings)" in text and "steady b1" not in text.split("did not hold")[1]
     assert not v.rows[1].measurement.pairing_steady and v.rows[0].measurement.pairing_steady
+
+
+def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each():
+    """benchmarks/bench_accuracy.py times every model in several passes; a row's raw and drift-adjusted
+    latencies are the medians over them (hand-derived), a pass without a pairing does not count towards
+    the adjusted one, and every pass stays in the row."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bench_accuracy_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def one(measured, adjusted, spread=1.1, attempts=1):
+        return {"measured_ms": measured, "adjusted_ms": adjusted, "machine_factor": adjusted / measured if adjusted else None,
+                "ratio_spread": spread, "paired_attempts": attempts, "reference": "probe b1"}
+
+    three = [one(10.0, 12.0), one(14.0, 11.0, 1.3, 2), one(11.0, 15.0)]
+    row = bench.over_rounds(three)
+    assert row["measured_ms"] == 11.0 and row["adjusted_ms"] == 12.0
+    assert row["ratio_spread"] == 1.3 and row["paired_attempts"] == 4 and row["rounds"] == three
+    two = bench.over_rounds([one(10.0, 12.0), one(12.0, 13.0)])
+    assert two["measured_ms"] == 11.0 and two["adjusted_ms"] == 12.5
+    unpaired = bench.over_rounds([one(10.0, None), one(12.0, 13.0)])
+    assert unpaired["measured_ms"] == 11.0 and unpaired["adjusted_ms"] == 13.0
