@@ -175,9 +175,9 @@ def over_rounds(rounds: list[dict]) -> dict:
     adjusted = [r["adjusted_ms"] for r in rounds if r["adjusted_ms"]]
     return {"measured_ms": statistics.median(r["measured_ms"] for r in rounds),
             "adjusted_ms": statistics.median(adjusted) if adjusted else None,
-            "machine_factor": statistics.median(r["machine_factor"] for r in rounds if r["machine_factor"])
-            if any(r["machine_factor"] for r in rounds) else None,
-            "ratio_spread": max(r["ratio_spread"] for r in rounds if r["ratio_spread"]) if any(r["ratio_spread"] for r in rounds) else None,
+            "machine_factor": statistics.median(factors) if (factors := [r["machine_factor"] for r in rounds
+                                                                         if r["machine_factor"]]) else None,
+            "ratio_spread": max((r["ratio_spread"] for r in rounds if r["ratio_spread"]), default=None),
             "paired_attempts": sum(r["paired_attempts"] for r in rounds),
             "reference": rounds[0]["reference"], "rounds": rounds}
 

@@ -299,6 +299,37 @@ def test_transformers_python_residuals_split_into_per_forward_and_per_call():
     assert split_residuals({1: -50e-6, 3: -100e-6}, calls) == (0.0, 0.0)
 
 
+def test_transformers_python_is_what_the_probe_takes_beyond_its_plain_counterpart():
+    """The residual of each transformers probe forward is taken beside a plain-PyTorch network of the same
+    ops timed in the same rounds: an error of the time model on those ops (here 0.4 ms over-predicted per
+    layer, which alone would zero both figures) cancels, and per forward / per call come out as built."""
+    pytest.importorskip("transformers")
+    from hwcost.analysis import analyze
+    from hwcost.calibration.transformers_overhead import (PROBE_LAYERS, fundamental_key, plain_counterpart,
+                                                          probe_analyses, transformers_overheads)
+
+    def predict_s(a):   # a stand-in time model: 20 us per op that launches
+        return 20e-6 * sum(1 for c in a.ops if c.launches)
+
+    per_forward, per_call, over_s = 150e-6, 12e-6, 400e-6
+    fundamentals = {}
+    for n, a in probe_analyses().items():
+        net, ids, _ = plain_counterpart(n)
+        for evicted in (False, True):
+            # what the ops really took: the stand-in's figure less its over-prediction per layer
+            fundamentals[fundamental_key(n, evicted, plain=True)] = predict_s(analyze(net, ids)) - over_s * n
+            fundamentals[fundamental_key(n, evicted)] = (predict_s(a) - over_s * n + per_forward
+                                                         + a.transformers_calls * per_call)
+    got = transformers_overheads(fundamentals, predict_s)
+    for suffix in ("", "_cached"):
+        assert got[f"per_transformers_forward{suffix}"] == pytest.approx(per_forward * 1e6, abs=1e-3)
+        assert got[f"per_transformers_call{suffix}"] == pytest.approx(per_call * 1e6, abs=1e-3)
+    # without the plain timings (samples before them) the over-prediction swallows the residual
+    older = {k: v for k, v in fundamentals.items() if not k.startswith("plain")}
+    assert transformers_overheads(older, predict_s)["per_transformers_forward"] == 0.0
+    assert set(PROBE_LAYERS) == set(probe_analyses())
+
+
 def test_bad_generation_input_gets_a_clear_error(tmp_path):
     from hwcost.errors import InputError
 
