@@ -205,9 +205,8 @@ def _transformers_source(entries: dict[str, float]) -> str:
                 "profile's prediction of it, per call of a transformers module")
     return (_TRANSFORMERS_SOURCE_START + "forward / _call: decode forwards of 1- and 3-layer transformers Llamas, "
             "measured with the private caches evicted before each layer as a real model's weights evict them "
-            "(_cached: back to back), less this profile's prediction of them and (where timed) less what a plain-PyTorch "
-            "network of the same ops, timed beside them, took over its prediction; split into a cost per forward "
-            "and one per transformers module call (calibration/transformers_overhead.py)")
+            "(_cached: back to back), less their prediction and (where timed) a plain network of the same ops' time over "
+            "its own, split into a cost per forward and one per module call (calibration/transformers_overhead.py)")
 
 
 def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str, seed: int,
