@@ -97,27 +97,28 @@ def measure_transformers_forwards(backend: str, private_cache_bytes: float, roun
         hooked = [model, *model.model.layers, model.lm_head]   # the forward starts cold as well
         plain, ids, plain_hooked = plain_counterpart(layers)
         plain, ids = plain.to(backend), ids.to(backend)
+        # (forward, what to do after it, modules to sweep the caches before); the transformers forward's
+        # cache is cropped back to context 15, the plain blocks append to fixed caches of their own
+        forwards = {False: (lambda m=model, c=cache: m(token, attention_mask=mask, use_cache=True, cache=c),
+                            lambda c=cache: c.crop(-1), hooked),
+                    True: (lambda m=plain, i=ids: m(i), lambda: None, plain_hooked)}
         for evicted in ((False, True) if buf is not None else (False,)):
-            variants[fundamental_key(layers, evicted)] = (model, cache, token, mask, hooked if evicted else [])
-            variants[fundamental_key(layers, evicted, plain=True)] = (plain, None, ids, None,
-                                                                      plain_hooked if evicted else [])
+            for is_plain, (forward, after, modules) in forwards.items():
+                variants[fundamental_key(layers, evicted, plain=is_plain)] = (forward, after,
+                                                                              modules if evicted else [])
     times: dict[str, list[float]] = {k: [] for k in variants}
 
     def one(key: str) -> float:
-        model, cache, token, mask, hooked = variants[key]
+        forward, after, hooked = variants[key]
         handles = [m.register_forward_pre_hook(evict) for m in hooked]
         swept.clear()
         t0 = time.perf_counter()
-        if cache is None:   # the plain counterpart: its blocks append to fixed caches of their own
-            model(token)
-        else:
-            model(token, attention_mask=mask, use_cache=True, cache=cache)
+        forward()
         sync()
         elapsed = time.perf_counter() - t0 - sum(swept)
         for h in handles:
             h.remove()
-        if cache is not None:
-            cache.crop(-1)   # back to context 15 for the next call
+        after()
         return elapsed
 
     with torch.inference_mode():
@@ -150,13 +151,11 @@ def probe_analyses(layers_list=PROBE_LAYERS):
     return out
 
 
-def plain_residual(layers: int, measured_s: float, predict_s) -> float:
-    """The plain counterpart's measured time less the prediction of its ops: the op-prediction error that
-    the transformers probe's residual shares, taken out of it."""
+def plain_analyses(layers_list=PROBE_LAYERS):
+    """Each plain counterpart's decode step traced, per layer count (probe_analyses' twin)."""
     from ..analysis import analyze
 
-    net, ids, _ = plain_counterpart(layers)
-    return measured_s - predict_s(analyze(net, ids))
+    return {layers: analyze(*plain_counterpart(layers)[:2]) for layers in layers_list}
 
 
 def split_residuals(residual_s: dict[int, float], calls: dict[int, int]) -> tuple[float, float]:
@@ -190,13 +189,15 @@ def transformers_overheads(fundamentals: dict[str, float], predict_s) -> dict[st
     analyses = probe_analyses()
     calls = {n: a.transformers_calls for n, a in analyses.items()}
     predicted = {n: predict_s(a) for n, a in analyses.items()}
+    # the plain counterparts' error over their prediction, shared by the probes' residuals (where timed)
+    plain_timed = all(fundamental_key(n, False, plain=True) in fundamentals for n in analyses)
+    plain_predicted = {n: predict_s(a) for n, a in plain_analyses().items()} if plain_timed else {}
     out = {}
     states = ((True, ""), (False, "_cached")) if fundamental_key(PROBE_LAYERS[0], True) in fundamentals else ((False, ""),)
     for evicted, suffix in states:
-        resid = {n: fundamentals[fundamental_key(n, evicted)] - predicted[n] for n in analyses}
-        if all(fundamental_key(n, evicted, plain=True) in fundamentals for n in analyses):
-            resid = {n: r - plain_residual(n, fundamentals[fundamental_key(n, evicted, plain=True)], predict_s)
-                     for n, r in resid.items()}
+        resid = {n: fundamentals[fundamental_key(n, evicted)] - predicted[n]
+                 - (fundamentals[fundamental_key(n, evicted, plain=True)] - plain_predicted[n] if plain_timed else 0.0)
+                 for n in analyses}
         per_forward, per_call = split_residuals(resid, calls)
         out[f"per_transformers_forward{suffix}"] = round(per_forward * 1e6, 3)
         out[f"per_transformers_call{suffix}"] = round(per_call * 1e6, 3)
