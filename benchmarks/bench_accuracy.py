@@ -293,6 +293,8 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=20.0, help="timing budget per model and batch")
     ap.add_argument("--pool", action="store_true", help="pool the saved conditions and print the totals")
     args = ap.parse_args()
+    if args.rounds < 1 or args.repeats < 1:
+        ap.error(f"--rounds and --repeats must be at least 1 (got {args.rounds} and {args.repeats})")
     pool() if args.pool else run_condition(args)
 
 

@@ -495,3 +495,15 @@ def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each(
     assert two["measured_ms"] == 11.0 and two["adjusted_ms"] == 12.5
     unpaired = bench.over_rounds([one(10.0, None), one(12.0, 13.0)])
     assert unpaired["measured_ms"] == 11.0 and unpaired["adjusted_ms"] == 13.0
+
+
+def test_the_accuracy_benchmark_refuses_no_rounds_with_a_clear_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_accuracy.py"
+    for bad in (["--rounds", "0"], ["--repeats", "0"]):
+        r = subprocess.run([sys.executable, str(script), "--threads", "1", "--reuse", *bad],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "must be at least 1" in r.stderr and "Traceback" not in r.stderr
