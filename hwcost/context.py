@@ -141,6 +141,10 @@ class ContextModel:
     # rotated past those caches (calibration.bench.chain_copies), so that the term was fitted on weights
     # from the last-level cache; 0: chains repeated as they were, the term fitted on a mix, paid by every pass
     resident_bytes: float = 0.0
+    # a matrix product whose own weights exceed this reads them from DRAM however the pass fares (the
+    # matrix-vector sweep's knee, calibration.bench.matvec_stream_bytes): predicted cold in every condition;
+    # 0: unmeasured (samples before suite 33, a GPU), the pass's share alone decides
+    matvec_stream_bytes: float = 0.0
     chains: int = 0
     median_abs_error_pct: float | None = None
 

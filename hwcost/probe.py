@@ -123,6 +123,40 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
 
 
+MATVEC_WIDTH = 1024   # the product's inner dimension: a decoder's projections and LM heads are 256-8192 wide
+
+
+def measured_matvec_stream_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
+                                 max_bytes: float = 128 * 1024**2) -> float:
+    """The weight size past which a matrix-vector product (a linear layer on one row, as a decode step
+    runs its projections and LM head) reads its weights from DRAM even when it runs again at once: the
+    knee (llc_from_sweep) of its weight bytes per second over weights growing by sqrt(2) from
+    ``start_bytes`` to ``max_bytes``. The copy sweep says little about it: on this project's VM copies
+    kept the last-level cache's speed to 16 MB and fell off gradually to 64, while these products
+    dropped from 50 to 19 GB/s between 12 and 16 MB at 1 thread and from 33 to 13 between 10 and 12 at
+    2; a 15M Llama's 33 MB LM head ran at its streamed speed, run alone or in the pass, where the copy
+    sweep's share put it a quarter of the way to its cached one. CPU only (0.0 on a GPU or where no cache
+    band shows)."""
+    if backend != "cpu":
+        return 0.0
+    import psutil
+
+    top = min(max_bytes, psutil.virtual_memory().available / 8)
+    sizes, rates, ws = [], [], float(start_bytes)
+    x = torch.ones(1, MATVEC_WIDTH)
+    # one weight of the largest size, sliced by rows: a buffer per size would leave the retained
+    # allocator's heap (hwcost.allocator) holding every one of them
+    w_all = torch.full((int(top / 4 / MATVEC_WIDTH), MATVEC_WIDTH), 0.01)
+    with torch.inference_mode():
+        while ws <= top:
+            w = w_all[: int(ws / 4 / MATVEC_WIDTH)]
+            t = time_callable(lambda: torch.nn.functional.linear(x, w), warmup=2, repeats=30, max_seconds=0.1).median_s
+            sizes.append(w.numel() * 4.0)
+            rates.append(w.numel() * 4 / t / 1e9)
+            ws *= math.sqrt(2)
+    return llc_from_sweep(sizes, rates)
+
+
 def resource_rates(backend: str = "cpu", llc_bytes: float | None = None) -> dict[str, float]:
     """This machine's speed now, one resource at a time (each the median of about 0.2 s of calls):
     ``compute_gflops`` a float32 matmul whose operands stay in the private cache (on a GPU one big

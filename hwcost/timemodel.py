@@ -146,12 +146,20 @@ class TimeModel:
         return [(1.0 - share, False), (share, True)]
 
     def cold_flags(self, costs: list[OpCost], streamed: bool) -> list[bool]:
-        """Per op: are its weights cold — the pass streams them (``streamed``) and its family was sampled
-        with cold weights (others keep their warm samples and context term)."""
+        """Per op: are its weights cold — its family was sampled with cold weights (others keep their warm
+        samples and context term) and the pass streams them (``streamed``), or it is a matrix product whose
+        own weights no cache keeps between two calls (ContextModel.matvec_stream_bytes): a 33 MB LM head
+        ran at its cold samples' speed run alone as in the pass."""
         families = {f for f, r in self.ranges.items() if r.get("cold")}
-        if not families or not streamed:
+        if not families:
             return [False] * len(costs)
-        return [c.family in families and c.weight_bytes > 0 for c in costs]
+        limit = self.context.matvec_stream_bytes
+
+        def cold(c: OpCost) -> bool:
+            own = c.family == "matmul" and 0 < limit < c.weight_bytes
+            return c.family in families and c.weight_bytes > 0 and (streamed or own)
+
+        return [cold(c) for c in costs]
 
     def by_condition(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                      flags: list[bool] | None = None) -> Iterator[tuple[float, bool, list[bool], list[float]]]:

@@ -409,6 +409,56 @@ def test_weights_are_cold_when_a_pass_reads_more_than_the_last_level_cache():
     assert streamed[0] - cached[0] == pytest.approx(1e-5)
 
 
+def test_a_product_whose_own_weights_no_cache_keeps_is_cold_in_any_pass():
+    from hwcost.records import OpCost
+    from hwcost.timemodel import TimeModel
+
+    small, head = _linear_cost(256, 256), _linear_cost(256, 32000)   # 0.26 MB; a 15M Llama's 33 MB LM head
+    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
+    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
+    # the copy sweep keeps part of a 33 MB pass (a share linear in log size between 16 and 64 MB): both conditions
+    line = [[16e6, 0.0], [64e6, 1.0]]
+    share = math.log((small.weight_bytes + head.weight_bytes) / 16e6) / math.log(4)
+    unmeasured = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_miss=line), ranges)
+    measured = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_miss=line, matvec_stream_bytes=15e6), ranges)
+    assert [w for w, _ in measured.conditions([small, head])] == pytest.approx([1 - share, share])
+    # the head streams in the cached condition too; the small product keeps its warm weights there
+    assert measured.cold_flags([small, head], False) == [False, True]
+    assert measured.cold_flags([small, head], True) == [True, True]
+    assert unmeasured.cold_flags([small, head], False) == [False, False]   # older samples: the pass decides
+    # only matrix products (the sweep measures one), and only families sampled cold
+    conv = OpCost(head.record, "conv", head.macs, head.flops, head.bytes_read, head.bytes_written,
+                  weight_bytes=head.weight_bytes)
+    assert measured.cold_flags([conv], False) == [False]
+    never_cold = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_miss=line, matvec_stream_bytes=15e6),
+                           {"matmul": {**ranges["matmul"], "cold": False}})
+    assert never_cold.cold_flags([head], False) == [False]
+
+
+def test_the_matrix_vector_sweep_finds_where_a_product_stops_keeping_its_weights(monkeypatch):
+    from hwcost import probe
+    from hwcost.timing import TimingStats
+
+    # a stand-in clock: 50 GB/s while the weights are at most 12 MB, 15 GB/s beyond
+    def fake_time(fn, **kw):
+        fn()
+        nbytes = fake_time.last.numel() * 4
+        s = nbytes / (50e9 if nbytes <= 12e6 else 15e9)
+        return TimingStats(s, s, s, [s])
+
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, w, *a):
+        fake_time.last = w
+        return real_linear(x, w, *a)
+
+    monkeypatch.setattr(probe, "time_callable", fake_time)
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    knee = probe.measured_matvec_stream_bytes("cpu", start_bytes=4 * 2**20, max_bytes=64 * 2**20)
+    assert 11.3 * 2**20 < knee < 16 * 2**20   # between the last size at 50 GB/s and the first at 15
+    assert probe.measured_matvec_stream_bytes("cuda") == 0.0
+
+
 def test_streamed_linear_cycles_cold_weights_and_samples_say_so():
     from hwcost.calibration import bench
     from hwcost.calibration.suite import STREAM_POOL_BYTES, StreamedLinear, cases
@@ -1303,6 +1353,12 @@ def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatc
     assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: stream_share takes the knee
     monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): LlcSweep(20e6, 10e6, [])})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
+    # the matrix-vector sweep starts past the threads' private caches, as the copy sweep does
+    starts = []
+    monkeypatch.setattr(bench, "measured_matvec_stream_bytes", lambda backend, start_bytes: starts.append(start_bytes) or 14e6)
+    monkeypatch.setattr(bench, "private_cache_bytes", lambda backend, threads: 2**20 * threads)
+    assert bench.matvec_stream_bytes("cpu") == 14e6 and starts == [2 * 2**20 * torch.get_num_threads()]
+    assert bench.matvec_stream_bytes("cuda") == 0.0
 
 
 def test_calibration_that_saw_the_machine_change_says_so():

@@ -17,7 +17,8 @@ from ..context import LlcSweep
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import cache_bytes_at_level, measured_llc, probe_ms, quick_probe_ms, resource_rates
+from ..probe import (cache_bytes_at_level, measured_llc, measured_matvec_stream_bytes, probe_ms, quick_probe_ms,
+                     resource_rates)
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -146,6 +147,17 @@ def llc_fit_bytes(backend: str) -> float:
     return 0.0 if backend == "cuda" else _llc(backend).fit_bytes
 
 
+def matvec_stream_bytes(backend: str) -> float:
+    """The weight size past which a matrix product on one row streams its weights from DRAM however soon
+    it runs again (probe.measured_matvec_stream_bytes, from twice the threads' private caches): such a
+    product in a pass is predicted with cold weights whatever share of the pass's weights the cache keeps.
+    0.0 on a GPU (its L2 is exact) or where the sweep shows no cache band."""
+    if backend == "cuda":
+        return 0.0
+    return measured_matvec_stream_bytes(backend, start_bytes=2 * private_cache_bytes(backend, torch.get_num_threads())
+                                        or 4 * 1024**2)
+
+
 LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KEY + bytes -> share of reads from DRAM
 
 
@@ -263,6 +275,7 @@ def measure_fundamentals(backend: str, dtypes: list[str]) -> dict[str, float]:
     res["llc_bytes"] = last_level_cache_bytes(backend)
     res["llc_fit_bytes"] = llc_fit_bytes(backend)
     res.update(llc_miss_fundamentals(backend))
+    res["matvec_stream_bytes"] = matvec_stream_bytes(backend)
     res["stream_pool_bytes"] = stream_pool_bytes(backend)
     step = measure_generate_step(backend)
     if step is not None:   # transformers importable: what generate() adds per token, for hwcost generate,

@@ -327,14 +327,14 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
     much slower they run in context (after the measured module-call and view costs). Also returns
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
-    cache_bytes = fundamentals.get("private_cache_bytes", 0.0)
-    llc_bytes = fundamentals.get("llc_bytes", 0.0)
+    cache_bytes, llc_bytes = fundamentals.get("private_cache_bytes", 0.0), fundamentals.get("llc_bytes", 0.0)
     llc_fit = fundamentals.get("llc_fit_bytes", 0.0)   # samples before suite 27: none, the knee serves
     caches = ContextModel(cache_bytes=cache_bytes, llc_bytes=llc_bytes, llc_fit_bytes=llc_fit,   # suite 28 on:
                           llc_miss=llc_miss_points(fundamentals),   # before, all or nothing
                           cold_pool_bytes=fundamentals.get("stream_pool_bytes", 0.0),
                           # suite 30 on (CPU): chains timed with their weights rotated past the private caches
-                          resident_bytes=cache_bytes if fundamentals.get("chain_rotation_bytes", 0.0) > 0 else 0.0)
+                          resident_bytes=cache_bytes if fundamentals.get("chain_rotation_bytes", 0.0) > 0 else 0.0,
+                          matvec_stream_bytes=fundamentals.get("matvec_stream_bytes", 0.0))   # suite 33 on
     version = int(fundamentals.get("suite_version", 2))
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":

@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 32  # 32: convolution strides as networks use them (stride 4 only for kernels of 7 and more, a
+SUITE_VERSION = 33  # 33: a matrix-vector sweep's knee recorded (probe.measured_matvec_stream_bytes): a product
+# whose own weights exceed it is predicted cold in any pass (a 15M Llama's 33 MB LM head streamed where the copy
+# sweep's share at the pass's 45 MB put it a quarter cached: the decode probe predicted 0.85x its reading)
+# 32: convolution strides as networks use them (stride 4 only for kernels of 7 and more, a
 # 1x1 strided one in five), and three in ten convolution chains a mobile network's blocks at batch 1 (10-18
 # layers of 16-96 channels over 14-56 px): 3x3 convolutions at stride 4 (20-36 GFLOP/s here) sat at the FLOPs
 # of a U-Net's stride-1 3x3s (87) and the trees put one at 42; strided 1x1s (2-8 GFLOP/s) beside
