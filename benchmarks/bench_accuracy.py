@@ -172,12 +172,15 @@ def over_rounds(rounds: list[dict]) -> dict:
     drift-adjusted latency (each round's own pairing), and every round kept. Rounds are taken minutes apart,
     so a slow phase that hit the model and the probe unequally in one of them (this VM loses a vCPU for
     seconds at a time) weighs on the figure by its share of rounds, not wholly."""
-    adjusted = [r["adjusted_ms"] for r in rounds if r["adjusted_ms"]]
+    def paired(key: str) -> list[float]:   # an unpaired round has no adjusted figure: left out
+        return [r[key] for r in rounds if r[key]]
+
+    def median(key: str) -> float | None:
+        return statistics.median(paired(key)) if paired(key) else None
+
     return {"measured_ms": statistics.median(r["measured_ms"] for r in rounds),
-            "adjusted_ms": statistics.median(adjusted) if adjusted else None,
-            "machine_factor": statistics.median(factors) if (factors := [r["machine_factor"] for r in rounds
-                                                                         if r["machine_factor"]]) else None,
-            "ratio_spread": max((r["ratio_spread"] for r in rounds if r["ratio_spread"]), default=None),
+            "adjusted_ms": median("adjusted_ms"), "machine_factor": median("machine_factor"),
+            "ratio_spread": max(paired("ratio_spread"), default=None),
             "paired_attempts": sum(r["paired_attempts"] for r in rounds),
             "reference": rounds[0]["reference"], "rounds": rounds}
 
