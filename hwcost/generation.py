@@ -6,8 +6,11 @@ The prefill is one forward of the prompt (all-ones mask, ``logits_to_keep=1``, a
 ``generate()`` calls it; its output gives the first new token, so ``new_tokens - 1`` decode steps follow,
 each one forward of one token over a KV cache of the current length. A step's cost is traced exactly at
 a few context lengths (the first and last step, the middle, and each sliding window's edge) and linear
-between them, which is exact for attention whose work grows linearly with the cache. KV bytes are read
-from the cache the model's own cache class builds, so sliding-window and hybrid layers come out right.
+between them, which is exact for attention whose work grows linearly with the cache. Each step is given
+the cache the model's own prefill returns (traced once at two tokens, its keys and values grown to the
+context by the cache class's own update) and the inputs the model's own prepare_inputs_for_generation
+makes, so multi-query and latent attention, sliding windows, and state-space or hybrid layers (a fixed
+recurrent state instead of keys and values) come out as generate() runs them; cache bytes are read from it.
 Weight-only quantization (int8/int4 weights, float activations) and a KV-cache dtype change bytes, not
 MACs. What ``generate()`` spends per step around the forward (sampling, stopping checks, cache
 bookkeeping in Python) is the profile's ``overhead_us.per_generate_step``, measured by calibration, or
@@ -18,6 +21,7 @@ weight and KV formats, and the record whose figures are defined here.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -28,10 +32,11 @@ import torch
 import torch.nn as nn
 
 from . import report
-from .analysis import Analysis, analyze
+from .analysis import Analysis, analyze, run_trace
 from .conventions import dtype_name, itemsize, parse_dtype
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .errors import InputError
+from .inputs import map_tensors, tensors_in
 from .loaders import build_on_meta, load_model
 from .predict import Prediction, predict_analysis
 
@@ -87,11 +92,14 @@ class LanguageModel:
     name: str
     kind: str                      # "transformers" | "zoo"
     layers: int
-    kv_heads: int
-    head_dim: int
+    kv_heads: int                  # a zoo decoder's cache; transformers: its first attention layer's (for display:
+    head_dim: int                  # the template holds every layer's own)
     windows: tuple[int, ...] = ()  # sliding-window sizes of its layers, if any
     config: Any = None
     vocab: int = 0                 # entries of the logits each step (generate() passes over them)
+    # transformers: the cache the model's own two-token prefill returned (cache_template), the pattern of
+    # the cache every traced step is given
+    template: Any = field(default=None, repr=False)
 
 
 def load_language_model(model_or_config: Any) -> LanguageModel:
@@ -132,12 +140,12 @@ def _wrap(module: nn.Module, name: str) -> LanguageModel:
     cfg = getattr(module, "config", None)
     if cfg is not None and hasattr(cfg, "num_hidden_layers"):
         text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        heads = text.num_attention_heads
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        template = cache_template(module, name)
+        keys = [layer.keys for layer in template.layers if _attends(layer)]
         windows = tuple(sorted({w for w in [getattr(text, "sliding_window", None)] if w}))
-        return LanguageModel(module, name, "transformers", text.num_hidden_layers,
-                             getattr(text, "num_key_value_heads", None) or heads, head_dim, windows, cfg,
-                             _vocab(module, getattr(text, "vocab_size", 0)))
+        heads, width = (keys[0].shape[1], keys[0].shape[-1]) if keys else (0, 0)   # the first attention layer's
+        return LanguageModel(module, name, "transformers", len(template.layers), heads, width, windows, cfg,
+                             _vocab(module, getattr(text, "vocab_size", 0)), template)
     zcfg = getattr(module, "cfg", None)
     if zcfg is not None and hasattr(zcfg, "kv_heads"):
         return LanguageModel(module, name, "zoo", zcfg.layers, zcfg.kv_heads, zcfg.dim // zcfg.heads,
@@ -160,24 +168,90 @@ def _ids(batch: int, n: int) -> torch.Tensor:
     return torch.zeros(batch, n, dtype=torch.long)   # token ids 0: values a trace can read
 
 
+def cache_template(module: nn.Module, name: str) -> Any:
+    """The cache a two-token prefill of the model returns (traced on meta, batch 1): per layer, the shapes
+    its keys and values take — whatever the attention (grouped, multi-query as Falcon's, latent as
+    DeepSeek's, whose keys are not its heads x head_dim) — and the fixed-size state a recurrent layer keeps
+    instead (a state-space or linear-attention layer's convolution and recurrent state)."""
+    inputs = {"input_ids": _ids(1, 2), "attention_mask": torch.ones(1, 2, dtype=torch.long), "use_cache": True}
+    tr, _ = run_trace(module, inputs, None, torch.float32, torch.float32, "auto")
+    for attr in ("past_key_values", "cache"):
+        cache = getattr(tr.output, attr, None)
+        if cache is not None and hasattr(cache, "layers") and len(cache.layers):
+            return cache
+    raise InputError(f"{name}'s forward returned no cache with layers (use_cache=True): hwcost cannot build the "
+                     "cache its decode steps read")
+
+
+def _attends(layer: Any) -> bool:
+    """Does this cache layer hold keys and values (per token), as an attention layer's does?"""
+    return isinstance(getattr(layer, "keys", None), torch.Tensor) and layer.keys.dim() == 4
+
+
+def _state_tensors(layer: Any) -> list[torch.Tensor]:
+    """A cache layer's fixed-size state (a recurrent layer's), its keys and values aside."""
+    return [t for k, v in vars(layer).items() if k not in ("keys", "values") for t in tensors_in(v) if t.dim() >= 2]
+
+
+def _rebatched(t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    if t.dim() < 2:
+        return t
+    return torch.empty((batch, *t.shape[1:]), dtype=dtype if t.is_floating_point() else t.dtype, device="meta")
+
+
 def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> Any:
-    """The model's own cache holding ``tokens`` tokens (meta tensors): what a decode step reads."""
-    shape = (batch, lm.kv_heads, tokens, lm.head_dim)
+    """The model's own cache holding ``tokens`` tokens (meta tensors): what a decode step reads. Per layer
+    of the prefill's cache (cache_template): keys and values of ``tokens`` tokens in the template's heads
+    and widths, stored by the cache class's own update (a sliding layer keeps its window); a recurrent
+    layer's state as the template holds it, for ``batch`` sequences."""
     if lm.kind == "zoo":
+        shape = (batch, lm.kv_heads, tokens, lm.head_dim)
         return [(torch.empty(shape, dtype=dtype, device="meta"), torch.empty(shape, dtype=dtype, device="meta"))
                 for _ in range(lm.layers)]
-    cache = _transformers().DynamicCache(config=lm.config)
-    for i in range(lm.layers):
-        cache.update(torch.empty(shape, dtype=dtype, device="meta"), torch.empty(shape, dtype=dtype, device="meta"), i)
+    template = lm.template
+    fresh = type(template)(config=lm.config)
+    if len(fresh.layers) != len(template.layers):
+        raise InputError(f"{lm.name}: its cache class builds {len(fresh.layers)} layers from the config where the "
+                         f"model's prefill returned {len(template.layers)}; hwcost cannot lay out its decode cache")
+    layers = []
+    for i, layer in enumerate(template.layers):
+        if _attends(layer):
+            k, v = layer.keys, layer.values
+            fresh.update(torch.empty((batch, k.shape[1], tokens, k.shape[3]), dtype=dtype, device="meta"),
+                         torch.empty((batch, v.shape[1], tokens, v.shape[3]), dtype=dtype, device="meta"), i)
+        if not _state_tensors(layer):
+            layers.append(fresh.layers[i])
+            continue
+        kept = map_tensors(layer, lambda t: _rebatched(t, batch, dtype))   # the state, and its flags
+        for attr in ("keys", "values", "cumulative_length"):              # a hybrid layer: its attention part
+            if _attends(layer) and hasattr(fresh.layers[i], attr):
+                setattr(kept, attr, getattr(fresh.layers[i], attr))
+        layers.append(kept)
+    cache = copy.copy(template)
+    cache.layers = layers
     return cache
 
 
-def cache_elements(lm: LanguageModel, batch: int, tokens: int) -> int:
-    """Elements a cache of ``tokens`` tokens holds, read from the cache object (sliding layers keep less)."""
+def cache_parts(lm: LanguageModel, batch: int, tokens: int) -> tuple[int, int]:
+    """Elements a cache of ``tokens`` tokens holds, read from the cache object: (keys and values — a
+    sliding layer keeps its window —, a recurrent layer's fixed state)."""
     cache = cache_of(lm, batch, tokens, torch.float16)
-    if lm.kind == "zoo":
-        return sum(k.numel() + v.numel() for k, v in cache)
-    return sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers)
+    if isinstance(cache, list):   # a zoo decoder's (keys, values) per layer
+        return sum(k.numel() + v.numel() for k, v in cache), 0
+    kv = sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers if _attends(layer))
+    return kv, sum(t.numel() for layer in cache.layers for t in _state_tensors(layer))
+
+
+def cache_elements(lm: LanguageModel, batch: int, tokens: int) -> int:
+    return sum(cache_parts(lm, batch, tokens))
+
+
+def kv_shapes(lm: LanguageModel, batch: int, tokens: int) -> set[tuple[int, ...]]:
+    """The shapes of the keys and values a cache of ``tokens`` tokens holds (what a KV dtype changes)."""
+    cache = cache_of(lm, batch, tokens, torch.float16)
+    if isinstance(cache, list):
+        return {tuple(t.shape) for kv in cache for t in kv}
+    return {tuple(t.shape) for layer in cache.layers if _attends(layer) for t in (layer.keys, layer.values)}
 
 
 def prefill_inputs(lm: LanguageModel, batch: int, prompt: int) -> dict:
@@ -193,8 +267,37 @@ def decode_inputs(lm: LanguageModel, batch: int, context: int, dtype: torch.dtyp
     past = cache_of(lm, batch, context, dtype)
     if lm.kind == "zoo":
         return {"input_ids": _ids(batch, 1), "past_key_values": past, "use_cache": True}
-    return {"input_ids": _ids(batch, 1), "attention_mask": torch.ones(batch, context + 1, dtype=torch.long),
-            _cache_argument(lm.module): past, "use_cache": True, "logits_to_keep": 1}
+    mask = torch.ones(batch, context + 1, dtype=torch.long)
+    step = _prepared_step(lm.module, _ids(batch, context + 1), mask, past)
+    if step is None:
+        step = {"input_ids": _ids(batch, 1), "attention_mask": mask, _cache_argument(lm.module): past}
+    return {**step, "use_cache": True, "logits_to_keep": 1}
+
+
+def _prepared_step(module: nn.Module, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> dict | None:
+    """The forward's inputs for one decode step as generate() makes them: the model's own
+    prepare_inputs_for_generation given every token so far, which keeps the last (a state-space model's
+    also drops the mask it would otherwise broadcast over the whole context). None where the model has
+    none or it takes arguments this transformers version does not name alike (the caller builds the inputs)."""
+    import inspect
+
+    prepare = getattr(module, "prepare_inputs_for_generation", None)
+    if prepare is None:
+        return None
+    params = set()   # what it and the versions it hands **kwargs on to (up the class tree) name
+    for klass in type(module).__mro__:
+        if "prepare_inputs_for_generation" in vars(klass):
+            params |= set(inspect.signature(vars(klass)["prepare_inputs_for_generation"]).parameters)
+    given = {"attention_mask": mask, "use_cache": True, "is_first_iteration": False, "next_sequence_length": 1,
+             "cache_position": torch.tensor([ids.shape[1] - 1])}
+    given[_cache_argument(module)] = cache
+    try:
+        out = prepare(ids, **{k: v for k, v in given.items() if k in params})
+    except Exception:   # noqa: BLE001 - an interface this version does not share: the plain step instead
+        return None
+    step = {k: v for k, v in dict(out).items() if v is not None and k not in ("use_cache", "logits_to_keep")}
+    first = step.get("input_ids")
+    return step if isinstance(first, torch.Tensor) and first.shape[-1] == 1 else None
 
 
 def _cache_argument(module: nn.Module) -> str:
@@ -396,8 +499,8 @@ def _reformat(a: Analysis, lm: LanguageModel, batch: int, cache_lengths: tuple[i
               weight_dtype: str | None, kv_dtype: str) -> Analysis:
     """``a`` in the requested weight and KV formats; the cache's tensors are those of ``cache_lengths`` tokens."""
     kv_factor = itemsize(parse_dtype(kv_dtype)) / itemsize(parse_dtype(dtype))
-    kv_shapes = {(batch, lm.kv_heads, n, lm.head_dim) for n in cache_lengths} if kv_factor != 1.0 else set()
-    return _reformatted(a, weight_dtype if weight_dtype != dtype else None, kv_factor, kv_shapes)
+    shapes = {s for n in cache_lengths for s in kv_shapes(lm, batch, n)} if kv_factor != 1.0 else set()
+    return _reformatted(a, weight_dtype if weight_dtype != dtype else None, kv_factor, shapes)
 
 
 def predict_generation(
@@ -433,7 +536,8 @@ def predict_generation(
     kv_isz = itemsize(parse_dtype(kv_dtype))
     act_isz = itemsize(parse_dtype(dtype))
     final = prompt_tokens + new_tokens
-    kv_bytes = cache_elements(lm, batch_size, final) * kv_isz
+    kv_elements, state_elements = cache_parts(lm, batch_size, final)
+    kv_bytes = kv_elements * kv_isz + state_elements * act_isz   # a recurrent state stays in the model's dtype
     weight_bytes = prefill.analysis.total.storage_bytes + prefill.analysis.total.buffer_bytes
     # a step's live activations, less the cache it holds (counted once, at the cache dtype)
     last_step = steps[max(steps)].analysis.total

@@ -58,6 +58,7 @@ class Trace:
     view_ops: int = 0            # aliasing ops (view, transpose, ...): no bytes, but a dispatch each
     mode: str = "meta"           # "meta" or "values"
     valued_ops: int = 0          # meta mode: ops computed on the input-derived values carried beside
+    output: Any = field(default=None, repr=False)   # what the forward returned (meta tensors in meta mode)
 
 
 class NeedsValues(Exception):
@@ -896,7 +897,7 @@ def trace(
             h.remove()
     out_ids = {tracer.spec(t).storage_id for t in tensors_in(out)}
     return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, tracer.weight_ids, tracer.first_call,
-                 tracer.view_ops, mode, tracer.valued_ops)
+                 tracer.view_ops, mode, tracer.valued_ops, out)
 
 
 def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict, e: Exception) -> Exception:

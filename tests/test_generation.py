@@ -8,7 +8,7 @@ import yaml
 
 from hwcost.cli import main
 from hwcost.devices import parse_profile
-from hwcost.generation import (_interp, analyze, cache_elements, decode_inputs, load_language_model,
+from hwcost.generation import (_interp, analyze, cache_elements, cache_parts, decode_inputs, load_language_model,
                                predict_generation)
 from hwcost.zoo.transformer import Decoder, DecoderConfig
 
@@ -356,3 +356,55 @@ def test_decode_steps_extrapolation_is_one_warning_naming_the_traced_contexts(ca
     assert len(steps) == 1 and "lie outside what calibration sampled" in steps[0]
     assert "decode@" not in steps[0] and all(str(c) in steps[0] for c in g.steps)
     assert sum("lie outside" in w for w in g.warnings) == 2   # the prefill's line and the steps' line
+
+
+# caches whose layout the config alone does not tell: multi-query (Falcon's default), latent attention
+# (DeepSeek's: one compressed key per token, not heads x head_dim), a state-space model's fixed state, and a
+# hybrid of attention and state-space layers; the MoE layers are left out so FlopCounterMode sees every MAC
+CACHE_LAYOUTS = {
+    "falcon": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=96),
+    "deepseek_v3": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        vocab_size=96, max_position_embeddings=64, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
+                        qk_nope_head_dim=8, v_head_dim=8, first_k_dense_replace=2),
+    "mamba": dict(hidden_size=32, num_hidden_layers=2, vocab_size=96, state_size=8),
+    "jamba": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=64, vocab_size=96, num_experts=1, attn_layer_period=2, attn_layer_offset=1,
+                  mamba_d_state=8, mamba_d_conv=4, mamba_expand=2, use_mamba_kernels=False),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(CACHE_LAYOUTS))
+def test_decode_steps_read_the_cache_the_model_itself_builds(model_type):
+    transformers = pytest.importorskip("transformers")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hwcost.formulas import PRODUCT_FAMILIES
+
+    cfg = transformers.AutoConfig.for_model(model_type, **CACHE_LAYOUTS[model_type])
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    prompt = 9
+    g = predict_generation(cfg, prompt_tokens=prompt, new_tokens=5, device="raspberry-pi-5")
+    ids = torch.randint(3, 90, (1, prompt), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True)
+        cache = out.past_key_values
+        real_elements = sum(t.numel() for layer in cache.layers for v in vars(layer).values()
+                            for t in (v.values() if isinstance(v, dict) else [v])
+                            if isinstance(t, torch.Tensor) and t.dim() >= 2)
+        # the first decode step as generate() runs it, on the cache the prefill returned
+        step = model.prepare_inputs_for_generation(torch.cat([ids, out.logits[:, -1:].argmax(-1)], 1), cache=cache,
+                                                   attention_mask=torch.ones(1, prompt + 1, dtype=torch.long),
+                                                   use_cache=True, is_first_iteration=False, next_sequence_length=1)
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+            model(**{k: v for k, v in step.items() if v is not None})
+    assert cache_elements(g.lm, 1, prompt) == real_elements
+    ops = g.steps[prompt].analysis.ops
+    assert sum(c.macs for c in ops if c.family in PRODUCT_FAMILIES) == fc.get_total_flops() // 2
+    # a float16 KV cache halves the keys' and values' bytes; a recurrent state stays in the model's dtype
+    half = predict_generation(cfg, prompt_tokens=prompt, new_tokens=5, device="raspberry-pi-5", kv_dtype="float16")
+    kv, state = cache_parts(g.lm, 1, prompt + 5)
+    assert g.kv_cache_bytes == (kv + state) * 4 and half.kv_cache_bytes == kv * 2 + state * 4
+    read, read_half = g.steps[prompt].analysis.total.bytes_read, half.steps[prompt].analysis.total.bytes_read
+    assert (read_half < read) == (kv > 0)
