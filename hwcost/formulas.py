@@ -506,6 +506,15 @@ def rms_norm_cost(rec: OpRecord) -> Work:
     return Work(0, per * x.numel)
 
 
+@register("_weight_norm_interface", family="norm")
+def weight_norm_cost(rec: OpRecord) -> Work:
+    """w = g * v / ||v||, the norm over every dim but ``dim`` (wav2vec2's positional convolution recomputes
+    it each forward): square and add per element of v, a root and a divide per norm, a multiply per element."""
+    v, dim = rec.args[0], rec.arg(2, "dim", 0)
+    norms = 1 if dim == -1 or v.ndim == 0 else v.shape[dim]   # dim -1: one norm of the whole tensor
+    return Work(0, 3 * v.numel + 2 * norms)
+
+
 # ------------------------------------------------------------------ pointwise
 
 

@@ -162,6 +162,14 @@ def test_norms(module, shape, flops):
     assert c.family == "norm" and c.flops == flops
 
 
+def test_weight_norm_recomputed_each_forward():
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 6, 3), name="weight", dim=2)
+    a = hwcost.analyze(conv, torch.zeros(1, 4, 10))
+    (c,) = [c for c in a.ops if c.record.name == "_weight_norm_interface"]
+    # 72 weights: square, add, multiply each; a root and a divide per norm, one per kernel tap (dim 2)
+    assert c.family == "norm" and c.flops == 3 * 72 + 2 * 3 and not a.unsupported
+
+
 # ------------------------------------------------------------------ activations and softmax
 
 
