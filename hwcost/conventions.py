@@ -91,6 +91,11 @@ HISTOGRAM_FLOPS = 2         # per element: bin index (scale, floor), increment
 
 # Interpolation: weighted sum of 2^d neighbours per output element (2^d multiplies, 2^d - 1 adds).
 INTERPOLATION_FLOPS = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
+# grid_sample's modes by their integer code (bilinear 0, nearest 1, bicubic 2), as interpolation
+GRID_SAMPLE_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
+# FFT: 5 N log2 N per complex N-point transform, the count FFTW's benchmarks and most papers quote; a real
+# transform (r2c, c2r) half of it, 2.5 N log2 N on its N real points
+FFT_COMPLEX_FLOPS = 5.0
 
 _DTYPE_ALIASES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,

@@ -344,18 +344,28 @@ _RNN_CELL_FLOPS = {"lstm": 26, "gru": 18, "rnn_tanh": 5, "rnn_relu": 1}
 
 @register("lstm", "gru", "rnn_tanh", "rnn_relu", family="rnn")
 def rnn_cost(rec: OpRecord) -> Work:
-    """All layers and directions: every step multiplies the input and hidden state by their weights."""
-    x, params = rec.args[0], rec.args[2]
-    batch_first = bool(rec.arg(8, "batch_first", False))
-    steps_x_batch = x.shape[0] * x.shape[1] if x.ndim == 3 else x.shape[0]
-    weights = [w for w in params if isinstance(w, TensorSpec) and w.ndim == 2]
+    """All layers and directions: every step multiplies the input and hidden state by their weights. A
+    packed sequence (the tokens of every sequence, then the batch sizes per step) runs each real token
+    once, padding none."""
+    x = rec.args[0]
+    steps_x_batch = x.shape[0] * x.shape[1] if x.ndim == 3 and not _packed_rnn(rec) else x.shape[0]
+    weights = _rnn_weights(rec)
     macs = steps_x_batch * sum(w.numel for w in weights)
     # w_hh of each layer-direction is (gates x hidden, hidden)
     hidden_rows = [w.shape[0] for w in weights if w.shape[0] == _RNN_GATES[rec.name] * w.shape[1]]
     cells = sum(r // _RNN_GATES[rec.name] for r in hidden_rows)
     flops = 2 * macs + steps_x_batch * cells * (_RNN_CELL_FLOPS[rec.name] + 3 * _RNN_GATES[rec.name])
-    del batch_first  # the count is the same either way: steps x batch
-    return Work(macs, flops)
+    return Work(macs, flops)   # batch_first or not, the count is steps x batch
+
+
+def _packed_rnn(rec: OpRecord) -> bool:
+    """The packed-sequence form (its second argument the batch sizes per step, not the hidden state)."""
+    return len(rec.args) > 3 and isinstance(rec.args[1], TensorSpec) and rec.args[1].ndim == 1
+
+
+def _rnn_weights(rec: OpRecord) -> list[TensorSpec]:
+    params = rec.args[3 if _packed_rnn(rec) else 2]   # data, batch_sizes, hx, params / input, hx, params
+    return [w for w in params if isinstance(w, TensorSpec) and w.ndim == 2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,11 +380,15 @@ class RnnGeometry:
 def rnn_geometry(rec: OpRecord) -> RnnGeometry | None:
     """Shape of a fused recurrent op (None for an unbatched 2-D input, which has no batch dim)."""
     x = rec.args[0]
-    if not isinstance(x, TensorSpec) or x.ndim != 3:
+    weights = _rnn_weights(rec)
+    if _packed_rnn(rec):   # steps: the batch sizes' length; batch: the hidden state's, the longest sequence's
+        hx = rec.args[2][0] if isinstance(rec.args[2], (list, tuple)) else rec.args[2]
+        steps, batch = rec.args[1].shape[0], hx.shape[1]
+    elif not isinstance(x, TensorSpec) or x.ndim != 3:
         return None
-    weights = [w for w in rec.args[2] if isinstance(w, TensorSpec) and w.ndim == 2]
-    batch_first = bool(rec.arg(8, "batch_first", False))
-    steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    else:
+        batch_first = bool(rec.arg(8, "batch_first", False))
+        steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     gates = _RNN_GATES.get(rec.name, 1)
     w_hh = [w for w in weights if w.shape[0] == gates * w.shape[1]]
     hidden = w_hh[-1].shape[1] if w_hh else rec.outputs[0].shape[-1]
@@ -456,6 +470,24 @@ def embedding_cost(rec: OpRecord) -> Work:
     weight, idx, out = rec.args[0], rec.args[1], _out(rec)
     # only the looked-up rows are read, not the whole table
     return Work(0, 0, bytes_read=idx.nbytes + out.numel * weight.itemsize)
+
+
+@register("_pack_padded_sequence", "_pad_packed_sequence", family="data_movement")
+def packed_sequence_cost(rec: OpRecord) -> Work:
+    return Work(0, 0)   # a gather of the real tokens (or its inverse): bytes moved, no arithmetic
+
+
+@register("_embedding_bag", "_embedding_bag_forward_only", family="embedding")
+def embedding_bag_cost(rec: OpRecord) -> Work:
+    """Looked-up rows only, reduced into their bags: an add (sum, mean) or compare (max) per element
+    looked up, a multiply more with per-sample weights, a divide per output element for the mean."""
+    weight, idx, out = rec.args[0], rec.args[1], _out(rec)
+    looked_up = idx.numel * weight.shape[-1]
+    mode = int(rec.arg(4, "mode", 0))                                  # 0 sum, 1 mean, 2 max
+    weighted = isinstance(rec.arg(6, "per_sample_weights"), TensorSpec)
+    flops = looked_up * (2 if weighted else 1) + (out.numel if mode == 1 else 0)
+    index_bytes = sum(t.nbytes for t in rec.inputs if t is not weight)
+    return Work(0, flops, bytes_read=index_bytes + looked_up * weight.itemsize, bytes_written=out.nbytes)
 
 
 @register("index_select", "gather", "index", "_unsafe_index", "take", family="data_movement")
@@ -706,6 +738,45 @@ def upsample_cost(rec: OpRecord) -> Work:
     mode = next(m for m in ("nearest", "bilinear", "trilinear", "bicubic", "linear") if m in rec.name)
     return Work(0, cv.INTERPOLATION_FLOPS[mode] * _out(rec).numel,
                 "data_movement" if mode == "nearest" else None)
+
+
+@register("grid_sampler_2d", "grid_sampler_3d", "cudnn_grid_sampler", family="interpolate")
+def grid_sample_cost(rec: OpRecord) -> Work:
+    """Per output element the mode's interpolation; per output location the grid's coordinates
+    unnormalized (a multiply and an add per axis), shared by every channel."""
+    x, grid, out = rec.args[0], rec.args[1], _out(rec)
+    mode = cv.GRID_SAMPLE_MODES.get(int(rec.arg(2, "interpolation_mode", 0)) if "cudnn" not in rec.name else 0,
+                                    "bilinear")
+    if x.ndim == 5 and mode == "bilinear":
+        mode = "trilinear"
+    return Work(0, cv.INTERPOLATION_FLOPS[mode] * out.numel + 2 * grid.numel)
+
+
+# ------------------------------------------------------------------ FFT
+
+
+def _fft_points(x: TensorSpec, dims: Any, last_dim_size: int | None = None) -> int:
+    """Points of one transform: the product of the transformed sizes (a c2r's last from its output)."""
+    dims = [dims] if isinstance(dims, int) else list(dims or range(x.ndim))
+    sizes = [x.shape[d] for d in dims]
+    if last_dim_size is not None and sizes:
+        sizes[-1] = last_dim_size
+    return math.prod(sizes)
+
+
+@register("_fft_c2c", "_fft_r2c", "_fft_c2r", family="reduction")
+def fft_cost(rec: OpRecord) -> Work:
+    """FFT_COMPLEX_FLOPS N log2 N per complex transform of N points, half that for a real one, times the
+    transforms the other dims batch; plus a multiply per element when normalized. Timed as a reduction:
+    like one, a few passes over the data, bound by memory on most devices."""
+    x, out = rec.args[0], _out(rec)
+    real = rec.name != "_fft_c2c"
+    n = _fft_points(x, rec.arg(1, "dim"), int(rec.arg(3, "last_dim_size")) if rec.name == "_fft_c2r" else None)
+    signal = out if rec.name == "_fft_c2r" else x                     # the side whose elements are the points
+    transforms = signal.numel // n if n else 0
+    per = cv.FFT_COMPLEX_FLOPS * (0.5 if real else 1.0)
+    norm = out.numel if int(rec.arg(2, "normalization", 0)) else 0
+    return Work(0, round(per * transforms * n * math.log2(max(n, 2))) + norm)
 
 
 # ------------------------------------------------------------------ data movement and factories

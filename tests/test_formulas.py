@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import hwcost
-from hwcost.formulas import adaptive_window_total
+from hwcost.formulas import adaptive_window_total, serial_steps
 
 
 class Fn(nn.Module):
@@ -168,6 +168,46 @@ def test_weight_norm_recomputed_each_forward():
     (c,) = [c for c in a.ops if c.record.name == "_weight_norm_interface"]
     # 72 weights: square, add, multiply each; a root and a divide per norm, one per kernel tap (dim 2)
     assert c.family == "norm" and c.flops == 3 * 72 + 2 * 3 and not a.unsupported
+
+
+def test_fft_counts_5_n_log2_n_per_complex_transform():
+    def flops(fn, x):
+        return sum(c.flops for c in hwcost.analyze(Fn(fn), x).ops if c.record.name.startswith("_fft"))
+
+    assert flops(lambda x: torch.fft.rfft(x), torch.zeros(2, 256)) == 2.5 * 2 * 256 * 8      # 2 real 256-point
+    # the inverse scales its 3 x 64 outputs by 1 / n
+    assert flops(lambda x: torch.fft.irfft(x, n=64),
+                 torch.zeros(3, 33, dtype=torch.complex64)) == 2.5 * 3 * 64 * 6 + 192
+    # a 2-D complex transform of 8 x 16 = 128 points, 4 of them; "ortho" scales each of the 512 outputs
+    assert flops(lambda x: torch.fft.fft2(x), torch.zeros(4, 8, 16, dtype=torch.complex64)) == 5 * 4 * 128 * 7
+    assert flops(lambda x: torch.fft.fft2(x, norm="ortho"),
+                 torch.zeros(4, 8, 16, dtype=torch.complex64)) == 5 * 4 * 128 * 7 + 512
+
+
+def test_embedding_bag_grid_sample_and_a_packed_lstm():
+    c = single(nn.EmbeddingBag(100, 16, mode="mean"), torch.randint(0, 100, (4, 6)))
+    # 24 rows of 16 looked up and added into 4 bags, a divide per output element; only those rows read,
+    # with the indices and the 4 bag offsets
+    assert c.family == "embedding" and c.flops == 24 * 16 + 4 * 16
+    assert c.bytes_read == 4 * 6 * 8 + 4 * 8 + 24 * 16 * 4
+
+    g = single(Fn(lambda x, grid: F.grid_sample(x, grid, align_corners=False)),
+               torch.zeros(1, 3, 16, 16), torch.zeros(1, 8, 8, 2))
+    assert g.family == "interpolate" and g.flops == 7 * 3 * 64 + 2 * 128   # bilinear + the grid's coordinates
+
+    class Packed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(16, 32, batch_first=True)
+
+        def forward(self, x, lengths):
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            return nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True)[0]
+
+    a = hwcost.analyze(Packed(), (torch.zeros(3, 8, 16), torch.tensor([8, 5, 3])))
+    (rnn,) = [c for c in a.ops if c.family == "rnn"]
+    # the 16 real tokens, not 3 x 8 padded ones, through W_ih (128 x 16) and W_hh (128 x 32); 8 serial steps
+    assert rnn.macs == 16 * 128 * (16 + 32) and serial_steps(rnn) == 8 and not a.unsupported
 
 
 # ------------------------------------------------------------------ activations and softmax
