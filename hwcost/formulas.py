@@ -472,9 +472,9 @@ def embedding_cost(rec: OpRecord) -> Work:
     return Work(0, 0, bytes_read=idx.nbytes + out.numel * weight.itemsize)
 
 
-@register("_pack_padded_sequence", "_pad_packed_sequence", family="data_movement")
+@register("_pack_padded_sequence", "_pad_packed_sequence", "max_unpool2d", "max_unpool3d", family="data_movement")
 def packed_sequence_cost(rec: OpRecord) -> Work:
-    return Work(0, 0)   # a gather of the real tokens (or its inverse): bytes moved, no arithmetic
+    return Work(0, 0)   # a gather of the real tokens (or its inverse), a scatter by indices: bytes moved only
 
 
 @register("_embedding_bag", "_embedding_bag_forward_only", family="embedding")

@@ -275,6 +275,10 @@ def test_cat_pad_pixel_shuffle_move_bytes_only():
     assert c.bytes_written == 2 * 36 * 4 and c.flops == 0
     (c,) = hwcost.analyze(nn.PixelShuffle(2), (8, 3, 3)).ops
     assert c.record.outputs[0].shape == (1, 2, 6, 6) and c.flops == 0
+    indices = torch.zeros(1, 2, 4, 4, dtype=torch.long)
+    a = hwcost.analyze(Fn(lambda x, i: F.max_unpool2d(x, i, 2)), (torch.zeros(1, 2, 4, 4), indices))
+    (c,) = [c for c in a.ops if c.record.name == "max_unpool2d"]
+    assert c.family == "data_movement" and c.bytes_written == 2 * 64 * 4 and not a.unsupported
 
 
 def test_interpolate_nearest_and_bilinear():
