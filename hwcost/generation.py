@@ -121,7 +121,13 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
     if type(model_or_config).__name__.endswith("Config"):
         tf = _transformers()
         # no fallback to real weights, as loaders._build has: a 70B config would allocate them
-        module = build_on_meta(lambda: tf.AutoModelForCausalLM.from_config(model_or_config))
+        try:
+            module = build_on_meta(lambda: tf.AutoModelForCausalLM.from_config(model_or_config))
+        except ValueError as e:   # transformers: no causal-LM class for this config
+            kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
+            raise InputError(f"transformers has no causal language model for a {kind!r} config; predict_generation "
+                             "covers decoder-only models — for an encoder or an encoder-decoder, time one forward with "
+                             "hwcost.predict") from e
         return _wrap(module, getattr(model_or_config, "model_type", "model"))
     raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "
                      f"config.json path, or a zoo name; got {type(model_or_config).__name__}")
@@ -179,8 +185,8 @@ def cache_template(module: nn.Module, name: str) -> Any:
         cache = getattr(tr.output, attr, None)
         if cache is not None and hasattr(cache, "layers") and len(cache.layers):
             return cache
-    raise InputError(f"{name}'s forward returned no cache with layers (use_cache=True): hwcost cannot build the "
-                     "cache its decode steps read")
+    raise InputError(f"{name}'s forward returned no cache with layers (use_cache=True): it is not a decoder that "
+                     "keeps a KV cache, and predict_generation needs one; time one forward with hwcost.predict instead")
 
 
 def _attends(layer: Any) -> bool:

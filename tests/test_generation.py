@@ -344,6 +344,14 @@ def test_bad_generation_input_gets_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no model_type"):
         predict_generation(str(bad), prompt_tokens=8, new_tokens=2, device="h100")
     assert main(["generate", "resnet18", "--device", "h100", "--prompt", "8", "--new", "2"]) == 2
+    transformers = pytest.importorskip("transformers")
+    t5 = transformers.T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=64)
+    with pytest.raises(InputError, match="no causal language model for a 't5' config"):
+        predict_generation(t5, prompt_tokens=8, new_tokens=2, device="h100")
+    bert = transformers.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                   vocab_size=64)   # a causal-LM head exists, but no cache comes back
+    with pytest.raises(InputError, match="not a decoder that keeps a KV cache"):
+        predict_generation(bert, prompt_tokens=8, new_tokens=2, device="h100")
 
 
 def test_decode_steps_extrapolation_is_one_warning_naming_the_traced_contexts(calibrated_with):
