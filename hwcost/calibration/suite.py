@@ -18,7 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 33  # 33: a matrix-vector sweep's knee recorded (probe.measured_matvec_stream_bytes): a product
+SUITE_VERSION = 34  # 34: warm linear layers also at prompt lengths (32 rows) and at the widths LLM and ViT
+# blocks have off the powers of two (704, 1408, 1536, 2816, 5632): a 15M Llama's 32-token prefill products
+# (256 -> 704, 128 and 256 wide) ran 11-27% over their prediction alone at 1 thread, 45M's at 128 tokens
+# (512 -> 1408) 22-24% at 2, with no sample of either width (the 15M model's time to first token 20% fast)
+# 33: a matrix-vector sweep's knee recorded (probe.measured_matvec_stream_bytes): a product
 # whose own weights exceed it is predicted cold in any pass (a 15M Llama's 33 MB LM head streamed where the copy
 # sweep's share at the pass's 45 MB put it a quarter cached: the decode probe predicted 0.85x its reading)
 # 32: convolution strides as networks use them (stride 4 only for kernels of 7 and more, a
@@ -320,9 +324,9 @@ def _matmul(rng, dtype):
         bias = rng.random() < 0.25
         return lambda: (nn.Linear(k, nout, bias=bias).to(dtype), (_x(1, m, k, dtype=dtype),))
     if kind < 0.8:  # linear layers on token / flattened features (suite 19: a share as before, bmm gave way)
-        m = _pick(rng, [1, 2, 8, 16, 64, 128, 197, 256, 512, 1024, 1576, 4096])
-        k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096]), _pick(
-            rng, [10, 64, 128, 256, 512, 768, 1000, 1024, 2048, 3072, 4096, 32000, 50257])
+        m = _pick(rng, [1, 2, 8, 16, 32, 64, 128, 197, 256, 512, 1024, 1576, 4096])
+        k, nout = _pick(rng, [64, 128, 192, 256, 384, 512, 704, 768, 1024, 1408, 1536, 2048, 2816, 3072, 4096]), _pick(
+            rng, [10, 64, 128, 256, 512, 704, 768, 1000, 1024, 1408, 1536, 2048, 2816, 3072, 4096, 5632, 32000, 50257])
         if 2 * m * k * nout > limit:
             return None
         bias = rng.random() < 0.8
