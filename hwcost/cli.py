@@ -186,6 +186,7 @@ def cmd_roofline(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from .calibration import calibrate, refit
+    from .calibration.selfcheck import probe_self_check, self_check_note
     from .probe import calibration_steadiness_note
 
     if not args.name and not (args.refit and args.out):
@@ -193,6 +194,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if args.refit:
         p = refit(args.out or args.name + ".yaml")
         print(f"refitted {p.path} from its samples (chain error {p.calibration['context']['median_abs_error_pct']}%)")
+        if (note := self_check_note(probe_self_check(p))) is not None:
+            print(note)
         return
     dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
     p = calibrate(name=args.name, backend=args.backend, out=args.out, budget_s=args.budget, quick=args.quick,
@@ -202,8 +205,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     ctx = cal.get("context", {})
     print(f"wrote {args.out or args.name + '.yaml'} ({cal.get('cases')} cases, "
           f"{ctx.get('chains', 0)} chains, chain error {ctx.get('median_abs_error_pct')}%)")
-    if (note := calibration_steadiness_note(cal)) is not None:
-        print(note)
+    for note in (calibration_steadiness_note(cal), self_check_note(probe_self_check(p))):
+        if note is not None:
+            print(note)
     print(f"use it: hwcost predict resnet50 --device {args.out or args.name + '.yaml'}")
 
 

@@ -834,6 +834,30 @@ def calibrated(tmp_path_factory):
     return out, first, second, rows1, rows2
 
 
+def test_a_profile_checks_itself_on_the_probes_its_calibration_timed(calibrated, tmp_path, capsys):
+    from hwcost.calibration.selfcheck import ProbeCheck, probe_self_check, self_check_note
+    from hwcost.cli import main
+    from hwcost.probe import calibration_probe_ms, probe_network
+
+    out, _, profile, *_ = calibrated
+    checks = probe_self_check(profile)
+    assert checks and checks[0].probe == "CNN b1"
+    assert {c.probe for c in checks} <= {"CNN b1", "CNN b8", "decode step"}
+    net, x = probe_network(1)
+    assert checks[0].predicted_ms == pytest.approx(hwcost.predict(net, (x,), device=profile).latency_ms)
+    assert checks[0].measured_ms == calibration_probe_ms(profile.calibration)
+    assert probe_self_check(hwcost.load_device("raspberry-pi-4")) == [] and self_check_note([]) is None
+    # within the tolerance each ratio is listed; past it the probe is named, with what to do
+    assert self_check_note([ProbeCheck("CNN b1", 9.5, 10.0), ProbeCheck("decode step", 10.8, 10.0)]).endswith(
+        "CNN b1 0.95x, decode step 1.08x (all within ±10%)")
+    off = self_check_note([ProbeCheck("CNN b1", 9.5, 10.0), ProbeCheck("decode step", 8.5, 10.0)])
+    assert "decode step off by more than 10%" in off and "Calibrate again" in off and "CNN b1 off" not in off
+    for f in out.parent.iterdir():   # the CLI prints it after a refit (and after calibrating)
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    assert main(["calibrate", "--refit", "--out", str(tmp_path / "tiny.yaml")]) in (0, None)
+    assert "self-check, its own probes predicted / measured: CNN b1 " in capsys.readouterr().out
+
+
 def test_samples_are_kept_at_their_ratio_to_the_reference_beside_them():
     from hwcost.calibration.samples import steady
 
