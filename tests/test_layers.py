@@ -33,7 +33,7 @@ LAYERS = [
     ("spaces",),
     ("specialize",),
     ("calibration.suite", "calibration.generate_overhead"),
-    ("calibration.transformers_overhead",),
+    ("calibration.transformers_overhead", "calibration.selfcheck"),
     ("calibration.samples",),
     ("calibration.fit",),
     ("calibration.bench", "calibration.profile"),
