@@ -565,6 +565,10 @@ def predict_generation(
                            f"without such kernels runs slower than this")
     if kv_dtype != dtype:
         assumptions.append(f"KV cache in {kv_dtype}: its bytes change, its arithmetic stays {dtype}")
+    if state_elements:
+        state_mb = state_elements * act_isz / 2**20
+        assumptions.append(f"the KV cache figure holds a fixed recurrent state of {state_mb:,.2f} MB (state-space or "
+                           f"linear-attention layers), kept in {dtype} whatever the KV cache's dtype")
     return GenerationPrediction(lm.name, profile, prompt_tokens, new_tokens, batch_size, dtype, weight_dtype or dtype,
                                 kv_dtype, prefill, steps, overhead_us * 1e-3, call_us * 1e-3, weight_bytes, kv_bytes,
                                 acts, assumptions, lm)

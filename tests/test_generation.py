@@ -414,5 +414,6 @@ def test_decode_steps_read_the_cache_the_model_itself_builds(model_type):
     half = predict_generation(cfg, prompt_tokens=prompt, new_tokens=5, device="raspberry-pi-5", kv_dtype="float16")
     kv, state = cache_parts(g.lm, 1, prompt + 5)
     assert g.kv_cache_bytes == (kv + state) * 4 and half.kv_cache_bytes == kv * 2 + state * 4
+    assert any("fixed recurrent state" in a for a in g.assumptions) == (state > 0)
     read, read_half = g.steps[prompt].analysis.total.bytes_read, half.steps[prompt].analysis.total.bytes_read
     assert (read_half < read) == (kv > 0)
