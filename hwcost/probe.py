@@ -108,19 +108,31 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     import psutil
 
     top = min(max(4 * cache_bytes_at_level(None), 256 * 1024**2), max_bytes, psutil.virtual_memory().available / 8)
-    sizes, rates, ws = [], [], float(start_bytes)
     # one allocation of the largest working set, sliced: a buffer per size left the freed ones in a
     # heap that the retained allocator (hwcost.allocator) does not give back, ~4 GB per sweep here
     src_all = torch.ones(int(top / 8))   # float32: top / 2 bytes each way
     dst_all = torch.empty_like(src_all)
+
+    def copy_at(ws: float):
+        src, dst = src_all[: int(ws / 8)], dst_all[: int(ws / 8)]
+        return (lambda: dst.copy_(src)), ws, 2 * src.numel() * 4
+
+    sizes, rates = _rate_sweep(copy_at, start_bytes, top, 2.0)
+    return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
+
+
+def _rate_sweep(at, start_bytes: float, top: float, factor: float) -> tuple[list[float], list[float]]:
+    """(sizes, GB/s) over working sets growing by ``factor`` from ``start_bytes`` to ``top``: ``at(ws)`` gives
+    the call to time there, the size to record and the bytes a call moves; each ~0.1 s of calls' median."""
+    sizes, rates, ws = [], [], float(start_bytes)
     with torch.inference_mode():
         while ws <= top:
-            src, dst = src_all[: int(ws / 8)], dst_all[: int(ws / 8)]
-            t = time_callable(lambda: dst.copy_(src), warmup=2, repeats=30, max_seconds=0.1).median_s
-            sizes.append(ws)
-            rates.append(2 * src.numel() * 4 / t / 1e9)
-            ws *= 2
-    return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
+            call, size, moved = at(ws)
+            t = time_callable(call, warmup=2, repeats=30, max_seconds=0.1).median_s
+            sizes.append(size)
+            rates.append(moved / t / 1e9)
+            ws *= factor
+    return sizes, rates
 
 
 MATVEC_WIDTH = 1024   # the product's inner dimension: a decoder's projections and LM heads are 256-8192 wide
@@ -128,33 +140,27 @@ MATVEC_WIDTH = 1024   # the product's inner dimension: a decoder's projections a
 
 def measured_matvec_stream_bytes(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
                                  max_bytes: float = 128 * 1024**2) -> float:
-    """The weight size past which a matrix-vector product (a linear layer on one row, as a decode step
-    runs its projections and LM head) reads its weights from DRAM even when it runs again at once: the
-    knee (llc_from_sweep) of its weight bytes per second over weights growing by sqrt(2) from
-    ``start_bytes`` to ``max_bytes``. The copy sweep says little about it: on this project's VM copies
-    kept the last-level cache's speed to 16 MB and fell off gradually to 64, while these products
-    dropped from 50 to 19 GB/s between 12 and 16 MB at 1 thread and from 33 to 13 between 10 and 12 at
-    2; a 15M Llama's 33 MB LM head ran at its streamed speed, run alone or in the pass, where the copy
-    sweep's share put it a quarter of the way to its cached one. CPU only (0.0 on a GPU or where no cache
-    band shows)."""
+    """The weight size past which a matrix-vector product (a linear layer on one row, as a decode step runs
+    its projections and LM head) reads its weights from DRAM even run again at once: the knee (llc_from_sweep)
+    of its weight bytes per second over weights growing by sqrt(2) from ``start_bytes`` to ``max_bytes``. The
+    copy sweep says little about it: on this project's VM copies kept the cache's speed to 16 MB and slowed
+    gradually to 64, these products fell from 50 to 19 GB/s at 12-16 MB (1 thread; 33 to 13 at 10-12 MB, 2);
+    a 15M Llama's 33 MB LM head streamed alone and in the pass. CPU only (0.0 on a GPU or with no cache band)."""
     if backend != "cpu":
         return 0.0
     import psutil
 
     top = min(max_bytes, psutil.virtual_memory().available / 8)
-    sizes, rates, ws = [], [], float(start_bytes)
     x = torch.ones(1, MATVEC_WIDTH)
     # one weight of the largest size, sliced by rows: a buffer per size would leave the retained
     # allocator's heap (hwcost.allocator) holding every one of them
     w_all = torch.full((int(top / 4 / MATVEC_WIDTH), MATVEC_WIDTH), 0.01)
-    with torch.inference_mode():
-        while ws <= top:
-            w = w_all[: int(ws / 4 / MATVEC_WIDTH)]
-            t = time_callable(lambda: torch.nn.functional.linear(x, w), warmup=2, repeats=30, max_seconds=0.1).median_s
-            sizes.append(w.numel() * 4.0)
-            rates.append(w.numel() * 4 / t / 1e9)
-            ws *= math.sqrt(2)
-    return llc_from_sweep(sizes, rates)
+
+    def product_at(ws: float):
+        w = w_all[: int(ws / 4 / MATVEC_WIDTH)]
+        return (lambda: torch.nn.functional.linear(x, w)), w.numel() * 4.0, w.numel() * 4
+
+    return llc_from_sweep(*_rate_sweep(product_at, start_bytes, top, math.sqrt(2)))
 
 
 def resource_rates(backend: str = "cpu", llc_bytes: float | None = None) -> dict[str, float]:
