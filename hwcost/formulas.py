@@ -745,8 +745,8 @@ def grid_sample_cost(rec: OpRecord) -> Work:
     """Per output element the mode's interpolation; per output location the grid's coordinates
     unnormalized (a multiply and an add per axis), shared by every channel."""
     x, grid, out = rec.args[0], rec.args[1], _out(rec)
-    mode = cv.GRID_SAMPLE_MODES.get(int(rec.arg(2, "interpolation_mode", 0)) if "cudnn" not in rec.name else 0,
-                                    "bilinear")
+    code = 0 if rec.name == "cudnn_grid_sampler" else int(rec.arg(2, "interpolation_mode", 0))   # cuDNN: bilinear
+    mode = cv.GRID_SAMPLE_MODES.get(code, "bilinear")
     if x.ndim == 5 and mode == "bilinear":
         mode = "trilinear"
     return Work(0, cv.INTERPOLATION_FLOPS[mode] * out.numel + 2 * grid.numel)

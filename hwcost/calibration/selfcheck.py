@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..devices import DeviceProfile
+from ..predict import predict
+from ..probe import PROBE_BATCHES, calibration_decode_probe_ms, calibration_probe_ms, probe_network
+from .suite import decode_probe_network
 
 # a probe predicted further off than this (either way) from its own reading is flagged
 SELF_CHECK_TOLERANCE = 0.10
@@ -35,10 +38,6 @@ class ProbeCheck:
 def probe_self_check(profile: DeviceProfile) -> list[ProbeCheck]:
     """Each probe the profile's calibration read, predicted on the profile beside that reading; [] for a
     datasheet profile."""
-    from ..predict import predict
-    from ..probe import PROBE_BATCHES, calibration_decode_probe_ms, calibration_probe_ms, probe_network
-    from .suite import decode_probe_network
-
     cal = profile.calibration or {}
     read = [(f"CNN b{b}", lambda b=b: probe_network(b), calibration_probe_ms(cal, b)) for b in PROBE_BATCHES]
     read.append(("decode step", decode_probe_network, calibration_decode_probe_ms(cal)))
