@@ -229,23 +229,30 @@ def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> 
             layers.append(fresh.layers[i])
             continue
         kept = map_tensors(layer, lambda t: _rebatched(t, batch, dtype))   # the state, and its flags
-        for attr in ("keys", "values", "cumulative_length"):              # a hybrid layer: its attention part
-            if _attends(layer) and hasattr(fresh.layers[i], attr):
-                setattr(kept, attr, getattr(fresh.layers[i], attr))
+        if _attends(layer):   # a hybrid layer: its attention part as the cache class grew it
+            for attr in ("keys", "values", "cumulative_length"):
+                if hasattr(fresh.layers[i], attr):
+                    setattr(kept, attr, getattr(fresh.layers[i], attr))
         layers.append(kept)
     cache = copy.copy(template)
     cache.layers = layers
     return cache
 
 
-def cache_parts(lm: LanguageModel, batch: int, tokens: int) -> tuple[int, int]:
-    """Elements a cache of ``tokens`` tokens holds, read from the cache object: (keys and values — a
-    sliding layer keeps its window —, a recurrent layer's fixed state)."""
+def _cache_tensors(lm: LanguageModel, batch: int, tokens: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A cache of ``tokens`` tokens (cache_of), as (its keys and values — a sliding layer keeps its window —,
+    its recurrent layers' fixed state)."""
     cache = cache_of(lm, batch, tokens, torch.float16)
     if isinstance(cache, list):   # a zoo decoder's (keys, values) per layer
-        return sum(k.numel() + v.numel() for k, v in cache), 0
-    kv = sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers if _attends(layer))
-    return kv, sum(t.numel() for layer in cache.layers for t in _state_tensors(layer))
+        return [t for kv in cache for t in kv], []
+    return ([t for layer in cache.layers if _attends(layer) for t in (layer.keys, layer.values)],
+            [t for layer in cache.layers for t in _state_tensors(layer)])
+
+
+def cache_parts(lm: LanguageModel, batch: int, tokens: int) -> tuple[int, int]:
+    """Elements a cache of ``tokens`` tokens holds, read from the cache object: (keys and values, state)."""
+    kv, state = _cache_tensors(lm, batch, tokens)
+    return sum(t.numel() for t in kv), sum(t.numel() for t in state)
 
 
 def cache_elements(lm: LanguageModel, batch: int, tokens: int) -> int:
@@ -254,10 +261,7 @@ def cache_elements(lm: LanguageModel, batch: int, tokens: int) -> int:
 
 def kv_shapes(lm: LanguageModel, batch: int, tokens: int) -> set[tuple[int, ...]]:
     """The shapes of the keys and values a cache of ``tokens`` tokens holds (what a KV dtype changes)."""
-    cache = cache_of(lm, batch, tokens, torch.float16)
-    if isinstance(cache, list):
-        return {tuple(t.shape) for kv in cache for t in kv}
-    return {tuple(t.shape) for layer in cache.layers if _attends(layer) for t in (layer.keys, layer.values)}
+    return {tuple(t.shape) for t in _cache_tensors(lm, batch, tokens)[0]}
 
 
 def prefill_inputs(lm: LanguageModel, batch: int, prompt: int) -> dict:
