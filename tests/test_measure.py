@@ -497,6 +497,25 @@ def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each(
     assert unpaired["measured_ms"] == 11.0 and unpaired["adjusted_ms"] == 13.0
 
 
+def test_the_accuracy_benchmark_calibrates_in_a_process_of_its_own():
+    """The models are measured in a process that has not calibrated (bench_accuracy.calibration_command):
+    the CLI's calibrate with the benchmark's name, output, threads and budget, and no progress bar off a
+    terminal."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bench_accuracy_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cmd = bench.calibration_command("this-cpu-2t", Path("/x/this-cpu-2t.yaml"), 300.0, 2, progress=False)
+    assert cmd == [sys.executable, "-m", "hwcost", "calibrate", "--name", "this-cpu-2t", "--out", "/x/this-cpu-2t.yaml",
+                   "--threads", "2", "--budget", "300", "--no-progress"]
+    default = bench.calibration_command("n", Path("n.yaml"), None, 1, progress=True)
+    assert "--budget" not in default and "--no-progress" not in default   # the tool's own 300 s, a bar on a tty
+
+
 def test_the_accuracy_benchmark_refuses_no_rounds_with_a_clear_error():
     import subprocess
     import sys
