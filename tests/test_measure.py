@@ -471,10 +471,8 @@ def test_validate_names_rows_whose_ratio_to_the_probe_never_held():
     assert not v.rows[1].measurement.pairing_steady and v.rows[0].measurement.pairing_steady
 
 
-def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each():
-    """benchmarks/bench_accuracy.py times every model in several passes; a row's raw and drift-adjusted
-    latencies are the medians over them (hand-derived), a pass without a pairing does not count towards
-    the adjusted one, and every pass stays in the row."""
+def _bench_accuracy():
+    """benchmarks/bench_accuracy.py as a module (the benchmarks are scripts, not a package)."""
     import importlib.util
     from pathlib import Path
 
@@ -482,6 +480,14 @@ def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each(
     spec = importlib.util.spec_from_file_location("bench_accuracy_under_test", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_accuracy_benchmark_takes_the_median_over_its_rounds_and_keeps_each():
+    """benchmarks/bench_accuracy.py times every model in several passes; a row's raw and drift-adjusted
+    latencies are the medians over them (hand-derived), a pass without a pairing does not count towards
+    the adjusted one, and every pass stays in the row."""
+    bench = _bench_accuracy()
 
     def one(measured, adjusted, spread=1.1, attempts=1):
         return {"measured_ms": measured, "adjusted_ms": adjusted, "machine_factor": adjusted / measured if adjusted else None,
@@ -501,14 +507,10 @@ def test_the_accuracy_benchmark_calibrates_in_a_process_of_its_own():
     """The models are measured in a process that has not calibrated (bench_accuracy.calibration_command):
     the CLI's calibrate with the benchmark's name, output, threads and budget, and no progress bar off a
     terminal."""
-    import importlib.util
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_accuracy.py"
-    spec = importlib.util.spec_from_file_location("bench_accuracy_under_test", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_accuracy()
     cmd = bench.calibration_command("this-cpu-2t", Path("/x/this-cpu-2t.yaml"), 300.0, 2, progress=False)
     assert cmd == [sys.executable, "-m", "hwcost", "calibrate", "--name", "this-cpu-2t", "--out", "/x/this-cpu-2t.yaml",
                    "--threads", "2", "--budget", "300", "--no-progress"]
