@@ -239,6 +239,12 @@ def subnormals_flushed(on: bool = True):
         torch.set_flush_denormal(_process_flushes)
 
 
+def subnormals_flushed_in_process() -> bool:
+    """Whether the process's entry point set the flush (flush_subnormals_now): what a child process that
+    times for it must set too."""
+    return _process_flushes
+
+
 def flush_subnormals_now(on: bool = True) -> None:
     """For a process's entry point, before its first parallel op (see subnormals_flushed); ``False``
     undoes it (the CLI's main, called in-process, leaves the caller's setting as it was)."""

@@ -990,6 +990,51 @@ def test_the_decode_and_batch_8_probes_come_to_the_scale_through_the_probe_read_
     assert probe_during(lone)["probe_decode_during_ms"] == pytest.approx(3.75)
 
 
+def test_probes_read_in_a_fresh_process_stand_for_the_in_run_readings():
+    from hwcost.calibration.profile import _probe_record
+    from hwcost.calibration.samples import probe_during
+
+    # the in-run readings of the decode probes test above (b1 on the scale 5 ms; decode 3 ms; b8 40 ms),
+    # then a fresh process's: the b1 probe at 180x the workload (median 25 us: 4.5 ms on the scale), the
+    # decode probe 0.7x the b1 probe beside it, the b8 probe 7.5x
+    samples = [_relu_case("a", 20e-6), _relu_case("b", 30e-6), _relu_case("c", 25e-6)]
+    for b1, ratio in ((5.0, 200.0), (5.2, 200.0), (4.8, 160.0)):
+        samples += [_fundamental("probe_during_ms", b1), _fundamental("probe_reference_ratio", ratio),
+                    _fundamental("probe_decode_during_ms", 0.6 * b1), _fundamental("probe_b8_during_ms", 8 * b1)]
+    before = probe_during(samples)
+    assert (before["probe_during_ms"], before["probe_decode_during_ms"], before["probe_b8_during_ms"]) == \
+        pytest.approx((5.0, 3.0, 40.0))
+    samples += [_fundamental("probe_fresh_reference_ratio", 180.0), _fundamental("probe_decode_fresh_bridge", 0.7),
+                _fundamental("probe_b8_fresh_bridge", 7.5)]
+    got = probe_during(samples)
+    assert got["probe_during_ms"] == pytest.approx(4.5)
+    assert got["probe_decode_during_ms"] == pytest.approx(0.7 * 4.5)
+    assert got["probe_b8_during_ms"] == pytest.approx(7.5 * 4.5)
+    assert got["probe_reference_ratio"] == 200.0        # the in-run median stays on record beside the fresh one
+    assert _probe_record(got)["probe"]["fresh_reference_ratio"] == 180.0
+    # the probe's disturbance of the reference applies to the fresh ratio as to the in-run one: the
+    # reference-beside-probe disturbance test's run (180 x 20 us x 1.11 = 4 ms) with a fresh ratio of 171
+    disturbed = [_fundamental("private_cache_bytes", 1 << 20)]
+    for k in range(80):
+        disturbed.append(_relu_case(f"c{k}", 20e-6))
+        if k % 4 == 3:
+            disturbed += [_fundamental("probe_during_ms", 4.0), _fundamental("probe_reference_ratio", 180.0)]
+    disturbed.append(_fundamental("probe_fresh_reference_ratio", 171.0))
+    assert probe_during(disturbed)["probe_during_ms"] == pytest.approx(171 * 20e-6 * (4e-3 / 180 / 20e-6) * 1e3)
+
+
+def test_the_fresh_process_reads_every_probe_and_a_failed_child_leaves_the_in_run_readings():
+    from hwcost.calibration.fresh import fresh_probe_readings, read_probes
+
+    got = read_probes(readings=3)
+    assert set(got) == {"probe_fresh_reference_ratio", "probe_decode_fresh_bridge", "probe_b8_fresh_bridge"}
+    assert got["probe_fresh_reference_ratio"] > 1 and got["probe_b8_fresh_bridge"] > 1   # 8 images take longer than 1
+    readings, why = fresh_probe_readings(1, "retain", True)
+    assert why is None and set(readings) == set(got)
+    readings, why = fresh_probe_readings(1, "no-such-allocator", False)
+    assert readings == {} and "exited" in why and "no-such-allocator" in why
+
+
 def test_kernel_scale_weighs_each_kernel_by_its_time_and_splits_a_fused_rnn_into_its_steps():
     from types import SimpleNamespace as NS
 
@@ -1121,19 +1166,25 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
     once = lambda rows: [s for s in rows if s.family == "_fundamental"  # noqa: E731
-                         and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_", "probe_decode_"))]
+                         and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_", "probe_decode_",
+                                                  "probe_fresh_", "probe_b8_fresh_"))]
     assert len(once(rows2)) == len(once(rows1))             # fundamentals measured once
     during = [s.time_s for s in rows2 if s.op == "probe_during_ms"]   # the probe between cases, all through
     ratio = [s.time_s for s in rows2 if s.op == "probe_reference_ratio"]   # ... beside the reference workload
     refs = sorted(s.ref_s for s in rows2 if s.ref_s > 0)
     assert len(during) == len(ratio) == 1
-    assert second.calibration["probe"]["during_ms"] == pytest.approx(ratio[0] * refs[len(refs) // 2] * 1e3, abs=1e-4)
-    # the decode probe (the generation benchmark's reference), read at the first chain right after the
-    # probe, comes to the same scale through it: the probe's time there x the decode probe's / the probe's reading
-    decode = [s.time_s for s in rows2 if s.op == "probe_decode_during_ms"]
-    assert len(decode) == 1
+    # the probes read in a fresh process at the end of the run that finished (the interrupted one has none):
+    # they stand for the in-run readings, on the same scale (the workload's median beside the cases)
+    fresh = {s.op: s.time_s for s in rows2 if "fresh" in s.op}
+    assert set(fresh) == {"probe_fresh_reference_ratio", "probe_decode_fresh_bridge", "probe_b8_fresh_bridge"}
+    assert not [s for s in rows1 if "fresh" in s.op]
+    assert second.calibration["probe"]["during_ms"] == pytest.approx(
+        fresh["probe_fresh_reference_ratio"] * refs[len(refs) // 2] * 1e3, abs=1e-4)
+    assert second.calibration["probe"]["reference_ratio"] == pytest.approx(ratio[0], abs=1e-4)   # on record
+    # the decode probe (the generation benchmark's reference) comes to the same scale through the b1 probe:
+    # the b1 probe's time there x the decode probe's over the b1 probe's beside it in the fresh process
     assert second.calibration["probe"]["decode_during_ms"] == pytest.approx(
-        second.calibration["probe"]["during_ms"] * decode[0] / during[0], abs=1e-3)
+        second.calibration["probe"]["during_ms"] * fresh["probe_decode_fresh_bridge"], abs=1e-3)
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries
 

@@ -37,6 +37,7 @@ LAYERS = [
     ("calibration.samples",),
     ("calibration.fit",),
     ("calibration.bench", "calibration.profile"),
+    ("calibration.fresh",),
     ("calibration.runner",),
     ("calibration",),
     ("cli",),

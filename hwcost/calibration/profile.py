@@ -28,8 +28,8 @@ def _threads(n: int) -> str:
 
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
     probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4)
-                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "decode_during_ms",
-                                       "decode_reference_ratio", *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
+                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "fresh_reference_ratio",
+                                       "decode_during_ms", "decode_reference_ratio", *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
                                                                    for k in ("during_ms", "reference_ratio")))
                              if fundamentals.get(f"probe_{k}")}
     sized_by = fundamentals.get("probe_start_cache_mb") or fundamentals.get("probe_end_cache_mb")

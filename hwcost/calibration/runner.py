@@ -1,6 +1,8 @@
 """``hwcost calibrate``: the orchestration only: run the suite's cases within a time budget
 (resumable), fit the time model, write the profile. Timing is in bench.py, the samples store in
-samples.py, fitting in fit.py, the YAML in profile.py."""
+samples.py, fitting in fit.py, the YAML in profile.py. Long because the run's steps (fundamentals, cases
+with probe readings, the second look, the fresh-process probes, the end readings, the load check) must
+keep their order and their resume and interruption handling together in one loop."""
 from __future__ import annotations
 
 import json
@@ -18,7 +20,7 @@ from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
 from ..predict import predict_analysis
 from ..probe import PROBE_BATCHES, probe_network
-from ..timing import fixed_threads, synchronizer
+from ..timing import fixed_threads, subnormals_flushed_in_process, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, llc_miss_points, measure_case, measure_chain, measure_fundamentals,
                     private_cache_bytes, probe_reading, speed_readings)
@@ -160,7 +162,16 @@ def calibrate(
                                           lambda: prog.elapsed < budget)
                 except KeyboardInterrupt:
                     interrupted = True
-                try:  # the machine's speed at the end of this run (a resumed run updates it)
+                try:  # the probes as a fresh process runs them (fresh.py), then the machine's speed at the end
+                    if backend == "cpu" and not interrupted:
+                        from .fresh import fresh_probe_readings   # here: `python -m` of it imports this package
+
+                        fresh, why = fresh_probe_readings(n_threads, allocator, subnormals_flushed_in_process())
+                        for k, v in fresh.items():
+                            writer.writerow(fundamental_row(k, v))
+                        if why:
+                            print(f"hwcost calibrate: the probes could not be read in a fresh process ({why}); "
+                                  "the readings taken during the run stand for them", file=sys.stderr)
                     end = speed_readings("end", backend, allocator)
                     fundamentals.update(end)
                     for k, v in end.items():

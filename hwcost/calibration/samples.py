@@ -192,7 +192,12 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     at the same moments, in four calibrations here (the decode probe leaves it warmer than the cases
     do), so the workload's ratio put the decode probe 11-18% above its own readings, and every decode
     step drift-adjusted by it came out as much too slow. The probe's own ratio is put on the scale as
-    slow as the reference ran beside it against beside the small cases around it (probe_disturbance)."""
+    slow as the reference ran beside it against beside the small cases around it (probe_disturbance).
+
+    Where the run read the probes in a fresh process as well (fresh.py; suite runs since the thirty-third
+    session), those readings stand for them: the CNN probe's fresh ratio on the same scale, the others
+    through their fresh time over the CNN probe's beside them. The calibrating process ages, and the
+    probes with it more than the cases (fresh.py's docstring)."""
     fundamentals = [s for s in samples if s.family == "_fundamental"]
 
     def median(op: str) -> float | None:
@@ -217,10 +222,20 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
             return on_scale(name)
         return {**on_scale(name), f"{name}_during_ms": probe_ms * statistics.median(bridge)}
 
-    plain, during = on_scale("probe", probe_disturbance(samples)), median("probe_during_ms")
+    disturbance = probe_disturbance(samples)
+    plain, during = on_scale("probe", disturbance), median("probe_during_ms")
     if not plain and during:
         plain = {"probe_during_ms": during}
-    # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each
+    fresh = median("probe_fresh_reference_ratio")
+    if fresh and ref_s:   # read in a fresh process (fresh.py): the state the models it adjusts are timed in
+        plain.update(probe_during_ms=fresh * ref_s * disturbance * 1e3, probe_fresh_reference_ratio=fresh)
+    # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each,
+    # or beside it in the fresh process
     probe_ms = plain.get("probe_during_ms")
-    return {**plain, **through_probe("probe_decode", probe_ms),
-            **{k: v for b in PROBE_BATCHES[1:] for k, v in through_probe(f"probe_b{b}", probe_ms).items()}}
+
+    def through(name: str) -> dict[str, float]:
+        bridge = median(f"{name}_fresh_bridge")
+        out = through_probe(name, probe_ms)
+        return {**out, f"{name}_during_ms": probe_ms * bridge} if bridge and probe_ms else out
+
+    return {**plain, **through("probe_decode"), **{k: v for b in PROBE_BATCHES[1:] for k, v in through(f"probe_b{b}").items()}}

@@ -1,0 +1,93 @@
+"""The probe networks read in a process that has run nothing else, the state every process a user times a
+model in starts from: ``python -m hwcost.calibration.fresh`` prints their readings as JSON, and
+``fresh_probe_readings`` runs it as a child of a calibration.
+
+A calibrating process ages. In four 300 s calibrations on this project's 2-vCPU Intel guest (1 thread),
+the CNN probe's ratio to the reference workload crept up over the run: median 40.4-40.6 over its first
+ten readings, 42.8-43.3 over all of them; the decode probe's 28-29 over its first three, 31-37 over all. The cases aged less: out-of-fold residuals of the fitted trees by position in the run were 2.6-3.2%
+fast in the first eighth and flat after it. Models timed afterwards in a fresh process (the accuracy
+benchmark) ran as predicted raw (signed median +1.2%), while the probe ran 0.93-0.94x its calibration
+time, so every drift-adjusted time came out ~6% slow and every error as much too fast (signed median
+-3.9%). The probe's time stands for the machine's speed only if the probe is in the state the models
+it adjusts are in: a fresh process's."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+import torch
+
+FRESH_READINGS = 11       # of the CNN probe; each followed by one of the decode or the larger-batch probe
+FRESH_TIMEOUT_S = 180.0   # a child that has not finished by then is given up (the in-run readings stand)
+
+
+def fresh_probe_readings(threads: int, allocator: str, flush_subnormals: bool,
+                         timeout_s: float = FRESH_TIMEOUT_S) -> tuple[dict[str, float], str | None]:
+    """The readings of ``read_probes`` taken in a child process under the calibration's thread count,
+    allocator and subnormal setting; ({}, why) when the child fails, and the caller keeps its in-run
+    readings and says so."""
+    cmd = [sys.executable, "-m", "hwcost.calibration.fresh", "--threads", str(threads), "--allocator", allocator]
+    if flush_subnormals:
+        cmd.append("--flush-subnormals")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError) as e:
+        return {}, f"could not run {' '.join(cmd)}: {e}"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {}, f"{' '.join(cmd)} exited {done.returncode}: {tail}"
+    try:
+        return {k: float(v) for k, v in json.loads(lines[-1]).items()}, None
+    except (ValueError, AttributeError) as e:
+        return {}, f"{' '.join(cmd)} printed no readings ({e})"
+
+
+def read_probes(readings: int = FRESH_READINGS) -> dict[str, float]:
+    """The CNN probe's median ratio to the reference workload (probe_fresh_reference_ratio), and the
+    decode and larger-batch probes' median time over the CNN probe's reading just before each
+    (probe_decode_fresh_bridge, probe_b<batch>_fresh_bridge): what samples.probe_during puts on the
+    samples' scale in place of the in-run readings. Each network is called a few times first, so that
+    oneDNN's first-call setup is not in any reading."""
+    from ..probe import PROBE_BATCHES, probe_network
+    from .bench import _beside_reference
+    from .suite import decode_probe_network
+
+    batch = PROBE_BATCHES[-1]
+    nets = {"probe": probe_network(), "probe_decode": decode_probe_network(), f"probe_b{batch}": probe_network(batch)}
+    with torch.inference_mode():
+        for net, x in nets.values():
+            for _ in range(3):
+                net(x)
+    ratios: list[float] = []
+    bridges: dict[str, list[float]] = {"probe_decode": [], f"probe_b{batch}": []}
+    for i in range(readings):
+        cnn = _beside_reference(*nets["probe"], "probe")
+        ratios.append(cnn["probe_reference_ratio"])
+        other = "probe_decode" if i % 2 == 0 else f"probe_b{batch}"
+        bridges[other].append(_beside_reference(*nets[other], other)[f"{other}_during_ms"] / cnn["probe_during_ms"])
+    return {"probe_fresh_reference_ratio": statistics.median(ratios),
+            **{f"{name}_fresh_bridge": statistics.median(v) for name, v in bridges.items() if v}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..allocator import held
+    from ..timing import fixed_threads, flush_subnormals_now
+
+    ap = argparse.ArgumentParser(prog="python -m hwcost.calibration.fresh", description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--allocator", default="retain")
+    ap.add_argument("--flush-subnormals", action="store_true")
+    args = ap.parse_args(argv)
+    if args.flush_subnormals:
+        flush_subnormals_now()   # before any parallel op, as the calibrating process did
+    with held(args.allocator), fixed_threads(args.threads):
+        print(json.dumps(read_probes()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
