@@ -194,7 +194,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     step drift-adjusted by it came out as much too slow. The probe's own ratio is put on the scale as
     slow as the reference ran beside it against beside the small cases around it (probe_disturbance).
 
-    Where the run read the probes in a fresh process as well (fresh.py; suite runs since the thirty-third
+    Where the run read the probes in a fresh process as well (fresh.py; runs since the thirty-third
     session), those readings stand for them: the CNN probe's fresh ratio on the same scale, the others
     through their fresh time over the CNN probe's beside them. The calibrating process ages, and the
     probes with it more than the cases (fresh.py's docstring)."""
