@@ -9,14 +9,15 @@ The cases aged less: out-of-fold residuals of the fitted trees by position in th
 in the first eighth and flat after it. Models timed afterwards in a fresh process (the accuracy
 benchmark) ran as predicted raw (signed median +1.2%), while the probe ran 0.93-0.94x its calibration
 time, so every drift-adjusted time came out ~6% slow and every error as much too fast (signed median
--3.9%). The probe's time stands for the machine's speed only if the probe is in the state the models
-it adjusts are in: a fresh process's. In two calibrations with these readings, the fresh CNN-probe time
-sat 5-7% under the in-run one at 1 thread and 2-3% at 2, and over the 208 benchmark pairs measured
-against them the drift-adjusted signed median error went from -4.5% (in-run) to +0.4%, the median error
-from 6.6% to 5.7%. A third calibration (1 thread) did not age: its fresh readings came out 1-6% above the
-in-run ones, and its benchmark scored 60% within ±10% by them against 65% by the in-run ones. Which of the
-two to trust is not settled (docs/accuracy.md, thirty-third session); the in-run readings are still taken,
-and stay on record, so that a run can be adjusted both ways."""
+-3.9%). In two calibrations with these readings, the fresh CNN-probe time sat 5-7% under the in-run one at 1 thread
+and 2-3% at 2, and over their 208 benchmark pairs the drift-adjusted signed median error went from -4.5%
+(in-run) to +0.4%. But the fresh readings are eleven readings in five seconds: one round of a ratio that
+moves 5-13% from round to round here. In a third calibration (1 thread) they came out 1-6% above the
+in-run ones, and in a fourth 7-17% below (the decode probe 2.27 against 2.65 ms), where the models ran as
+predicted raw (signed median -1.3%) and the fresh readings put them +8.3% slow. Over the seven benchmarked
+calibrations (364 pairs) the in-run readings scored 72% within ±10%, median 6.6%, against the fresh
+ones' 68% and 6.8% (docs/accuracy.md, thirty-fourth session), so the in-run readings adjust, and these
+go on the profile's record (``probe.fresh_during_ms`` and the like) for the next comparison."""
 from __future__ import annotations
 
 import argparse

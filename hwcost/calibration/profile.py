@@ -28,9 +28,11 @@ def _threads(n: int) -> str:
 
 def _probe_record(fundamentals: dict[str, float]) -> dict[str, Any]:
     probe: dict[str, Any] = {k: round(fundamentals[f"probe_{k}"], 4)
-                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "fresh_reference_ratio",
-                                       "decode_during_ms", "decode_reference_ratio", *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
-                                                                   for k in ("during_ms", "reference_ratio")))
+                             for k in ("start_ms", "end_ms", "during_ms", "reference_ratio", "fresh_during_ms",
+                                       "fresh_reference_ratio", "decode_during_ms", "decode_reference_ratio",
+                                       "decode_fresh_during_ms",
+                                       *(f"b{b}_{k}" for b in PROBE_BATCHES[1:]
+                                         for k in ("during_ms", "reference_ratio", "fresh_during_ms")))
                              if fundamentals.get(f"probe_{k}")}
     sized_by = fundamentals.get("probe_start_cache_mb") or fundamentals.get("probe_end_cache_mb")
     if sized_by:   # the cache size the cache and DRAM readings were sized by

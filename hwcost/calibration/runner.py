@@ -162,7 +162,7 @@ def calibrate(
                                           lambda: prog.elapsed < budget)
                 except KeyboardInterrupt:
                     interrupted = True
-                try:  # the probes as a fresh process runs them (fresh.py), then the machine's speed at the end
+                try:  # the probes as a fresh process runs them (fresh.py, on record), then the machine's speed at the end
                     if backend == "cpu" and not interrupted:
                         from .fresh import fresh_probe_readings   # here: `python -m` of it imports this package
 
@@ -171,7 +171,7 @@ def calibrate(
                             writer.writerow(fundamental_row(k, v))
                         if why:
                             print(f"hwcost calibrate: the probes could not be read in a fresh process ({why}); "
-                                  "the readings taken during the run stand for them", file=sys.stderr)
+                                  "the profile records the readings taken during the run only", file=sys.stderr)
                     end = speed_readings("end", backend, allocator)
                     fundamentals.update(end)
                     for k, v in end.items():

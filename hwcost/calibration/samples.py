@@ -195,9 +195,9 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     slow as the reference ran beside it against beside the small cases around it (probe_disturbance).
 
     Where the run read the probes in a fresh process as well (fresh.py; runs since the thirty-third
-    session), those readings stand for them: the CNN probe's fresh ratio on the same scale, the others
-    through their fresh time over the CNN probe's beside them. The calibrating process ages, and the
-    probes with it more than the cases (fresh.py's docstring)."""
+    session), those readings go on record beside these (``*_fresh_during_ms``: the CNN probe's fresh
+    ratio on the same scale, the others through their fresh time over the CNN probe's beside them) and
+    adjust nothing: over seven benchmarked calibrations they scored no better (fresh.py's docstring)."""
     fundamentals = [s for s in samples if s.family == "_fundamental"]
 
     def median(op: str) -> float | None:
@@ -227,15 +227,15 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     if not plain and during:
         plain = {"probe_during_ms": during}
     fresh = median("probe_fresh_reference_ratio")
-    if fresh and ref_s:   # read in a fresh process (fresh.py): the state the models it adjusts are timed in
-        plain.update(probe_during_ms=fresh * ref_s * disturbance * 1e3, probe_fresh_reference_ratio=fresh)
-    # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each,
-    # or beside it in the fresh process
-    probe_ms = plain.get("probe_during_ms")
+    if fresh and ref_s:   # read in a fresh process (fresh.py): on record
+        plain.update(probe_fresh_during_ms=fresh * ref_s * disturbance * 1e3, probe_fresh_reference_ratio=fresh)
+    # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each
+    # (and, on record, beside it in the fresh process)
+    probe_ms, fresh_ms = plain.get("probe_during_ms"), plain.get("probe_fresh_during_ms")
 
     def through(name: str) -> dict[str, float]:
         bridge = median(f"{name}_fresh_bridge")
         out = through_probe(name, probe_ms)
-        return {**out, f"{name}_during_ms": probe_ms * bridge} if bridge and probe_ms else out
+        return {**out, f"{name}_fresh_during_ms": fresh_ms * bridge} if bridge and fresh_ms else out
 
     return {**plain, **through("probe_decode"), **{k: v for b in PROBE_BATCHES[1:] for k, v in through(f"probe_b{b}").items()}}
