@@ -194,19 +194,19 @@ def _network_body_conv(rng, dtype):
     n = _pick(rng, [4, 8, 16])
     c_in = _pick(rng, [32, 64, 128, 256, 512])
     c_out = min(c_in * _pick(rng, [1, 1, 2]), 512)
-    if rng.random() < 0.25:
+    if rng.random() < 0.25:   # frames x height x width
+        conv, k = nn.Conv3d, 3
         d, h = _pick(rng, [4, 8, 16]), _pick(rng, [7, 14, 28, 56])
-        flops = 2 * n * c_in * c_out * 27 * d * h * h
-        if not 1e9 <= flops <= LARGE_CASE_FLOPS:
-            return None
-        return lambda: (nn.Conv3d(c_in, c_out, 3, 1, 1).to(dtype), (_x(n, c_in, d, h, h, dtype=dtype),))
-    k, h = _pick(rng, [3, 3, 1]), _pick(rng, [14, 28, 56, 112])
-    if k == 1:
-        c_in, c_out = (c_in * 4, c_in) if rng.random() < 0.5 else (c_in, c_in * 4)   # a bottleneck's 1x1s
-    flops = 2 * n * c_in * c_out * k * k * h * h
-    if not 1e9 <= flops <= LARGE_CASE_FLOPS or 4 * n * (c_in + c_out) * h * h > MAX_CASE_BYTES:
+        size = (d, h, h)
+    else:
+        conv, k = nn.Conv2d, _pick(rng, [3, 3, 1])
+        size = (_pick(rng, [14, 28, 56, 112]),) * 2
+        if k == 1:
+            c_in, c_out = (c_in * 4, c_in) if rng.random() < 0.5 else (c_in, c_in * 4)   # a bottleneck's 1x1s
+    flops = 2 * n * c_in * c_out * k ** len(size) * math.prod(size)
+    if not 1e9 <= flops <= LARGE_CASE_FLOPS or 4 * n * (c_in + c_out) * math.prod(size) > MAX_CASE_BYTES:
         return None
-    return lambda: (nn.Conv2d(c_in, c_out, k, 1, k // 2).to(dtype), (_x(n, c_in, h, h, dtype=dtype),))
+    return lambda: (conv(c_in, c_out, k, 1, k // 2).to(dtype), (_x(n, c_in, *size, dtype=dtype),))
 
 
 def _conv(rng, dtype):
