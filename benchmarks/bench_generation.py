@@ -11,12 +11,14 @@ probe see the same seconds; both figures are reported raw (median over rounds) a
 median over rounds of the figure / a probe's time, times that probe's time at calibration. Two probes,
 because this VM's compute speed and its memory bandwidth drift apart (one minute, the CNN probe ran 1.25x
 faster than at calibration while the decode probe ran 1.04x slower; the decode probe's ratio to the reference workload
-came out 32.9 in one calibration and 39.6 in the next): time to first token, a prefill's GEMMs, is
-adjusted by the calibration's CNN probe (hwcost.probe.probe_network, compute-bound like it); per-token
-decode, which streams the weights, by its decode probe (hwcost.calibration.suite.decode_probe_network: a
-fixed decode step of a 4-layer Llama-style model with a 32,000-token head, 45 MB of weights) where the
-profile read it (suite 16 on), else by the CNN probe too. Timed under the calibration's allocator
-condition (hwcost.allocator).
+came out 32.9 in one calibration and 39.6 in the next). Both figures are adjusted by the calibration's decode
+probe (hwcost.calibration.suite.decode_probe_network: a fixed decode step of a 4-layer Llama-style model with a
+32,000-token head, 45 MB of weights) where the profile read it (suite 16 on), else by its CNN probe
+(hwcost.probe.probe_network); each figure adjusted by the other probe is printed beside. Time to first token was
+adjusted by the CNN probe until the thirty-fifth session: over five benchmarked calibrations (60 pairs, in-run
+probe readings) the decode probe put 50 of them within +-15% (median 9.0%), the CNN probe 46 (10.8%): these
+models' 32-128-token prefills run the decode probe's mix of norms, small products, attention and Python between
+them, not the CNN probe's convolutions. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """
@@ -99,7 +101,7 @@ def main() -> None:
     if calibration_decode_probe_ms(cal):   # profiles calibrated before the decode probe was read: the CNN probe
         dec_net, dec_x = decode_probe_network()
         probes["decode"], probe_then["decode"] = (lambda: dec_net(dec_x)), calibration_decode_probe_ms(cal)
-    adjust_by = {"ttft": "cnn", "decode": "decode" if "decode" in probes else "cnn"}
+    adjust_by = dict.fromkeys(("ttft", "decode"), "decode" if "decode" in probes else "cnn")
     print(f"profile {profile.name}: {threads} threads, at calibration CNN probe {probe_then['cnn']:.3f} ms"
           + (f", decode probe {probe_then['decode']:.3f} ms" if "decode" in probes else "")
           + f"; TTFT adjusted by the {adjust_by['ttft']} probe, decode by the {adjust_by['decode']} probe; generate() step "
