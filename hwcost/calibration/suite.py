@@ -18,11 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 36  # 36: a fifth of the convolution chains a mobile network's inverted-residual blocks at
-# batch 4-8 (expanded maps of 5-58 MB): such ops ran 1.1-1.6x their isolated time in those chains, while the context fit,
-# over chains mostly at batch 1, put nothing on bytes past the private cache, and MobileNetV2, EfficientNet-B0,
-# MobileNetV3 and MobileViT at batch 8 came out 11-18% fast in six calibrations (1 thread)
-# 35: half the large convolution draws a batched CNN's body (3x3 or bottleneck 1x1, stride 1,
+SUITE_VERSION = 35  # 35: half the large convolution draws a batched CNN's body (3x3 or bottleneck 1x1, stride 1,
 # 32-512 wide, 2-D and 3-D): the large draws were mostly unaligned widths and 1x1s over big maps (90-150
 # GFLOP/s at 1 thread here), no sample near VGG's or C3D's 3x3s (175-200), and calibration D put VGG-11's
 # and C3D's batch-8 convolutions 20-46% slow, timed alone beside calibration cases at its speed
@@ -650,42 +646,10 @@ class _SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
-def _inverted_residual_chain(rng: random.Random):
-    """A mobile network's inverted-residual blocks at batch 4-8 (MobileNetV2/V3, EfficientNet): a 1x1
-    expansion, a depthwise convolution (sometimes squeeze-excited), a 1x1 projection, each with its norm,
-    the expanded maps 5-58 MB. In a network such ops read inputs the previous op just wrote past the private
-    caches and run well over their time alone (MobileNetV2 at batch 8, 1 thread: 1.3-1.6x the sum of its
-    layers repeated alone), a cost the other chains, mostly batch 1 and under 3 MB a map, barely show:
-    calibration F's context fit put nothing on bytes past the private cache and the batch-8 mobile networks
-    came out 11-18% fast in six calibrations (1 thread)."""
-    n = _pick(rng, [4, 8, 8])
-    h, c = _pick(rng, [(112, 16), (112, 24), (56, 24), (56, 32), (56, 48), (28, 96)])
-    act = _pick(rng, [nn.ReLU6, nn.SiLU, nn.Hardswish])
-    blocks, flops = [], 0.0
-    for _ in range(rng.randint(2, 5)):
-        e, k = c * _pick(rng, [4, 6]), _pick(rng, [3, 3, 5])
-        block_flops = 2 * n * h * h * (2 * c * e + e * k * k)
-        if flops + block_flops > MAX_CHAIN_FLOPS:
-            break
-        body = [nn.Conv2d(c, e, 1, bias=False), nn.BatchNorm2d(e), act(),
-                nn.Conv2d(e, e, k, 1, k // 2, groups=e, bias=False), nn.BatchNorm2d(e), act()]
-        if rng.random() < 0.4:
-            body.append(_SqueezeExcite(e, max(8, e // 4)))
-        body += [nn.Conv2d(e, c, 1, bias=False), nn.BatchNorm2d(c)]
-        blocks.append(_Residual(nn.Sequential(*body)))
-        flops += block_flops
-    if not blocks:
-        return None
-    return lambda: (nn.Sequential(*blocks), (_x(n, c, h, h),))
-
-
 def _conv_chain(rng: random.Random, version: int = SUITE_VERSION):
     n, c, h = _pick(rng, [1, 1, 2, 4, 8]), _pick(rng, [3, 16, 32]), _pick(rng, [56, 112, 160, 224])
     depth = (4, 9)
-    u = rng.random() if version >= 32 else 1.0
-    if version >= 36 and 0.3 <= u < 0.5:   # a fifth: batched inverted-residual blocks (suite 36)
-        return _inverted_residual_chain(rng)
-    if u < 0.3:
+    if version >= 32 and rng.random() < 0.3:
         # a mobile network's blocks at batch 1 (suite 32): many ops of 10-60 us each, one after another. The
         # chains drawn before ran a median 160 us per op at 2 threads here (33 of 219 under 50 us), against
         # ~40 in MobileNetV3-Small, whose ops ran 1.6x their time alone in the network: the context terms
