@@ -466,7 +466,7 @@ def test_streamed_linear_cycles_cold_weights_and_samples_say_so(monkeypatch):
     from hwcost.calibration.suite import STREAM_POOL_BYTES, StreamedLinear, cases
 
     # the pool is capped by free memory: held at this moment's, so the pool the case grew and the pool asked
-    # for after it are the same figure (free memory moved between the two calls and failed this test once)
+    # for after it are the same figure (free memory can move between the two calls)
     now = bench.psutil.virtual_memory()
     monkeypatch.setattr(bench.psutil, "virtual_memory",
                         lambda: types.SimpleNamespace(available=now.available, total=now.total))
@@ -478,8 +478,10 @@ def test_streamed_linear_cycles_cold_weights_and_samples_say_so(monkeypatch):
         assert torch.equal(a, b) and mod._next == 2   # same values, another copy of the weight
     # one copy of a 2 MB weight fits any L3; the pool's copies do not
     assert not bench.weights_cold(nn.Linear(512, 1024), 512 * 1024 * 4, "cpu")
-    assert bench.weights_cold(mod, 512 * 1024 * 4, "cpu") == (STREAM_POOL_BYTES > (bench.last_level_cache_bytes("cpu")
-                                                                                     or bench.COLD_BYTES_UNKNOWN_CACHE))
+    # the copies' bytes, not the nominal pool: they pass it by up to one copy (a cache measured at 129.2 MB, between
+    # the pool's 128.0 and the copies' 130.0, failed this test in CI)
+    assert bench.weights_cold(mod, 512 * 1024 * 4, "cpu") == (mod.weight_copies * 512 * 1024 * 4 > (
+        bench.last_level_cache_bytes("cpu") or bench.COLD_BYTES_UNKNOWN_CACHE))
     # timed, the pool grows past twice the measured last-level cache, so every call reads from DRAM
     small = StreamedLinear(256, 256, False, torch.float32)
     s = bench.measure_case(small, (torch.randn(1, 256),), "t", "cpu")
