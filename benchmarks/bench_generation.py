@@ -17,9 +17,8 @@ probe (hwcost.calibration.suite.decode_probe_network: a fixed decode step of a 4
 (hwcost.probe.probe_network); each figure adjusted by the other probe is printed beside. Time to first token was
 adjusted by the CNN probe until the thirty-fifth session: over five benchmarked calibrations (60 pairs, in-run
 probe readings) the decode probe put 50 of them within +-15% (median 9.0%), the CNN probe 46 (10.8%; with the two
-runs after, 71 and 67 of 84): these
-models' 32-128-token prefills run the decode probe's mix of norms, small products, attention and Python between
-them, not the CNN probe's convolutions. Timed under the calibration's allocator condition (hwcost.allocator).
+runs after, 71 and 67 of 84): these models' 32-128-token prefills run the decode probe's mix of norms, small
+products, attention and Python between them, not the CNN probe's convolutions. Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """

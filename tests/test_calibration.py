@@ -477,10 +477,11 @@ def test_streamed_linear_cycles_cold_weights_and_samples_say_so(monkeypatch):
         a, b = mod(x), mod(x)
         assert torch.equal(a, b) and mod._next == 2   # same values, another copy of the weight
     # one copy of a 2 MB weight fits any L3; the pool's copies do not
-    assert not bench.weights_cold(nn.Linear(512, 1024), 512 * 1024 * 4, "cpu")
+    weight_bytes = 512 * 1024 * 4
+    assert not bench.weights_cold(nn.Linear(512, 1024), weight_bytes, "cpu")
     # the copies' bytes, not the nominal pool: they pass it by up to one copy (a cache measured at 129.2 MB, between
     # the pool's 128.0 and the copies' 130.0, failed this test in CI)
-    assert bench.weights_cold(mod, 512 * 1024 * 4, "cpu") == (mod.weight_copies * 512 * 1024 * 4 > (
+    assert bench.weights_cold(mod, weight_bytes, "cpu") == (mod.weight_copies * weight_bytes > (
         bench.last_level_cache_bytes("cpu") or bench.COLD_BYTES_UNKNOWN_CACHE))
     # timed, the pool grows past twice the measured last-level cache, so every call reads from DRAM
     small = StreamedLinear(256, 256, False, torch.float32)
