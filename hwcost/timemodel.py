@@ -165,9 +165,28 @@ class TimeModel:
                      flags: list[bool] | None = None) -> Iterator[tuple[float, bool, list[bool], list[float]]]:
         """Per condition the pass of ``costs`` runs under (conditions): its weight, whether it streams, each
         op's cold flag and isolated seconds (isolated, ``flags`` marked as there)."""
+        warm = None
         for weight, streamed in self.conditions(costs):
             colds = self.cold_flags(costs, streamed)
-            yield weight, streamed, colds, self.isolated(costs, dtype, matrix_flags, flags, colds)
+            iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
+            if any(colds):
+                warm = warm or self.isolated(costs, dtype, matrix_flags, None, [False] * len(costs))
+                iso = self.cold_bounded(costs, iso, warm, colds)
+            yield weight, streamed, colds, iso
+
+    def cold_bounded(self, costs: list[OpCost], iso: list[float], warm: list[float], colds: list[bool]) -> list[float]:
+        """Each op with cold weights held between its warm time and its warm time plus one read of its
+        weights at the measured DRAM bandwidth: fetching them from DRAM instead of a cache can add no more
+        than that, with no overlap at all. The cold samples are mostly a few rows (decode steps), where
+        the read is the time; the trees carried their slowness to a 128-token LM head (65 MB of weights,
+        4.2 GFLOP), which four calibrations here put at 33-50 ms cold against 26-28 ms warm, where it
+        ran 29-32 ms with its weights cold or cached alike."""
+        out = list(iso)
+        for i, (c, cold) in enumerate(zip(costs, colds)):
+            if cold:
+                ceiling = warm[i] + c.weight_bytes / self.rates.bandwidth if self.rates.bandwidth > 0 else math.inf
+                out[i] = min(max(out[i], warm[i]), ceiling)
+        return out
 
     def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None, colds: list[bool] | None = None) -> list[float]:

@@ -435,6 +435,32 @@ def test_a_product_whose_own_weights_no_cache_keeps_is_cold_in_any_pass():
     assert never_cold.cold_flags([head], False) == [False]
 
 
+def test_cold_weights_add_at_most_one_read_of_them_at_the_dram_bandwidth(monkeypatch):
+    """An op predicted with cold weights is held between its warm time and its warm time plus one read of its
+    weights at the measured bandwidth: a 128-token LM head (65 MB of weights, 4.2 GFLOP) ran the same with
+    its weights cold or cached, where trees fitted on few-row cold samples put it 1.2-1.9x slower."""
+    from hwcost.timemodel import TimeModel
+
+    head, small = _linear_cost(512, 32000), _linear_cost(256, 256)
+    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
+    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
+    model = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), ranges)
+    read_s = head.weight_bytes / 2e10
+    # cold: the trees' figure (too slow for the head, too fast for the small one), warm: 30 ms and 10 us
+    assert model.cold_bounded([head, small], [0.030 + 3 * read_s, 5e-6], [0.030, 1e-5], [True, True]) == \
+        pytest.approx([0.030 + read_s, 1e-5])
+    assert model.cold_bounded([head], [0.030 + 0.5 * read_s], [0.030], [True]) == pytest.approx([0.030 + 0.5 * read_s])
+    assert model.cold_bounded([head], [0.050], [0.030], [False]) == [0.050]   # warm ops keep their figure
+    # through by_condition: a streamed pass (66 MB past a 32 MB cache) gets the bounded cold times
+
+    def isolated(costs, dtype, matrix_flags, flags=None, colds=None):
+        return [0.1 if cold else 0.01 for cold in (colds or [False] * len(costs))]
+
+    monkeypatch.setattr(model, "isolated", isolated)
+    (weight, streamed, colds, iso), = list(model.by_condition([head, head], "float32", [True, True]))
+    assert streamed and colds == [True, True] and iso == pytest.approx([0.01 + read_s] * 2)
+
+
 def test_the_matrix_vector_sweep_finds_where_a_product_stops_keeping_its_weights(monkeypatch):
     from hwcost import probe
     from hwcost.timing import TimingStats
