@@ -26,6 +26,7 @@ from .features import FEATURES, op_key, op_prior, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
+from .reuse import dram_extra_s_per_byte, with_evicted
 
 MODEL_VERSION = 11  # 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
@@ -55,6 +56,7 @@ class Rates:
     matrix_flops: dict[str, float]       # FLOP/s per dtype for products
     vector_flops: dict[str, float]       # FLOP/s per dtype for elementwise work
     bandwidth: float                     # bytes/s (read + write)
+    dram_extra_s_per_byte: float = 0.0   # a byte from DRAM over one from the last-level cache (reuse)
 
     def base(self, flops: float, traffic: float, matrix: bool, dtype: str, calls: int = 1) -> float:
         """Dispatch floor per kernel call made one after another (a recurrent layer: one per step,
@@ -233,7 +235,11 @@ class TimeModel:
             if flags is not None:
                 flags[n] = any(sub_flags[i:i + len(ps)])
             i += len(ps)
-        return out
+        return self.with_evicted_activations(out, costs)
+
+    def with_evicted_activations(self, times: list[float], costs: list[OpCost]) -> list[float]:
+        """``times`` plus each op's activation bytes the pass finds evicted at DRAM's extra cost per byte."""
+        return with_evicted(times, costs, self.context.llc_miss, self.rates.dram_extra_s_per_byte)
 
     def expected_times(self, iso: list[float], costs: list[OpCost]) -> list[float]:
         """Isolated seconds (isolated(): an op's typical time) as expected times, by the family's factor
@@ -286,7 +292,7 @@ _CACHE: dict[str, TimeModel] = {}
 
 
 def time_model_for(model_text: str, rates: Rates) -> TimeModel:
-    key = sha256(model_text) + repr(sorted(rates.matrix_flops.items())) + repr(rates.bandwidth)
+    key = sha256(model_text) + repr((sorted(rates.matrix_flops.items()), rates.bandwidth, rates.dram_extra_s_per_byte))
     if key not in _CACHE:
         _CACHE[key] = TimeModel.from_dict(json.loads(model_text), rates)
     return _CACHE[key]
@@ -300,6 +306,7 @@ def rates_of(profile: DeviceProfile) -> Rates:
         matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
         vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
         bandwidth=profile.bandwidth_gbps * 1e9,
+        dram_extra_s_per_byte=dram_extra_s_per_byte((profile.calibration or {}).get("probe") or {}),
     )
 
 

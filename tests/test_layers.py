@@ -21,6 +21,7 @@ LAYERS = [
     ("analysis",),
     ("devices",),
     ("features", "parts", "context"),
+    ("reuse",),
     ("timemodel",),
     ("roofline",),
     ("execution",),
