@@ -449,3 +449,18 @@ def _build(d: dict, where: str) -> DeviceProfile:
         calibration=d.get("calibration"),
         path=where,
     )
+
+
+# the resource readings calibration takes at its start and end (probe.resource_rates), by key
+RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
+
+
+def calibration_rates(calibration: dict | None) -> dict[str, float]:
+    """The resource rates a calibrated profile recorded (mean of its start and end readings)."""
+    p = (calibration or {}).get("probe") or {}
+    out = {}
+    for key in RESOURCES:
+        vals = [p[when][key] for when in ("start", "end") if (p.get(when) or {}).get(key)]
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out

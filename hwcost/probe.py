@@ -24,10 +24,10 @@ import torch
 import torch.nn as nn
 
 from .context import LlcSweep, llc_fit_from_sweep, llc_from_sweep, llc_miss_from_sweep
+from .devices import RESOURCES, calibration_rates
 from .timing import synchronizer, time_callable
 
 PROBE_RUNS = 3        # medians of this many timing rounds, so one noisy round does not decide
-RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
 
 
 # The probe at batch 1 (ops of ~0.1-1 ms: dispatch, thread wake-ups, cache-resident work) and at batch 8
@@ -192,17 +192,6 @@ def resource_rates(backend: str = "cpu", llc_bytes: float | None = None) -> dict
             dst = torch.empty_like(src)
             t = time_callable(lambda: dst.copy_(src), warmup=2, repeats=200, sync=sync, max_seconds=0.2).median_s
             out[key] = 2 * src.numel() * 4 / t / 1e9
-    return out
-
-
-def calibration_rates(calibration: dict | None) -> dict[str, float]:
-    """The resource rates a calibrated profile recorded (mean of its start and end readings)."""
-    p = (calibration or {}).get("probe") or {}
-    out = {}
-    for key in RESOURCES:
-        vals = [p[when][key] for when in ("start", "end") if (p.get(when) or {}).get(key)]
-        if vals:
-            out[key] = sum(vals) / len(vals)
     return out
 
 

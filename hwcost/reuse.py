@@ -18,7 +18,6 @@ Plain arithmetic; no fitted term.
 from __future__ import annotations
 
 import bisect
-from typing import Any
 
 from .context import miss_share_at
 from .records import OpCost
@@ -46,19 +45,16 @@ class _Fenwick:
         return s
 
 
-def _lifetimes(costs: list[OpCost]) -> tuple[dict[int, int], dict[int, int], set[int]]:
-    """Per activation storage: the op that first writes it and the op that last touches it; and the
-    storages no op writes (parameters and the model's inputs: resident for the whole pass)."""
-    born: dict[int, int] = {}
+def _lifetimes(costs: list[OpCost]) -> tuple[dict[int, int], set[int]]:
+    """Per storage, the op that last touches it; and the storages no op writes (parameters and the model's
+    inputs: resident for the whole pass)."""
     last: dict[int, int] = {}
-    for i, c in enumerate(costs):
-        for s in c.record.outputs:
-            born.setdefault(s.storage_id, i)
     for i, c in enumerate(costs):
         for s in [*c.record.inputs, *c.record.outputs]:
             last[s.storage_id] = i
-    fixed = {s.storage_id for c in costs for s in c.record.inputs if s.storage_id not in born}
-    return born, last, fixed
+    written = {s.storage_id for c in costs for s in c.record.outputs}
+    fixed = {s.storage_id for c in costs for s in c.record.inputs if s.storage_id not in written}
+    return last, fixed
 
 
 def dram_activation_bytes(costs: list[OpCost], miss_points: list[list[float]]) -> list[float]:
@@ -67,7 +63,7 @@ def dram_activation_bytes(costs: list[OpCost], miss_points: list[list[float]]) -
     A block first touched in the last pass is memory the heap never handed out before: all of it DRAM."""
     if not miss_points or not costs:
         return [0.0] * len(costs)
-    born, last, fixed = _lifetimes(costs)
+    last, fixed = _lifetimes(costs)
     touches_per_pass = sum(len(c.record.inputs) + len(c.record.outputs) for c in costs) + len(fixed)
     fen = _Fenwick(PASSES * touches_per_pass + 2)
     when: dict[int, int] = {}        # block -> time of its latest touch
@@ -100,10 +96,10 @@ def dram_activation_bytes(costs: list[OpCost], miss_points: list[list[float]]) -
 
     out = [0.0] * len(costs)
     for run in range(PASSES):
+        read = run == PASSES - 1   # the earlier passes only place blocks and touch them
         block_of: dict[int, int] = dict(fixed_block)
         for i, c in enumerate(costs):
-            own = c.bytes_read + c.bytes_written
-            alone = miss_share_at(miss_points, own)
+            alone = miss_share_at(miss_points, c.bytes_read + c.bytes_written) if read else 0.0
             extra = 0.0
             for s in c.record.inputs:
                 b = block_of.get(s.storage_id)
@@ -111,7 +107,7 @@ def dram_activation_bytes(costs: list[OpCost], miss_points: list[list[float]]) -
                     continue
                 size.setdefault(b, float(s.storage_nbytes))
                 d = touch(b)
-                if s.storage_id not in fixed:
+                if read and s.storage_id not in fixed:
                     extra += s.read_bytes * max(miss_share_at(miss_points, d + size[b]) - alone, 0.0)
             for s in c.record.outputs:
                 b = block_of.get(s.storage_id)
@@ -125,25 +121,21 @@ def dram_activation_bytes(costs: list[OpCost], miss_points: list[list[float]]) -
                         size[b] = nbytes
                     block_of[s.storage_id] = b
                 d = touch(b)
-                extra += s.nbytes * max(miss_share_at(miss_points, d + size[b]) - alone, 0.0)
+                if read:
+                    extra += s.nbytes * max(miss_share_at(miss_points, d + size[b]) - alone, 0.0)
             for s in {x.storage_id: x for x in [*c.record.inputs, *c.record.outputs]}.values():
                 if last.get(s.storage_id) == i and s.storage_id not in fixed and s.storage_id in block_of:
                     b = block_of.pop(s.storage_id)
                     bisect.insort(free, (size[b], b))
-            if run == PASSES - 1:
-                out[i] = extra
+            out[i] = extra
     return out
 
 
-def dram_extra_s_per_byte(probe: dict[str, Any]) -> float:
-    """1 / DRAM rate - 1 / cache rate, each the mean of the copy rates read at calibration's start and end
-    (probe.measure_resources: a copy within the last-level cache, and one four times its size); 0.0 where
-    either was not read (a GPU, older profiles) or the cache was no faster."""
-    def mean_gbps(key: str) -> float:
-        v = [float(probe[w][key]) for w in ("start", "end") if (probe.get(w) or {}).get(key)]
-        return sum(v) / len(v) if v else 0.0
-
-    cache, dram = mean_gbps("cache_gbps"), mean_gbps("dram_gbps")
+def dram_extra_s_per_byte(rates: dict[str, float]) -> float:
+    """1 / DRAM rate - 1 / cache rate from a profile's recorded copy rates (devices.calibration_rates: a copy
+    within the last-level cache and one four times its size, each the mean of calibration's start and end
+    readings); 0.0 where either was not read (a GPU, older profiles) or the cache was no faster."""
+    cache, dram = rates.get("cache_gbps", 0.0), rates.get("dram_gbps", 0.0)
     if cache <= 0 or dram <= 0:
         return 0.0
     return max(1.0 / dram - 1.0 / cache, 0.0) * 1e-9

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .context import ContextModel
-from .devices import DeviceProfile
+from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
 from .features import FEATURES, op_key, op_prior, shape_features, vectorize
 from .formulas import PRODUCT_FAMILIES, serial_steps
@@ -306,7 +306,7 @@ def rates_of(profile: DeviceProfile) -> Rates:
         matrix_flops={k: v * 1e12 for k, v in profile.matrix_tflops.items()},
         vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
         bandwidth=profile.bandwidth_gbps * 1e9,
-        dram_extra_s_per_byte=dram_extra_s_per_byte((profile.calibration or {}).get("probe") or {}),
+        dram_extra_s_per_byte=dram_extra_s_per_byte(calibration_rates(profile.calibration)),
     )
 
 

@@ -5,6 +5,7 @@ import torch.nn as nn
 
 from hwcost.analysis import analyze
 from hwcost.context import ContextModel
+from hwcost.devices import calibration_rates
 from hwcost.reuse import dram_activation_bytes, dram_extra_s_per_byte
 from hwcost.timemodel import Rates, TimeModel
 
@@ -71,9 +72,12 @@ def test_the_prediction_pays_the_evicted_bytes_at_the_dram_penalty():
 
 
 def test_dram_penalty_from_the_calibration_copy_rates():
+    def penalty(probe):
+        return dram_extra_s_per_byte(calibration_rates({"probe": probe}))
+
     probe = {"start": {"cache_gbps": 50.0, "dram_gbps": 20.0}, "end": {"cache_gbps": 50.0, "dram_gbps": 30.0}}
-    assert dram_extra_s_per_byte(probe) == pytest.approx((1 / 25 - 1 / 50) * 1e-9)
-    assert dram_extra_s_per_byte({"start": {"cache_gbps": 50.0}}) == 0.0   # DRAM not read
-    assert dram_extra_s_per_byte({}) == 0.0
+    assert penalty(probe) == pytest.approx((1 / 25 - 1 / 50) * 1e-9)
+    assert penalty({"start": {"cache_gbps": 50.0}}) == 0.0   # DRAM not read
+    assert penalty({}) == 0.0
     # a cache no faster than DRAM costs nothing more from DRAM
-    assert dram_extra_s_per_byte({"start": {"cache_gbps": 20.0, "dram_gbps": 25.0}}) == 0.0
+    assert penalty({"start": {"cache_gbps": 20.0, "dram_gbps": 25.0}}) == 0.0
