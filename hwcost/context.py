@@ -133,8 +133,9 @@ class ContextModel:
     # [working set bytes, share of reads from DRAM] from the copy sweep (calibration.bench.llc_miss_points);
     # none: a pass streams all its weights past llc_fit_bytes (or llc_bytes) and none below
     llc_miss: list[list[float]] = field(default_factory=list)
-    # the weights calibration's streamed samples cycled through (calibration.bench.stream_pool_bytes): the
-    # sweep's miss share there is what their times stand for; 0: they stand for every read from DRAM
+    # the weights calibration's streamed samples cycled through (calibration.bench.stream_pool_bytes), kept
+    # as a record: their times stand for every weight read from DRAM (stream_share), whatever the sweep's
+    # miss share at the pool's size
     cold_pool_bytes: float = 0.0
     # a pass whose weights total at most this finds them in the private caches again on its next pass, and
     # its ops pay no weight term: set (to cache_bytes) where calibration timed its chains with their weights
@@ -188,18 +189,21 @@ class ContextModel:
     def stream_share(self, costs: list[OpCost]) -> float:
         """How far these ops, run as one pass after another, lie from their cached time towards their
         streamed one (1: the streamed samples' condition), by the share of their weight reads the last-level
-        cache misses. From the copy sweep's miss shares where calibration recorded them: the share at the
-        pass's weight bytes over the share at the streamed samples' pool (calibration's cold samples cycled
-        ~2x the cache and found part of it still cached; a pass reading more weights than that lies a
-        little beyond them). A 45M-parameter Llama's 136 MB of weights decoded 0.3-0.5 of the way from its
-        cached to its streamed prediction here; the sweep at that size said 0.2-0.35 of the pool's share.
+        cache misses: the copy sweep's miss share at the pass's weight bytes, where calibration recorded it.
+        The streamed samples stand for a pass that reads every weight from DRAM, though the sweep finds ~20%
+        of a cyclic copy of their ~2x-the-cache pool still cached: products cycling 450 MB of weight copies
+        took the time they took cycling the 223 MB pool (within 3% at 1 and 2 threads), and inside a 110M
+        Llama's decode step (400 MB of weights) its products ran at 0.96-1.03x the pool's time. (Until the
+        thirty-seventh session the share was divided by the sweep's at the pool, a 136 MB pass put 0.67 of
+        the way instead of 0.55 and a 400 MB one 1.13, beyond the samples: re-predicted over six recorded
+        calibrations, 5 fewer of 624 held-out pairs within ±10% and 5 more of 144 generation figures within
+        ±15% drift-adjusted, 8 more raw.) A 45M-parameter Llama's 136 MB of weights decoded 0.3-0.5 of the way from its cached to its
+        streamed prediction here (in-model hooks).
         Without a sweep, all or nothing: streamed past llc_fit_bytes (or llc_bytes). 0.0 with no cache
         size known."""
         weight_bytes = sum(c.weight_bytes for c in costs)
         if self.llc_miss:
-            share = min(max(miss_share_at(self.llc_miss, weight_bytes), 0.0), 1.0)
-            pool = miss_share_at(self.llc_miss, self.cold_pool_bytes) if self.cold_pool_bytes else 1.0
-            return share / pool if pool > 0 else float(share > 0)
+            return min(max(miss_share_at(self.llc_miss, weight_bytes), 0.0), 1.0)
         limit = self.llc_fit_bytes or self.llc_bytes
         return 1.0 if limit > 0 and weight_bytes > limit else 0.0
 

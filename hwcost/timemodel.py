@@ -140,11 +140,10 @@ class TimeModel:
 
     def conditions(self, costs: list[OpCost]) -> list[tuple[float, bool]]:
         """(weight, streamed) per condition the pass of ``costs`` runs under: its weights cached, streamed
-        from DRAM, or both, weighted by how far it lies between them (ContextModel.stream_share; past 1, a
-        little beyond the streamed samples: the cached weight turns negative)."""
+        from DRAM, or both, weighted by how far it lies between them (ContextModel.stream_share)."""
         share = self.context.stream_share(costs)
-        if share <= 0 or share == 1:
-            return [(1.0, share == 1)]
+        if share <= 0 or share >= 1:
+            return [(1.0, share >= 1)]
         return [(1.0 - share, False), (share, True)]
 
     def cold_flags(self, costs: list[OpCost], streamed: bool) -> list[bool]:

@@ -1398,21 +1398,22 @@ def test_the_share_of_weight_reads_from_dram_follows_the_sweep():
     line = [[64e6, 0.0], [128e6, 0.5], [256e6, 1.0]]
     assert miss_share_at(line, 64e6 * 2**0.5) == pytest.approx(0.25)
     assert miss_share_at(line, 1e6) == 0.0 and miss_share_at(line, 1e9) == 1.0 and miss_share_at([], 1e9) == 0.0
-    # the streamed samples cycled a pool the cache served a quarter of (share 0.75 there): a pass of 128 MB
-    # (share 0.5) lies two thirds of the way to them, one of 256 MB (share 1) a third beyond them
+    # the streamed samples cycled a pool where the sweep still finds a quarter cached (share 0.75): they
+    # stand for every weight from DRAM all the same, so a pass lies the sweep's share at its own weights of
+    # the way to them (128 MB: half), and one past the sweep's last size runs as they did, not beyond
     from types import SimpleNamespace
     pooled = ContextModel(llc_miss=line, cold_pool_bytes=128e6 * 2**0.5)
 
     def weights(nbytes):
         return [SimpleNamespace(weight_bytes=nbytes / 2)] * 2
 
-    assert pooled.stream_share(weights(128e6)) == pytest.approx(2 / 3)
-    assert pooled.stream_share(weights(256e6)) == pytest.approx(4 / 3)
+    assert pooled.stream_share(weights(128e6)) == pytest.approx(0.5)
+    assert pooled.stream_share(weights(256e6)) == 1.0 and pooled.stream_share(weights(1e9)) == 1.0
     assert pooled.stream_share(weights(32e6)) == 0.0
-    assert ContextModel(llc_miss=line).stream_share(weights(128e6)) == pytest.approx(0.5)   # no pool known
     from hwcost.timemodel import TimeModel
-    beyond = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {}, {}, 1e10), pooled, {}).conditions(weights(256e6))
-    assert [w for w, _ in beyond] == pytest.approx([-1 / 3, 4 / 3]) and [f for _, f in beyond] == [False, True]
+    model = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {}, {}, 1e10), pooled, {})
+    assert model.conditions(weights(1e9)) == [(1.0, True)]
+    assert model.conditions(weights(128e6)) == [(pytest.approx(0.5), False), (pytest.approx(0.5), True)]
 
 
 def test_a_pass_the_cache_partly_serves_is_predicted_between_cached_and_streamed():
