@@ -18,7 +18,13 @@ probe (hwcost.calibration.suite.decode_probe_network: a fixed decode step of a 4
 adjusted by the CNN probe until the thirty-fifth session: over five benchmarked calibrations (60 pairs, in-run
 probe readings) the decode probe put 50 of them within +-15% (median 9.0%), the CNN probe 46 (10.8%; with the two
 runs after, 71 and 67 of 84): these models' 32-128-token prefills run the decode probe's mix of norms, small
-products, attention and Python between them, not the CNN probe's convolutions. Timed under the calibration's allocator condition (hwcost.allocator).
+products, attention and Python between them, not the CNN probe's convolutions. The decode probe's weights stay
+in this VM's last-level cache, and a step that streams its weights from DRAM does not follow it: over six
+calibrations the 110M model's decode measured 32.7-35.7 ms raw at 1 thread while the probe beside it read
+0.81-1.11x its calibration time. Since the thirty-seventh session each figure is adjusted by the decode probe
+and the calibration's DRAM-bandwidth copy (hwcost.resources.calibration_dram_probe) together, weighted by the
+prediction's share of the figure's time spent reading weights from DRAM (dram_share; 0 for the 15M model,
+whose 45 MB of weights stay cached). Timed under the calibration's allocator condition (hwcost.allocator).
 Predictions: hwcost.predict_generation on the calibrated profile (which measured generate()'s own time
 per step and per call).
 """
@@ -33,6 +39,7 @@ import hwcost
 from hwcost.allocator import apply as apply_allocator
 from hwcost.calibration.suite import decode_probe_network
 from hwcost.probe import calibration_decode_probe_ms, calibration_probe_ms, probe_network
+from hwcost.resources import calibration_dram_probe
 from hwcost.timing import flush_subnormals_now, time_callable, timed_call
 
 SIZES = {   # name: (hidden, layers, heads, kv heads, ffn)
@@ -51,11 +58,10 @@ def config(name: str):
                           num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048)
 
 
-def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: int = 5) -> dict:
-    """Per figure (ttft, decode): its median seconds over ``rounds`` rounds of generate(1) and
-    generate(new) back to back, and per probe (``probes``: name -> callable) the median over rounds of
-    seconds / probe, each round's probe time the mean of the probe blocks just before and just after it
-    (each an untimed call, then the median of ``probe_calls``): generate(new) lasts up to a second, and
+def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: int = 5) -> list:
+    """Per round of generate(1) and generate(new) back to back: each figure's seconds (ttft, decode) and
+    each probe's (``probes``: name -> callable), the mean of the probe blocks just before and just after
+    the round (each an untimed call, then the median of ``probe_calls``): generate(new) lasts up to a second, and
     one 4 ms probe call after it read that second's speed less well (the same figure moved 17.8-18.3 ms
     over three runs so, 18.3-20.3 with one call after). Two untimed rounds first (with one, the first
     model's probe read up to 1.3x slow in its first rounds: the heap still growing to its steady state).
@@ -75,10 +81,29 @@ def timed_rounds(one, many, new: int, probes: dict, rounds: int, probe_calls: in
         many()
         t1, tn = timed_call(one), timed_call(many)
         after = probe_blocks()
-        rows.append((t1, (tn - t1) / (new - 1), {k: (before[k] + after[k]) / 2 for k in probes}))
+        rows.append(({"ttft": t1, "decode": (tn - t1) / (new - 1)}, {k: (before[k] + after[k]) / 2 for k in probes}))
         before = after
-    return {k: (statistics.median(r[i] for r in rows), {p: statistics.median(r[i] / r[2][p] for r in rows) for p in probes})
-            for i, k in enumerate(("ttft", "decode"))}
+    return rows
+
+
+def adjusted_ms(rows: list, figure: str, mix: dict[str, float], then_ms: dict[str, float]) -> float:
+    """The median over rounds of a figure scaled, per round, by each probe's time at calibration over its
+    time in that round, the probes weighted by ``mix`` (name -> weight, summing to 1)."""
+    return statistics.median(r[0][figure] * 1e3 * sum(w * then_ms[q] / (r[1][q] * 1e3) for q, w in mix.items() if w)
+                             for r in rows)
+
+
+def dram_share(g, figure: str, profile) -> float:
+    """The share of a figure's predicted time (ttft or decode) spent reading weights from DRAM: the bytes
+    its pass reads from there (ContextModel.dram_weight_bytes) at the profile's bandwidth over that time,
+    at most 1. It weights the DRAM probe against the decode probe in the figure's drift adjustment."""
+    from hwcost.timemodel import calibration_text, rates_of, time_model_for
+
+    context = time_model_for(calibration_text(profile, "model"), rates_of(profile)).context
+    pred = g.prefill if figure == "ttft" else g.steps[max(g.steps)]
+    total_ms = g.ttft_ms if figure == "ttft" else g.decode_ms_per_token
+    dram_ms = context.dram_weight_bytes([t.cost for t in pred.ops]) / (profile.bandwidth_gbps * 1e9) * 1e3
+    return min(dram_ms / total_ms, 1.0) if total_ms > 0 else 0.0
 
 
 def main() -> None:
@@ -101,15 +126,20 @@ def main() -> None:
     if calibration_decode_probe_ms(cal):   # profiles calibrated before the decode probe was read: the CNN probe
         dec_net, dec_x = decode_probe_network()
         probes["decode"], probe_then["decode"] = (lambda: dec_net(dec_x)), calibration_decode_probe_ms(cal)
-    adjust_by = dict.fromkeys(("ttft", "decode"), "decode" if "decode" in probes else "cnn")
+    base = "decode" if "decode" in probes else "cnn"
+    dram = calibration_dram_probe(cal)
+    if dram:   # profiles without the DRAM reading or the cache size: the base probe alone
+        probes["dram"], probe_then["dram"] = dram
     print(f"profile {profile.name}: {threads} threads, at calibration CNN probe {probe_then['cnn']:.3f} ms"
           + (f", decode probe {probe_then['decode']:.3f} ms" if "decode" in probes else "")
-          + f"; TTFT adjusted by the {adjust_by['ttft']} probe, decode by the {adjust_by['decode']} probe; generate() step "
-          f"{profile.generate_step_us} us (measured)\n")
-    print(f"{'model':11s} {'prompt':>6s} | {'TTFT meas':>9s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s} | "
-          f"{'decode meas':>11s} {'adj':>8s} {'pred':>8s} {'err raw':>8s} {'err adj':>8s}")
+          + (f", DRAM copy {probe_then['dram']:.1f} ms" if dram else "")
+          + f"; each figure adjusted by the {base} probe" + (" and the DRAM copy, weighted by its predicted share of "
+                                                            "time reading weights from DRAM (dram)" if dram else "")
+          + f"; generate() step {profile.generate_step_us} us (measured)\n")
+    print(f"{'model':11s} {'prompt':>6s} | {'TTFT meas':>9s} {'adj':>8s} {'pred':>8s} {'dram':>5s} {'err raw':>8s} "
+          f"{'err adj':>8s} | {'decode meas':>11s} {'adj':>8s} {'pred':>8s} {'dram':>5s} {'err raw':>8s} {'err adj':>8s}")
     errors = {"ttft": [], "decode": []}
-    # each figure adjusted by every probe read, for the record beside the one it is adjusted by
+    # each figure adjusted by every probe alone too, for the record beside the mix it is adjusted by
     by_probe: dict[tuple[str, str], list[float]] = {(k, q): [] for k in errors for q in probes}
     with torch.inference_mode():
         for name in SIZES:
@@ -123,16 +153,17 @@ def main() -> None:
                     return lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                                   min_new_tokens=n, max_new_tokens=n, pad_token_id=0)
 
-                m = timed_rounds(gen(1), gen(args.new), args.new, probes, args.rounds)
+                rows = timed_rounds(gen(1), gen(args.new), args.new, probes, args.rounds)
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
                 pred = {"ttft": g.ttft_ms, "decode": g.decode_ms_per_token}
-                raw = {k: m[k][0] * 1e3 for k in pred}
-                adj = {k: {q: m[k][1][q] * probe_then[q] for q in probes} for k in pred}
+                raw = {k: statistics.median(r[0][k] for r in rows) * 1e3 for k in pred}
+                share = {k: dram_share(g, k, profile) if dram else 0.0 for k in pred}
+                adj = {k: adjusted_ms(rows, k, {base: 1 - share[k], "dram": share[k]}, probe_then) for k in pred}
                 for k in pred:
-                    errors[k].append((pred[k] / raw[k] - 1, pred[k] / adj[k][adjust_by[k]] - 1))
+                    errors[k].append((pred[k] / raw[k] - 1, pred[k] / adj[k] - 1))
                     for q in probes:
-                        by_probe[k, q].append(pred[k] / adj[k][q] - 1)
-                cells = [f"{raw[k]:{w}.2f} {adj[k][adjust_by[k]]:8.2f} {pred[k]:8.2f} {100 * errors[k][-1][0]:+7.1f}% "
+                        by_probe[k, q].append(pred[k] / adjusted_ms(rows, k, {q: 1.0}, probe_then) - 1)
+                cells = [f"{raw[k]:{w}.2f} {adj[k]:8.2f} {pred[k]:8.2f} {share[k]:5.2f} {100 * errors[k][-1][0]:+7.1f}% "
                          f"{100 * errors[k][-1][1]:+7.1f}%" for k, w in (("ttft", 9), ("decode", 11))]
                 print(f"{name:11s} {prompt:6d} | {cells[0]} | {cells[1]}", flush=True)
 
@@ -146,7 +177,7 @@ def main() -> None:
             print(f"{k:6s} {kind:>14s}: {within([v[i] for v in es])}, worst {max(abs(v[i]) for v in es) * 100:.1f}%")
     print()
     for (k, q), es in by_probe.items():
-        print(f"{k:6s} adjusted by the {q} probe{' (as above)' if q == adjust_by[k] else ''}: {within(es)}")
+        print(f"{k:6s} adjusted by the {q} probe alone: {within(es)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How much slower an op runs inside a network than repeated alone (the context model), and what a copy
 sweep over growing working sets says of the last-level cache: its knee, where its band ends, and the
 share of a pass's weight reads it misses. Read at prediction time, fitted by hwcost.calibration.fit,
-measured by hwcost.probe.measured_llc; plain arithmetic."""
+measured by hwcost.resources.measured_llc; plain arithmetic."""
 from __future__ import annotations
 
 import math
@@ -86,7 +86,7 @@ class LlcSweep(NamedTuple):
 
 def miss_share_at(points: list[list[float]], working_set_bytes: float) -> float:
     """The share of a cyclic read of ``working_set_bytes`` that comes from DRAM, from a copy sweep's
-    [working set bytes, miss share] points (probe.llc_miss_from_sweep; increasing sizes), linear in
+    [working set bytes, miss share] points (llc_miss_from_sweep; increasing sizes), linear in
     log(size) between them: the first point's share below the sweep, the last's beyond it."""
     if not points or working_set_bytes <= points[0][0]:
         return float(points[0][1]) if points else 0.0
@@ -206,6 +206,17 @@ class ContextModel:
             return min(max(miss_share_at(self.llc_miss, weight_bytes), 0.0), 1.0)
         limit = self.llc_fit_bytes or self.llc_bytes
         return 1.0 if limit > 0 and weight_bytes > limit else 0.0
+
+    def own_weights_stream(self, cost: OpCost) -> bool:
+        """Is this a matrix product whose own weights no cache keeps between two calls (past
+        matvec_stream_bytes), so that it reads them from DRAM whatever the rest of the pass does?"""
+        return cost.family == "matmul" and 0 < self.matvec_stream_bytes < cost.weight_bytes
+
+    def dram_weight_bytes(self, costs: list[OpCost]) -> float:
+        """The weight bytes a pass of ``costs`` reads from DRAM: all of a product's whose own weights
+        stream (own_weights_stream), the pass's stream_share of everyone else's."""
+        share = self.stream_share(costs)
+        return sum(c.weight_bytes * (1.0 if self.own_weights_stream(c) else share) for c in costs)
 
     def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None,
                streamed: bool = False) -> dict[str, float]:

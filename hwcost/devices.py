@@ -451,7 +451,7 @@ def _build(d: dict, where: str) -> DeviceProfile:
     )
 
 
-# the resource readings calibration takes at its start and end (probe.resource_rates), by key
+# the resource readings calibration takes at its start and end (resources.resource_rates), by key
 RESOURCES = {"compute_gflops": "compute", "cache_gbps": "last-level-cache bandwidth", "dram_gbps": "DRAM bandwidth"}
 
 

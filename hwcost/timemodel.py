@@ -154,11 +154,8 @@ class TimeModel:
         families = {f for f, r in self.ranges.items() if r.get("cold")}
         if not families:
             return [False] * len(costs)
-        limit = self.context.matvec_stream_bytes
-
         def cold(c: OpCost) -> bool:
-            own = c.family == "matmul" and 0 < limit < c.weight_bytes
-            return c.family in families and c.weight_bytes > 0 and (streamed or own)
+            return c.family in families and c.weight_bytes > 0 and (streamed or self.context.own_weights_stream(c))
 
         return [cold(c) for c in costs]
 

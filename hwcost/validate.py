@@ -16,7 +16,8 @@ from .loaders import load_model
 from .measure import Measurement, measure
 from .timing import fixed_threads
 from .predict import predict
-from .probe import calibration_cache_bytes, calibration_probe_ms, drift_line, matching_reference, resource_rates
+from .probe import calibration_probe_ms, drift_line, matching_reference
+from .resources import calibration_cache_bytes, resource_rates
 
 # the machine moved when the reference ran this much slower or faster than at calibration
 MOVED_FACTOR = 0.05

@@ -462,7 +462,7 @@ def test_cold_weights_add_at_most_one_read_of_them_at_the_dram_bandwidth(monkeyp
 
 
 def test_the_matrix_vector_sweep_finds_where_a_product_stops_keeping_its_weights(monkeypatch):
-    from hwcost import probe
+    from hwcost import resources as probe
     from hwcost.timing import TimingStats
 
     # a stand-in clock: 50 GB/s while the weights are at most 12 MB, 15 GB/s beyond
@@ -1261,7 +1261,7 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
     assert probe["end"]["dram_gbps"] == pytest.approx(ends["probe_end_dram_gbps"], abs=0.01)
     # the readings were sized by the measured last-level cache, and the profile says by how much
     from hwcost.calibration.bench import last_level_cache_bytes
-    from hwcost.probe import calibration_cache_bytes
+    from hwcost.resources import calibration_cache_bytes
 
     assert calibration_cache_bytes(second.calibration) == pytest.approx(last_level_cache_bytes("cpu"), rel=1e-3)
     assert main(["validate", "--device", str(out), "--models", "mobilenet_v3_small", "--repeats", "3"]) == 0
@@ -1283,7 +1283,7 @@ def test_calibration_records_the_speed_probe_and_validate_reports_drift(calibrat
 def test_resource_readings_copy_working_sets_sized_by_the_cache_they_are_given(monkeypatch):
     """A VM's sysfs may report the host's whole L3 (480 MB here): sized by it, the 'cache' copy streamed from
     DRAM and the DRAM one took 2 x 1.9 GB. Given calibration's measured cache, both are sized by that."""
-    from hwcost import probe
+    from hwcost import resources as probe
 
     sizes = []
     real_randn = torch.randn
@@ -1299,6 +1299,23 @@ def test_resource_readings_copy_working_sets_sized_by_the_cache_they_are_given(m
     assert copies == [2_000_000, 64 * 1024**2] and rates["cache_gbps"] > 0   # a quarter, and the 64 MiB floor
     assert probe.calibration_cache_bytes({"probe": {"cache_mb": 8.0}}) == 8e6
     assert probe.calibration_cache_bytes({"probe": {}}) is None      # older profiles: sized by sysfs, as read
+
+
+def test_the_dram_probe_is_the_calibrations_dram_copy_with_its_time_then():
+    """The copy calibration read DRAM bandwidth with (four times its cache, at least 64 MiB each way), and
+    its time then: bytes read plus written at the mean of the start and end readings."""
+    from hwcost import resources as probe
+
+    cal = {"probe": {"cache_mb": 8.0, "start": {"dram_gbps": 20.0}, "end": {"dram_gbps": 30.0}}}
+    copy, then_ms = probe.calibration_dram_probe(cal)
+    assert then_ms == pytest.approx(2 * 64 * 1024**2 / 25e9 * 1e3, rel=1e-6)   # 64 MiB floor: 8 MB x 4 is below it
+    copy()
+    big = {"probe": {"cache_mb": 100.0, "start": {"dram_gbps": 16.0}}}
+    assert probe.copy_working_sets(100e6)["dram_gbps"] == 400e6
+    assert probe.calibration_dram_probe(big)[1] == pytest.approx(2 * 400e6 / 16e9 * 1e3, rel=1e-6)
+    assert probe.calibration_dram_probe({"probe": {"cache_mb": 8.0}}) is None   # no DRAM reading recorded
+    assert probe.calibration_dram_probe({"probe": {"start": {"dram_gbps": 20.0}}}) is None   # no cache size
+    assert probe.calibration_dram_probe(None) is None
 
 
 def test_probe_network_is_fixed_and_drift_line_reads_it():
@@ -1332,7 +1349,7 @@ def test_resource_readings_say_which_resource_moved():
 
 
 def test_resource_rates_and_cache_sizes_read_this_machine():
-    from hwcost.probe import cache_bytes_at_level, resource_rates
+    from hwcost.resources import cache_bytes_at_level, resource_rates
 
     rates = resource_rates("cpu")
     assert rates["compute_gflops"] > 0 and rates["dram_gbps"] > 0
@@ -1414,6 +1431,21 @@ def test_the_share_of_weight_reads_from_dram_follows_the_sweep():
     model = TimeModel({}, {}, {}, 0.0, Rates(1e-6, {}, {}, 1e10), pooled, {})
     assert model.conditions(weights(1e9)) == [(1.0, True)]
     assert model.conditions(weights(128e6)) == [(pytest.approx(0.5), False), (pytest.approx(0.5), True)]
+
+
+def test_weight_bytes_a_pass_reads_from_dram():
+    """A product whose own weights stream (past matvec_stream_bytes) reads all of them from DRAM; the
+    other ops the pass's stream share of theirs (here half: 128 MB of weights on a sweep from 64 to 256 MB)."""
+    from types import SimpleNamespace
+
+    line = [[64e6, 0.0], [128e6, 0.5], [256e6, 1.0]]
+    head = SimpleNamespace(family="matmul", weight_bytes=40e6)
+    conv = SimpleNamespace(family="conv", weight_bytes=88e6)
+    context = ContextModel(llc_miss=line, matvec_stream_bytes=32e6)
+    assert context.own_weights_stream(head) and not context.own_weights_stream(conv)
+    assert context.dram_weight_bytes([head, conv]) == pytest.approx(40e6 + 0.5 * 88e6)
+    assert ContextModel(llc_miss=line).dram_weight_bytes([head, conv]) == pytest.approx(0.5 * 128e6)   # no knee known
+    assert ContextModel().dram_weight_bytes([head, conv]) == 0.0   # caches unknown: nothing from DRAM
 
 
 def test_a_pass_the_cache_partly_serves_is_predicted_between_cached_and_streamed():

@@ -28,7 +28,7 @@ LAYERS = [
     ("energy",),
     ("predict",),
     ("meters", "host", "timing"),
-    ("probe",),
+    ("probe", "resources"),
     ("measure",),
     ("validate", "plot", "generation"),
     ("spaces",),

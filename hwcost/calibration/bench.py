@@ -17,8 +17,8 @@ from ..context import LlcSweep
 from ..features import KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
-from ..probe import (cache_bytes_at_level, measured_llc, measured_matvec_stream_bytes, probe_ms, quick_probe_ms,
-                     resource_rates)
+from ..probe import probe_ms, quick_probe_ms
+from ..resources import cache_bytes_at_level, measured_llc, measured_matvec_stream_bytes, resource_rates
 from .fit import dominant
 from .generate_overhead import measure_generate_step
 from .samples import Sample
@@ -132,7 +132,7 @@ def _llc(backend: str) -> LlcSweep:
 
 def last_level_cache_bytes(backend: str) -> float:
     """The cache every core (or SM) shares: a GPU's L2; on a CPU the working size a copy sweep finds
-    (probe.measured_llc's knee, from twice the threads' private caches), else the last level sysfs
+    (resources.measured_llc's knee, from twice the threads' private caches), else the last level sysfs
     reports. 0.0 unknown."""
     if backend == "cuda":
         return private_cache_bytes(backend, 1)
@@ -140,7 +140,7 @@ def last_level_cache_bytes(backend: str) -> float:
 
 
 def llc_fit_bytes(backend: str) -> float:
-    """The largest working set the last-level cache still serves at its own speed (probe.measured_llc's
+    """The largest working set the last-level cache still serves at its own speed (resources.measured_llc's
     fit: where the copy sweep leaves the cache band), the limit past which a pass's weights stream from
     DRAM all or nothing where no miss shares are known (context.ContextModel.stream_share). 0.0 unknown or a
     GPU (whose L2 is exact): the knee serves."""
@@ -149,7 +149,7 @@ def llc_fit_bytes(backend: str) -> float:
 
 def matvec_stream_bytes(backend: str) -> float:
     """The weight size past which a matrix product on one row streams its weights from DRAM however soon
-    it runs again (probe.measured_matvec_stream_bytes, from twice the threads' private caches): such a
+    it runs again (resources.measured_matvec_stream_bytes, from twice the threads' private caches): such a
     product in a pass is predicted with cold weights whatever share of the pass's weights the cache keeps.
     0.0 on a GPU (its L2 is exact) or where the sweep shows no cache band."""
     if backend == "cuda":
@@ -162,7 +162,7 @@ LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KE
 
 
 def llc_miss_fundamentals(backend: str) -> dict[str, float]:
-    """The copy sweep's share of reads from DRAM at each working set (probe.llc_miss_from_sweep), as
+    """The copy sweep's share of reads from DRAM at each working set (context.llc_miss_from_sweep), as
     fundamentals; none on a GPU (whose L2 is exact) or where the sweep showed no cache band."""
     return {} if backend == "cuda" else {f"{LLC_MISS_KEY}{int(ws)}": share for ws, share in _llc(backend).miss}
 

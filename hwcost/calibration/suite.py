@@ -26,7 +26,7 @@ SUITE_VERSION = 35  # 35: half the large convolution draws a batched CNN's body 
 # blocks have off the powers of two (704, 1408, 1536, 2816, 5632): a 15M Llama's 32-token prefill products
 # (256 -> 704, 128 and 256 wide) ran 11-27% over their prediction alone at 1 thread, 45M's at 128 tokens
 # (512 -> 1408) 22-24% at 2, with no sample of either width (the 15M model's time to first token 20% fast)
-# 33: a matrix-vector sweep's knee recorded (probe.measured_matvec_stream_bytes): a product
+# 33: a matrix-vector sweep's knee recorded (resources.measured_matvec_stream_bytes): a product
 # whose own weights exceed it is predicted cold in any pass (a 15M Llama's 33 MB LM head streamed where the copy
 # sweep's share at the pass's 45 MB put it a quarter cached: the decode probe predicted 0.85x its reading)
 # 32: convolution strides as networks use them (stride 4 only for kernels of 7 and more, a
@@ -46,14 +46,14 @@ SUITE_VERSION = 35  # 35: half the large convolution draws a batched CNN's body 
 # inputs up to 128 px; was any pair of widths over at most 56 px) and half again as often: a U-Net's
 # 32 -> 16 upsampling over 64 px lay past every sample and was extrapolated 2.7x slow
 # 28: the copy sweep's share of reads from DRAM at each working set recorded
-# (probe.llc_miss_from_sweep): a pass whose weights the cache partly keeps is predicted between cached and streamed
+# (context.llc_miss_from_sweep): a pass whose weights the cache partly keeps is predicted between cached and streamed
 # 27: where the copy sweep leaves the cache band (probe.llc_fit_from_sweep) recorded
 # beside its knee: the weights a pass may read and still find cached next pass (a 136 MB decoder streamed)
 # 26: transformers' Python per forward and per call, from 1- and 3-layer probes with the
 # private caches evicted before each layer (transformers_overhead.py)
 # 25: generate()'s overhead timed at two vocabulary sizes with an all-ones mask
 # (generate_overhead.py): a figure taken at 64 entries left ~0.45 ms per step at 32,000 out
-# 24: the last-level cache measured by a copy sweep (probe.measured_llc), not
+# 24: the last-level cache measured by a copy sweep (resources.measured_llc), not
 # read from sysfs, decides which weights are cold: this KVM guest reports 480 MB and behaves like ~120-170
 # MB, so the 128 MB streamed-linear pool counted as warm and no network ever streamed its weights
 # 23: dense 2-D convolutions drawn at the resolutions of segmentation and detection
