@@ -197,8 +197,8 @@ class ContextModel:
         thirty-seventh session the share was divided by the sweep's at the pool, a 136 MB pass put 0.67 of
         the way instead of 0.55 and a 400 MB one 1.13, beyond the samples: re-predicted over six recorded
         calibrations, 5 fewer of 624 held-out pairs within ±10% and 5 more of 144 generation figures within
-        ±15% drift-adjusted, 8 more raw.) A 45M-parameter Llama's 136 MB of weights decoded 0.3-0.5 of the way from its cached to its
-        streamed prediction here (in-model hooks).
+        ±15% drift-adjusted, 8 more raw.) A 45M-parameter Llama's 136 MB of weights decoded 0.3-0.5 of the
+        way from its cached to its streamed prediction here (in-model hooks).
         Without a sweep, all or nothing: streamed past llc_fit_bytes (or llc_bytes). 0.0 with no cache
         size known."""
         weight_bytes = sum(c.weight_bytes for c in costs)
