@@ -93,13 +93,17 @@ def adjusted_ms(rows: list, figure: str, mix: dict[str, float], then_ms: dict[st
                              for r in rows)
 
 
-def dram_share(g, figure: str, profile) -> float:
-    """The share of a figure's predicted time (ttft or decode) spent reading weights from DRAM: the bytes
-    its pass reads from there (ContextModel.dram_weight_bytes) at the profile's bandwidth over that time,
-    at most 1. It weights the DRAM probe against the decode probe in the figure's drift adjustment."""
+def context_model(profile):
+    """The profile's fitted context model (its caches and miss shares), read once per run."""
     from hwcost.timemodel import calibration_text, rates_of, time_model_for
 
-    context = time_model_for(calibration_text(profile, "model"), rates_of(profile)).context
+    return time_model_for(calibration_text(profile, "model"), rates_of(profile)).context
+
+
+def dram_share(g, figure: str, profile, context) -> float:
+    """The share of a figure's predicted time (ttft or decode) spent reading weights from DRAM: the bytes
+    its pass reads from there (``context``.dram_weight_bytes) at the profile's bandwidth over that time,
+    at most 1. It weights the DRAM probe against the decode probe in the figure's drift adjustment."""
     pred = g.prefill if figure == "ttft" else g.steps[max(g.steps)]
     total_ms = g.ttft_ms if figure == "ttft" else g.decode_ms_per_token
     dram_ms = context.dram_weight_bytes([t.cost for t in pred.ops]) / (profile.bandwidth_gbps * 1e9) * 1e3
@@ -130,6 +134,7 @@ def main() -> None:
     dram = calibration_dram_probe(cal)
     if dram:   # profiles without the DRAM reading or the cache size: the base probe alone
         probes["dram"], probe_then["dram"] = dram
+        context = context_model(profile)
     print(f"profile {profile.name}: {threads} threads, at calibration CNN probe {probe_then['cnn']:.3f} ms"
           + (f", decode probe {probe_then['decode']:.3f} ms" if "decode" in probes else "")
           + (f", DRAM copy {probe_then['dram']:.1f} ms" if dram else "")
@@ -157,7 +162,7 @@ def main() -> None:
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
                 pred = {"ttft": g.ttft_ms, "decode": g.decode_ms_per_token}
                 raw = {k: statistics.median(r[0][k] for r in rows) * 1e3 for k in pred}
-                share = {k: dram_share(g, k, profile) if dram else 0.0 for k in pred}
+                share = {k: dram_share(g, k, profile, context) if dram else 0.0 for k in pred}
                 adj = {k: adjusted_ms(rows, k, {base: 1 - share[k], "dram": share[k]}, probe_then) for k in pred}
                 for k in pred:
                     errors[k].append((pred[k] / raw[k] - 1, pred[k] / adj[k] - 1))
