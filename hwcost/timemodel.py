@@ -113,7 +113,7 @@ class TimeModel:
         self.op_fits = op_fits or {}
         self.global_constant, self.rates = global_constant, rates
         self.context = context or ContextModel()
-        # per family: the sampled span of each size feature, and of log(time / baseline) (see sampled_ranges)
+        # per family: the sampled span of each size feature and of log(time / baseline) (fit.sampled_ranges)
         self.ranges = ranges or {}
 
     def extrapolated(self, family: str, feats: dict[str, float]) -> bool:
@@ -316,29 +316,4 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
     flags = [False] * len(costs)
     return model.predict(costs, dtype, flags=flags), flags
 
-
-# size features whose sampled span says whether an op was sampled (the rest are flags and small counts)
-RANGE_FEATURES = ("log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_c_in", "log_c_out",
-                  "log_spatial_in", "log_spatial_out", "log_batch", "kernel")
-# samples with cold weights a family needs before its ops are predicted cold in a streamed pass: the suite
-# draws matrix products and recurrent layers cold on purpose (~90 and ~25 per 300 s run here), and a
-# convolution only when one weight set alone exceeds the cache (2-6 per run: 2048-wide 7x7s at stride 4,
-# slow for their shape). From 2 such samples the trees put every convolution of VGG-11, whose 133 MB of
-# weights stream, 15% slower cold than warm (VGG-11 +13% to +35% over the drift-adjusted measurement in
-# two runs); from 6 (the calibration before) 0.3%.
-MIN_COLD_SAMPLES = 10
 RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled size is still sampled
-
-
-def sampled_ranges(by_family: dict[str, list[tuple[dict[str, float], float]]]) -> dict[str, dict[str, Any]]:
-    """Per family, from (features, log(time / baseline)) of each sample: each size feature's [min, max],
-    the span of log(time / baseline), and whether it was sampled cold: at least MIN_COLD_SAMPLES samples
-    with cold weights (TimeModel.cold_flags predicts the family's ops cold in a pass that streams its
-    weights only then)."""
-    out = {}
-    for fam, rows in by_family.items():
-        feats = {k: [min(f.get(k, 0.0) for f, _ in rows), max(f.get(k, 0.0) for f, _ in rows)] for k in RANGE_FEATURES}
-        ys = [y for _, y in rows]
-        cold = sum(f.get("cold_weights", 0.0) > 0 for f, _ in rows)
-        out[fam] = {"features": feats, "log_ratio": [min(ys), max(ys)], "cold": cold >= MIN_COLD_SAMPLES}
-    return out

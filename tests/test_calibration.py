@@ -377,7 +377,7 @@ def test_a_recurrent_layer_baseline_pays_the_floor_per_serial_step():
 
 
 def test_a_family_is_sampled_cold_only_with_enough_cold_samples():
-    from hwcost.timemodel import MIN_COLD_SAMPLES, sampled_ranges
+    from hwcost.calibration.fit import MIN_COLD_SAMPLES, sampled_ranges
 
     warm_row, cold_row = {"log_flops": 20.0}, {"log_flops": 20.0, "cold_weights": 1.0}
     few = [(warm_row, 0.1)] * 50 + [(cold_row, 0.4)] * 2          # two odd shapes whose one weight set is large
@@ -777,7 +777,7 @@ def test_suite_samples_a_decode_steps_small_ops_within_their_families_ranges():
     from hwcost.features import op_key
     from hwcost.generation import decode_inputs, load_language_model
     from hwcost.calibration.suite import cases
-    from hwcost.timemodel import RANGE_FEATURES, sampled_ranges
+    from hwcost.calibration.fit import RANGE_FEATURES, sampled_ranges
 
     small = ("elementwise", "reduction", "data_movement", "embedding")
     by_family: dict = {}

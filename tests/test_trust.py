@@ -179,7 +179,8 @@ def test_ops_outside_the_sampled_ranges_are_flagged_and_bounded():
     import math
 
     from hwcost.features import shape_features
-    from hwcost.timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
+    from hwcost.calibration.fit import sampled_ranges
+    from hwcost.timemodel import ContextModel, Rates, TimeModel, TreeEnsemble
 
     rates = Rates(floor_s=2e-6, matrix_flops={"float32": 1e11}, vector_flops={"float32": 1e11}, bandwidth=1e10)
     small = _conv_cost(16, 28)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..features import COLD_SUFFIX, base_op, in_place, op_prior, prior_terms, serial_calls, vectorize, volumetric
 from ..records import OpCost
-from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble, sampled_ranges
+from ..timemodel import ContextModel, Rates, TimeModel, TreeEnsemble
 from .samples import Sample, steady
 
 GBM_PARAMS = {"n_estimators": 250, "max_depth": 4, "learning_rate": 0.06, "subsample": 0.8, "random_state": 0}
@@ -315,3 +315,29 @@ def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str,
 def dominant(costs: Iterable[OpCost]) -> OpCost | None:
     working = [c for c in costs if c.launches]
     return max(working, key=lambda c: (c.flops, c.memory_traffic_bytes)) if working else None
+
+
+# size features whose sampled span says whether an op was sampled (the rest are flags and small counts)
+RANGE_FEATURES = ("log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_c_in", "log_c_out",
+                  "log_spatial_in", "log_spatial_out", "log_batch", "kernel")
+# samples with cold weights a family needs before its ops are predicted cold in a streamed pass: the suite
+# draws matrix products and recurrent layers cold on purpose (~90 and ~25 per 300 s run here), and a
+# convolution only when one weight set alone exceeds the cache (2-6 per run: 2048-wide 7x7s at stride 4,
+# slow for their shape). From 2 such samples the trees put every convolution of VGG-11, whose 133 MB of
+# weights stream, 15% slower cold than warm (VGG-11 +13% to +35% over the drift-adjusted measurement in
+# two runs); from 6 (the calibration before) 0.3%.
+MIN_COLD_SAMPLES = 10
+
+
+def sampled_ranges(by_family: dict[str, list[tuple[dict[str, float], float]]]) -> dict[str, dict[str, Any]]:
+    """Per family, from (features, log(time / baseline)) of each sample: each size feature's [min, max],
+    the span of log(time / baseline), and whether it was sampled cold: at least MIN_COLD_SAMPLES samples
+    with cold weights (TimeModel.cold_flags predicts the family's ops cold in a pass that streams its
+    weights only then)."""
+    out = {}
+    for fam, rows in by_family.items():
+        feats = {k: [min(f.get(k, 0.0) for f, _ in rows), max(f.get(k, 0.0) for f, _ in rows)] for k in RANGE_FEATURES}
+        ys = [y for _, y in rows]
+        cold = sum(f.get("cold_weights", 0.0) > 0 for f, _ in rows)
+        out[fam] = {"features": feats, "log_ratio": [min(ys), max(ys)], "cold": cold >= MIN_COLD_SAMPLES}
+    return out
