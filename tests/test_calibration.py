@@ -1502,8 +1502,14 @@ def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatc
     # streamed cases cycle through twice the cache, never less than STREAM_POOL_BYTES (128 MB)
     assert bench.stream_pool_bytes("cpu") == pytest.approx(300e6)
     monkeypatch.setattr(bench, "_measured_llc", {})
-    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: LlcSweep(0.0, 0.0, []))
-    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in the sweep: sysfs
+    sweeps = [LlcSweep(0.0, 0.0, []), LlcSweep(150e6, 70e6, miss)]
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: sweeps.pop(0))
+    assert bench.last_level_cache_bytes("cpu") == 150e6 and not sweeps   # a sweep with no band is taken again
+    monkeypatch.setattr(bench, "_measured_llc", {})
+    calls = []
+    monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: calls.append(1) or LlcSweep(0.0, 0.0, []))
+    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in any sweep: sysfs
+    assert len(calls) == bench.LLC_SWEEP_ATTEMPTS
     assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: stream_share takes the knee
     monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): LlcSweep(20e6, 10e6, [])})
     assert bench.stream_pool_bytes("cpu") == pytest.approx(128e6)
