@@ -134,7 +134,7 @@ def main() -> None:
     dram = calibration_dram_probe(cal)
     if dram:   # profiles without the DRAM reading or the cache size: the base probe alone
         probes["dram"], probe_then["dram"] = dram
-        context = context_model(profile)
+    context = context_model(profile) if dram else None   # read once: each figure's DRAM share needs it
     print(f"profile {profile.name}: {threads} threads, at calibration CNN probe {probe_then['cnn']:.3f} ms"
           + (f", decode probe {probe_then['decode']:.3f} ms" if "decode" in probes else "")
           + (f", DRAM copy {probe_then['dram']:.1f} ms" if dram else "")

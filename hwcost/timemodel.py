@@ -32,6 +32,7 @@ MODEL_VERSION = 11  # 11: a recurrent layer's own fit per serial call and per FL
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache
+RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled size is still sampled
 
 
 def sha256(text: str) -> str:
@@ -315,5 +316,3 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
         raise ProfileError(f"{device.path}: {e}; recalibrate (or refit) with this hwcost version") from e
     flags = [False] * len(costs)
     return model.predict(costs, dtype, flags=flags), flags
-
-RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled size is still sampled
