@@ -1484,7 +1484,7 @@ def test_weights_stream_past_the_cache_band_not_only_past_the_knee():
     assert ContextModel().stream_share(ops) == 0.0   # caches unknown: never streamed
 
 
-def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch):
+def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch, capsys):
     from hwcost.calibration import bench
     from hwcost.context import LlcSweep
 
@@ -1508,7 +1508,8 @@ def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatc
     monkeypatch.setattr(bench, "_measured_llc", {})
     calls = []
     monkeypatch.setattr(bench, "measured_llc", lambda backend, start_bytes: calls.append(1) or LlcSweep(0.0, 0.0, []))
-    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in any sweep: sysfs
+    assert bench.last_level_cache_bytes("cpu") == 480 * 2**20   # no knee in any sweep: sysfs, and the user is told
+    assert "found no cache band" in capsys.readouterr().err
     assert len(calls) == bench.LLC_SWEEP_ATTEMPTS
     assert bench.llc_fit_bytes("cpu") == 0.0   # ... and no band edge: stream_share takes the knee
     monkeypatch.setattr(bench, "_measured_llc", {torch.get_num_threads(): LlcSweep(20e6, 10e6, [])})
@@ -1518,6 +1519,9 @@ def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatc
     monkeypatch.setattr(bench, "measured_matvec_stream_bytes", lambda backend, start_bytes: starts.append(start_bytes) or 14e6)
     monkeypatch.setattr(bench, "private_cache_bytes", lambda backend, threads: 2**20 * threads)
     assert bench.matvec_stream_bytes("cpu") == 14e6 and starts == [2 * 2**20 * torch.get_num_threads()]
+    knees = [0.0, 0.0, 12e6]   # a matrix-vector sweep with no band is taken again, as the copy sweep is
+    monkeypatch.setattr(bench, "measured_matvec_stream_bytes", lambda backend, start_bytes: knees.pop(0))
+    assert bench.matvec_stream_bytes("cpu") == 12e6 and not knees
     assert bench.matvec_stream_bytes("cuda") == 0.0
 
 

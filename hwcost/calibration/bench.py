@@ -5,6 +5,7 @@ Long because each timing protocol (case, chain, probe reading, cache sweep) sits
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -125,15 +126,31 @@ _measured_llc: dict[int, LlcSweep] = {}   # per thread count, measured once per 
 LLC_SWEEP_ATTEMPTS = 3
 
 
+def _swept(sweep: Callable[[], Any], knee: Callable[[Any], float]) -> Any:
+    """``sweep()`` taken up to LLC_SWEEP_ATTEMPTS times, until ``knee`` of it is positive (a cache band
+    found): a sweep with no band may be the machine's state for a moment, or the machine has none."""
+    for _ in range(LLC_SWEEP_ATTEMPTS):
+        result = sweep()
+        if knee(result) > 0:
+            break
+    return result
+
+
 def _llc(backend: str) -> LlcSweep:
     threads = torch.get_num_threads()
     if threads not in _measured_llc:
         start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
-        for _ in range(LLC_SWEEP_ATTEMPTS):   # a sweep with no band: the machine's state for a moment, or no band
-            sweep = measured_llc(backend, start_bytes=start)
-            if sweep.knee_bytes > 0:
-                break
-        _measured_llc[threads] = sweep._replace(knee_bytes=sweep.knee_bytes or cache_bytes_at_level(None))
+        sweep = _swept(lambda: measured_llc(backend, start_bytes=start), lambda s: s.knee_bytes)
+        if sweep.knee_bytes <= 0:
+            reported = cache_bytes_at_level(None)
+            taken = (f"taken as the {reported / 2**20:.0f} MiB the platform reports, which a virtual machine may "
+                     "inflate (every pass's weights then predicted cached)" if reported > 0 else
+                     "unknown (no pass's weights predicted cold)")
+            print(f"hwcost calibrate: {LLC_SWEEP_ATTEMPTS} copy sweeps at {threads} thread(s) found no cache band; "
+                  f"the last-level cache is {taken}. Calibrate again on a quiet machine if predictions for models "
+                  "with large weights come out fast", file=sys.stderr)
+            sweep = sweep._replace(knee_bytes=reported)
+        _measured_llc[threads] = sweep
     return _measured_llc[threads]
 
 
@@ -161,8 +178,8 @@ def matvec_stream_bytes(backend: str) -> float:
     0.0 on a GPU (its L2 is exact) or where the sweep shows no cache band."""
     if backend == "cuda":
         return 0.0
-    return measured_matvec_stream_bytes(backend, start_bytes=2 * private_cache_bytes(backend, torch.get_num_threads())
-                                        or 4 * 1024**2)
+    start = 2 * private_cache_bytes(backend, torch.get_num_threads()) or 4 * 1024**2
+    return _swept(lambda: measured_matvec_stream_bytes(backend, start_bytes=start), float)
 
 
 LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KEY + bytes -> share of reads from DRAM
