@@ -126,21 +126,14 @@ _measured_llc: dict[int, LlcSweep] = {}   # per thread count, measured once per 
 LLC_SWEEP_ATTEMPTS = 3
 
 
-def _swept(sweep: Callable[[], Any], knee: Callable[[Any], float]) -> Any:
-    """``sweep()`` taken up to LLC_SWEEP_ATTEMPTS times, until ``knee`` of it is positive (a cache band
-    found): a sweep with no band may be the machine's state for a moment, or the machine has none."""
-    for _ in range(LLC_SWEEP_ATTEMPTS):
-        result = sweep()
-        if knee(result) > 0:
-            break
-    return result
-
-
 def _llc(backend: str) -> LlcSweep:
     threads = torch.get_num_threads()
     if threads not in _measured_llc:
         start = 2 * private_cache_bytes(backend, threads) or 4 * 1024**2
-        sweep = _swept(lambda: measured_llc(backend, start_bytes=start), lambda s: s.knee_bytes)
+        for _ in range(LLC_SWEEP_ATTEMPTS):   # a sweep with no band: the machine's state for a moment, or no band
+            sweep = measured_llc(backend, start_bytes=start)
+            if sweep.knee_bytes > 0:
+                break
         if sweep.knee_bytes <= 0:
             reported = cache_bytes_at_level(None)
             taken = (f"taken as the {reported / 2**20:.0f} MiB the platform reports, which a virtual machine may "
@@ -175,11 +168,14 @@ def matvec_stream_bytes(backend: str) -> float:
     """The weight size past which a matrix product on one row streams its weights from DRAM however soon
     it runs again (resources.measured_matvec_stream_bytes, from twice the threads' private caches): such a
     product in a pass is predicted with cold weights whatever share of the pass's weights the cache keeps.
-    0.0 on a GPU (its L2 is exact) or where the sweep shows no cache band."""
+    0.0 on a GPU (its L2 is exact) or where the sweep shows no cache band. Taken once: on this project's
+    Xeon guest it found a knee (74-75 MB) in 2 of 10 calibrations (runs K-P), both where the copy sweep's
+    knee lay at 75-95 MB, and three sweeps at each thread count found none in run P (knees 99 and 133 MB):
+    the sweep stops at 128 MB, so the miss is systematic there, not a moment's noise to retry."""
     if backend == "cuda":
         return 0.0
-    start = 2 * private_cache_bytes(backend, torch.get_num_threads()) or 4 * 1024**2
-    return _swept(lambda: measured_matvec_stream_bytes(backend, start_bytes=start), float)
+    return measured_matvec_stream_bytes(backend, start_bytes=2 * private_cache_bytes(backend, torch.get_num_threads())
+                                        or 4 * 1024**2)
 
 
 LLC_MISS_KEY = "llc_miss_at_"   # a fundamental per copy-sweep size: LLC_MISS_KEY + bytes -> share of reads from DRAM
