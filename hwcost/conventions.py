@@ -97,6 +97,53 @@ GRID_SAMPLE_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
 # transform (r2c, c2r) half of it, 2.5 N log2 N on its N real points
 FFT_COMPLEX_FLOPS = 5.0
 
+# Pointwise ops that the table above does not name (torch tags them `pointwise`: acos, atan2, isfinite,
+# the special functions...): one operation per output element, the convention exp, erf and sin follow.
+POINTWISE_DEFAULT_FLOPS = 1
+
+
+def lapack_flops(kind: str, m: int, n: int, k: int = 1, vectors: bool = True, full: bool = False) -> float:
+    """Real floating-point operations of one dense factorization or solve, the textbook counts: LAPACK
+    Working Note 41 (Blackford and Dongarra, "Installation Guide for LAPACK", table of operation counts)
+    and Golub and Van Loan, "Matrix Computations" (4th ed.: Fig. 8.6.1 for the SVD, Section 8.3 for the
+    symmetric and 7.5 for the unsymmetric QR algorithm). ``m`` x ``n`` is the matrix, ``k`` the right-hand
+    sides of a solve; ``vectors``: eigen- or singular vectors (Q for a QR) are formed; ``full``: complete
+    rather than thin factors."""
+    if m < n and kind in ("qr", "svd", "lu"):
+        m, n = n, m                                   # the wide case costs what its transpose does
+    if kind == "cholesky":
+        return n**3 / 3
+    if kind == "lu":
+        return m * n * n - n**3 / 3
+    if kind == "det":                                 # an LU factorization, then the diagonal's product
+        return 2 * n**3 / 3 + n
+    if kind == "inv":                                 # getrf + getri
+        return 2 * n**3
+    if kind == "solve":                               # getrf + two triangular solves per right-hand side
+        return 2 * n**3 / 3 + 2 * n * n * k
+    if kind in ("lu_solve", "cholesky_solve"):
+        return 2 * n * n * k
+    if kind == "triangular_solve":
+        return n * n * k
+    if kind == "cholesky_inverse":                    # potri: trtri + lauum
+        return 2 * n**3 / 3
+    if kind == "qr":                                  # geqrf, then orgqr for Q (thin: m x n, complete: m x m)
+        r = 2 * m * n * n - 2 * n**3 / 3
+        if not vectors:
+            return r
+        q = 4 * m * m * n - 4 * m * n * n + 4 * n**3 / 3 if full else 2 * m * n * n - 2 * n**3 / 3
+        return r + q
+    if kind == "eigh":
+        return 9 * n**3 if vectors else 4 * n**3 / 3
+    if kind == "eig":
+        return 25 * n**3 if vectors else 10 * n**3
+    if kind == "svd":                                 # Golub-Reinsch
+        if not vectors:
+            return 4 * m * n * n - 4 * n**3 / 3
+        return 4 * m * m * n + 8 * m * n * n + 9 * n**3 if full else 14 * m * n * n + 8 * n**3
+    raise ValueError(f"no operation count for {kind!r}")
+
+
 _DTYPE_ALIASES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,

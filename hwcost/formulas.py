@@ -10,9 +10,12 @@ table, as torch.utils.flop_counter and fvcore's jit_handles are.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable
+
+import torch
 
 from . import conventions as cv
 from .errors import InputError
@@ -103,7 +106,22 @@ def lookup(name: str) -> Formula | None:
         f = REGISTRY.get(name[:-1])  # in-place variant: add_ counts as add
     if f is None and name.startswith("quantized::"):
         f = REGISTRY.get(name.removeprefix("quantized::"))  # quantized::max_pool2d counts as max_pool2d
+    if f is None and _tagged_pointwise(name.removesuffix("_") if not name.endswith("__") else name):
+        f = _POINTWISE_FALLBACK
     return f
+
+
+@functools.lru_cache(maxsize=None)
+def _tagged_pointwise(name: str) -> bool:
+    """An aten op torch itself tags `pointwise` (acos, atan2, isfinite, the special functions): each
+    output element from the inputs' elements at the same place, whatever it computes."""
+    if "::" in name:
+        return False
+    packet = getattr(torch.ops.aten, name, None)
+    try:
+        return any(torch.Tag.pointwise in getattr(packet, o).tags for o in packet.overloads())
+    except (AttributeError, RuntimeError, TypeError):
+        return False
 
 
 # ------------------------------------------------------------------ helpers
@@ -564,7 +582,9 @@ def _pointwise_flops_per_element(rec: OpRecord) -> int | None:
         return 1 if alpha == 1 else 2
     if base == "clamp":
         return sum(rec.arg(i, n) is not None for i, n in ((1, "min"), (2, "max")))
-    return cv.POINTWISE_FLOPS.get(base)
+    if base == "clip":
+        return sum(rec.arg(i, n) is not None for i, n in ((1, "min"), (2, "max")))
+    return cv.POINTWISE_FLOPS.get(base, cv.POINTWISE_DEFAULT_FLOPS)
 
 
 def pointwise_cost(rec: OpRecord) -> Work:
@@ -575,6 +595,7 @@ def pointwise_cost(rec: OpRecord) -> Work:
 
 for _name in dict.fromkeys([*cv.POINTWISE_FLOPS, "clamp", "gelu"]):
     register(_name, family="elementwise")(pointwise_cost)
+_POINTWISE_FALLBACK = Formula(pointwise_cost, "elementwise")
 
 
 # ------------------------------------------------------------------ softmax
@@ -779,13 +800,104 @@ def fft_cost(rec: OpRecord) -> Work:
     return Work(0, round(per * transforms * n * math.log2(max(n, 2))) + norm)
 
 
+# ------------------------------------------------------------------ dense linear algebra
+
+
+def _matrices(a: TensorSpec) -> tuple[int, int, int]:
+    """(batch, rows, columns) of a stack of matrices."""
+    m, n = (a.shape[-2], a.shape[-1]) if a.ndim >= 2 else (1, 1)
+    return a.numel // max(1, m * n), m, n
+
+
+def _rhs_columns(b: TensorSpec, n: int) -> int:
+    """Right-hand sides a solve carries, over every batch: a vector or matrix of them per system."""
+    return b.numel // max(1, n)
+
+
+def _linalg(kind: str, **flags: bool):
+    def cost(rec: OpRecord) -> Work:
+        batch, m, n = _matrices(rec.args[0])
+        return Work(0, round(batch * cv.lapack_flops(kind, m, n, **flags)))
+    return cost
+
+
+for _names, _kind in ((("linalg_cholesky_ex", "cholesky"), "cholesky"), (("linalg_inv_ex", "inverse"), "inv"),
+                      (("_linalg_det", "_linalg_slogdet", "linalg_det", "det", "logdet", "slogdet"), "det"),
+                      (("linalg_lu_factor_ex", "linalg_lu", "lu_unpack"), "lu"),
+                      (("cholesky_inverse",), "cholesky_inverse")):
+    register(*_names, family="reduction")(_linalg(_kind))
+register("_linalg_eigvals", "linalg_eigvals", family="reduction")(_linalg("eig", vectors=False))
+register("linalg_eig", family="reduction")(_linalg("eig"))
+
+
+@register("linalg_qr", family="reduction")
+def qr_cost(rec: OpRecord) -> Work:
+    mode = rec.arg(1, "mode", "reduced")
+    batch, m, n = _matrices(rec.args[0])
+    return Work(0, round(batch * cv.lapack_flops("qr", m, n, vectors=mode != "r", full=mode == "complete")))
+
+
+@register("_linalg_eigh", family="reduction")
+def eigh_cost(rec: OpRecord) -> Work:
+    # eigvalsh asks for no vectors, but a traced (subclass) tensor makes it compute them: count what ran
+    vectors = bool(rec.arg(2, "compute_v", True)) and len(rec.outputs) > 1 and rec.outputs[1].numel > 0
+    batch, _, n = _matrices(rec.args[0])
+    return Work(0, round(batch * cv.lapack_flops("eigh", n, n, vectors=vectors)))
+
+
+@register("_linalg_svd", family="reduction")
+def svd_cost(rec: OpRecord) -> Work:
+    vectors = bool(rec.arg(2, "compute_uv", True)) and rec.outputs[0].numel > 0
+    batch, m, n = _matrices(rec.args[0])
+    full = bool(rec.arg(1, "full_matrices", False))
+    return Work(0, round(batch * cv.lapack_flops("svd", m, n, vectors=vectors, full=full)))
+
+
+@register("_linalg_solve_ex", family="reduction")
+def solve_cost(rec: OpRecord) -> Work:
+    a, b = rec.args[0], rec.args[1]
+    batch, _, n = _matrices(a)
+    factor = batch * cv.lapack_flops("solve", n, n, k=0)
+    return Work(0, round(factor + _rhs_columns(b, n) * cv.lapack_flops("lu_solve", n, n)))
+
+
+@register("linalg_solve_triangular", "triangular_solve", "linalg_lu_solve", "cholesky_solve",
+          "_cholesky_solve_helper", family="reduction")
+def triangular_solve_cost(rec: OpRecord) -> Work:
+    """Solves against a factor already made: the factor is the first input for linalg's, the second
+    for the older functions (their first is B)."""
+    if rec.name == "linalg_lu_solve":
+        factor, b = rec.args[0], rec.args[2]
+    elif rec.name == "linalg_solve_triangular":
+        factor, b = rec.args[0], rec.args[1]
+    else:
+        b, factor = rec.args[0], rec.args[1]
+    n = factor.shape[-1] if factor.ndim else 1
+    kind = "triangular_solve" if "triangular" in rec.name else "lu_solve"
+    return Work(0, round(_rhs_columns(b, n) * cv.lapack_flops(kind, n, n)))
+
+
+# ------------------------------------------------------------------ accumulating scatters
+
+
+@register("index_add", "scatter_add", "scatter_reduce", "index_reduce", "index_put", "_index_put_impl",
+          family="data_movement")
+def accumulate_cost(rec: OpRecord) -> Work:
+    """A scatter that combines (adds, multiplies, takes the max...) each source element into its
+    target: one operation per source element (the last tensor input: source or values). An
+    index_put that overwrites moves bytes only."""
+    if "index_put" in rec.name and not bool(rec.arg(3, "accumulate", False)):
+        return Work(0, 0)
+    return Work(0, rec.inputs[-1].numel if rec.inputs else 0)
+
+
 # ------------------------------------------------------------------ data movement and factories
 
 
 @register("cat", "stack", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
           "replication_pad1d", "replication_pad2d", "replication_pad3d", "pixel_shuffle",
           "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "repeat", "roll", "flip",
-          "tril", "triu", "scatter", "scatter_add", "index_put", "slice_scatter", "select_scatter",
+          "tril", "triu", "scatter", "slice_scatter", "select_scatter",
           "diagonal_scatter", "as_strided_scatter", "im2col", "col2im", "repeat_interleave",
           "expand_copy", "permute_copy", "view_copy", "unfold_copy", "transpose_copy", "t_copy",
           "split_with_sizes_copy", "unbind_copy", "split_copy", "masked_scatter", "index_copy",

@@ -184,6 +184,46 @@ def test_fft_counts_5_n_log2_n_per_complex_transform():
                  torch.zeros(4, 8, 16, dtype=torch.complex64)) == 5 * 4 * 128 * 7 + 512
 
 
+def test_dense_linear_algebra_counts_the_textbook_flops():
+    def flops(fn, *xs):
+        a = hwcost.analyze(Fn(fn), xs if len(xs) > 1 else xs[0])
+        assert not a.unsupported, a.unsupported
+        return {c.record.name: c.flops for c in a.ops if c.flops}
+
+    a, b = torch.zeros(3, 12, 12), torch.zeros(3, 12, 5)
+    assert flops(torch.linalg.cholesky, a) == {"linalg_cholesky_ex": round(3 * 12**3 / 3)}
+    assert flops(torch.linalg.inv, a) == {"linalg_inv_ex": 3 * 2 * 12**3}
+    # LU of each of the 3 systems, then 2 n^2 per right-hand side: 15 of them
+    assert flops(torch.linalg.solve, a, b) == {"_linalg_solve_ex": round(3 * 2 * 12**3 / 3 + 15 * 2 * 144)}
+    assert flops(lambda x, y: torch.linalg.solve_triangular(x, y, upper=True), a, b) == {
+        "linalg_solve_triangular": 15 * 144}
+    tall = torch.zeros(2, 20, 8)   # thin QR: R (2mn^2 - 2n^3/3) and Q (as much again)
+    assert flops(torch.linalg.qr, tall) == {"linalg_qr": round(2 * 2 * (2 * 20 * 64 - 2 * 512 / 3))}
+    assert flops(lambda x: torch.linalg.qr(x, mode="r"), tall) == {"linalg_qr": round(2 * (2 * 20 * 64 - 2 * 512 / 3))}
+    assert flops(lambda x: torch.linalg.eigh(x), a) == {"_linalg_eigh": 3 * 9 * 12**3}
+    # Golub-Reinsch, thin U and V: 14mn^2 + 8n^3; a wide matrix costs what its transpose does
+    assert flops(lambda x: torch.linalg.svd(x, full_matrices=False), tall) == {"_linalg_svd": 2 * (14 * 20 * 64 + 8 * 512)}
+    assert flops(lambda x: torch.linalg.svd(x.transpose(-1, -2), full_matrices=False), tall) == {
+        "_linalg_svd": 2 * (14 * 20 * 64 + 8 * 512)}
+
+
+def test_pointwise_ops_without_a_table_entry_and_accumulating_scatters():
+    x = torch.zeros(4, 10)
+    for fn in (torch.acos, torch.special.i0, torch.special.bessel_j0, lambda t: torch.atan2(t, t)):
+        c = single(Fn(fn), x)
+        assert c.family == "elementwise" and c.flops == 40   # one operation per output element
+    assert single(Fn(lambda t: torch.clip(t, max=1.0)), x).flops == 40
+    # one add per source element, not per target element
+    idx = torch.tensor([0, 2, 2])
+    c = single(Fn(lambda t, s: t.index_add(0, idx, s)), x, torch.zeros(3, 10))
+    assert c.flops == 30 and c.family == "data_movement"
+    c = single(Fn(lambda t, s: t.scatter_add(0, torch.zeros(3, 10, dtype=torch.long), s)), x, torch.zeros(3, 10))
+    assert c.flops == 30
+    put = [c for c in hwcost.analyze(Fn(lambda t, s: t.index_put((idx,), s, accumulate=True)),
+                                     (x, torch.zeros(3, 10))).ops if c.record.name == "index_put"]
+    assert [c.flops for c in put] == [30]
+
+
 def test_embedding_bag_grid_sample_and_a_packed_lstm():
     c = single(nn.EmbeddingBag(100, 16, mode="mean"), torch.randint(0, 100, (4, 6)))
     # 24 rows of 16 looked up and added into 4 bags, a divide per output element; only those rows read,
@@ -317,7 +357,7 @@ def test_recurrent_all_layers_both_directions(cls, gates):
 
 
 def test_unknown_op_is_reported_not_silent():
-    a = hwcost.analyze(Fn(lambda x: torch.special.i0(x)), (10,))
-    assert a.unsupported == {"i0": 1}
-    assert a.total.bytes_read == 40 and a.total.bytes_written == 40
-    assert "i0 x1" in a.table()
+    a = hwcost.analyze(Fn(lambda x: torch.linalg.matrix_exp(x)), (2, 2))
+    assert a.unsupported == {"linalg_matrix_exp": 1}
+    assert a.total.bytes_read == 16 and a.total.bytes_written == 16
+    assert "linalg_matrix_exp x1" in a.table()
