@@ -100,6 +100,9 @@ class LanguageModel:
     # transformers: the cache the model's own two-token prefill returned (cache_template), the pattern of
     # the cache every traced step is given
     template: Any = field(default=None, repr=False)
+    # per layer of the template, its state tensors that hold a row per token (DeepSeek V3.2's sparse-attention
+    # indexer keys), by their place in _state_tensors(layer): the dim that grows with the context
+    per_token: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 def load_language_model(model_or_config: Any) -> LanguageModel:
@@ -121,13 +124,24 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
     if type(model_or_config).__name__.endswith("Config"):
         tf = _transformers()
         # no fallback to real weights, as loaders._build has: a 70B config would allocate them
-        try:
-            module = build_on_meta(lambda: tf.AutoModelForCausalLM.from_config(model_or_config))
-        except ValueError as e:   # transformers: no causal-LM class for this config
-            kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
+        kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
+        module = None
+        # a vision-language model's config (Qwen2.5-VL) has no causal-LM class but an image-text-to-text one,
+        # whose decoder generates as any other; its prompt is then text alone
+        for auto in ("AutoModelForCausalLM", "AutoModelForImageTextToText"):
+            if module is None and hasattr(tf, auto):
+                try:
+                    module = build_on_meta(lambda: getattr(tf, auto).from_config(model_or_config))
+                except ValueError:   # transformers: no class of that kind for this config
+                    continue
+                except Exception as e:   # the model's own constructor: a field it needs is missing or off
+                    raise InputError(f"transformers could not build a {kind!r} model from this config ({type(e).__name__}: "
+                                     f"{e}); pass the model's own config.json (from its Hub page), which sets every "
+                                     "field its code reads") from e
+        if module is None:
             raise InputError(f"transformers has no causal language model for a {kind!r} config; predict_generation "
                              "covers decoder-only models — for an encoder or an encoder-decoder, time one forward with "
-                             "hwcost.predict") from e
+                             "hwcost.predict")
         return _wrap(module, getattr(model_or_config, "model_type", "model"))
     raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "
                      f"config.json path, or a zoo name; got {type(model_or_config).__name__}")
@@ -144,14 +158,16 @@ def _transformers():
 
 def _wrap(module: nn.Module, name: str) -> LanguageModel:
     cfg = getattr(module, "config", None)
-    if cfg is not None and hasattr(cfg, "num_hidden_layers"):
-        text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    # a vision-language model (Gemma 3, Llama 4, Qwen2.5-VL) keeps its decoder's sizes in a text config
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if cfg is not None and hasattr(text, "num_hidden_layers"):
         template = cache_template(module, name)
         keys = [layer.keys for layer in template.layers if _attends(layer)]
         windows = tuple(sorted({w for w in [getattr(text, "sliding_window", None)] if w}))
         heads, width = (keys[0].shape[1], keys[0].shape[-1]) if keys else (0, 0)   # the first attention layer's
         return LanguageModel(module, name, "transformers", len(template.layers), heads, width, windows, cfg,
-                             _vocab(module, getattr(text, "vocab_size", 0)), template)
+                             _vocab(module, getattr(text, "vocab_size", 0)), template,
+                             _per_token_state(module, name, template))
     zcfg = getattr(module, "cfg", None)
     if zcfg is not None and hasattr(zcfg, "kv_heads"):
         return LanguageModel(module, name, "zoo", zcfg.layers, zcfg.kv_heads, zcfg.dim // zcfg.heads,
@@ -174,12 +190,12 @@ def _ids(batch: int, n: int) -> torch.Tensor:
     return torch.zeros(batch, n, dtype=torch.long)   # token ids 0: values a trace can read
 
 
-def cache_template(module: nn.Module, name: str) -> Any:
-    """The cache a two-token prefill of the model returns (traced on meta, batch 1): per layer, the shapes
+def cache_template(module: nn.Module, name: str, tokens: int = 2) -> Any:
+    """The cache a two-token (``tokens``) prefill of the model returns (traced on meta, batch 1): per layer, the shapes
     its keys and values take — whatever the attention (grouped, multi-query as Falcon's, latent as
     DeepSeek's, whose keys are not its heads x head_dim) — and the fixed-size state a recurrent layer keeps
     instead (a state-space or linear-attention layer's convolution and recurrent state)."""
-    inputs = {"input_ids": _ids(1, 2), "attention_mask": torch.ones(1, 2, dtype=torch.long), "use_cache": True}
+    inputs = {"input_ids": _ids(1, tokens), "attention_mask": torch.ones(1, tokens, dtype=torch.long), "use_cache": True}
     tr, _ = run_trace(module, inputs, None, torch.float32, torch.float32, "auto")
     for attr in ("past_key_values", "cache"):
         cache = getattr(tr.output, attr, None)
@@ -199,10 +215,29 @@ def _state_tensors(layer: Any) -> list[torch.Tensor]:
     return [t for k, v in vars(layer).items() if k not in ("keys", "values") for t in tensors_in(v) if t.dim() >= 2]
 
 
-def _rebatched(t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
+def _per_token_state(module: nn.Module, name: str, template: Any) -> dict[tuple[int, int], int]:
+    """Which of the template's state tensors keep a row per token: those a three-token prefill returns one
+    longer, in one dim, than the two-token one did (a fixed recurrent state keeps its size)."""
+    if not any(_state_tensors(layer) for layer in template.layers):
+        return {}
+    longer = cache_template(module, name, tokens=3)
+    grows = {}
+    for i, (two, three) in enumerate(zip(template.layers, longer.layers)):
+        for j, (a, b) in enumerate(zip(_state_tensors(two), _state_tensors(three))):
+            diff = [d for d in range(a.dim()) if a.dim() == b.dim() and b.shape[d] != a.shape[d]]
+            if len(diff) == 1 and b.shape[diff[0]] == a.shape[diff[0]] + 1:
+                grows[(i, j)] = diff[0]
+    return grows
+
+
+def _rebatched(t: torch.Tensor, batch: int, dtype: torch.dtype, tokens: int | None = None,
+               token_dim: int | None = None) -> torch.Tensor:
     if t.dim() < 2:
         return t
-    return torch.empty((batch, *t.shape[1:]), dtype=dtype if t.is_floating_point() else t.dtype, device="meta")
+    shape = [batch, *t.shape[1:]]
+    if token_dim is not None:
+        shape[token_dim] = tokens
+    return torch.empty(shape, dtype=dtype if t.is_floating_point() else t.dtype, device="meta")
 
 
 def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> Any:
@@ -215,7 +250,12 @@ def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> 
         return [(torch.empty(shape, dtype=dtype, device="meta"), torch.empty(shape, dtype=dtype, device="meta"))
                 for _ in range(lm.layers)]
     template = lm.template
-    fresh = type(template)(config=lm.config)
+    try:
+        fresh = type(template)(config=lm.config)
+    except TypeError as e:   # a cache class of the model's own that is not built from the config (MiniMax's)
+        raise InputError(f"{lm.name}: its cache class {type(template).__name__} is not built from the config as "
+                         f"transformers' caches are ({e}), so hwcost cannot lay out its decode cache; time one forward "
+                         "at the prompt length with hwcost.predict instead") from e
     if len(fresh.layers) != len(template.layers):
         raise InputError(f"{lm.name}: its cache class builds {len(fresh.layers)} layers from the config where the "
                          f"model's prefill returned {len(template.layers)}; hwcost cannot lay out its decode cache")
@@ -228,7 +268,8 @@ def cache_of(lm: LanguageModel, batch: int, tokens: int, dtype: torch.dtype) -> 
         if not _state_tensors(layer):
             layers.append(fresh.layers[i])
             continue
-        kept = map_tensors(layer, lambda t: _rebatched(t, batch, dtype))   # the state, and its flags
+        grown = {id(t): lm.per_token[(i, j)] for j, t in enumerate(_state_tensors(layer)) if (i, j) in lm.per_token}
+        kept = map_tensors(layer, lambda t: _rebatched(t, batch, dtype, tokens, grown.get(id(t))))   # state, flags
         if _attends(layer):   # a hybrid layer: its attention part as the cache class grew it
             for attr in ("keys", "values", "cumulative_length"):
                 if hasattr(fresh.layers[i], attr):
@@ -245,8 +286,12 @@ def _cache_tensors(lm: LanguageModel, batch: int, tokens: int) -> tuple[list[tor
     cache = cache_of(lm, batch, tokens, torch.float16)
     if isinstance(cache, list):   # a zoo decoder's (keys, values) per layer
         return [t for kv in cache for t in kv], []
-    return ([t for layer in cache.layers if _attends(layer) for t in (layer.keys, layer.values)],
-            [t for layer in cache.layers for t in _state_tensors(layer)])
+    kv = [t for layer in cache.layers if _attends(layer) for t in (layer.keys, layer.values)]
+    state = []
+    for i, layer in enumerate(cache.layers):   # a state tensor with a row per token counts with the keys
+        for j, t in enumerate(_state_tensors(layer)):
+            (kv if (i, j) in lm.per_token else state).append(t)
+    return kv, state
 
 
 def cache_parts(lm: LanguageModel, batch: int, tokens: int) -> tuple[int, int]:

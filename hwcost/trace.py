@@ -674,6 +674,8 @@ class _FusedKernels(TorchFunctionMode):
                 raise NeedsValues(_why_values(torch.ops.aten._local_scalar_dense.default, RuntimeError("item()")),
                                   f"Tensor.{func.__name__}", self.tracer.where())
             return func(value, *args[1:], **kwargs)
+        if func in _FROM_DATA:
+            return self._from_data(func, args, kwargs)
         if func is F.multi_head_attention_forward and not self.tracer.suppress:
             return self._attention_layer(args, kwargs)
         op = self.fused.get(func) if not self.tracer.suppress else None
@@ -687,6 +689,23 @@ class _FusedKernels(TorchFunctionMode):
         self.tracer.record(op, args, kwargs, out)
         return out
 
+
+    def _from_data(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """torch.tensor(0.95, device=x.device) makes a meta tensor without an aten op that carries its data:
+        keep the value it was made from (a constant the model's code built, such as a distribution's
+        parameter, whose checks read it back)."""
+        out = func(*args, **kwargs)
+        if (isinstance(out, torch.Tensor) and out.device.type == "meta" and not _tensors_in(args[:1])
+                and out.numel() * out.element_size() <= VALUE_CAP_BYTES):
+            try:
+                value = func(*args, **{**kwargs, "device": "cpu"})
+            except (TypeError, RuntimeError, ValueError):   # a dtype the CPU lacks: carry no value
+                return out
+            if value.device.type == "meta":   # the tracer made the CPU tensor a stand-in: its value is carried
+                value = self.tracer.values.get(value)
+            if value is not None:
+                self.tracer.values[out] = value
+        return out
 
     def _attention_layer(self, args: tuple, kwargs: dict) -> Any:
         """nn.MultiheadAttention as one record, in the layout of aten._native_multi_head_attention (the
@@ -713,6 +732,7 @@ class _FusedKernels(TorchFunctionMode):
 
 
 _READS_DATA = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__}
+_FROM_DATA = {torch.tensor, torch.as_tensor, torch.asarray}
 
 
 def _is_input_overload(args: tuple) -> bool:

@@ -40,6 +40,28 @@ def test_input_values_answer_data_dependent_branches_without_weights():
         assert rows == 2 or any(c.record.name == "nonzero" for c in a.ops)
 
 
+class GaussianCutoff(nn.Module):
+    """Builds constants from Python numbers inside forward (torch.tensor on the input's device, a
+    distribution whose argument checks read them back), as Gemma 3n's sparse MLP does."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x):
+        h = self.proj(x)
+        target = torch.tensor(0.95, dtype=torch.float32, device=x.device)
+        cut = torch.distributions.normal.Normal(0, 1).icdf(target)
+        if target.item() > 0.5:             # .item() on a constant the code made
+            h = h - cut.to(h.dtype)
+        return torch.relu(h)
+
+
+def test_constants_made_in_forward_carry_their_values_on_the_meta_trace():
+    a = hwcost.analyze(GaussianCutoff(), (5, 16), trace="meta")
+    assert a.trace_mode == "meta" and a.total.macs == 5 * 16 * 16
+
+
 class Routed(nn.Module):
     """Routes on values computed from the weights: only a values trace can follow it."""
 

@@ -354,6 +354,25 @@ def test_bad_generation_input_gets_a_clear_error(tmp_path):
         predict_generation(bert, prompt_tokens=8, new_tokens=2, device="h100")
 
 
+def test_a_vision_language_config_generates_through_its_decoder_and_a_broken_config_is_named():
+    transformers = pytest.importorskip("transformers")
+    from hwcost.errors import InputError
+
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                head_dim=8, vocab_size=96, sliding_window=16)
+    vlm = transformers.Gemma3Config(text_config=text, vision_config=dict(hidden_size=16, intermediate_size=32,
+                                    num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14))
+    g = predict_generation(vlm, prompt_tokens=8, new_tokens=3, device="raspberry-pi-5")
+    plain = predict_generation(transformers.Gemma3TextConfig(**text), prompt_tokens=8, new_tokens=3,
+                               device="raspberry-pi-5")
+    assert g.kv_cache_bytes == plain.kv_cache_bytes > 0
+    macs = [x.steps[8].analysis.total.macs for x in (g, plain)]
+    assert macs[0] == macs[1]    # a text prompt: the decoder's work, no vision tower
+    broken = transformers.AutoConfig.for_model("dots1")   # its default leaves n_routed_experts unset
+    with pytest.raises(InputError, match="could not build a 'dots1' model from this config"):
+        predict_generation(broken, prompt_tokens=8, new_tokens=2, device="h100")
+
+
 def test_decode_steps_extrapolation_is_one_warning_naming_the_traced_contexts(calibrated_with):
     # every elementwise op outside what calibration sampled
     device = calibrated_with(lambda costs, device, dtype: ([1e-5] * len(costs),
@@ -374,6 +393,11 @@ CACHE_LAYOUTS = {
     "deepseek_v3": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                         vocab_size=96, max_position_embeddings=64, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
                         qk_nope_head_dim=8, v_head_dim=8, first_k_dense_replace=2),
+    # DeepSeek V3.2's sparse attention: its cache layers also keep one indexer key per token
+    "deepseek_v32": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         vocab_size=96, max_position_embeddings=64, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
+                         qk_nope_head_dim=8, v_head_dim=8, first_k_dense_replace=2, index_n_heads=2, index_head_dim=16,
+                         index_topk=4),
     "mamba": dict(hidden_size=32, num_hidden_layers=2, vocab_size=96, state_size=8),
     "jamba": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   intermediate_size=64, vocab_size=96, num_experts=1, attn_layer_period=2, attn_layer_offset=1,
