@@ -823,7 +823,7 @@ def _linalg(kind: str, **flags: bool):
 
 for _names, _kind in ((("linalg_cholesky_ex", "cholesky"), "cholesky"), (("linalg_inv_ex", "inverse"), "inv"),
                       (("_linalg_det", "_linalg_slogdet", "linalg_det", "det", "logdet", "slogdet"), "det"),
-                      (("linalg_lu_factor_ex", "linalg_lu", "lu_unpack"), "lu"),
+                      (("linalg_lu_factor_ex", "linalg_lu"), "lu"),
                       (("cholesky_inverse",), "cholesky_inverse")):
     register(*_names, family="reduction")(_linalg(_kind))
 register("_linalg_eigvals", "linalg_eigvals", family="reduction")(_linalg("eig", vectors=False))
