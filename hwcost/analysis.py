@@ -19,8 +19,8 @@ from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Total
 from . import report
 from .errors import InputError, ModelForwardError
 from .inputs import Example, meta_inputs, real_inputs
-from .trace import (ModuleCall, NeedsValues, Trace, is_scripted, packed_tensors, materialized_state, meta_state,
-                    model_float_dtype, trace, unwrap, weights_to_materialize)
+from .trace import (ModuleCall, NeedsValues, Trace, cached_state, is_scripted, packed_tensors, materialized_state,
+                    meta_state, model_float_dtype, trace, unwrap, weights_to_materialize)
 
 
 @dataclass
@@ -431,7 +431,8 @@ def run_trace(model: nn.Module, inputs: Example, batch_size: int | None, trace_d
                 activation_bytes = peak_live_bytes(part.records, part.input_specs, set(), part.weight_storage_ids)
     float_dtype = model_float_dtype(model, trace_dtype)
     weight_bytes = weights_to_materialize(model, trace_dtype)
-    _check_memory(model, weight_bytes, activation_bytes, reason)
+    # weights already made for an earlier trace of this model (trace.materialized_once) take no more memory
+    _check_memory(model, 0 if cached_state(model, trace_dtype) else weight_bytes, activation_bytes, reason)
     args, kwargs = real_inputs(inputs, batch_size, trace_dtype if weight_bytes else float_dtype)
     state = materialized_state(model, trace_dtype) if weight_bytes else None
     tr = trace(model, args, kwargs, count_dtype, "values", state)

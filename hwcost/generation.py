@@ -39,6 +39,7 @@ from .errors import InputError
 from .inputs import map_tensors, tensors_in
 from .loaders import build_on_meta, load_model
 from .predict import Prediction, predict_analysis
+from .trace import materialized_once
 
 # bytes per weight of weight-only formats: int8 per-channel scales are negligible; int4 carries one
 # float16 scale per group of 128 weights, the group size GPTQ and AWQ deploy by default
@@ -558,6 +559,7 @@ def _reformat(a: Analysis, lm: LanguageModel, batch: int, cache_lengths: tuple[i
     return _reformatted(a, weight_dtype if weight_dtype != dtype else None, kv_factor, shapes)
 
 
+@materialized_once()   # a model traced on real tensors (weight routing) gets its random weights once
 def predict_generation(
     model_or_config: Any,
     prompt_tokens: int = 512,

@@ -16,6 +16,7 @@ state are one mechanism: split, each part would reach into the others' private s
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import sys
 from dataclasses import dataclass, field
@@ -812,9 +813,32 @@ def weights_to_materialize(model: nn.Module, dtype: torch.dtype) -> int:
                for t in _state(model).values() if t.device.type == "meta")
 
 
+# the weights materialized for a values trace, while a caller that traces one model several times (a
+# generation's prefill and decode steps) holds them: (id(model), dtype) -> state
+_MATERIALIZED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hwcost_materialized", default=None)
+
+
+@contextlib.contextmanager
+def materialized_once():
+    """Within this block, a model's random weights are made once and reused by every values trace of it
+    (a 2B-parameter model takes ~10 s to fill; a generation traces it five or more times)."""
+    token = _MATERIALIZED.set({})
+    try:
+        yield
+    finally:
+        _MATERIALIZED.reset(token)
+
+
+def cached_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
+    memo = _MATERIALIZED.get()
+    return None if memo is None else memo.get((id(model), dtype))
+
+
 def materialized_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Random weights (in ``dtype``) for the meta ones, seeded: weights 0.02-scaled normals, float
     buffers ones (running variances), integer buffers zeros (a valid index), masks true."""
+    if (cached := cached_state(model, dtype)) is not None:
+        return cached
     g = torch.Generator().manual_seed(0)
     params = {id(p) for p in model.parameters()}
     out: dict[str, torch.Tensor] = {}
@@ -822,13 +846,39 @@ def materialized_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.
         if t.device.type != "meta":
             continue
         if t.is_floating_point():
-            out[n] = (torch.randn(t.shape, generator=g) * 0.02).to(dtype) if id(t) in params else torch.ones(
-                t.shape, dtype=dtype)
+            out[n] = _random_weight(t.shape, dtype, g) if id(t) in params else torch.ones(t.shape, dtype=dtype)
         elif t.dtype == torch.bool:
             out[n] = torch.ones(t.shape, dtype=torch.bool)
         else:
             out[n] = torch.zeros(t.shape, dtype=t.dtype)
+    if (memo := _MATERIALIZED.get()) is not None:
+        memo[(id(model), dtype)] = out
     return out
+
+
+# a large weight repeats one seeded block of normals: drawing each of a 4B-parameter model's weights took 50 s
+# here, copying a block 4 s; a values trace reads weights only to route (which expert, how many tokens), and
+# a block whose length is no power of two does not line up with a matrix's rows
+_RANDOM_BLOCK = (1 << 20) + 7
+
+
+def _random_weight(shape: torch.Size, dtype: torch.dtype, g: torch.Generator) -> torch.Tensor:
+    n = shape.numel()
+    block = _normals(min(n, _RANDOM_BLOCK), dtype, g)
+    if n <= _RANDOM_BLOCK:
+        return block.view(shape)
+    out = torch.empty(n, dtype=dtype)
+    whole = n // _RANDOM_BLOCK * _RANDOM_BLOCK
+    out[:whole].view(-1, _RANDOM_BLOCK).copy_(block.expand(n // _RANDOM_BLOCK, -1))
+    out[whole:].copy_(block[: n - whole])
+    return out.view(shape)
+
+
+def _normals(n: int, dtype: torch.dtype, g: torch.Generator) -> torch.Tensor:
+    try:
+        return torch.empty(n, dtype=dtype).normal_(0.0, 0.02, generator=g)
+    except (RuntimeError, NotImplementedError):   # a dtype without a CPU normal_ kernel
+        return (torch.randn(n, generator=g) * 0.02).to(dtype)
 
 
 def model_float_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:

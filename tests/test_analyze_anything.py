@@ -96,6 +96,22 @@ def test_routing_on_weights_falls_back_to_a_values_trace():
     assert sum(c.macs for c in b.ops if c.record.module.startswith("experts")) == 6 * 8 * 8
 
 
+def test_weights_materialized_once_per_generation_and_large_ones_filled_from_a_block():
+    from hwcost.trace import _RANDOM_BLOCK, materialized_once, materialized_state
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(1100, 1000), nn.Linear(1000, 4))
+    a, b = materialized_state(model, torch.float32), materialized_state(model, torch.float32)
+    assert a["0.weight"] is not b["0.weight"] and torch.equal(a["0.weight"], b["0.weight"])   # seeded
+    with materialized_once():
+        c = materialized_state(model, torch.float32)
+        assert materialized_state(model, torch.float32)["0.weight"] is c["0.weight"]
+        assert materialized_state(model, torch.float16)["0.weight"].dtype == torch.float16
+    w = a["0.weight"].flatten()   # 1.1M weights: one block, then its start again
+    assert w.numel() > _RANDOM_BLOCK and torch.equal(w[_RANDOM_BLOCK:], w[: w.numel() - _RANDOM_BLOCK])
+    assert 0.015 < float(w[:_RANDOM_BLOCK].std()) < 0.025 and len(w[:1000].unique()) == 1000
+
+
 def test_values_trace_refuses_when_memory_is_short(monkeypatch):
     import psutil
 
