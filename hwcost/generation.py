@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +33,9 @@ from . import report
 from .analysis import Analysis, analyze, run_trace
 from .conventions import dtype_name, itemsize, parse_dtype
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
-from .errors import InputError
+from .errors import InputError, UnknownModelError
 from .inputs import map_tensors, tensors_in
-from .loaders import build_on_meta, load_model
+from .loaders import CAUSAL_CLASSES, build_transformers, config_json_path, load_model, transformers_config
 from .predict import Prediction, predict_analysis
 from .trace import materialized_once
 
@@ -108,44 +106,33 @@ class LanguageModel:
 
 def load_language_model(model_or_config: Any) -> LanguageModel:
     """An nn.Module, a transformers config (or a config.json path: built on meta, no weights), or a zoo name."""
-    if isinstance(model_or_config, (str, os.PathLike)) and os.path.isdir(model_or_config):
-        model_or_config = os.path.join(model_or_config, "config.json")
-    if isinstance(model_or_config, (str, os.PathLike)) and os.path.isfile(model_or_config):
-        tf = _transformers()
-        with open(model_or_config) as f:
-            fields = json.load(f)
-        if "model_type" not in fields:
-            raise InputError(f"{model_or_config} has no model_type: not a transformers config.json")
-        model_or_config = tf.AutoConfig.for_model(fields.pop("model_type"), **fields)
+    if (path := config_json_path(model_or_config)) is not None:
+        model_or_config = _as_input_error(transformers_config, path)
     if isinstance(model_or_config, str):
         loaded = load_model(model_or_config)
         return _wrap(loaded.model, loaded.name)
     if isinstance(model_or_config, nn.Module):
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
-        tf = _transformers()
+        _transformers()
         # no fallback to real weights, as loaders._build has: a 70B config would allocate them
-        kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
-        module = None
-        # a vision-language model's config (Qwen2.5-VL) has no causal-LM class but an image-text-to-text one,
-        # whose decoder generates as any other; its prompt is then text alone
-        for auto in ("AutoModelForCausalLM", "AutoModelForImageTextToText"):
-            if module is None and hasattr(tf, auto):
-                try:
-                    module = build_on_meta(lambda: getattr(tf, auto).from_config(model_or_config))
-                except ValueError:   # transformers: no class of that kind for this config
-                    continue
-                except Exception as e:   # the model's own constructor: a field it needs is missing or off
-                    raise InputError(f"transformers could not build a {kind!r} model from this config ({type(e).__name__}: "
-                                     f"{e}); pass the model's own config.json (from its Hub page), which sets every "
-                                     "field its code reads") from e
+        module = _as_input_error(build_transformers, model_or_config, CAUSAL_CLASSES)
         if module is None:
+            kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
             raise InputError(f"transformers has no causal language model for a {kind!r} config; predict_generation "
                              "covers decoder-only models — for an encoder or an encoder-decoder, time one forward with "
                              "hwcost.predict")
         return _wrap(module, getattr(model_or_config, "model_type", "model"))
     raise InputError(f"predict_generation needs a causal language model (nn.Module), a transformers config or its "
                      f"config.json path, or a zoo name; got {type(model_or_config).__name__}")
+
+
+def _as_input_error(fn, *args):
+    """A loader's UnknownModelError as the InputError predict_generation raises for its argument."""
+    try:
+        return fn(*args)
+    except UnknownModelError as e:
+        raise InputError(str(e)) from e
 
 
 def _transformers():
@@ -198,7 +185,7 @@ def cache_template(module: nn.Module, name: str, tokens: int = 2) -> Any:
     instead (a state-space or linear-attention layer's convolution and recurrent state)."""
     inputs = {"input_ids": _ids(1, tokens), "attention_mask": torch.ones(1, tokens, dtype=torch.long), "use_cache": True}
     tr, _ = run_trace(module, inputs, None, torch.float32, torch.float32, "auto")
-    for attr in ("past_key_values", "cache"):
+    for attr in ("cache", "past_key_values"):   # transformers 5 warns when the old name is read
         cache = getattr(tr.output, attr, None)
         if cache is not None and hasattr(cache, "layers") and len(cache.layers):
             return cache

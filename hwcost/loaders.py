@@ -61,10 +61,81 @@ def load_model(spec: str, meta: bool = True) -> LoadedModel:
         return _load_timm(rest, meta)
     if ".py:" in spec or spec.endswith(".py"):
         return _load_file(spec, meta)
+    if config_json_path(spec):
+        return _load_config(spec)
     raise UnknownModelError(
         f"unknown model {spec!r}.{_close(spec, list(ZOO))} Built-in models: {', '.join(ZOO)} "
-        "(`hwcost zoo` describes them); or use torchvision:NAME, timm:NAME, or path/to/file.py:function."
+        "(`hwcost zoo` describes them); or use torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
+        "transformers config.json (or the folder holding it)."
     )
+
+
+def config_json_path(spec: Any) -> str | None:
+    """The config.json a spec names (the file, or a model folder holding one), else None."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    path = os.path.join(spec, "config.json") if os.path.isdir(spec) else os.fspath(spec)
+    return path if path.endswith(".json") and os.path.isfile(path) else None
+
+
+def transformers_config(path: str) -> Any:
+    """A transformers config from its config.json (no weights, nothing downloaded)."""
+    import json
+
+    tf = _import("transformers", path)
+    with open(path) as f:
+        try:
+            fields = json.load(f)
+        except json.JSONDecodeError as e:
+            raise UnknownModelError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(fields, dict) or "model_type" not in fields:
+        raise UnknownModelError(f"{path} has no model_type: not a transformers config.json")
+    try:
+        return tf.AutoConfig.for_model(fields.pop("model_type"), **fields)
+    except Exception as e:   # an unknown model_type, or fields this transformers version refuses
+        raise UnknownModelError(f"transformers cannot read {path} ({type(e).__name__}: {e}); a newer transformers "
+                                "may know its model_type") from e
+
+
+# what a config is built as: a decoder with its LM head, a vision-language model (Qwen2.5-VL has no causal-LM
+# class), else the bare model (encoders, vision backbones)
+CAUSAL_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+
+
+def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModel")) -> nn.Module | None:
+    """The first of ``classes`` transformers maps this config to, built on meta; None if none does."""
+    tf = _import("transformers", type(config).__name__)
+    kind = getattr(config, "model_type", type(config).__name__)
+    for auto in classes:
+        if not hasattr(tf, auto):
+            continue
+        try:
+            return build_on_meta(lambda: getattr(tf, auto).from_config(config))
+        except ValueError:   # transformers: no class of that kind for this config
+            continue
+        except Exception as e:   # the model's own constructor: a field it needs is missing or off
+            raise UnknownModelError(f"transformers could not build a {kind!r} model from this config "
+                                    f"({type(e).__name__}: {e}); pass the model's own config.json (from its Hub "
+                                    "page), which sets every field its code reads") from e
+    return None
+
+
+def _load_config(spec: str) -> LoadedModel:
+    """A transformers config.json, built on meta; its default input: 128 token ids, or an image of the
+    config's size for a vision model."""
+    path = config_json_path(spec)
+    config = transformers_config(path)
+    model = build_transformers(config)
+    kind = getattr(config, "model_type", "model")
+    if model is None:
+        raise UnknownModelError(f"transformers has no model class for a {kind!r} config")
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    size = getattr(config, "image_size", None)
+    if getattr(text, "vocab_size", None) or not isinstance(size, int):
+        example: Any = torch.zeros(1, 128, dtype=torch.long)
+    else:
+        example = (getattr(config, "num_channels", 3), size, size)
+    return LoadedModel(model, example, f"{kind} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})")
 
 
 def _import(module: str, spec: str) -> Any:

@@ -103,3 +103,29 @@ def test_measure_against_a_profiles_probe_and_refused_without_one(capsys, tmp_pa
                        "--reference", str(tmp_path / "cal.yaml"))
     assert rc == 0, err
     assert "reference (probe b1)" in out and "the reference ran 2.000 ms at calibration" in out
+
+
+def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    import hwcost
+
+    llama = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, vocab_size=100)
+    llama.save_pretrained(tmp_path / "llama")
+    loaded = hwcost.load_model(str(tmp_path / "llama"))            # the folder, or its config.json
+    assert loaded.example.shape == (1, 128) and loaded.example.dtype == torch.long
+    with torch.device("meta"):
+        direct = transformers.AutoModelForCausalLM.from_config(llama)
+    assert (hwcost.analyze(loaded.model, loaded.example).total.macs
+            == hwcost.analyze(direct, torch.zeros(1, 128, dtype=torch.long)).total.macs)
+    assert main(["predict", str(tmp_path / "llama" / "config.json"), "--device", "h100", "--input", "16:int64"]) == 0
+    assert "latency:" in capsys.readouterr().out
+    vit = transformers.ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                 image_size=32, patch_size=8)
+    vit.save_pretrained(tmp_path / "vit")
+    assert hwcost.load_model(str(tmp_path / "vit")).example == (3, 32, 32)   # a vision model: an image of its size
+    (tmp_path / "bad.json").write_text(json.dumps({"hidden_size": 8}))
+    assert main(["analyze", str(tmp_path / "bad.json")]) == 2
+    assert "no model_type" in capsys.readouterr().err
