@@ -115,7 +115,6 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
         _transformers()
-        # no fallback to real weights, as loaders._build has: a 70B config would allocate them
         module = _as_input_error(build_transformers, model_or_config, CAUSAL_CLASSES)
         if module is None:
             kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)

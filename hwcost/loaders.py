@@ -62,7 +62,7 @@ def load_model(spec: str, meta: bool = True) -> LoadedModel:
     if ".py:" in spec or spec.endswith(".py"):
         return _load_file(spec, meta)
     if config_json_path(spec):
-        return _load_config(spec)
+        return _load_config(spec, meta)
     raise UnknownModelError(
         f"unknown model {spec!r}.{_close(spec, list(ZOO))} Built-in models: {', '.join(ZOO)} "
         "(`hwcost zoo` describes them); or use torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
@@ -102,15 +102,19 @@ def transformers_config(path: str) -> Any:
 CAUSAL_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
 
 
-def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModel")) -> nn.Module | None:
-    """The first of ``classes`` transformers maps this config to, built on meta; None if none does."""
+def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModel"),
+                       meta: bool = True) -> nn.Module | None:
+    """The first of ``classes`` transformers maps this config to, built on meta (or with random weights, to
+    time it); None if none does."""
     tf = _import("transformers", type(config).__name__)
     kind = getattr(config, "model_type", type(config).__name__)
     for auto in classes:
         if not hasattr(tf, auto):
             continue
         try:
-            return build_on_meta(lambda: getattr(tf, auto).from_config(config))
+            # on meta with no fallback to real weights, as _build has: a 70B config would allocate them
+            build = build_on_meta if meta else (lambda fn: _build(fn, False))
+            return build(lambda: getattr(tf, auto).from_config(config))
         except ValueError:   # transformers: no class of that kind for this config
             continue
         except Exception as e:   # the model's own constructor: a field it needs is missing or off
@@ -120,12 +124,12 @@ def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES,
     return None
 
 
-def _load_config(spec: str) -> LoadedModel:
-    """A transformers config.json, built on meta; its default input: 128 token ids, or an image of the
+def _load_config(spec: str, meta: bool) -> LoadedModel:
+    """A transformers config.json, built on meta unless it is to be timed; its default input: 128 token ids, or an image of the
     config's size for a vision model."""
     path = config_json_path(spec)
     config = transformers_config(path)
-    model = build_transformers(config)
+    model = build_transformers(config, meta=meta)
     kind = getattr(config, "model_type", "model")
     if model is None:
         raise UnknownModelError(f"transformers has no model class for a {kind!r} config")

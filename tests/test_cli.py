@@ -122,6 +122,8 @@ def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsy
             == hwcost.analyze(direct, torch.zeros(1, 128, dtype=torch.long)).total.macs)
     assert main(["predict", str(tmp_path / "llama" / "config.json"), "--device", "h100", "--input", "16:int64"]) == 0
     assert "latency:" in capsys.readouterr().out
+    timed = hwcost.load_model(str(tmp_path / "llama"), meta=False).model   # measure and validate time it: real weights
+    assert not any(p.is_meta for p in timed.parameters())
     vit = transformers.ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                                  image_size=32, patch_size=8)
     vit.save_pretrained(tmp_path / "vit")
