@@ -98,11 +98,11 @@ def transformers_config(path: str) -> Any:
 
 
 # what a config is built as: a decoder with its LM head, a vision-language model (Qwen2.5-VL has no causal-LM
-# class), else the bare model (encoders, vision backbones)
+# class), an encoder-decoder with its LM head, else the bare model (encoders, vision backbones)
 CAUSAL_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
 
 
-def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModel"),
+def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModelForSeq2SeqLM", "AutoModel"),
                        meta: bool = True) -> nn.Module | None:
     """The first of ``classes`` transformers maps this config to, built on meta (or with random weights, to
     time it); None if none does."""
@@ -125,8 +125,8 @@ def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES,
 
 
 def _load_config(spec: str, meta: bool) -> LoadedModel:
-    """A transformers config.json, built on meta unless it is to be timed; its default input: 128 token ids, or an image of the
-    config's size for a vision model."""
+    """A transformers config.json, built on meta unless it is to be timed; its default input: 128 token ids
+    (and 128 decoder ids for an encoder-decoder), or an image of the config's size for a vision model."""
     path = config_json_path(spec)
     config = transformers_config(path)
     model = build_transformers(config, meta=meta)
@@ -135,8 +135,12 @@ def _load_config(spec: str, meta: bool) -> LoadedModel:
         raise UnknownModelError(f"transformers has no model class for a {kind!r} config")
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     size = getattr(config, "image_size", None)
-    if getattr(text, "vocab_size", None) or not isinstance(size, int):
-        example: Any = torch.zeros(1, 128, dtype=torch.long)
+    if getattr(config, "is_encoder_decoder", False) and getattr(text, "vocab_size", None):
+        # one teacher-forced forward: 128 tokens in, 128 out (T5, BART); an audio encoder's needs its own input
+        ids = torch.zeros(1, 128, dtype=torch.long)
+        example: Any = {"input_ids": ids, "decoder_input_ids": ids}
+    elif getattr(text, "vocab_size", None) or not isinstance(size, int):
+        example = torch.zeros(1, 128, dtype=torch.long)
     else:
         example = (getattr(config, "num_channels", 3), size, size)
     return LoadedModel(model, example, f"{kind} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})")

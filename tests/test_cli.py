@@ -128,6 +128,12 @@ def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsy
                                  image_size=32, patch_size=8)
     vit.save_pretrained(tmp_path / "vit")
     assert hwcost.load_model(str(tmp_path / "vit")).example == (3, 32, 32)   # a vision model: an image of its size
+    t5 = transformers.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=100)
+    t5.save_pretrained(tmp_path / "t5")
+    enc_dec = hwcost.load_model(str(tmp_path / "t5"))    # with its LM head, fed 128 decoder ids beside the input's
+    assert type(enc_dec.model).__name__ == "T5ForConditionalGeneration" and set(enc_dec.example) == {
+        "input_ids", "decoder_input_ids"}
+    assert hwcost.analyze(enc_dec.model, enc_dec.example).total.macs > 0
     (tmp_path / "bad.json").write_text(json.dumps({"hidden_size": 8}))
     assert main(["analyze", str(tmp_path / "bad.json")]) == 2
     assert "no model_type" in capsys.readouterr().err
