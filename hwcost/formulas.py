@@ -580,9 +580,7 @@ def _pointwise_flops_per_element(rec: OpRecord) -> int | None:
     if base in ("add", "sub", "rsub"):
         alpha = rec.kwargs.get("alpha", 1)
         return 1 if alpha == 1 else 2
-    if base == "clamp":
-        return sum(rec.arg(i, n) is not None for i, n in ((1, "min"), (2, "max")))
-    if base == "clip":
+    if base in ("clamp", "clip"):
         return sum(rec.arg(i, n) is not None for i, n in ((1, "min"), (2, "max")))
     return cv.POINTWISE_FLOPS.get(base, cv.POINTWISE_DEFAULT_FLOPS)
 

@@ -114,7 +114,6 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
     if isinstance(model_or_config, nn.Module):
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
-        _transformers()
         module = _as_input_error(build_transformers, model_or_config, CAUSAL_CLASSES)
         if module is None:
             kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
@@ -132,15 +131,6 @@ def _as_input_error(fn, *args):
         return fn(*args)
     except UnknownModelError as e:
         raise InputError(str(e)) from e
-
-
-def _transformers():
-    try:
-        import transformers
-    except ImportError as e:
-        raise InputError("a transformers config needs the transformers package: pip install 'hwcost[llm]' "
-                         "(or transformers)") from e
-    return transformers
 
 
 def _wrap(module: nn.Module, name: str) -> LanguageModel:
@@ -178,11 +168,12 @@ def _ids(batch: int, n: int) -> torch.Tensor:
 
 
 def cache_template(module: nn.Module, name: str, tokens: int = 2) -> Any:
-    """The cache a two-token (``tokens``) prefill of the model returns (traced on meta, batch 1): per layer, the shapes
-    its keys and values take — whatever the attention (grouped, multi-query as Falcon's, latent as
+    """The cache a two-token (``tokens``) prefill of the model returns (traced on meta, batch 1): per layer,
+    the shapes its keys and values take — whatever the attention (grouped, multi-query as Falcon's, latent as
     DeepSeek's, whose keys are not its heads x head_dim) — and the fixed-size state a recurrent layer keeps
     instead (a state-space or linear-attention layer's convolution and recurrent state)."""
-    inputs = {"input_ids": _ids(1, tokens), "attention_mask": torch.ones(1, tokens, dtype=torch.long), "use_cache": True}
+    inputs = {"input_ids": _ids(1, tokens), "attention_mask": torch.ones(1, tokens, dtype=torch.long),
+              "use_cache": True}
     tr, _ = run_trace(module, inputs, None, torch.float32, torch.float32, "auto")
     for attr in ("cache", "past_key_values"):   # transformers 5 warns when the old name is read
         cache = getattr(tr.output, attr, None)

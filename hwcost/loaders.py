@@ -102,18 +102,19 @@ def transformers_config(path: str) -> Any:
 CAUSAL_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
 
 
-def build_transformers(config: Any, classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModelForSeq2SeqLM", "AutoModel"),
+def build_transformers(config: Any,
+                       classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModelForSeq2SeqLM", "AutoModel"),
                        meta: bool = True) -> nn.Module | None:
     """The first of ``classes`` transformers maps this config to, built on meta (or with random weights, to
     time it); None if none does."""
     tf = _import("transformers", type(config).__name__)
     kind = getattr(config, "model_type", type(config).__name__)
+    # on meta with no fallback to real weights, as _build has: a 70B config would allocate them
+    build = build_on_meta if meta else (lambda fn: _build(fn, False))
     for auto in classes:
         if not hasattr(tf, auto):
             continue
         try:
-            # on meta with no fallback to real weights, as _build has: a 70B config would allocate them
-            build = build_on_meta if meta else (lambda fn: _build(fn, False))
             return build(lambda: getattr(tf, auto).from_config(config))
         except ValueError:   # transformers: no class of that kind for this config
             continue
@@ -146,13 +147,16 @@ def _load_config(spec: str, meta: bool) -> LoadedModel:
     return LoadedModel(model, example, f"{kind} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})")
 
 
+EXTRAS = {"transformers": " (pip install 'hwcost[llm]')"}   # packages an extra of hwcost installs
+
+
 def _import(module: str, spec: str) -> Any:
     try:
         return importlib.import_module(module)
     except Exception as e:  # ImportError, or a CUDA-only build failing to load its compiled ops
         raise UnknownModelError(
             f"cannot load {spec!r}: {module} does not import here ({type(e).__name__}: {e}). "
-            f"Install {module}, or use a built-in model (`hwcost zoo`)."
+            f"Install {module}{EXTRAS.get(module, '')}, or use a built-in model (`hwcost zoo`)."
         ) from e
 
 
