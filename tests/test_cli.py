@@ -137,3 +137,9 @@ def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsy
     (tmp_path / "bad.json").write_text(json.dumps({"hidden_size": 8}))
     assert main(["analyze", str(tmp_path / "bad.json")]) == 2
     assert "no model_type" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["analyze", str(tmp_path / "broken.json")]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    (tmp_path / "unknown.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    assert main(["predict", str(tmp_path / "unknown.json"), "--device", "h100"]) == 2
+    assert "transformers cannot read" in capsys.readouterr().err
