@@ -18,7 +18,7 @@ from .conventions import MB, dtype_name, itemsize, parse_dtype
 from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
 from . import report
 from .errors import InputError, ModelForwardError
-from .inputs import Example, meta_inputs, real_inputs
+from .inputs import Example, meta_inputs, real_inputs, tensors_in
 from .trace import (ModuleCall, NeedsValues, Trace, cached_state, is_scripted, packed_tensors, materialized_state,
                     meta_state, model_float_dtype, trace, unwrap, weights_to_materialize)
 
@@ -73,6 +73,12 @@ class Analysis:
     def summary(self) -> str:
         return report.analysis_summary(self)
 
+    @property
+    def dtype_label(self) -> str:
+        """The dtype, and how many ops of a torch.ao quantized model run on int8 tensors beside it."""
+        quantized = sum(1 for c in self.ops if any(t.dtype in _QTYPES for t in c.record.inputs))
+        return f"{self.dtype} ({quantized} ops on quantized int8 tensors)" if quantized else self.dtype
+
     def uncounted_heavy_ops(self) -> dict[str, int]:
         """Ops without a formula that could carry real work: a product by its name, or an output of at
         least HEAVY_OUTPUT_SHARE of everything the model writes. Their arithmetic is missing from the
@@ -87,6 +93,21 @@ class Analysis:
                 heavy[c.record.name] += 1
         return dict(heavy)
 
+    def value_dependence(self) -> str | None:
+        """A values trace through ops whose output size comes from values (NMS, nonzero, a boolean
+        mask): what runs after them is counted for the values this trace had. None otherwise."""
+        if self.trace_mode != "values":
+            return None
+        shaped = Counter(c.record.name for c in self.ops if c.record.value_shaped)
+        if not shaped:
+            return None
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(shaped.items()))
+        weights = "random weights" if "at random" in self.trace_note else "the model's weights"
+        return (f"how much work follows {ops} depends on values (how many boxes, indices or tokens pass), "
+                f"and this trace ran on {weights} and the input given (a shape: seeded random values): the "
+                "count is for those values; pass a model with trained weights and a real input to count what "
+                "they keep")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model_name,
@@ -98,6 +119,7 @@ class Analysis:
             "unsupported": dict(self.unsupported),
             "unused_params": self.unused_params,
             "trace_mode": self.trace_mode,
+            "value_dependence": self.value_dependence(),
             "trace_note": self.trace_note,
         }
 
@@ -109,6 +131,7 @@ class Analysis:
 
 
 # names that say an op multiplies matrices or convolves; an uncounted one is never small
+_QTYPES = (torch.qint8, torch.quint8, torch.qint32)
 _PRODUCT_TOKENS = ("mm", "matmul", "conv", "linear", "attention", "einsum", "gemm", "bmm", "lstm", "gru", "rnn")
 HEAVY_OUTPUT_SHARE = 0.01
 
@@ -412,6 +435,11 @@ def run_trace(model: nn.Module, inputs: Example, batch_size: int | None, trace_d
         reason = "a TorchScript module cannot run on meta stand-ins"
     elif mode == "values":
         reason = "asked for"
+    elif any(t.is_quantized for t in tensors_in(inputs)):
+        if mode == "meta":
+            raise InputError("a quantized input tensor cannot run on meta stand-ins; analyze with trace='values' "
+                             "(or 'auto')")
+        reason = "a quantized input tensor cannot run on meta stand-ins"
     else:
         args, kwargs, values = meta_inputs(inputs, batch_size, trace_dtype)
         state, state_values = meta_state(model, trace_dtype)

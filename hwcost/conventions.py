@@ -91,6 +91,12 @@ HISTOGRAM_FLOPS = 2         # per element: bin index (scale, floor), increment
 
 # Interpolation: weighted sum of 2^d neighbours per output element (2^d multiplies, 2^d - 1 adds).
 INTERPOLATION_FLOPS = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
+# RoIAlign: each output bin averages sampling_ratio^2 bilinear samples (torchvision's default detection
+# heads use 2; an adaptive ratio, <= 0, depends on each box's size, and is counted at 2)
+ROI_ALIGN_SAMPLES_PER_AXIS = 2
+# IoU of two boxes: 4 max/min for the intersection's corners, 2 widths, 1 area, 1 union (two areas of 3
+# each and a subtract), 1 divide, 1 compare with the threshold
+IOU_FLOPS = 16
 # grid_sample's modes by their integer code (bilinear 0, nearest 1, bicubic 2), as interpolation
 GRID_SAMPLE_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
 # FFT: 5 N log2 N per complex N-point transform, the count FFTW's benchmarks and most papers quote; a real

@@ -648,7 +648,8 @@ def _pool_taps(rec: OpRecord, dilation_arg: int | None) -> tuple[int, int]:
 
 @register("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
           "max_pool2d_with_indices", "max_pool3d_with_indices", "mkldnn_max_pool2d",
-          "mkldnn_max_pool3d", family="pool")
+          "mkldnn_max_pool3d", "quantized_max_pool1d", "quantized_max_pool2d", "quantized_max_pool3d",
+          family="pool")
 def max_pool_cost(rec: OpRecord) -> Work:
     taps, outs = _pool_taps(rec, dilation_arg=4)
     return Work(0, taps - outs, bytes_written=_out(rec).nbytes)  # k - 1 comparisons; indices are a by-product
@@ -769,6 +770,49 @@ def grid_sample_cost(rec: OpRecord) -> Work:
     if x.ndim == 5 and mode == "bilinear":
         mode = "trilinear"
     return Work(0, cv.INTERPOLATION_FLOPS[mode] * out.numel + 2 * grid.numel)
+
+
+@register("torchvision::roi_align", family="interpolate")
+def roi_align_cost(rec: OpRecord) -> Work:
+    """Per output element sampling_ratio^2 bilinear samples, each added to the bin's sum, and one divide."""
+    ratio = int(rec.arg(5, "sampling_ratio", -1))
+    per_axis = ratio if ratio > 0 else cv.ROI_ALIGN_SAMPLES_PER_AXIS
+    samples = per_axis * per_axis
+    return Work(0, (samples * (cv.INTERPOLATION_FLOPS["bilinear"] + 1) + 1) * _out(rec).numel)
+
+
+@register("torchvision::roi_pool", family="pool")
+def roi_pool_cost(rec: OpRecord) -> Work:
+    """A max over each bin: its size depends on the box, so counted as one comparison per input element
+    the boxes cover at most once (the feature map per box), an upper bound."""
+    x, rois = rec.args[0], rec.args[1]
+    per_map = x.numel // max(1, x.shape[0]) if x.ndim else 0
+    return Work(0, (rois.shape[0] if rois.ndim else 0) * per_map)
+
+
+@register("torchvision::nms", family="reduction")
+def nms_cost(rec: OpRecord) -> Work:
+    """Sort by score, then each kept box's IoU with every box after it: the worst case, n(n - 1)/2
+    IoUs, when few boxes are suppressed (how many are depends on the boxes' values)."""
+    n = rec.args[0].shape[0] if rec.args[0].ndim else 0
+    return Work(0, cv.sort_comparisons(n, n) + cv.IOU_FLOPS * n * (n - 1) // 2)
+
+
+@register("_unique2", "_unique", "unique_dim", "unique_consecutive", family="reduction")
+def unique_cost(rec: OpRecord) -> Work:
+    """Sorted, then neighbours compared: n log2 n + n (a consecutive unique: the n compares alone)."""
+    n = rec.args[0].numel
+    return Work(0, n + (0 if rec.name == "unique_consecutive" else cv.sort_comparisons(n, n)))
+
+
+@register("nonzero", "nonzero_static", "argwhere", family="reduction")
+def nonzero_cost(rec: OpRecord) -> Work:
+    return Work(0, rec.args[0].numel)  # one test per element; the indices written are the output
+
+
+@register("masked_select", family="data_movement")
+def masked_select_cost(rec: OpRecord) -> Work:
+    return Work(0, 0)
 
 
 # ------------------------------------------------------------------ FFT

@@ -84,6 +84,8 @@ class Prediction:
             out.append(f"{len(outside)} of {len(self.ops)} ops lie outside what calibration sampled (layers {named}): "
                        "their times are held between the most and least efficient its family measured; "
                        "calibrate with a longer budget, or read them as bounds")
+        if (w := self.analysis.value_dependence()) is not None:
+            out.append(w)
         heavy = self.analysis.uncounted_heavy_ops()
         if heavy:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(heavy.items()))

@@ -57,6 +57,7 @@ class OpRecord:
     kwargs: dict[str, Any]
     outputs: tuple[TensorSpec, ...]
     mutates: bool               # in-place or out= op
+    value_shaped: bool = False  # the output's size came from the values (nonzero, a boolean mask, NMS)
 
     @property
     def inputs(self) -> list[TensorSpec]:

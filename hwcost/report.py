@@ -105,7 +105,7 @@ def analysis_summary(a: Any) -> str:
     t = a.total
     lines = [
         f"model: {a.model_name}   input: {', '.join(str(s) for s in a.input_shapes)}   "
-        f"batch: {a.batch_size}   dtype: {a.dtype}",
+        f"batch: {a.batch_size}   dtype: {a.dtype_label}",
         f"parameters:             {t.params:,}",
         f"storage:                {_mb(t.storage_bytes)} parameters (+ {_mb(t.buffer_bytes)} buffers)",
         f"MACs:                   {si(t.macs, 'MAC')}",
@@ -121,6 +121,8 @@ def analysis_summary(a: Any) -> str:
     if a.unsupported:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(a.unsupported.items()))
         lines.append(f"ops with no FLOP formula (bytes counted, FLOPs unknown): {ops}")
+    if (w := a.value_dependence()) is not None:
+        lines.append(f"note: {w}")
     return "\n".join(lines)
 
 
@@ -140,7 +142,7 @@ def prediction_summary(p: Any) -> str:
     b = p.bound_shares()
     lines = [
         f"model: {a.model_name}   device: {d.name} ({d.kind}, {d.execution}, "
-        f"{'calibrated' if d.calibration else 'datasheet'} profile)   batch: {a.batch_size}   dtype: {a.dtype}",
+        f"{'calibrated' if d.calibration else 'datasheet'} profile)   batch: {a.batch_size}   dtype: {a.dtype_label}",
         f"latency:        {p.latency_ms:,.3f} ms   ({p.fps:,.1f} FPS)",
         (f"energy:         {p.energy_mj:,.2f} mJ per batch, {p.energy_per_sample_mj:,.2f} mJ per sample, "
          f"average power {p.average_power_w:,.2f} W" + ("  (capped at max power)" if p.energy_capped else "")
@@ -173,7 +175,7 @@ def compare_table(preds: Sequence[Any]) -> str:
                "compute/memory/overhead %", "slowest layer"]
     a = preds[0].analysis
     lines = [format_table(headers, rows),
-             f"model: {a.model_name}   batch: {a.batch_size}   dtype: {a.dtype}   {si(a.total.macs, 'MAC')}"]
+             f"model: {a.model_name}   batch: {a.batch_size}   dtype: {a.dtype_label}   {si(a.total.macs, 'MAC')}"]
     lines.extend(f"WARNING ({p.device.name}): {w}" for p in preds for w in p.warnings)
     return "\n".join(lines)
 

@@ -299,6 +299,7 @@ class _Tracer(TorchDispatchMode):
                 kwargs=in_kwargs,
                 outputs=out_specs,
                 mutates=mutates,
+                value_shaped=_value_shaped(func, in_args, in_kwargs),
             )
         )
 
@@ -363,6 +364,8 @@ class _Tracer(TorchDispatchMode):
         if tensors and all(t in self.values for t in tensors):
             return self._run_valued(func, args, kwargs)
         if not tensors and _is_factory(func):
+            if kwargs.get("device") is not None:   # torch.arange(n, device="cpu"): a stand-in too, as every
+                kwargs = {**kwargs, "device": torch.device("meta")}   # call of it must be (the cache's are)
             out = self._meta_kernel(func, args, kwargs)
             if isinstance(out, torch.Tensor) and out.numel() == 0:   # batch norm's reserve: no value to compute
                 self.values[out] = torch.empty(out.shape, dtype=out.dtype)
@@ -407,6 +410,23 @@ class _Tracer(TorchDispatchMode):
             if r.numel() * r.element_size() <= VALUE_CAP_BYTES:
                 self.values[m] = r
         return meta_out
+
+
+# ops without torch's dynamic_output_shape tag whose output's size depends on their inputs' values
+VALUE_SHAPED_OPS = ("torchvision::nms", "torchvision::batched_nms")
+
+
+def _value_shaped(func: Any, args: Any, kwargs: Any) -> bool:
+    """Whether the op's output size depends on values: torch tags nonzero, masked_select, unique...; an
+    index is among them only when a boolean mask does the indexing."""
+    name = func._schema.name
+    if name in VALUE_SHAPED_OPS:
+        return True
+    if torch.Tag.dynamic_output_shape not in func.tags:
+        return False
+    if name.startswith("aten::index"):
+        return any(isinstance(t, TensorSpec) and t.dtype == torch.bool for t in tree_flatten((args, kwargs))[0])
+    return True
 
 
 def _is_factory(func: Any) -> bool:
@@ -754,6 +774,32 @@ def _eval_mode(model: nn.Module):
             m.training = flag
 
 
+def _holds_tensor(v: Any) -> bool:
+    if isinstance(v, torch.Tensor):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(isinstance(x, torch.Tensor) for x in v)
+    return isinstance(v, dict) and any(isinstance(x, torch.Tensor) for x in v.values())
+
+
+@contextlib.contextmanager
+def _attributes_kept(model: nn.Module):
+    """Tensors a module keeps as plain attributes, put back after the trace: a forward that rebinds
+    them (torchvision's AnchorGenerator moves its anchors to the input's device) would leave meta
+    stand-ins in the user's model, and in the values trace that follows a failed meta one."""
+    kept = [(m, dict(vars(m))) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, attrs in kept:
+            for k, v in list(vars(m).items()):
+                if k not in attrs:
+                    if _holds_tensor(v):  # a cache the forward made: of stand-ins in a meta trace
+                        delattr(m, k)
+                elif attrs[k] is not v and (_holds_tensor(v) or _holds_tensor(attrs[k])):
+                    setattr(m, k, attrs[k])
+
+
 def _describe(x: Any) -> str:
     shapes = [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in tensors_in(x)]
     return ", ".join(shapes) if shapes else "no tensors"
@@ -952,7 +998,8 @@ def trace(
     ]
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _eval_mode(model), _dynamo_left_unimported(), torch.no_grad(), device, tracer, _FusedKernels(tracer):
+        with _eval_mode(model), _attributes_kept(model), _dynamo_left_unimported(), torch.no_grad(), device, \
+                tracer, _FusedKernels(tracer):
             if state is None or all(state.get(n) is t for n, t in own_state.items()):
                 out = model(*args, **kwargs)
             else:

@@ -189,6 +189,14 @@ def test_quantized_dynamic_linear_counts_int8_macs():
     from hwcost.roofline import op_dtype
 
     assert {op_dtype(c, "float32") for c in a.ops if c.family == "matmul"} == {"int8"}
+    assert a.dtype_label == "float32 (2 ops on quantized int8 tensors)"   # the two linears' packed weights
+    assert hwcost.analyze(float_model, (64,)).dtype_label == "float32"
+
+
+def test_quantized_max_pool_is_counted_as_max_pool():
+    x = torch.quantize_per_tensor(torch.randn(1, 4, 8, 8), 0.1, 0, torch.quint8)
+    a = hwcost.analyze(nn.MaxPool2d(2), x)
+    assert not a.unsupported and a.total.flops == 4 * 16 * 3    # 4 x 4 outputs per channel, 3 comparisons each
 
 
 def test_static_quantized_mobilenet_v2_has_its_float_macs():

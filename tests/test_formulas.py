@@ -361,3 +361,58 @@ def test_unknown_op_is_reported_not_silent():
     assert a.unsupported == {"linalg_matrix_exp": 1}
     assert a.total.bytes_read == 16 and a.total.bytes_written == 16
     assert "linalg_matrix_exp x1" in a.table()
+
+
+def _record(name, *args, out_shape):
+    """A recorded op built by hand: torchvision's ops, whose library the tests cannot import."""
+    from hwcost.records import OpRecord, TensorSpec
+
+    def spec(shape, i):
+        n = 1
+        for s in shape:
+            n *= s
+        return TensorSpec(tuple(shape), torch.float32, 4, n, i, 4 * n)
+
+    tensors = [spec(a, i) if isinstance(a, tuple) else a for i, a in enumerate(args)]
+    return OpRecord(0, name, "default", "", "", True, tuple(tensors), {}, (spec(out_shape, 99),), False)
+
+
+def test_detection_ops_roi_align_nms_nonzero_unique():
+    from hwcost.formulas import count
+
+    # 1,000 boxes into 7x7 bins of 256 channels; 2x2 bilinear samples per bin (7 FLOPs, +1 to sum), a divide
+    roi = _record("torchvision::roi_align", (1, 256, 50, 50), (1000, 5), 0.25, 7, 7, 2, False,
+                  out_shape=(1000, 256, 7, 7))
+    assert count(roi).flops == (4 * 8 + 1) * 1000 * 256 * 49
+    adaptive = _record("torchvision::roi_align", (1, 256, 50, 50), (10, 5), 0.25, 7, 7, 0, False,
+                       out_shape=(10, 256, 7, 7))
+    assert count(adaptive).flops == 33 * 10 * 256 * 49   # sampling_ratio 0 (per box) counted at 2
+    # NMS of 8 boxes: sorting (8 log2 8 = 24 comparisons) and at worst every pair's IoU (28 x 16)
+    assert count(_record("torchvision::nms", (8, 4), (8,), 0.5, out_shape=(3,))).flops == 24 + 28 * 16
+    # nonzero tests each element; unique sorts (n log2 n) and compares neighbours (n)
+    assert count(_record("nonzero", (4, 16), out_shape=(10, 2))).flops == 64
+    assert count(_record("_unique2", (16,), True, False, False, out_shape=(5,))).flops == 16 * 4 + 16
+
+
+def test_value_dependent_output_sizes_are_flagged_in_a_values_trace():
+    class Keep(nn.Module):
+        """Keeps the rows its weights score above zero (as a detector keeps boxes), then projects them."""
+
+        def __init__(self):
+            super().__init__()
+            self.score = nn.Linear(8, 1)
+            self.proj = nn.Linear(8, 32)
+
+        def forward(self, x):
+            keep = self.score(x).squeeze(-1) > 0      # computed from the weights: needs a values trace
+            return self.proj(x[keep])
+
+    a = hwcost.analyze(Keep(), (100, 8))
+    assert a.trace_mode == "values"
+    note = a.value_dependence()
+    assert note is not None and "index x1" in note and "the model's weights" in note
+    p = hwcost.predict(Keep(), (100, 8), device="raspberry-pi-4")
+    assert note in p.warnings and note in p.summary()
+    # a boolean mask from the input alone is followed on the meta trace with the input's values: no warning
+    meta = hwcost.analyze(Fn(lambda x: x[x > 0] * 2), torch.randn(4, 4))
+    assert meta.trace_mode == "meta" and meta.value_dependence() is None

@@ -1,6 +1,7 @@
 """Tracer internals: fast shape rules equal the meta kernels; the meta cache never aliases."""
 import pytest
 import torch
+import torch.nn as nn
 
 import hwcost
 from hwcost.trace import _SAME_AS_INPUT, _SAME_SHAPE_BINARY, fast_meta
@@ -129,3 +130,46 @@ def test_matmuls_are_traced_as_eager_runs_them_whatever_the_callers_grad_mode():
         assert traced(_LastPositionHead()) == eager       # built and analyzed inside inference_mode
         with torch.device("meta"):
             assert traced(_LastPositionHead()) == eager   # built on meta there
+
+
+def test_tensors_a_forward_rebinds_on_its_module_are_put_back():
+    """torchvision's AnchorGenerator moves its anchors to the input's device in forward: on the meta
+    trace that left meta stand-ins in the user's model, and the values trace after it failed."""
+
+    class Anchored(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchors = [torch.arange(4.0)]   # plain attributes, not buffers
+            self.cache = None
+            self.score = nn.Linear(4, 1)
+
+        def forward(self, x):
+            self.anchors = [a.to(x.device) for a in self.anchors]
+            self.cache = x.sum()
+            self.made = x * 2
+            n = int(self.score(x).sum() > 0) + 1     # needs a weight's value: meta gives up, values runs
+            return x[:n] + self.anchors[0]
+
+    model = Anchored()
+    anchors = model.anchors
+    a = hwcost.analyze(model, (4,))
+    assert a.trace_mode == "values"
+    assert model.anchors is anchors and model.anchors[0].device.type == "cpu"
+    assert model.cache is None and not hasattr(model, "made")
+    model(torch.zeros(1, 4))   # still runs as the user built it
+
+
+def test_factories_asked_for_the_cpu_are_stand_ins_on_the_meta_trace():
+    """RAFT builds its coordinate grid with torch.arange(n, device="cpu"): the first call made a real
+    tensor and the second, the same shape, a cached meta one, and meshgrid refused the mix."""
+
+    class Grid(nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            rows, cols = torch.meshgrid(torch.arange(h, device="cpu"), torch.arange(w, device="cpu"), indexing="ij")
+            return x + torch.stack([cols, rows]).float().to(x.device)
+
+    for shape in [(2, 8, 8), (2, 8, 9)]:
+        a = hwcost.analyze(Grid(), shape)
+        assert a.trace_mode == "meta"
+        assert a.total.flops == 2 * shape[1] * shape[2]   # the add; the grid is made, not computed
