@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -160,14 +162,52 @@ def _import(module: str, spec: str) -> Any:
         ) from e
 
 
+def _quietly(build: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    """A library's builder, its warnings silenced: they speak of weights this build does not load
+    (inception's init_weights, a quantizer's observers that saw random data), not of the model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build(*args, **kwargs)
+
+
 def _load_torchvision(name: str, meta: bool) -> LoadedModel:
     tv = _import("torchvision", f"torchvision:{name}")
     available = tv.models.list_models()
     if name not in available:
         raise UnknownModelError(f"torchvision has no model {name!r}.{_close(name, available)}")
-    model = _build(lambda: tv.models.get_model(name, weights=None), meta)
-    size = 299 if name.startswith("inception") else 224
-    return LoadedModel(model, (3, size, size), f"torchvision:{name}")
+    builder = tv.models.get_model_builder(name)
+    options: dict[str, Any] = {"weights": None}
+    accepts = inspect.signature(builder).parameters
+    if "weights_backbone" in accepts:
+        options["weights_backbone"] = None  # its default is ImageNet weights, which would download
+    if "quantize" in accepts:
+        options["quantize"] = True          # quantized_*: the int8 model its name promises, not its float twin
+    model = _build(lambda: _quietly(builder, **options), meta)
+    return LoadedModel(model, _torchvision_input(tv, name, model), f"torchvision:{name}")
+
+
+# Detection models resize what they are given to their own size (800 px, or 300-320 for SSD): a VGA
+# camera frame is what they are given. Video models take 16-frame clips, as torchvision's GFLOPS table
+# counts them.
+DETECTION_FRAME = (3, 480, 640)
+VIDEO_CLIP_FRAMES = 16
+OPTICAL_FLOW_FRAME = (3, 520, 960)   # RAFT's two frames, as torchvision's optical-flow example sizes them
+
+
+def _torchvision_input(tv: Any, name: str, model: nn.Module) -> Any:
+    """The input the model's default weights are evaluated at (their transforms' crop); a ViT built
+    without weights keeps its own image_size."""
+    models = tv.models
+    if name in models.list_models(module=models.optical_flow):
+        return (OPTICAL_FLOW_FRAME, OPTICAL_FLOW_FRAME)
+    if name in models.list_models(module=models.detection):
+        return DETECTION_FRAME
+    transforms = models.get_model_weights(name).DEFAULT.transforms()
+    side = getattr(model, "image_size", None) or (
+        getattr(transforms, "crop_size", None) or getattr(transforms, "resize_size", None) or [224])[0]
+    if name in models.list_models(module=models.video):
+        return (3, VIDEO_CLIP_FRAMES, side, side)
+    return (3, side, side)
 
 
 def _load_timm(name: str, meta: bool) -> LoadedModel:
@@ -175,7 +215,7 @@ def _load_timm(name: str, meta: bool) -> LoadedModel:
     available = timm.list_models()
     if name not in available:
         raise UnknownModelError(f"timm has no model {name!r}.{_close(name, available)}")
-    model = _build(lambda: timm.create_model(name, pretrained=False), meta)
+    model = _build(lambda: _quietly(timm.create_model, name, pretrained=False), meta)
     shape = tuple(model.pretrained_cfg.get("input_size", DEFAULT_IMAGE_INPUT)) if hasattr(
         model, "pretrained_cfg") else DEFAULT_IMAGE_INPUT
     return LoadedModel(model, shape, f"timm:{name}")
