@@ -90,6 +90,11 @@ class OtherLoad:
     """CPU time other processes took while a block ran, as a share of the machine's capacity
     (wall time x logical CPUs): what tells a quiet machine from a busy one, whatever this process does."""
 
+    def __init__(self, min_window_s: float = 0.0):
+        # CPU times tick at 10 ms: a block shorter than a few ticks reads nothing, so the reading is made
+        # to last this long (idle here: what it sees is the others')
+        self.min_window_s = min_window_s
+
     def __enter__(self) -> "OtherLoad":
         import time
 
@@ -112,6 +117,9 @@ class OtherLoad:
         return t.user + t.system + t.children_user + t.children_system
 
     def __exit__(self, *exc) -> None:
+        short_s = self.min_window_s - (self._time.perf_counter() - self._t0)
+        if short_s > 0:
+            self._time.sleep(short_s)
         wall = self._time.perf_counter() - self._t0
         others = (self._busy_s() - self._busy0) - (self._own_s() - self._own0)
         capacity = wall * (self._psutil.cpu_count(logical=True) or 1)

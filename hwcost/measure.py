@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from . import report
 from .errors import InputError
+from .host import OTHER_LOAD_LIMIT, OtherLoad
 from .inputs import real_inputs
 from .probe import Reference
 from .timing import (UNSTEADY_SPREAD, PairedStats, TimingStats, fixed_threads, subnormals_flushed, synchronizer,
@@ -42,6 +43,9 @@ REFERENCE_WARMUP_PER_PAIR = 3
 # such rows the 4 with a spread above 1.5 erred by 6-36% (median 18%), the other 100 by a median of 5.4%.
 UNSTEADY_RATIO_SPREAD = 1.5
 PAIRED_ATTEMPTS = 3
+
+
+LOAD_WINDOW_S = 0.25   # other processes' load is read over at least this long, however short the timing
 
 
 def ratio_held(spread: float) -> bool:
@@ -79,6 +83,7 @@ class Measurement:
     ratio_spread: float | None = None
     reference_name: str | None = None        # which reference ("probe b1", "probe b8": hwcost.probe.Reference)
     paired_attempts: int = 0                 # paired timings made (more than one: the first were unsteady)
+    other_cpu_share: float = 0.0             # CPU time other processes took while it was timed (share of the machine)
 
     @property
     def drift_adjusted_ms(self) -> float | None:
@@ -117,11 +122,18 @@ class Measurement:
         return self.ratio_spread is None or ratio_held(self.ratio_spread)
 
     def steadiness_note(self) -> str | None:
-        if self.steady:
-            return None
-        hint = " (pinning one thread, --threads 1, often steadies a shared VM)" if self.threads > 1 else ""
-        return (f"warning: runs varied x{self.spread:.2f} between p10 and p90: this machine's speed was not steady "
-                f"(other load, a shared VM, frequency scaling); the median is not reproducible to better than that{hint}")
+        notes = []
+        if self.other_cpu_share > OTHER_LOAD_LIMIT:
+            # threads that wait for a core held by another process: 2 threads beside a 2-thread test run timed
+            # MobileNetV3-Small at 470 ms here, 5 ms alone
+            notes.append(f"warning: other processes used {self.other_cpu_share:.0%} of this machine's CPU while it "
+                         "was timed: the latency is theirs as much as the model's; time it on a quiet machine")
+        if not self.steady:
+            hint = " (pinning one thread, --threads 1, often steadies a shared VM)" if self.threads > 1 else ""
+            notes.append(f"warning: runs varied x{self.spread:.2f} between p10 and p90: this machine's speed was not "
+                         "steady (other load, a shared VM, frequency scaling); the median is not reproducible to better "
+                         f"than that{hint}")
+        return "\n".join(notes) or None
 
     def table(self) -> str:
         return report.measurement_table(self)
@@ -135,6 +147,7 @@ class Measurement:
             "reference": self.reference_name, "reference_ms": self.reference_ms,
             "reference_then_ms": self.reference_then_ms, "ratio_median": self.ratio_median, "drift_adjusted_ms": self.drift_adjusted_ms,
             "ratio_spread": self.ratio_spread, "paired_attempts": self.paired_attempts,
+            "other_cpu_share": self.other_cpu_share,
             "layers": [vars(r) for r in self.layers],
         }
 
@@ -203,7 +216,7 @@ def measure(
     sync = synchronizer(backend)
     meter = EnergyMeter.detect(backend)
     with alloc.held(allocator) as allocator_mode, fixed_threads(threads) as n_threads, \
-            subnormals_flushed(flush_subnormals), torch.inference_mode():
+            subnormals_flushed(flush_subnormals), torch.inference_mode(), OtherLoad(LOAD_WINDOW_S) as load:
         call = lambda: run_model(*args, **kwargs)  # noqa: E731
         paired, attempts = None, 0
         if reference is not None:
@@ -233,7 +246,7 @@ def measure(
         energy_mj=energy_mj, energy_source=meter.name if meter else None, allocator=allocator_mode,
         reference_ms=paired.reference.median_ms if paired else None, reference_then_ms=reference_then_ms,
         ratio_median=paired.ratio_median if paired else None, ratio_spread=paired.ratio_spread if paired else None,
-        reference_name=ref_name if paired else None, paired_attempts=attempts,
+        reference_name=ref_name if paired else None, paired_attempts=attempts, other_cpu_share=load.share,
     )
 
 

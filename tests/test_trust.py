@@ -121,6 +121,12 @@ def test_other_processes_load_is_seen(two_busy_loops):
     assert load.share > OTHER_LOAD_LIMIT
 
 
+def test_a_measurement_beside_other_load_says_so(two_busy_loops):
+    m = measure(nn.Linear(64, 64), (64,), repeats=5, threads=1, model_name="tiny")
+    assert m.other_cpu_share > 0.10 and "other processes used" in m.steadiness_note()
+    assert "other processes used" in m.table() and m.to_dict()["other_cpu_share"] == m.other_cpu_share
+
+
 def test_calibrate_refuses_a_busy_machine(tmp_path, two_busy_loops):
     out = tmp_path / "busy.yaml"
     # one thread and 60 s (max_cases ends it sooner): two intra-op threads beside two busy loops on two cores
