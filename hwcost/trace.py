@@ -667,6 +667,18 @@ def _materialize(desc: Any) -> Any:
 
 
 
+def _schema_positional(op: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A Python call's arguments as the aten op's schema orders them: the positional ones a caller
+    named (diffusers calls F.scaled_dot_product_attention(query=..., key=..., value=...)) moved into
+    place, as the dispatcher would pass them."""
+    args, kwargs = list(args), dict(kwargs)
+    for a in op._schema.arguments[len(args):]:
+        if a.kwarg_only or a.name not in kwargs:
+            break
+        args.append(kwargs.pop(a.name))
+    return tuple(args), kwargs
+
+
 class _FusedKernels(TorchFunctionMode):
     """Count attention and recurrent layers as the one fused kernel that runs on real devices.
 
@@ -707,7 +719,7 @@ class _FusedKernels(TorchFunctionMode):
             out = func(*args, **kwargs)
         finally:
             self.tracer.suppress -= 1
-        self.tracer.record(op, args, kwargs, out)
+        self.tracer.record(op, *_schema_positional(op, args, kwargs), out)
         return out
 
 

@@ -122,6 +122,10 @@ def test_scaled_dot_product_attention_fused():
     # fused: q, k, v read once, output written once, no L x L score matrix in memory
     assert c.bytes_read == (1024 + 2048 + 2048) * 4
     assert c.bytes_written == 1024 * 4
+    # called with keywords, as diffusers calls it (Flux, SD3): the same count
+    named = single(Fn(lambda q, k, v: F.scaled_dot_product_attention(query=q, key=k, value=v, is_causal=False)),
+                   q, kv, kv.clone())
+    assert (named.macs, named.flops, named.bytes_read) == (c.macs, c.flops, c.bytes_read)
 
 
 def test_attention_with_gqa_and_mask():
