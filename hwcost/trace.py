@@ -786,30 +786,26 @@ def _eval_mode(model: nn.Module):
             m.training = flag
 
 
-def _holds_tensor(v: Any) -> bool:
-    if isinstance(v, torch.Tensor):
-        return True
-    if isinstance(v, (list, tuple)):
-        return any(isinstance(x, torch.Tensor) for x in v)
-    return isinstance(v, dict) and any(isinstance(x, torch.Tensor) for x in v.values())
-
-
 @contextlib.contextmanager
 def _attributes_kept(model: nn.Module):
-    """Tensors a module keeps as plain attributes, put back after the trace: a forward that rebinds
-    them (torchvision's AnchorGenerator moves its anchors to the input's device) would leave meta
-    stand-ins in the user's model, and in the values trace that follows a failed meta one."""
+    """Every module's attributes as they were before the trace, put back after it: a forward that
+    rebinds its state would leave meta stand-ins in the user's model (torchvision's AnchorGenerator moves
+    its anchors to the input's device), or half of a cache (YOLO's Detect head keeps its anchors and the
+    input shape they were made for: the anchors put back without the shape broke the next call)."""
     kept = [(m, dict(vars(m))) for m in model.modules()]
     try:
         yield
     finally:
         for m, attrs in kept:
-            for k, v in list(vars(m).items()):
-                if k not in attrs:
-                    if _holds_tensor(v):  # a cache the forward made: of stand-ins in a meta trace
-                        delattr(m, k)
-                elif attrs[k] is not v and (_holds_tensor(v) or _holds_tensor(attrs[k])):
-                    setattr(m, k, attrs[k])
+            now = vars(m)
+            for k in [k for k in now if k not in attrs]:
+                del now[k]
+            for k, v in attrs.items():
+                if now.get(k, _MISSING) is not v:
+                    now[k] = v
+
+
+_MISSING = object()
 
 
 def _describe(x: Any) -> str:

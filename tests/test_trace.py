@@ -159,6 +159,26 @@ def test_tensors_a_forward_rebinds_on_its_module_are_put_back():
     model(torch.zeros(1, 4))   # still runs as the user built it
 
 
+def test_a_cache_and_the_shape_it_was_made_for_come_back_together():
+    """ultralytics' Detect head keeps its anchors with the input shape they were made for; putting back the
+    anchors (tensors) without the shape (a torch.Size) broke the call after a prediction."""
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shape, self.anchors = None, torch.empty(0)
+
+        def forward(self, x):
+            if self.shape != x.shape:
+                self.anchors, self.shape = torch.arange(x.shape[-1], dtype=x.dtype, device=x.device), x.shape
+            return x + self.anchors
+
+    head = Head()
+    hwcost.predict(head, (8,), device="raspberry-pi-4")
+    assert head.shape is None and head.anchors.numel() == 0
+    assert head(torch.zeros(1, 8)).shape == (1, 8)
+
+
 def test_factories_asked_for_the_cpu_are_stand_ins_on_the_meta_trace():
     """RAFT builds its coordinate grid with torch.arange(n, device="cpu"): the first call made a real
     tensor and the second, the same shape, a cached meta one, and meshgrid refused the mix."""
