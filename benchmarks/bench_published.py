@@ -19,6 +19,10 @@ Sources:
          fits the two together): tagged "nano fit"; the other 16
          are check-only. (resnet18 was the first choice for the host time; it is device-bound at any
          host time the DenseNets allow, so it could not set it.)
+  [ultralytics] Ultralytics docs, guides/raspberry-pi.md, "Raspberry Pi 5 YOLO11 Benchmarks" (Ultralytics 8.3.39):
+         "Inference time (ms/im)" of the PyTorch format, FP32, image size 640, on a Raspberry Pi 5 (its
+         `yolo benchmark` validation run, batch 1, conv and batch norm fused). Check-only; built with the
+         ultralytics package (skipped where it does not import), fused as that run fuses them, at 640 x 640.
   [h100] calibration/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
          50 runs after warm-up. resnet18/50, mobilenet_v2, efficientnet_b0 and vit_b_16 were used to
          fit the H100 profile's conv efficiency and per-op overheads (calibration/
@@ -68,6 +72,22 @@ NANO = [
 ]
 
 
+PI5 = [
+    # device, model, dtype, measured ms, source
+    ("raspberry-pi-5", "yolo11n", "float32", 405.238, "ultralytics"),
+    ("raspberry-pi-5", "yolo11s", "float32", 1011.60, "ultralytics"),
+]
+
+
+def ultralytics_model(name: str):
+    """The detector as the Ultralytics benchmark ran it (conv and batch norm fused), or None without the package."""
+    try:
+        from ultralytics.nn.tasks import DetectionModel
+    except Exception:
+        return None
+    return DetectionModel(f"{name}.yaml", verbose=False).eval().fuse(verbose=False)
+
+
 def in_zoo(model: str) -> bool:
     try:
         load_model(model)
@@ -98,6 +118,9 @@ def main() -> None:
     skipped_rpi = [m for _, m, *_ in RPI if not in_zoo(m)]
     skipped_nano = [m for m, _, _ in NANO if not in_zoo(m)]
     pairs += [("jetson-nano", m, "float16", ms, src, 1, None) for m, ms, src in NANO if in_zoo(m)]
+    built = {m: ultralytics_model(m) for _, m, *_ in PI5}
+    pairs += [(d, m, dt, ms, src, 1, None) for d, m, dt, ms, src in PI5 if built[m] is not None]
+    skipped_pi5 = [m for m, b in built.items() if b is None]
     if args.reference.exists():
         pairs += h100_pairs(args.reference)
     else:
@@ -107,7 +130,8 @@ def main() -> None:
     groups: dict[str, list[float]] = {}
     energy_ratios: list[float] = []
     for device, model, dtype, ms, src, batch, joules in pairs:
-        p = hwcost.predict(load_model(model).model, (3, 224, 224), device=device, dtype=dtype, batch_size=batch)
+        net, shape = (built[model], (3, 640, 640)) if src == "ultralytics" else (load_model(model).model, (3, 224, 224))
+        p = hwcost.predict(net, shape, device=device, dtype=dtype, batch_size=batch)
         ratio = p.latency_ms / ms
         groups.setdefault(src, []).append(ratio)
         j = f"{joules:7.3f} {p.energy_mj / 1000:7.3f}" if joules else f"{'':7s} {'':7s}"
@@ -145,6 +169,8 @@ def main() -> None:
         if names:
             print(f"{label}: {len(names)} published models not in the zoo (torchvision not importable), "
                   f"skipped: {', '.join(names)}")
+    if skipped_pi5:
+        print(f"ultralytics: does not import here; {len(skipped_pi5)} Raspberry Pi 5 pairs skipped: {', '.join(skipped_pi5)}")
 
 
 if __name__ == "__main__":
