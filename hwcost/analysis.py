@@ -130,8 +130,9 @@ class Analysis:
         return report.save_text(report.to_csv_text([r.as_dict() for r in self.aggregate(depth)]), path)
 
 
-# names that say an op multiplies matrices or convolves; an uncounted one is never small
+# the dtypes of torch.ao's quantized tensors (a quantized layer's input, its packed weight)
 _QTYPES = (torch.qint8, torch.quint8, torch.qint32)
+# names that say an op multiplies matrices or convolves; an uncounted one is never small
 _PRODUCT_TOKENS = ("mm", "matmul", "conv", "linear", "attention", "einsum", "gemm", "bmm", "lstm", "gru", "rnn")
 HEAVY_OUTPUT_SHARE = 0.01
 
