@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .formulas import CONV_FAMILIES
 from .records import OpCost
@@ -111,18 +111,18 @@ class ContextModel:
     from DRAM: such an op's isolated time comes from samples with cold weights too (the cold_weights
     feature), and its weight bytes pay no context term on top. Where the cache keeps part of them
     (stream_share: the copy sweep's miss share at the pass's weight bytes), the pass is predicted both
-    ways and the two blended by that share. The weights streaming
-    through evict the host's code and data between them (interpreter, dispatcher, allocator): each op of
-    such a pass pays ``per_op_streamed_s`` more (20 tiny ops ran 3-5x slower right after a 128 MB read
-    than back to back here), fitted on decoder-step chains that stream their weights. No per-family
-    scale on the isolated time; a fixed cost per op of its own for convolutions and products
-    (docs/calibration.md)."""
+    ways and the two blended by that share. The other ops of such a pass pay nothing more: in a 110M
+    Llama's decode step (400 MB of weights from DRAM, torch.profiler, 1 and 2 threads) its small ops took
+    what they take in a 15M model's cached step, and its products their cold samples' time (until model
+    version 12 a per-op term fitted on calibration's streaming chains, 17-20 us at 1 thread, put that step
+    16-19% slow: docs/accuracy.md, forty-first session). Those chains are not fitted: the terms come from
+    the chains whose weights stay cached. No per-family scale on the isolated time; a fixed cost per op of
+    its own for convolutions and products (docs/calibration.md)."""
 
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
     per_input_byte_s: float = 0.0
     per_output_byte_s: float = 0.0
-    per_op_streamed_s: float = 0.0   # per op of a pass whose weights exceed the last-level cache
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
     per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
@@ -150,18 +150,18 @@ class ContextModel:
     median_abs_error_pct: float | None = None
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
-             "_conv_ops", "_matmul_ops", "_streamed_ops")   # streamed last: fitted alone, on the others' residuals
+             "_conv_ops", "_matmul_ops")
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
-              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_op_streamed_s")   # TERMS' coefficients
+              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s")   # TERMS' coefficients
+    STREAMED = "_streamed_ops"   # a design row's ops run in a pass that streams its weights (not fitted on)
 
-    def terms(self, cost: OpCost, cold: bool = False, streamed: bool = False,
-              resident: bool = False) -> tuple[float, ...]:
+    def terms(self, cost: OpCost, cold: bool = False, resident: bool = False) -> tuple[float, ...]:
         """What each coefficient multiplies for one op, in TERMS' order: the op; its parameter, input and
         output bytes capped at the private cache (parameters: none when cold); its input and output bytes
         between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
         output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
-        ran 1.3-1.8x their isolated time); the op again if a convolution or a product; and again when its
-        pass streams its weights. ``resident``: the pass's weights stay in the private caches (resident)."""
+        ran 1.3-1.8x their isolated time); the op again if a convolution or a product. ``resident``: the
+        pass's weights stay in the private caches (resident)."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -172,14 +172,13 @@ class ContextModel:
         weights = 0.0 if cold or resident else cap(cost.weight_bytes)
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"), 1.0 if streamed else 0.0)
+                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"))
 
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
 
-    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, streamed: bool = False,
-              resident: bool = False) -> float:
-        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, streamed, resident)))
+    def apply(self, iso_s: float, cost: OpCost, cold: bool = False, resident: bool = False) -> float:
+        return iso_s + sum(k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, resident)))
 
     def resident(self, costs: list[OpCost]) -> bool:
         """Do these ops, run as one pass after another, keep all their weights in the private caches
@@ -220,11 +219,18 @@ class ContextModel:
 
     def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None,
                streamed: bool = False) -> dict[str, float]:
-        """A chain's totals under one condition (its weights cached or ``streamed``): isolated seconds and
-        the sum of each term over its ops."""
-        row = dict.fromkeys(("_isolated_s",) + self.TERMS, 0.0)
+        """A chain's totals under one condition (its weights cached or ``streamed``): isolated seconds, the
+        sum of each term over its ops, and its ops again under STREAMED when they stream."""
+        row = dict.fromkeys(("_isolated_s",) + self.TERMS + (self.STREAMED,), 0.0)
         for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
             row["_isolated_s"] += t
-            for name, v in zip(self.TERMS, self.terms(c, cold, streamed)):
+            row[self.STREAMED] += float(streamed)
+            for name, v in zip(self.TERMS, self.terms(c, cold)):
                 row[name] += v
         return row
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ContextModel":
+        """Fields this version knows: a model file's retired per_op_streamed_s (fitted until the forty-first
+        session) is left out, so profiles calibrated before predict as newer ones do."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

@@ -248,9 +248,9 @@ class TimeModel:
                  flags: list[bool] | None = None) -> list[float]:
         out = [0.0] * len(costs)
         resident = self.context.resident(costs)
-        for weight, streamed, colds, iso in self.by_condition(costs, dtype, matrix_flags, flags):
+        for weight, _, colds, iso in self.by_condition(costs, dtype, matrix_flags, flags):
             for i, (t, c, cold) in enumerate(zip(self.expected_times(iso, costs), costs, colds)):
-                out[i] += weight * self.context.apply(t, c, cold, streamed and c.launches, resident)
+                out[i] += weight * self.context.apply(t, c, cold, resident)
         return out
 
     def chain_row(self, costs: list[OpCost], context: ContextModel, dtype: str = "float32") -> dict[str, float]:
@@ -281,7 +281,7 @@ class TimeModel:
             raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION} "
                              "(refit it from its samples: hwcost calibrate --refit --out PROFILE.yaml)")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
-        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel(**d["context"]),
+        return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel.from_dict(d["context"]),
                    d.get("ranges"), d.get("op_fits"), d.get("expected"))
 
 

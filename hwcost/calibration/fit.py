@@ -256,29 +256,23 @@ def _relative_nnls_l1(a: np.ndarray, resid: np.ndarray, y: np.ndarray, rounds: i
 def fit_context_model(rows: list[dict[str, float]], times: list[float],
                       caches: ContextModel | None = None) -> ContextModel:
     """Non-negative fit of (chain time - isolated sum) on the terms, in absolute relative error
-    (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), in two stages:
-    the terms every op pays from the chains that do not stream their weights, then the streamed per-op
-    term from the residuals of those that do, so that the decoder-step chains (a third of them) set the
-    streamed term alone and cannot trade it against the others (on this host's suite-10 calibrations both ways gave the same coefficients within 5%).
-    A chain whose pass the cache partly serves (ContextModel.stream_share) counts with the streaming ones,
-    its streamed term that share of its ops. ``caches``: the cache sizes and sweep the rows were built
-    with (its coefficients unused), kept in the result. Fewer than 6 chains: the identity (isolated times)."""
+    (_relative_nnls_l1: each chain counts alike, a chain timed in a slow moment little), on the chains
+    whose weights stay cached: a chain that streams them (ContextModel.STREAMED, a share of its ops where
+    the cache serves part of the pass) sets no term. Its products already run at their cold samples' time,
+    and the rest of its time in calibration's chains (17-20 us per op at 1 thread) was not found in a real
+    decode step (ContextModel). All chains count in the median error. ``caches``: the cache sizes and sweep
+    the rows were built with (its coefficients unused), kept in the result. Fewer than 6 chains: the
+    identity (isolated times)."""
     caches = caches or ContextModel()
     if len(rows) < 6:
         return replace(caches, **dict.fromkeys(ContextModel.FIELDS, 0.0), chains=len(rows), median_abs_error_pct=None)
     y = np.array(times)
     a = np.array([[r[k] for k in ContextModel.TERMS] for r in rows])
     iso = np.array([r["_isolated_s"] for r in rows])
-    base, streamed = a[:, :-1], a[:, -1]
-    plain = streamed == 0
-    if plain.sum() < 6:   # too few chains without streaming to fit the base terms alone
+    plain = np.array([r.get(ContextModel.STREAMED, 0.0) for r in rows]) == 0
+    if plain.sum() < 6:   # too few chains without streaming to fit the terms on them alone
         plain = np.ones_like(plain)
-    coef_base = _relative_nnls_l1(base[plain], (y - iso)[plain], y[plain])
-    coef_streamed = np.zeros(1)
-    if (~plain).any():
-        resid = y - iso - base @ coef_base
-        coef_streamed = _relative_nnls_l1(streamed[~plain, None], resid[~plain], y[~plain])
-    coef = np.concatenate([coef_base, coef_streamed])
+    coef = _relative_nnls_l1(a[plain], (y - iso)[plain], y[plain])
     pred = iso + a @ coef
     err = float(np.median(np.abs(pred / y - 1)) * 100)
     fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef)}
