@@ -113,9 +113,9 @@ class ContextModel:
     (stream_share: the copy sweep's miss share at the pass's weight bytes), the pass is predicted both
     ways and the two blended by that share. The other ops of such a pass pay nothing more: in a 110M
     Llama's decode step (400 MB of weights from DRAM, torch.profiler, 1 and 2 threads) its small ops took
-    what they take in a 15M model's cached step, and its products their cold samples' time (until model
-    version 12 a per-op term fitted on calibration's streaming chains, 17-20 us at 1 thread, put that step
-    16-19% slow: docs/accuracy.md, forty-first session). Those chains are not fitted: the terms come from
+    what they take in a 15M model's cached step, and its products their cold samples' time (until the
+    forty-first session a per-op term fitted on calibration's streaming chains, 17-20 us at 1 thread, put
+    that step 16-19% slow: docs/accuracy.md). Those chains are not fitted: the terms come from
     the chains whose weights stay cached. No per-family scale on the isolated time; a fixed cost per op of
     its own for convolutions and products (docs/calibration.md)."""
 
