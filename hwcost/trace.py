@@ -774,25 +774,19 @@ def _is_input_overload(args: tuple) -> bool:
     return len(args) >= 9 and isinstance(args[2], (list, tuple))
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    flags = [(m, m.training) for m in model.modules()]
-    for m, _ in flags:  # the flag itself: an exported program's module refuses .eval()
-        m.training = False
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
+_MISSING = object()
 
 
 @contextlib.contextmanager
-def _attributes_kept(model: nn.Module):
-    """Every module's attributes as they were before the trace, put back after it: a forward that
-    rebinds its state would leave meta stand-ins in the user's model (torchvision's AnchorGenerator moves
-    its anchors to the input's device), or half of a cache (YOLO's Detect head keeps its anchors and the
-    input shape they were made for: the anchors put back without the shape broke the next call)."""
+def _in_eval_mode_left_as_it_was(model: nn.Module):
+    """Every module in eval mode for the trace, and every module's attributes as they were before it put
+    back after it (its training flag among them): a forward that rebinds its state would leave meta
+    stand-ins in the user's model (torchvision's AnchorGenerator moves its anchors to the input's device),
+    or half of a cache (YOLO's Detect head keeps its anchors and the input shape they were made for: the
+    anchors put back without the shape broke the next call)."""
     kept = [(m, dict(vars(m))) for m in model.modules()]
+    for m, _ in kept:  # the flag itself: an exported program's module refuses .eval()
+        m.training = False
     try:
         yield
     finally:
@@ -803,9 +797,6 @@ def _attributes_kept(model: nn.Module):
             for k, v in attrs.items():
                 if now.get(k, _MISSING) is not v:
                     now[k] = v
-
-
-_MISSING = object()
 
 
 def _describe(x: Any) -> str:
@@ -1006,8 +997,8 @@ def trace(
     ]
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _eval_mode(model), _attributes_kept(model), _dynamo_left_unimported(), torch.no_grad(), device, \
-                tracer, _FusedKernels(tracer):
+        with _in_eval_mode_left_as_it_was(model), _dynamo_left_unimported(), torch.no_grad(), device, tracer, \
+                _FusedKernels(tracer):
             if state is None or all(state.get(n) is t for n, t in own_state.items()):
                 out = model(*args, **kwargs)
             else:
