@@ -197,6 +197,8 @@ def test_quantized_max_pool_is_counted_as_max_pool():
     x = torch.quantize_per_tensor(torch.randn(1, 4, 8, 8), 0.1, 0, torch.quint8)
     a = hwcost.analyze(nn.MaxPool2d(2), x)
     assert not a.unsupported and a.total.flops == 4 * 16 * 3    # 4 x 4 outputs per channel, 3 comparisons each
+    with pytest.raises(InputError, match="quantized input tensor cannot run on meta stand-ins"):
+        hwcost.analyze(nn.MaxPool2d(2), x, trace="meta")
 
 
 def test_static_quantized_mobilenet_v2_has_its_float_macs():
