@@ -19,10 +19,13 @@ Sources:
          fits the two together): tagged "nano fit"; the other 16
          are check-only. (resnet18 was the first choice for the host time; it is device-bound at any
          host time the DenseNets allow, so it could not set it.)
-  [ultralytics] Ultralytics docs, guides/raspberry-pi.md, "Raspberry Pi 5 YOLO11 Benchmarks" (Ultralytics 8.3.39):
-         "Inference time (ms/im)" of the PyTorch format, FP32, image size 640, on a Raspberry Pi 5 (its
-         `yolo benchmark` validation run, batch 1, conv and batch norm fused). Check-only; built with the
-         ultralytics package (skipped where it does not import), fused as that run fuses them, at 640 x 640.
+  [ultralytics] Ultralytics docs, guides/raspberry-pi.md: "Inference time (ms/im)" of the PyTorch format,
+         FP32, image size 640, batch 1 (its `yolo benchmark` validation run; conv and batch norm fused), three
+         tables from the guide's history: "Raspberry Pi 5 YOLO11 Benchmarks" (Ultralytics 8.3.39), "Raspberry
+         Pi 5 YOLO26 Benchmarks" (8.4.108), and "Raspberry Pi 5 vs Raspberry Pi 4 YOLOv8 Benchmarks" (the
+         guide before YOLO11's release, 2024). Check-only; built from the ultralytics package's model YAMLs
+         (skipped where it does not import), fused as that run fuses them, at 640 x 640 (the validation letterboxes each image
+         to its own multiple of 32, at most 640 x 640, so the counted work is an upper bound).
   [h100] calibration/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
          50 runs after warm-up. resnet18/50, mobilenet_v2, efficientnet_b0 and vit_b_16 were used to
          fit the H100 profile's conv efficiency and per-op overheads (calibration/
@@ -72,10 +75,16 @@ NANO = [
 ]
 
 
-PI5 = [
+ULTRALYTICS = [
     # device, model, dtype, measured ms, source
     ("raspberry-pi-5", "yolo11n", "float32", 405.238, "ultralytics"),
     ("raspberry-pi-5", "yolo11s", "float32", 1011.60, "ultralytics"),
+    ("raspberry-pi-5", "yolo26n", "float32", 299.09, "ultralytics"),
+    ("raspberry-pi-5", "yolo26s", "float32", 848.65, "ultralytics"),
+    ("raspberry-pi-5", "yolov8n", "float32", 508.61, "ultralytics"),
+    ("raspberry-pi-5", "yolov8s", "float32", 969.49, "ultralytics"),
+    ("raspberry-pi-4", "yolov8n", "float32", 1068.42, "ultralytics"),
+    ("raspberry-pi-4", "yolov8s", "float32", 2589.58, "ultralytics"),
 ]
 
 
@@ -118,9 +127,9 @@ def main() -> None:
     skipped_rpi = [m for _, m, *_ in RPI if not in_zoo(m)]
     skipped_nano = [m for m, _, _ in NANO if not in_zoo(m)]
     pairs += [("jetson-nano", m, "float16", ms, src, 1, None) for m, ms, src in NANO if in_zoo(m)]
-    built = {m: ultralytics_model(m) for _, m, *_ in PI5}
-    pairs += [(d, m, dt, ms, src, 1, None) for d, m, dt, ms, src in PI5 if built[m] is not None]
-    skipped_pi5 = [m for m, b in built.items() if b is None]
+    built = {m: ultralytics_model(m) for _, m, *_ in ULTRALYTICS}
+    pairs += [(d, m, dt, ms, src, 1, None) for d, m, dt, ms, src in ULTRALYTICS if built[m] is not None]
+    skipped_yolo = [f"{m} ({d})" for d, m, *_ in ULTRALYTICS if built[m] is None]
     if args.reference.exists():
         pairs += h100_pairs(args.reference)
     else:
@@ -129,11 +138,13 @@ def main() -> None:
           f"{'ratio':>6s}  {'J meas':>7s} {'J pred':>7s}  source")
     groups: dict[str, list[float]] = {}
     energy_ratios: list[float] = []
+    by_run: dict[tuple, dict[str, tuple[float, float]]] = {}   # one source's run of a model on several devices
     for device, model, dtype, ms, src, batch, joules in pairs:
         net, shape = (built[model], (3, 640, 640)) if src == "ultralytics" else (load_model(model).model, (3, 224, 224))
         p = hwcost.predict(net, shape, device=device, dtype=dtype, batch_size=batch)
         ratio = p.latency_ms / ms
         groups.setdefault(src, []).append(ratio)
+        by_run.setdefault((src, model, dtype, batch), {})[device] = (ms, p.latency_ms)
         j = f"{joules:7.3f} {p.energy_mj / 1000:7.3f}" if joules else f"{'':7s} {'':7s}"
         if joules:
             energy_ratios.append(p.energy_mj / 1000 / joules)
@@ -144,6 +155,12 @@ def main() -> None:
         print(f"{src:9s} pairs {len(ratios):3d}  within 1.3x: {sum(e <= 1.3 for e in err) / len(err):5.0%}  "
               f"within 1.5x: {sum(e <= 1.5 for e in err) / len(err):5.0%}  within 2x: {sum(e <= 2 for e in err) / len(err):5.0%}  "
               f"median |log ratio| -> {statistics.median(err):.2f}x  worst {max(err):.2f}x")
+    for (src, model, _, _), runs in by_run.items():
+        # profiles off by the same factor on two boards for one source's runs point at the workload or
+        # the software those runs used, not at either board's numbers
+        if len(runs) == 2:
+            (d1, (m1, p1)), (d2, (m2, p2)) = sorted(runs.items())
+            print(f"{src:9s} {model} on {d2} over {d1}: measured {m2 / m1:.2f}x, predicted {p2 / p1:.2f}x")
     hvd = args.reference.with_name("h100_host_vs_device.txt")
     if args.reference.exists() and hvd.exists():
         e2e = {(m[1], int(m[2])): float(m[3]) for m in re.finditer(r"(\S+)\s+b(\d+)\s+e2e\s+([\d.]+)", hvd.read_text())}
@@ -169,8 +186,8 @@ def main() -> None:
         if names:
             print(f"{label}: {len(names)} published models not in the zoo (torchvision not importable), "
                   f"skipped: {', '.join(names)}")
-    if skipped_pi5:
-        print(f"ultralytics: does not import here; {len(skipped_pi5)} Raspberry Pi 5 pairs skipped: {', '.join(skipped_pi5)}")
+    if skipped_yolo:
+        print(f"ultralytics: does not import here; {len(skipped_yolo)} Raspberry Pi pairs skipped: {', '.join(skipped_yolo)}")
 
 
 if __name__ == "__main__":
