@@ -324,6 +324,30 @@ def _linear_cost(k: int, n: int, m: int = 1):
     return next(c for c in analyze(nn.Linear(k, n), (m, k)).ops if c.family == "matmul")
 
 
+def test_a_blocked_product_reads_its_weights_from_dram_in_a_pass_that_streams_any():
+    from hwcost.context import PROMPT_ROWS
+    from hwcost.timemodel import TimeModel
+
+    # 16.8 MB of weights each: one row (a decode step), a prompt's rows, one row fewer
+    vec, block, few = (_linear_cost(1024, 4096, m) for m in (1, PROMPT_ROWS, PROMPT_ROWS - 1))
+    rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
+    ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
+    ctx = ContextModel(llc_bytes=32 * 2**20, llc_miss=[[20 * 2**20, 0.0], [80 * 2**20, 1.0]])
+    model = TimeModel({}, {}, {}, 0.0, rates, ctx, ranges)
+    passing = [vec, block, few]   # 50 MB: the sweep puts the pass part of the way to streamed
+    share = ctx.stream_share(passing)
+    assert 0 < share < 1 and model.conditions(passing) == [(pytest.approx(1 - share), False), (pytest.approx(share), True)]
+    assert model.cold_flags(passing, False, True) == [False, True, False]   # cold in the cached condition too
+    assert model.cold_flags(passing, True, True) == [True, True, True]
+    assert model.cold_flags(passing, False, False) == [False, False, False]
+    assert ctx.stream_share([block]) == 0   # a pass that fits: the blocked product keeps its cached time
+    assert ctx.dram_weight_bytes(passing) == pytest.approx(block.weight_bytes + share * (vec.weight_bytes + few.weight_bytes))
+    # the prediction follows: in the streaming pass the blocked product costs its cold time in both conditions
+    times = model.predict(passing, "float32")
+    cold_alone = model.predict([block] * 5, "float32")[0]   # 84 MB: streamed, every weight from DRAM
+    assert times[1] == pytest.approx(cold_alone)
+
+
 def test_a_permuted_input_is_a_strided_feature_and_the_suite_samples_it():
     from hwcost.analysis import analyze
     from hwcost.calibration.suite import cases
@@ -1444,7 +1468,8 @@ def test_weight_bytes_a_pass_reads_from_dram():
     from types import SimpleNamespace
 
     line = [[64e6, 0.0], [128e6, 0.5], [256e6, 1.0]]
-    head = SimpleNamespace(family="matmul", weight_bytes=40e6)
+    one_row = SimpleNamespace(outputs=[SimpleNamespace(shape=(1, 10_000))])   # a decode step's LM head
+    head = SimpleNamespace(family="matmul", weight_bytes=40e6, record=one_row)
     conv = SimpleNamespace(family="conv", weight_bytes=88e6)
     context = ContextModel(llc_miss=line, matvec_stream_bytes=32e6)
     assert context.own_weights_stream(head) and not context.own_weights_stream(conv)
