@@ -24,8 +24,9 @@ Sources:
          tables from the guide's history: "Raspberry Pi 5 YOLO11 Benchmarks" (Ultralytics 8.3.39), "Raspberry
          Pi 5 YOLO26 Benchmarks" (8.4.108), and "Raspberry Pi 5 vs Raspberry Pi 4 YOLOv8 Benchmarks" (the
          guide before YOLO11's release, 2024). Check-only; built from the ultralytics package's model YAMLs
-         (skipped where it does not import), fused as that run fuses them, at 640 x 640 (the validation letterboxes each image
-         to its own multiple of 32, at most 640 x 640, so the counted work is an upper bound).
+         (skipped where it does not import), fused as that run fuses them, at 640 x 640 (the validation
+         letterboxes each image to its own multiple of 32, at most 640 x 640: the counted work is an upper
+         bound).
   [h100] calibration/reference/h100_torchvision_eager.json: eager PyTorch 2.11 on an H100 SXM, median of
          50 runs after warm-up. resnet18/50, mobilenet_v2, efficientnet_b0 and vit_b_16 were used to
          fit the H100 profile's conv efficiency and per-op overheads (calibration/

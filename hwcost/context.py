@@ -222,8 +222,8 @@ class ContextModel:
         Llama (136 MB of weights, share 0.38; torch.profiler, 1 thread, this project's VM) the 32-token
         prefill's products ran at or past their cold prediction (gate and up projections 7.3 ms per pass:
         7.0 cold, 5.2 cached), the decode step's matrix-vector products at or under their cached one (1.8
-        ms: 1.9). A blocked product reads its weights in panels, which the hardware prefetcher follows
-        less well than one sequential read; the copy sweep reads sequentially."""
+        ms: 1.9). Probably because a blocked product reads its weights in panels, which the hardware
+        prefetcher follows less well than the one sequential read of a matrix-vector product or the sweep."""
         if cost.family != "matmul" or cost.weight_bytes <= 0 or not cost.record.outputs:
             return False
         shape = cost.record.outputs[0].shape
