@@ -229,13 +229,17 @@ class ContextModel:
         shape = cost.record.outputs[0].shape
         return bool(shape) and shape[-1] > 0 and math.prod(shape) // shape[-1] >= PROMPT_ROWS
 
+    def always_streams(self, cost: OpCost, streaming_pass: bool) -> bool:
+        """Does this op read all its weights from DRAM whatever share of the pass the cache serves: a
+        product whose own weights stream (own_weights_stream) or, in a pass that streams at all
+        (``streaming_pass``), a blocked product (blocked_product)?"""
+        return self.own_weights_stream(cost) or (streaming_pass and self.blocked_product(cost))
+
     def dram_weight_bytes(self, costs: list[OpCost]) -> float:
-        """The weight bytes a pass of ``costs`` reads from DRAM: all of a product's whose own weights
-        stream (own_weights_stream) or, in a pass that streams at all, that is blocked (blocked_product);
-        the pass's stream_share of everyone else's."""
+        """The weight bytes a pass of ``costs`` reads from DRAM: all of those ops' that always stream
+        (always_streams), the pass's stream_share of everyone else's."""
         share = self.stream_share(costs)
-        return sum(c.weight_bytes * (1.0 if self.own_weights_stream(c) or (share > 0 and self.blocked_product(c))
-                                     else share) for c in costs)
+        return sum(c.weight_bytes * (1.0 if self.always_streams(c, share > 0) else share) for c in costs)
 
     def design(self, iso: list[float], costs: list[OpCost], colds: list[bool] | None = None,
                streamed: bool = False) -> dict[str, float]:

@@ -152,15 +152,13 @@ class TimeModel:
         samples and context term) and the pass streams them (``streamed``), or it is a matrix product whose
         own weights no cache keeps between two calls (ContextModel.matvec_stream_bytes: a 33 MB LM head
         ran at its cold samples' speed run alone as in the pass), or a blocked product in a pass that
-        streams at all (``streaming_pass``; ContextModel.blocked_product)."""
+        streams at all (``streaming_pass``): ContextModel.always_streams."""
         families = {f for f, r in self.ranges.items() if r.get("cold")}
         if not families:
             return [False] * len(costs)
-        ctx = self.context
-
         def cold(c: OpCost) -> bool:
             return c.family in families and c.weight_bytes > 0 and (
-                streamed or ctx.own_weights_stream(c) or (streaming_pass and ctx.blocked_product(c)))
+                streamed or self.context.always_streams(c, streaming_pass))
 
         return [cold(c) for c in costs]
 
@@ -169,8 +167,9 @@ class TimeModel:
         """Per condition the pass of ``costs`` runs under (conditions): its weight, whether it streams, each
         op's cold flag and isolated seconds (isolated, ``flags`` marked as there)."""
         warm = None
-        streaming_pass = self.context.stream_share(costs) > 0
-        for weight, streamed in self.conditions(costs):
+        conditions = self.conditions(costs)
+        streaming_pass = any(streamed for _, streamed in conditions)   # its stream share above 0
+        for weight, streamed in conditions:
             colds = self.cold_flags(costs, streamed, streaming_pass)
             iso = self.isolated(costs, dtype, matrix_flags, flags, colds)
             if any(colds):
