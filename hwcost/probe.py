@@ -72,17 +72,20 @@ def rates_line(then: dict[str, float], now: dict[str, float], label: str = "now 
 
 
 def calibration_probe_ms(calibration: dict | None, batch_size: int = 1) -> float | None:
-    """The probe time a calibrated profile stands for: the speed its samples were put at (the probe's
-    ratio to the reference workload times that workload's median over the run, or in older profiles the
-    median of the probe readings taken between cases: hwcost.calibration.samples.probe_during), or, for
-    profiles without them, the mean of the readings at its start and end. ``batch_size`` 8: the batch-8
-    probe's, None where the profile did not read it (calibrated before it was, or on CUDA)."""
+    """The probe time a calibrated profile stands for, on its samples' scale (the probe's ratio to the
+    reference workload times that workload's median over the run: hwcost.calibration.samples.probe_during):
+    read in a fresh process where the profile has that reading (``fresh_during_ms``), as every process a
+    user times a model in starts, else read during the run (``during_ms``, or in older profiles the
+    median of the probe readings taken between cases), else the mean of the readings at its start and end.
+    The calibrating process ages: the probe's ratio to the reference crept up 5-7% over a run while the
+    cases' did not (hwcost.calibration.fresh). ``batch_size`` 8: the batch-8 probe's, None where the
+    profile did not read it (calibrated before it was, or on CUDA)."""
     p = (calibration or {}).get("probe") or {}
-    if batch_size != 1:
-        return p.get(f"b{batch_size}_during_ms")
-    if p.get("during_ms"):
-        return p["during_ms"]
-    times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)]
+    prefix = "" if batch_size == 1 else f"b{batch_size}_"
+    for key in (f"{prefix}fresh_during_ms", f"{prefix}during_ms"):
+        if p.get(key):
+            return p[key]
+    times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)] if batch_size == 1 else []
     return sum(times) / len(times) if times else None
 
 
@@ -145,9 +148,11 @@ def matching_reference(prediction) -> Reference | None:
 
 
 def calibration_decode_probe_ms(calibration: dict | None) -> float | None:
-    """The decode probe's time (decode_probe_network) on the samples' scale, as calibration_probe_ms; None
-    for profiles calibrated before it was read (or on CUDA)."""
-    return ((calibration or {}).get("probe") or {}).get("decode_during_ms")
+    """The decode probe's time (decode_probe_network) on the samples' scale, read in a fresh process where
+    the profile has that reading, as calibration_probe_ms; None for profiles calibrated before it was read
+    (or on CUDA)."""
+    p = (calibration or {}).get("probe") or {}
+    return p.get("decode_fresh_during_ms") or p.get("decode_during_ms")
 
 
 def quick_probe_ms(net: nn.Module, x: torch.Tensor, sync=lambda: None, calls: int = 5) -> float:

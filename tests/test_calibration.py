@@ -1055,9 +1055,10 @@ def test_the_decode_and_batch_8_probes_come_to_the_scale_through_the_probe_read_
     assert probe_during(lone)["probe_decode_during_ms"] == pytest.approx(3.75)
 
 
-def test_probes_read_in_a_fresh_process_go_on_record_and_adjust_nothing():
+def test_probes_read_in_fresh_processes_are_pooled_and_are_what_drift_adjustment_reads():
     from hwcost.calibration.profile import _probe_record
     from hwcost.calibration.samples import probe_during
+    from hwcost.probe import calibration_decode_probe_ms, calibration_probe_ms
 
     # the in-run readings of the decode probes test above (b1 on the scale 5 ms; decode 3 ms; b8 40 ms),
     # then a fresh process's: the b1 probe at 180x the workload (median 25 us: 4.5 ms on the scale), the
@@ -1069,10 +1070,12 @@ def test_probes_read_in_a_fresh_process_go_on_record_and_adjust_nothing():
     before = probe_during(samples)
     assert (before["probe_during_ms"], before["probe_decode_during_ms"], before["probe_b8_during_ms"]) == \
         pytest.approx((5.0, 3.0, 40.0))
-    samples += [_fundamental("probe_fresh_reference_ratio", 180.0), _fundamental("probe_decode_fresh_bridge", 0.7),
-                _fundamental("probe_b8_fresh_bridge", 7.5)]
+    # two fresh processes (the run's start and its end): each reading pooled by its median over them
+    samples += [_fundamental("probe_fresh_reference_ratio", 170.0), _fundamental("probe_decode_fresh_bridge", 0.6),
+                _fundamental("probe_b8_fresh_bridge", 7.0),
+                _fundamental("probe_fresh_reference_ratio", 190.0), _fundamental("probe_decode_fresh_bridge", 0.8),
+                _fundamental("probe_b8_fresh_bridge", 8.0)]
     got = probe_during(samples)
-    # the in-run readings adjust (fresh.py: over seven benchmarked calibrations they scored better)
     assert (got["probe_during_ms"], got["probe_decode_during_ms"], got["probe_b8_during_ms"]) == \
         pytest.approx((5.0, 3.0, 40.0))
     assert got["probe_fresh_during_ms"] == pytest.approx(4.5)
@@ -1082,6 +1085,14 @@ def test_probes_read_in_a_fresh_process_go_on_record_and_adjust_nothing():
     assert (record["reference_ratio"], record["fresh_reference_ratio"]) == (200.0, 180.0)
     assert (record["during_ms"], record["fresh_during_ms"], record["b8_fresh_during_ms"]) == \
         pytest.approx((5.0, 4.5, 33.75))
+    # drift adjustment reads the fresh readings (the calibrating process ages: fresh.py), the in-run ones
+    # where a profile has no fresh ones
+    cal = {"probe": record}
+    assert (calibration_probe_ms(cal), calibration_probe_ms(cal, 8), calibration_decode_probe_ms(cal)) == \
+        pytest.approx((4.5, 33.75, 0.7 * 4.5))
+    in_run = {"probe": {k: v for k, v in record.items() if "fresh" not in k}}
+    assert (calibration_probe_ms(in_run), calibration_probe_ms(in_run, 8), calibration_decode_probe_ms(in_run)) == \
+        pytest.approx((5.0, 40.0, 3.0))
     # the probe's disturbance of the reference applies to the fresh ratio as to the in-run one: the
     # reference-beside-probe disturbance test's run (180 x 20 us x 1.11 = 4 ms) with a fresh ratio of 171
     disturbed = [_fundamental("private_cache_bytes", 1 << 20)]
@@ -1233,7 +1244,7 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     ids1 = [s.case_id for s in rows1]
     ids2 = [s.case_id for s in rows2]
     assert ids2[: len(ids1)] == ids1                      # kept, in order
-    cases2 = [i for i in ids2 if not i.startswith("_probe_end_")]
+    cases2 = [i for i in ids2 if not i.startswith("_probe_end_") and "fresh" not in i]
     assert len(cases2) == len(set(cases2))                 # nothing measured twice
     once = lambda rows: [s for s in rows if s.family == "_fundamental"  # noqa: E731
                          and not s.op.startswith(("probe_end_", "probe_during_", "probe_reference_", "probe_decode_",
@@ -1251,14 +1262,15 @@ def test_interrupt_keeps_samples_and_rerun_resumes(calibrated):
     decode = [s.time_s for s in rows2 if s.op == "probe_decode_during_ms"]
     assert len(decode) == 1
     assert probe["decode_during_ms"] == pytest.approx(probe["during_ms"] * decode[0] / during[0], abs=1e-3)
-    # the probes read in a fresh process at the end of the run that finished (the interrupted one has none),
-    # on record beside the in-run ones, on the same scale
-    fresh = {s.op: s.time_s for s in rows2 if "fresh" in s.op}
-    assert set(fresh) == {"probe_fresh_reference_ratio", "probe_decode_fresh_bridge", "probe_b8_fresh_bridge"}
-    assert not [s for s in rows1 if "fresh" in s.op]
-    assert probe["fresh_during_ms"] == pytest.approx(fresh["probe_fresh_reference_ratio"] * refs[len(refs) // 2] * 1e3,
+    # the probes read in a fresh process at the start of the run (the interrupted one has those only) and at
+    # the end of the run that finished, pooled by their median, on the same scale
+    keys = {"probe_fresh_reference_ratio", "probe_decode_fresh_bridge", "probe_b8_fresh_bridge"}
+    fresh = {k: [s.time_s for s in rows2 if s.op == k] for k in keys}
+    assert {s.op for s in rows1 if "fresh" in s.op} == keys and all(len(v) == 2 for v in fresh.values())
+    pooled = {k: statistics.median(v) for k, v in fresh.items()}
+    assert probe["fresh_during_ms"] == pytest.approx(pooled["probe_fresh_reference_ratio"] * refs[len(refs) // 2] * 1e3,
                                                      abs=1e-4)
-    assert probe["decode_fresh_during_ms"] == pytest.approx(probe["fresh_during_ms"] * fresh["probe_decode_fresh_bridge"],
+    assert probe["decode_fresh_during_ms"] == pytest.approx(probe["fresh_during_ms"] * pooled["probe_decode_fresh_bridge"],
                                                             abs=1e-3)
     assert [s.op for s in rows2].count("probe_end_ms") == 2  # the speed probe at the end of each run
     assert not list(out.parent.glob("*.tmp*"))             # atomic writes leave no temporaries

@@ -137,6 +137,8 @@ def calibrate(
                         fundamentals.update(speed_readings("start", backend, allocator))
                         for k, v in fundamentals.items():
                             writer.writerow(fundamental_row(k, v))
+                        if backend == "cpu":
+                            _write_fresh_readings(writer, n_threads, allocator)
                         f.flush()
                     count = len([s for s in existing if not s.family.startswith("_")])
                     chains = len([s for s in existing if s.family == "_chain"])
@@ -162,16 +164,9 @@ def calibrate(
                                           lambda: prog.elapsed < budget)
                 except KeyboardInterrupt:
                     interrupted = True
-                try:  # the probes as a fresh process runs them (fresh.py, on record), then the machine's speed at the end
+                try:  # the probes as a fresh process runs them (fresh.py), then the machine's speed at the end
                     if backend == "cpu" and not interrupted:
-                        from .fresh import fresh_probe_readings   # here: `python -m` of it imports this package
-
-                        fresh, why = fresh_probe_readings(n_threads, allocator, subnormals_flushed_in_process())
-                        for k, v in fresh.items():
-                            writer.writerow(fundamental_row(k, v))
-                        if why:
-                            print(f"hwcost calibrate: the probes could not be read in a fresh process ({why}); "
-                                  "the profile records the readings taken during the run only", file=sys.stderr)
+                        _write_fresh_readings(writer, n_threads, allocator)
                     end = speed_readings("end", backend, allocator)
                     fundamentals.update(end)
                     for k, v in end.items():
@@ -208,6 +203,21 @@ def calibrate(
 _TRANSFORMERS_SOURCE_START = "; per_transformers_"
 TRANSFORMERS_KEYS = ("per_transformers_call", "per_transformers_forward", "per_transformers_call_cached",
                      "per_transformers_forward_cached")
+
+
+def _write_fresh_readings(writer, threads: int, allocator: str) -> None:
+    """The probes read in a fresh process (fresh.py), written as fundamentals; taken at a run's start and at
+    its end, pooled by samples.probe_during: one child's eleven readings in five seconds scattered with the
+    ratio's 5-13% round-to-round movement here. Where the child fails, the run's own readings stand, and
+    it says so."""
+    from .fresh import fresh_probe_readings   # here: `python -m` of it imports this package
+
+    fresh, why = fresh_probe_readings(threads, allocator, subnormals_flushed_in_process())
+    for k, v in fresh.items():
+        writer.writerow(fundamental_row(k, v))
+    if why:
+        print(f"hwcost calibrate: the probes could not be read in a fresh process ({why}); drift adjustment "
+              "reads the readings taken during the run where no fresh process read them", file=sys.stderr)
 
 
 def _transformers_source(entries: dict[str, float]) -> str:

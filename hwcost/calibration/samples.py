@@ -194,15 +194,20 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     step drift-adjusted by it came out as much too slow. The probe's own ratio is put on the scale as
     slow as the reference ran beside it against beside the small cases around it (probe_disturbance).
 
-    Where the run read the probes in a fresh process as well (fresh.py; runs since the thirty-third
-    session), those readings go on record beside these (``*_fresh_during_ms``: the CNN probe's fresh
-    ratio on the same scale, the others through their fresh time over the CNN probe's beside them) and
-    adjust nothing: over seven benchmarked calibrations they scored no better (fresh.py's docstring)."""
+    Where the run read the probes in a fresh process as well (fresh.py; at the start and at the end of runs
+    since the forty-third session, at the end only since the thirty-third), those readings go beside these
+    (``*_fresh_during_ms``: the CNN probe's fresh ratio on the same scale, the median over the fresh
+    processes, the others through their fresh time over the CNN probe's beside them), and they are the
+    ones drift adjustment reads (hwcost.probe.calibration_probe_ms; fresh.py's docstring says why)."""
     fundamentals = [s for s in samples if s.family == "_fundamental"]
 
     def median(op: str) -> float | None:
         v = sorted(s.time_s for s in fundamentals if s.op == op)
         return v[len(v) // 2] if v else None
+
+    def pooled(op: str) -> float | None:   # one reading per fresh process: their median
+        v = [s.time_s for s in fundamentals if s.op == op]
+        return statistics.median(v) if v else None
 
     ref_s = reference_median_s(samples)
 
@@ -226,7 +231,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     plain, during = on_scale("probe", disturbance), median("probe_during_ms")
     if not plain and during:
         plain = {"probe_during_ms": during}
-    fresh = median("probe_fresh_reference_ratio")
+    fresh = pooled("probe_fresh_reference_ratio")
     if fresh and ref_s:   # read in a fresh process (fresh.py): on record
         plain.update(probe_fresh_during_ms=fresh * ref_s * disturbance * 1e3, probe_fresh_reference_ratio=fresh)
     # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each
@@ -234,7 +239,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     probe_ms, fresh_ms = plain.get("probe_during_ms"), plain.get("probe_fresh_during_ms")
 
     def through(name: str) -> dict[str, float]:
-        bridge = median(f"{name}_fresh_bridge")
+        bridge = pooled(f"{name}_fresh_bridge")
         out = through_probe(name, probe_ms)
         return {**out, f"{name}_fresh_during_ms": fresh_ms * bridge} if bridge and fresh_ms else out
 
