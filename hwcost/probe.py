@@ -77,8 +77,8 @@ def calibration_probe_ms(calibration: dict | None, batch_size: int = 1) -> float
     read in a fresh process where the profile has that reading (``fresh_during_ms``), as every process a
     user times a model in starts, else read during the run (``during_ms``, or in older profiles the
     median of the probe readings taken between cases), else the mean of the readings at its start and end.
-    The calibrating process ages: the probe's ratio to the reference crept up 5-7% over a run while the
-    cases' did not (hwcost.calibration.fresh). ``batch_size`` 8: the batch-8 probe's, None where the
+    The calibrating process ages: the probe's ratio to the reference crept up 5-7% over a run, the cases'
+    ~3% (hwcost.calibration.fresh). ``batch_size`` 8: the batch-8 probe's, None where the
     profile did not read it (calibrated before it was, or on CUDA)."""
     p = (calibration or {}).get("probe") or {}
     prefix = "" if batch_size == 1 else f"b{batch_size}_"

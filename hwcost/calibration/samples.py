@@ -232,7 +232,7 @@ def probe_during(samples: list[Sample]) -> dict[str, float]:
     if not plain and during:
         plain = {"probe_during_ms": during}
     fresh = pooled("probe_fresh_reference_ratio")
-    if fresh and ref_s:   # read in a fresh process (fresh.py): on record
+    if fresh and ref_s:   # read in fresh processes (fresh.py): what drift adjustment reads
         plain.update(probe_fresh_during_ms=fresh * ref_s * disturbance * 1e3, probe_fresh_reference_ratio=fresh)
     # the decode probe (suite 16 on) and the larger-batch probe, through the b1 probe read before each
     # (and, on record, beside it in the fresh process)
