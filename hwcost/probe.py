@@ -80,13 +80,19 @@ def calibration_probe_ms(calibration: dict | None, batch_size: int = 1) -> float
     The calibrating process ages: the probe's ratio to the reference crept up 5-7% over a run, the cases'
     ~3% (hwcost.calibration.fresh). ``batch_size`` 8: the batch-8 probe's, None where the
     profile did not read it (calibrated before it was, or on CUDA)."""
+    on_scale = _on_scale_ms(calibration, "" if batch_size == 1 else f"b{batch_size}_")
+    if on_scale or batch_size != 1:
+        return on_scale
     p = (calibration or {}).get("probe") or {}
-    prefix = "" if batch_size == 1 else f"b{batch_size}_"
-    for key in (f"{prefix}fresh_during_ms", f"{prefix}during_ms"):
-        if p.get(key):
-            return p[key]
-    times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)] if batch_size == 1 else []
+    times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)]
     return sum(times) / len(times) if times else None
+
+
+def _on_scale_ms(calibration: dict | None, prefix: str) -> float | None:
+    """A probe's time on the samples' scale as a profile records it (``prefix``: "" for the CNN probe at
+    batch 1, "b8_", "decode_"): the fresh-process reading, else the in-run one, else None."""
+    p = (calibration or {}).get("probe") or {}
+    return p.get(f"{prefix}fresh_during_ms") or p.get(f"{prefix}during_ms")
 
 
 @dataclass(frozen=True)
@@ -151,8 +157,7 @@ def calibration_decode_probe_ms(calibration: dict | None) -> float | None:
     """The decode probe's time (decode_probe_network) on the samples' scale, read in a fresh process where
     the profile has that reading, as calibration_probe_ms; None for profiles calibrated before it was read
     (or on CUDA)."""
-    p = (calibration or {}).get("probe") or {}
-    return p.get("decode_fresh_during_ms") or p.get("decode_during_ms")
+    return _on_scale_ms(calibration, "decode_")
 
 
 def quick_probe_ms(net: nn.Module, x: torch.Tensor, sync=lambda: None, calls: int = 5) -> float:
