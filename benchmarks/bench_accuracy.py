@@ -15,9 +15,10 @@
    predicted (hwcost.probe.matching_reference; profiles read before the batch-8 probe: batch 1). The raw
    error compares with the model's median; the drift-adjusted one with that median scaled by the probe's
    time at calibration over its time in the same seconds (the median of model / probe per pair of calls,
-   times the probe then). Nothing is fitted to the results. Every model and batch is timed so in each of
-   --rounds passes (2), every other pass in reverse order, and its row takes the median over them of the
-   raw and of the drift-adjusted latency, keeping each round's figures.
+   times the probe then). Nothing is fitted to the results. Each model is timed in a process of its own
+   (measure_in_child), as a user times a model, in each of --rounds passes (2), every other pass in
+   reverse order; its row takes the median over them of the raw and of the drift-adjusted latency,
+   keeping each round's figures.
 3. Each condition's rows are saved to benchmarks/out/accuracy-<N>t.json; --pool reads them all.
 
 This VM's speed swings 1.3-2x within minutes, at 1 thread too; the ratio of a model to the probe timed in
@@ -44,7 +45,7 @@ from hwcost.calibration.samples import read_samples
 from hwcost.calibration.suite import chain_case
 from hwcost.devices import parse_profile
 from hwcost.loaders import LoadedModel, load_model
-from hwcost.probe import PROBE_BATCHES, calibration_probe_ms, matching_reference
+from hwcost.probe import PROBE_BATCHES, calibration_probe_ms, matching_reference, probe_reference
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -209,6 +210,41 @@ def calibration_command(name: str, out: Path, budget_s: float | None, threads: i
     return cmd + ([] if progress else ["--no-progress"])
 
 
+def measure_in_child(model_name: str, probe_batches: dict[int, int], prof_path: Path, threads: int,
+                     args) -> list[dict]:
+    """Time one model at each batch of ``probe_batches`` (model batch -> probe batch), in that order, in a
+    fresh process, as a user times a model: in one process that had held and run the other models, the
+    small networks at batch 8 ran slower (MobileNetV2 118-128 ms after two to four large models against
+    111-115 ms in a fresh process, drift-adjusted; its activations spread over 781 MB of heap instead of
+    131 MB), and the probe aged with them (docs/accuracy.md, forty-third and forty-fourth sessions)."""
+    spec = ",".join(f"{b}:{pb}" for b, pb in probe_batches.items())
+    cmd = [sys.executable, __file__, "--child", model_name, "--child-batches", spec, "--child-profile",
+           str(prof_path), "--threads", str(threads), "--repeats", str(args.repeats),
+           "--max-seconds", str(args.max_seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"timing {model_name} failed (exit {done.returncode}):\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(args) -> None:
+    """--child: time one model against the probes named (the parent chose them from its predictions) and
+    print one JSON line, a record per batch."""
+    cal = hwcost.load_device(args.child_profile).calibration
+    torch.set_num_threads(args.threads)
+    apply_allocator((cal.get("host") or {}).get("allocator") or "retain")
+    lm = load(args.child)
+    records = []
+    for item in args.child_batches.split(","):
+        b, pb = (int(x) for x in item.split(":"))
+        m = hwcost.measure(lm.model, lm.example, batch_size=b, repeats=args.repeats, threads=args.threads,
+                           max_seconds=args.max_seconds, reference=probe_reference(cal, pb))
+        records.append({"measured_ms": m.latency_ms, "adjusted_ms": m.drift_adjusted_ms,
+                        "machine_factor": m.machine_factor, "ratio_spread": m.ratio_spread,
+                        "paired_attempts": m.paired_attempts, "reference": m.reference_name})
+    print(json.dumps(records))
+
+
 def run_condition(args) -> None:
     OUT.mkdir(exist_ok=True)
     threads = args.threads or torch.get_num_threads()
@@ -255,19 +291,21 @@ def run_condition(args) -> None:
             predicted[model_name, b] = (prediction, {
                 "hwcost": prediction.latency_ms, "FLOPs": a.total.flops * sec_per_flop * 1e3,
                 "roofline": hwcost.predict_analysis(a, roof).latency_ms})
+    loaded.clear()   # this process only predicts; each model is timed in a process of its own (measure_in_child)
     timed: dict[tuple[str, int], list[dict]] = {key: [] for key in predicted}
+    names = list(dict.fromkeys(name for name, _ in predicted))
     for r in range(args.rounds):
         # each round in the other order, so that a slow minute does not meet the same models twice
-        for model_name, b in (list(predicted) if r % 2 == 0 else list(reversed(predicted))):
-            lm, (prediction, preds) = loaded[model_name], predicted[model_name, b]
-            m = hwcost.measure(lm.model, lm.example, batch_size=b, repeats=args.repeats, threads=threads,
-                               max_seconds=args.max_seconds, reference=matching_reference(prediction))
-            timed[model_name, b].append({"measured_ms": m.latency_ms, "adjusted_ms": m.drift_adjusted_ms,
-                                         "machine_factor": m.machine_factor, "ratio_spread": m.ratio_spread,
-                                         "paired_attempts": m.paired_attempts, "reference": m.reference_name})
-            print(f"{model_name:26s} {b:2d} {m.latency_ms:9.2f} {m.drift_adjusted_ms:9.2f} {m.machine_factor:5.2f}x"
-                  f"{m.reference_name[-2:]} {preds['hwcost']:9.2f} {100 * (preds['hwcost'] / m.latency_ms - 1):+6.1f}% "
-                  f"{100 * (preds['hwcost'] / m.drift_adjusted_ms - 1):+6.1f}%   round {r + 1}/{args.rounds}", flush=True)
+        for model_name in (names if r % 2 == 0 else names[::-1]):
+            batches = [b for name, b in predicted if name == model_name][::1 if r % 2 == 0 else -1]
+            probe_batches = {b: matching_reference(predicted[model_name, b][0]).batch_size for b in batches}
+            for b, m in zip(batches, measure_in_child(model_name, probe_batches, prof_path, threads, args)):
+                preds = predicted[model_name, b][1]
+                timed[model_name, b].append(m)
+                print(f"{model_name:26s} {b:2d} {m['measured_ms']:9.2f} {m['adjusted_ms']:9.2f} "
+                      f"{m['machine_factor']:5.2f}x{m['reference'][-2:]} {preds['hwcost']:9.2f} "
+                      f"{100 * (preds['hwcost'] / m['measured_ms'] - 1):+6.1f}% "
+                      f"{100 * (preds['hwcost'] / m['adjusted_ms'] - 1):+6.1f}%   round {r + 1}/{args.rounds}", flush=True)
     rows = []
     for (model_name, b), rounds in timed.items():
         row = {"model": model_name, "batch": b, "threads": threads, **over_rounds(rounds)}
@@ -310,10 +348,18 @@ def main() -> None:
                     help="passes over all models, each in the other order; a row is the median over them")
     ap.add_argument("--max-seconds", type=float, default=20.0, help="timing budget per model and batch")
     ap.add_argument("--pool", action="store_true", help="pool the saved conditions and print the totals")
+    ap.add_argument("--child", help=argparse.SUPPRESS)            # one model timed in a process of its own
+    ap.add_argument("--child-batches", help=argparse.SUPPRESS)    # model batch:probe batch, comma-separated
+    ap.add_argument("--child-profile", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rounds < 1 or args.repeats < 1:
         ap.error(f"--rounds and --repeats must be at least 1 (got {args.rounds} and {args.repeats})")
-    pool() if args.pool else run_condition(args)
+    if args.child:
+        child(args)
+    elif args.pool:
+        pool()
+    else:
+        run_condition(args)
 
 
 if __name__ == "__main__":

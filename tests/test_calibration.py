@@ -43,6 +43,57 @@ def test_conv_features_from_shapes():
     assert f["misaligned"] == 0.0   # 16 and 32 channels: whole SIMD blocks
 
 
+def test_native_conv_says_which_kernel_pytorch_runs_a_convolution_with():
+    """features.native_conv against PyTorch's own choice (torch._C._select_conv_backend) over random
+    convolutions, 1-D to 3-D, grouped, strided, dilated and transposed, at 1 and 2 threads: 2 runs
+    PyTorch's own kernel at any thread count, 1 on one thread only, 0 oneDNN."""
+    from hwcost.features import native_conv
+
+    select = getattr(torch._C, "_select_conv_backend", None)
+    if select is None:
+        pytest.skip("this torch has no torch._C._select_conv_backend")
+    rng, seen, threads = random.Random(0), set(), torch.get_num_threads()
+    try:
+        for _ in range(600):
+            nd, transposed = rng.choice([1, 2, 2, 3]), rng.random() < 0.15
+            n, c = rng.choice([1, 1, 2, 8, 15, 16]), rng.choice([3, 16, 64, 256])
+            g = rng.choice([1, 1, 2, c]) if c % 2 == 0 and not transposed else 1
+            ks = [rng.choice([1, 1, 3, 5]) for _ in range(nd)]
+            sp = [max(k, rng.choice([1, 7, 14, 28])) for k in ks]
+            stride, dil = rng.choice([1, 1, 2]), 1 if transposed else rng.choice([1, 1, 2])
+            if any(s < (k - 1) * dil + 1 for s, k in zip(sp, ks)):
+                continue
+            x = torch.empty(n, c, *sp)
+            w = torch.empty(c, 8, *ks) if transposed else torch.empty(8 * g, c // g, *ks)
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                backend = str(select(x, w, None, [stride] * nd, [0] * nd, [dil] * nd, transposed, [0] * nd, g, None))
+                ours = native_conv(tuple(x.shape), tuple(w.shape), [stride] * nd, [dil] * nd, g, 4)
+                native = ours == 2 or (ours == 1 and t == 1)
+                assert native == ("Slow" in backend), (t, tuple(x.shape), tuple(w.shape), stride, dil, g, transposed, backend)
+                seen.add((t, ours))
+    finally:
+        torch.set_num_threads(threads)
+    assert {(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)} <= seen   # every case met at both thread counts
+
+
+def test_native_conv_in_shape_features():
+    """C3D's 3 -> 32 stem runs slow_conv3d at batch 1 and oneDNN at 2; a plain 1 x 1 runs PyTorch's own
+    kernel on one thread under a batch of 16; grouped, strided and half-precision convolutions none."""
+    def f(model, x):
+        return shape_features(_op(model, x))["native_conv"]
+    stem = nn.Conv3d(3, 32, 3, padding=1)
+    assert f(stem, torch.zeros(1, 3, 16, 112, 112)) == 2.0 and f(stem, torch.zeros(2, 3, 16, 112, 112)) == 0.0
+    pointwise = nn.Conv2d(16, 16, 1)
+    assert f(pointwise, torch.zeros(8, 16, 56, 56)) == 1.0 and f(pointwise, torch.zeros(16, 16, 56, 56)) == 0.0
+    assert f(nn.Conv2d(16, 16, 1, stride=2), torch.zeros(8, 16, 56, 56)) == 0.0
+    assert f(nn.Conv2d(96, 24, 1), torch.zeros(1, 96, 1, 1)) == 2.0          # squeeze-excite's 1 x 1
+    assert f(nn.Conv2d(96, 96, 3, groups=96), torch.zeros(1, 96, 7, 7)) == 0.0   # depthwise: oneDNN
+    assert f(nn.Conv1d(40, 64, 5), torch.zeros(1, 40, 98)) == 2.0             # run as 2-D, height 1
+    (half,) = [c for c in hwcost.analyze(pointwise, (16, 56, 56), batch_size=8, dtype="float16").ops if c.flops]
+    assert shape_features(half)["native_conv"] == 0.0   # the rule is float32's
+
+
 def test_misaligned_counts_channels_off_the_simd_block():
     conv = lambda cin, cout: shape_features(_op(nn.Conv2d(cin, cout, 1), torch.zeros(1, cin, 8, 8)))  # noqa: E731
     assert [conv(128, 128)["misaligned"], conv(116, 128)["misaligned"], conv(116, 58)["misaligned"]] == [0, 1, 2]

@@ -518,6 +518,29 @@ def test_the_accuracy_benchmark_calibrates_in_a_process_of_its_own():
     assert "--budget" not in default and "--no-progress" not in default   # the tool's own 300 s, a bar on a tty
 
 
+def test_the_accuracy_benchmark_times_each_model_in_a_process_of_its_own(tmp_path):
+    """bench_accuracy.measure_in_child: one model, each batch in the order given against the probe named for
+    it, timed in a fresh process (a process that had held and run the other models ran the small ones
+    slower); a child that fails stops the benchmark with the model's name and the child's error."""
+    import argparse
+    from pathlib import Path
+
+    import yaml
+
+    bench = _bench_accuracy()
+    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "device_profiles" / "raspberry-pi-4.yaml").read_text())
+    doc["calibration"] = {"threads": 1, "probe": {"fresh_during_ms": 4.0, "b8_fresh_during_ms": 30.0}}
+    prof = tmp_path / "p.yaml"
+    prof.write_text(yaml.safe_dump(doc))
+    args = argparse.Namespace(repeats=2, max_seconds=1.0)
+    got = bench.measure_in_child("kws-conv1d-gru", {2: 8, 1: 1}, prof, 1, args)
+    assert [r["reference"] for r in got] == ["probe b8", "probe b1"]
+    for r in got:   # adjusted = raw median x the probe then / the probe now (machine_factor = now / then)
+        assert r["measured_ms"] > 0 and r["adjusted_ms"] == pytest.approx(r["measured_ms"] / r["machine_factor"], rel=0.25)
+    with pytest.raises(SystemExit, match="timing no-such-model failed"):
+        bench.measure_in_child("no-such-model", {1: 1}, prof, 1, args)
+
+
 def test_the_accuracy_benchmark_refuses_no_rounds_with_a_clear_error():
     import subprocess
     import sys

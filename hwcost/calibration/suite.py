@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUITE_VERSION = 35  # 35: half the large convolution draws a batched CNN's body (3x3 or bottleneck 1x1, stride 1,
+SUITE_VERSION = 36  # 36: the same cases; samples record native_conv (features.native_conv: whether PyTorch
+# runs a float32 convolution with its own kernel or oneDNN), so a calibration of an older suite is not resumed
+# with them (its samples read 0 there)
+# 35: half the large convolution draws a batched CNN's body (3x3 or bottleneck 1x1, stride 1,
 # 32-512 wide, 2-D and 3-D): the large draws were mostly unaligned widths and 1x1s over big maps (90-150
 # GFLOP/s at 1 thread here), no sample near VGG's or C3D's 3x3s (175-200), and calibration D put VGG-11's
 # and C3D's batch-8 convolutions 20-46% slow, timed alone beside calibration cases at its speed
