@@ -198,9 +198,9 @@ def summary(rows: list[dict], label: str) -> None:
 
 
 def calibration_command(name: str, out: Path, budget_s: float | None, threads: int, progress: bool) -> list[str]:
-    """``hwcost calibrate`` as its own process. The models are then measured in this one, which has not
-    calibrated, as a user runs a model after calibrating once: measured in the process that had just
-    calibrated (a 60-300 s suite), MobileNetV2 at batch 1 ran 15.1-16.3 ms before and 18.4-19.4 ms after,
+    """``hwcost calibrate`` as its own process. The models are then measured in processes that have not
+    calibrated (measure_in_child), as a user runs a model after calibrating once: measured in the process
+    that had just calibrated (a 60-300 s suite), MobileNetV2 at batch 1 ran 15.1-16.3 ms before and 18.4-19.4 ms after,
     in four trials, 1 thread (no page faults, malloc as fast, the probe network unchanged; cause not
     found), and the small networks at batch 1 came out 5-20% further under their prediction than in a
     fresh process measured the same way (docs/accuracy.md, thirty-second session)."""
