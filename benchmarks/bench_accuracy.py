@@ -294,11 +294,13 @@ def run_condition(args) -> None:
     loaded.clear()   # this process only predicts; each model is timed in a process of its own (measure_in_child)
     timed: dict[tuple[str, int], list[dict]] = {key: [] for key in predicted}
     names = list(dict.fromkeys(name for name, _ in predicted))
+    # the probe each model and batch is timed against, chosen once from its prediction (it predicts both probes)
+    probe_batch = {key: matching_reference(prediction).batch_size for key, (prediction, _) in predicted.items()}
     for r in range(args.rounds):
         # each round in the other order, so that a slow minute does not meet the same models twice
         for model_name in (names if r % 2 == 0 else names[::-1]):
             batches = [b for name, b in predicted if name == model_name][::1 if r % 2 == 0 else -1]
-            probe_batches = {b: matching_reference(predicted[model_name, b][0]).batch_size for b in batches}
+            probe_batches = {b: probe_batch[model_name, b] for b in batches}
             for b, m in zip(batches, measure_in_child(model_name, probe_batches, prof_path, threads, args)):
                 preds = predicted[model_name, b][1]
                 timed[model_name, b].append(m)
