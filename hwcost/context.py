@@ -102,6 +102,15 @@ def miss_share_at(points: list[list[float]], working_set_bytes: float) -> float:
     return float(points[-1][1])
 
 
+def product_rows(cost: OpCost) -> int:
+    """The rows of an op's output (all its dimensions but the last): a matrix product's rows; 0 where it
+    has no output shape."""
+    if not cost.record.outputs:
+        return 0
+    shape = cost.record.outputs[0].shape
+    return math.prod(shape) // shape[-1] if shape and shape[-1] > 0 else 0
+
+
 @dataclass
 class ContextModel:
     """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
@@ -122,7 +131,9 @@ class ContextModel:
     forty-first session a per-op term fitted on calibration's streaming chains, 17-20 us at 1 thread, put
     that step 16-19% slow: docs/accuracy.md). Those chains are not fitted: the terms come from
     the chains whose weights stay cached. No per-family scale on the isolated time; a fixed cost per op of
-    its own for convolutions and products (docs/calibration.md)."""
+    its own for convolutions, for blocked products and for products of fewer than PROMPT_ROWS rows: a decode
+    step's matrix-vector products were fitted to pay next to nothing per op, a token chain's ~10 us
+    (docs/calibration.md)."""
 
     per_op_s: float = 0.0
     per_weight_byte_s: float = 0.0
@@ -131,7 +142,8 @@ class ContextModel:
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
     per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
-    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm), likewise
+    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm) over PROMPT_ROWS rows or more, likewise
+    per_matvec_op_s: float = 0.0     # per matrix product of fewer rows (a decode step's, a classifier head's)
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
     llc_fit_bytes: float = 0.0       # the most weights a pass keeps in it (calibration.bench.llc_fit_bytes); 0: llc_bytes
@@ -155,9 +167,9 @@ class ContextModel:
     median_abs_error_pct: float | None = None
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
-             "_conv_ops", "_matmul_ops")
+             "_conv_ops", "_matmul_ops", "_matvec_ops")
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
-              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s")   # TERMS' coefficients
+              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_matvec_op_s")   # TERMS' coefficients
     STREAMED = "_streamed_ops"   # a design row's ops run in a pass that streams its weights (not fitted on)
 
     def terms(self, cost: OpCost, cold: bool = False, resident: bool = False) -> tuple[float, ...]:
@@ -175,9 +187,11 @@ class ContextModel:
             return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
 
         weights = 0.0 if cold or resident else cap(cost.weight_bytes)
+        matvec = 0 < product_rows(cost) < PROMPT_ROWS
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul"))
+                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul" and not matvec),
+                float(cost.family == "matmul" and matvec))
 
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
@@ -224,10 +238,7 @@ class ContextModel:
         7.0 cold, 5.2 cached), the decode step's matrix-vector products at or under their cached one (1.8
         ms: 1.9). Probably because a blocked product reads its weights in panels, which the hardware
         prefetcher follows less well than the one sequential read of a matrix-vector product or the sweep."""
-        if cost.family != "matmul" or cost.weight_bytes <= 0 or not cost.record.outputs:
-            return False
-        shape = cost.record.outputs[0].shape
-        return bool(shape) and shape[-1] > 0 and math.prod(shape) // shape[-1] >= PROMPT_ROWS
+        return cost.family == "matmul" and cost.weight_bytes > 0 and product_rows(cost) >= PROMPT_ROWS
 
     def always_streams(self, cost: OpCost, streaming_pass: bool) -> bool:
         """Does this op read all its weights from DRAM whatever share of the pass the cache serves: a
@@ -257,4 +268,6 @@ class ContextModel:
     def from_dict(cls, d: dict[str, Any]) -> "ContextModel":
         """Fields this version knows: a model file's retired per_op_streamed_s (fitted until the forty-first
         session) is left out, so profiles calibrated before predict as newer ones do."""
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known.setdefault("per_matvec_op_s", known.get("per_matmul_op_s", 0.0))   # fitted as one term before
+        return cls(**known)

@@ -208,11 +208,12 @@ def test_context_fit_recovers_known_coefficients():
         r["_input_bytes_llc"], r["_output_bytes_llc"] = rng.uniform(0, 3e7), rng.uniform(0, 3e7)
         r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))       # a chain of convolutions, ...
         r["_matmul_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))     # ... or of linear layers, or both
+        r["_matvec_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))     # ... or a decoder step's products
         r["_streamed_ops"] = r["_ops"] if rng.random() < 0.3 else 0.0   # decoder steps streaming their weights
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
                      + 2e-11 * r["_output_bytes"] + 6e-12 * r["_input_bytes_llc"] + 3e-11 * r["_output_bytes_llc"]
-                     + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"])
+                     + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"] + 2e-6 * r["_matvec_ops"])
     ctx = fit_context_model(rows, times, ContextModel(cache_bytes=4e6))
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
@@ -221,6 +222,7 @@ def test_context_fit_recovers_known_coefficients():
     assert ctx.per_input_byte_llc_s == pytest.approx(6e-12, rel=1e-2)
     assert ctx.per_output_byte_llc_s == pytest.approx(3e-11, rel=1e-2)
     assert ctx.per_conv_op_s == pytest.approx(3e-5, rel=1e-2) and ctx.per_matmul_op_s == pytest.approx(8e-6, rel=1e-2)
+    assert ctx.per_matvec_op_s == pytest.approx(2e-6, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
     assert fit_context_model(rows[:3], times[:3], ContextModel(cache_bytes=4e6)) == ContextModel(cache_bytes=4e6, chains=3)
@@ -232,7 +234,7 @@ def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": 0.0, "_output_bytes": rng.uniform(1e6, 5e7), "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
         rows.append(r)
         times.append(t * (1.8 if i % 10 == 0 else 1.0))   # one chain in ten ran while the VM was slow
@@ -250,7 +252,7 @@ def test_streaming_chains_set_no_context_term():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 1e-11 * r["_input_bytes"]
         if i % 3 == 0:   # decoder steps: their ops 8 us more, and their bytes nothing on top
             r["_streamed_ops"] = r["_ops"]
@@ -266,11 +268,19 @@ def test_a_model_file_with_the_retired_streamed_term_reads():
     assert ContextModel.from_dict({"per_op_s": 1e-6, "per_op_streamed_s": 2e-5}) == ContextModel(per_op_s=1e-6)
 
 
+def test_a_model_file_with_one_product_term_charges_it_to_every_product():
+    # fitted before products of few rows had a term of their own: they keep paying the one term, as then
+    old = ContextModel.from_dict({"per_op_s": 1e-6, "per_matmul_op_s": 8e-6})
+    assert old.per_matvec_op_s == 8e-6
+    assert ContextModel.from_dict({"per_matmul_op_s": 8e-6, "per_matvec_op_s": 1e-6}).per_matvec_op_s == 1e-6
+
+
 def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
              "_output_bytes": 1e6, "_input_bytes_llc": 2e6 * i, "_output_bytes_llc": 1e6 * i,
-             "_conv_ops": 3.0, "_matmul_ops": float(i % 3), "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
+             "_conv_ops": 3.0, "_matmul_ops": float(i % 3), "_matvec_ops": float(i % 2),
+             "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
     ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
     assert min(ctx.coefficients()) >= 0.0
 
@@ -289,7 +299,7 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
                    "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_conv_ops": 0.0,
-                   "_matmul_ops": 0.0, "_streamed_ops": 0.0}
+                   "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top
     assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
@@ -369,6 +379,19 @@ def test_context_charges_convolutions_and_matrix_products_their_own_cost_per_op(
         assert ctx.apply(1e-3, cost(family)) == pytest.approx(1e-3 + 1e-6)
     row = ctx.design([1e-3] * 4, [cost("conv"), cost("depthwise_conv"), cost("matmul"), cost("norm")])
     assert (row["_ops"], row["_conv_ops"], row["_matmul_ops"]) == (4.0, 2.0, 1.0)
+
+
+def test_context_charges_a_product_of_few_rows_its_own_cost_per_op():
+    from hwcost.context import PROMPT_ROWS
+
+    # a decode step's product (one row), a classifier head at batch 15, a prompt's product (16 rows)
+    vec, few, block = (_linear_cost(256, 704, m) for m in (1, PROMPT_ROWS - 1, PROMPT_ROWS))
+    ctx = ContextModel(per_op_s=1e-6, per_matmul_op_s=8e-6, per_matvec_op_s=2e-6)
+    assert ctx.apply(1e-5, vec) == pytest.approx(1e-5 + 1e-6 + 2e-6)
+    assert ctx.apply(1e-5, few) == pytest.approx(1e-5 + 1e-6 + 2e-6)
+    assert ctx.apply(1e-5, block) == pytest.approx(1e-5 + 1e-6 + 8e-6)
+    row = ctx.design([1e-5] * 3, [vec, few, block])
+    assert (row["_matmul_ops"], row["_matvec_ops"]) == (1.0, 2.0)
 
 
 def _linear_cost(k: int, n: int, m: int = 1):
