@@ -142,7 +142,7 @@ class ContextModel:
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
     per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
-    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm) over PROMPT_ROWS rows or more, likewise
+    per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm) of PROMPT_ROWS rows or more, likewise
     per_matvec_op_s: float = 0.0     # per matrix product of fewer rows (a decode step's, a classifier head's)
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
     llc_bytes: float = 0.0           # last-level cache; 0: unknown, weights never taken as cold
@@ -267,7 +267,9 @@ class ContextModel:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ContextModel":
         """Fields this version knows: a model file's retired per_op_streamed_s (fitted until the forty-first
-        session) is left out, so profiles calibrated before predict as newer ones do."""
+        session) is left out, so profiles calibrated before predict as newer ones do; a file fitted before
+        products of few rows had a term of their own (the forty-fifth session) charges them its one product
+        term, as it did."""
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known.setdefault("per_matvec_op_s", known.get("per_matmul_op_s", 0.0))   # fitted as one term before
         return cls(**known)
