@@ -187,11 +187,11 @@ class ContextModel:
             return min(max(nbytes - lo, 0.0), hi - lo) if 0 < lo < hi else 0.0
 
         weights = 0.0 if cold or resident else cap(cost.weight_bytes)
-        matvec = 0 < product_rows(cost) < PROMPT_ROWS
+        product = cost.family == "matmul"
+        matvec = product and 0 < product_rows(cost) < PROMPT_ROWS
         inputs = cost.bytes_read - cost.weight_bytes
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(cost.family == "matmul" and not matvec),
-                float(cost.family == "matmul" and matvec))
+                float(cost.family in CONV_FAMILIES), float(product and not matvec), float(matvec))
 
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
