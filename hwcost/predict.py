@@ -83,7 +83,8 @@ class Prediction:
             named = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
             out.append(f"{len(outside)} of {len(self.ops)} ops lie outside what calibration sampled (layers {named}): "
                        "their times are held between the most and least efficient its family measured; "
-                       "calibrate with a longer budget, or read them as bounds")
+                       "calibrate with a longer budget (1-D convolutions stay outside: the suite draws 2-D and "
+                       "3-D ones), or read them as bounds")
         if (w := self.analysis.value_dependence()) is not None:
             out.append(w)
         heavy = self.analysis.uncounted_heavy_ops()

@@ -119,11 +119,14 @@ class TimeModel:
 
     def extrapolated(self, family: str, feats: dict[str, float]) -> bool:
         """Does an op of ``family`` with these shape features lie outside what calibration sampled (a size
-        feature beyond the sampled span, or a family never sampled)? False for a model fitted without ranges."""
+        feature beyond the sampled span, a convolution of a dimensionality never sampled, or a family never
+        sampled)? False for a model fitted without ranges (ranges fitted before ``dims`` check sizes only)."""
         if not self.ranges:
             return False
         r = self.ranges.get(family)
         if r is None:
+            return True
+        if "dims" in r and feats.get("spatial_dims", 0.0) not in r["dims"]:
             return True
         return any(not lo - RANGE_SLACK <= feats[k] <= hi + RANGE_SLACK for k, (lo, hi) in r["features"].items())
 

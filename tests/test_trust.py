@@ -210,6 +210,35 @@ def test_ops_outside_the_sampled_ranges_are_flagged_and_bounded():
     assert flags == [True]
 
 
+def test_a_convolution_of_a_dimensionality_never_sampled_is_outside():
+    """The suite draws 2-D and 3-D convolutions; a 1-D one falls inside every size span (a 1 x 31 depthwise
+    kernel has the taps of a 5 x 5 and 7 x 7 between them), yet PyTorch runs it at another speed. Its
+    family's ranges keep the dimensionalities sampled, and ranges written before they did check sizes only."""
+    import math
+
+    from hwcost.features import shape_features
+    from hwcost.calibration.fit import sampled_ranges
+    from hwcost.timemodel import Rates, TimeModel
+
+    def dw(conv, x):
+        (c,) = [c for c in hwcost.analyze(conv, x).ops if c.family == "depthwise_conv"]
+        return shape_features(c)
+
+    sampled = [dw(nn.Conv2d(64, 64, k, padding=k // 2, groups=64), torch.zeros(1, 64, 28, 28)) for k in (3, 5, 7)]
+    ranges = sampled_ranges({"depthwise_conv": [(f, math.log(2.0)) for f in sampled]})
+    assert ranges["depthwise_conv"]["dims"] == [2.0]
+    model = TimeModel({}, {}, {}, 0.0, Rates(2e-6, {"float32": 1e11}, {"float32": 1e11}, 1e10), ranges=ranges)
+    one_d = dw(nn.Conv1d(64, 64, 31, padding=15, groups=64), torch.zeros(1, 64, 784))
+    assert 9 <= one_d["kernel"] <= 49                     # inside the sampled taps: sizes alone would pass it
+    assert model.extrapolated("depthwise_conv", one_d)
+    assert not model.extrapolated("depthwise_conv", sampled[1])
+    del ranges["depthwise_conv"]["dims"]                  # a model file fitted before the check
+    assert not model.extrapolated("depthwise_conv", sampled[1])
+    # non-convolution families keep size spans only: a (batch, tokens, d) activation's dims are not checked
+    relu = [c for c in hwcost.analyze(nn.ReLU(), (8, 4, 4)).ops if c.launches][0]
+    assert "dims" not in sampled_ranges({"elementwise": [(shape_features(relu), 0.0)]})["elementwise"]
+
+
 def test_extrapolated_layers_are_counted_under_the_table(calibrated_with):
     device = calibrated_with(lambda costs, device, dtype: ([1e-4] * len(costs), [c.family == "conv" for c in costs]))
     p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 16, 16), device=device)
