@@ -13,6 +13,7 @@ from .analysis import Analysis, analyze
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .energy import assign_energy
 from .execution import OpTiming, add_framework_overhead, simulate, time_ops
+from .formulas import CONV_FAMILIES
 from .inputs import Example
 from .records import LayerCost
 
@@ -81,10 +82,13 @@ class Prediction:
         if outside:
             layers = [r.name for r in self.layers if r.extrapolated]
             named = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
+            # a longer budget samples more sizes, never a 1-D convolution (the suite draws 2-D and 3-D ones)
+            one_d = sum(t.cost.family in CONV_FAMILIES and bool(t.cost.record.inputs)
+                        and getattr(t.cost.record.inputs[0], "ndim", 0) == 3 for t in outside)
+            advice = (f"{one_d} of them 1-D convolutions, which calibration does not draw; read their times as bounds"
+                      if one_d else "calibrate with a longer budget, or read them as bounds")
             out.append(f"{len(outside)} of {len(self.ops)} ops lie outside what calibration sampled (layers {named}): "
-                       "their times are held between the most and least efficient its family measured; "
-                       "calibrate with a longer budget (1-D convolutions stay outside: the suite draws 2-D and "
-                       "3-D ones), or read them as bounds")
+                       f"their times are held between the most and least efficient its family measured; {advice}")
         if (w := self.analysis.value_dependence()) is not None:
             out.append(w)
         heavy = self.analysis.uncounted_heavy_ops()

@@ -232,11 +232,22 @@ def test_a_convolution_of_a_dimensionality_never_sampled_is_outside():
     assert 9 <= one_d["kernel"] <= 49                     # inside the sampled taps: sizes alone would pass it
     assert model.extrapolated("depthwise_conv", one_d)
     assert not model.extrapolated("depthwise_conv", sampled[1])
-    del ranges["depthwise_conv"]["dims"]                  # a model file fitted before the check
-    assert not model.extrapolated("depthwise_conv", sampled[1])
+    del ranges["depthwise_conv"]["dims"]                  # a model file fitted before the check: sizes only
+    assert not model.extrapolated("depthwise_conv", one_d)
     # non-convolution families keep size spans only: a (batch, tokens, d) activation's dims are not checked
     relu = [c for c in hwcost.analyze(nn.ReLU(), (8, 4, 4)).ops if c.launches][0]
     assert "dims" not in sampled_ranges({"elementwise": [(shape_features(relu), 0.0)]})["elementwise"]
+
+
+def test_the_warning_on_outside_1d_convolutions_does_not_advise_a_longer_budget(calibrated_with):
+    """A longer calibration samples more sizes but never a 1-D convolution: the warning says so instead."""
+    device = calibrated_with(lambda costs, device, dtype: ([1e-4] * len(costs), [c.family == "conv" for c in costs]))
+    p = hwcost.predict(nn.Sequential(nn.Conv1d(3, 8, 3), nn.ReLU()), (3, 16), device=device)
+    (w,) = [w for w in p.warnings if "outside what calibration sampled" in w]
+    assert "1 of them 1-D convolutions, which calibration does not draw" in w and "longer budget" not in w
+    p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 16, 16), device=device)
+    (w,) = [w for w in p.warnings if "outside what calibration sampled" in w]
+    assert "longer budget" in w and "1-D" not in w
 
 
 def test_extrapolated_layers_are_counted_under_the_table(calibrated_with):
