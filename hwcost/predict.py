@@ -13,6 +13,7 @@ from .analysis import Analysis, analyze
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .energy import assign_energy
 from .execution import OpTiming, add_framework_overhead, simulate, time_ops
+from .features import shape_features
 from .formulas import CONV_FAMILIES
 from .inputs import Example
 from .records import LayerCost
@@ -82,9 +83,10 @@ class Prediction:
         if outside:
             layers = [r.name for r in self.layers if r.extrapolated]
             named = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
-            # a longer budget samples more sizes, never a 1-D convolution (the suite draws 2-D and 3-D ones)
-            one_d = sum(t.cost.family in CONV_FAMILIES and bool(t.cost.record.inputs)
-                        and getattr(t.cost.record.inputs[0], "ndim", 0) == 3 for t in outside)
+            # a longer budget samples more sizes, never a 1-D convolution (the suite draws 2-D and 3-D ones);
+            # 1-D as the range check reads it (TimeModel.extrapolated: the spatial_dims shape feature)
+            one_d = sum(t.cost.family in CONV_FAMILIES and shape_features(t.cost).get("spatial_dims") == 1.0
+                        for t in outside)
             advice = (f"{one_d} of them 1-D convolutions, which calibration does not draw; read their times as bounds"
                       if one_d else "calibrate with a longer budget, or read them as bounds")
             out.append(f"{len(outside)} of {len(self.ops)} ops lie outside what calibration sampled (layers {named}): "
