@@ -162,7 +162,8 @@ def main() -> None:
                 g = hwcost.predict_generation(cfg, prompt_tokens=prompt, new_tokens=args.new, device=profile)
                 pred = {"ttft": g.ttft_ms, "decode": g.decode_ms_per_token}
                 raw = {k: statistics.median(r[0][k] for r in rows) * 1e3 for k in pred}
-                adj = {k: adjusted_ms(rows, k, {"cnn": 1.0}, probe_then) for k in pred}
+                alone = {q: {k: adjusted_ms(rows, k, {q: 1.0}, probe_then) for k in pred} for q in probes}
+                adj = alone["cnn"]
                 share = {k: dram_share(g, k, profile, context) if dram else 0.0 for k in pred}
                 mix = {k: pred[k] / adjusted_ms(rows, k, {base: 1 - share[k], "dram": share[k]}, probe_then) - 1
                        for k in pred}
@@ -170,7 +171,7 @@ def main() -> None:
                     errors[k].append((pred[k] / raw[k] - 1, pred[k] / adj[k] - 1))
                     by_probe[k, "mix"].append(mix[k])
                     for q in probes:
-                        by_probe[k, q].append(pred[k] / adjusted_ms(rows, k, {q: 1.0}, probe_then) - 1)
+                        by_probe[k, q].append(pred[k] / alone[q][k] - 1)
                 per_row.append(f"{name:11s} {prompt:6d} | " + " | ".join(
                     " ".join(f"{q} {100 * by_probe[k, q][-1]:+6.1f}%" for q in probes) for k in pred))
                 cells = [f"{raw[k]:{w}.2f} {adj[k]:8.2f} {pred[k]:8.2f} {100 * errors[k][-1][0]:+7.1f}% "
