@@ -417,7 +417,7 @@ def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dt
     # trace undecomposed: trace as PyTorch runs a model outside it, the same ops whatever the caller's mode
     with torch.inference_mode(False):
         tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
-    return tr, note, [formulas.count(r, tr.weight_storage_ids) for r in tr.records], count_dtype
+    return tr, note, formulas.count_records(tr.records, tr.weight_storage_ids), count_dtype
 
 
 # A values trace holds the weights, and PyTorch holds activations as the forward needs them; leave

@@ -29,6 +29,9 @@ class Work:
     family: str | None = None           # overrides the registered family (e.g. depthwise conv)
     bytes_read: int | None = None       # None: the generic rule
     bytes_written: int | None = None
+    # the share of its parameter inputs' bytes the op reads (MoE experts: those rows are routed to);
+    # a formula that sets it below 1 leaves the unread bytes out of bytes_read too
+    weight_share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,18 +238,45 @@ def mv_cost(rec: OpRecord) -> Work:
     return Work(macs, 2 * macs + (a.shape[0] if rec.name == "addmv" else 0))
 
 
-@register("_grouped_mm", "grouped_mm", family="matmul")
-def grouped_mm_cost(rec: OpRecord) -> Work:
+GROUPED_MM = ("_grouped_mm", "grouped_mm")
+
+
+def expected_groups(groups: int, rows: int, top_k: int | None = None) -> float:
+    """How many of ``groups`` experts receive at least one of ``rows`` routed rows, expected under uniform
+    routing: each token picks ``top_k`` distinct experts (rows = tokens x top_k), so a decode step of one
+    token reads exactly top_k; without top_k each row picks independently (slightly fewer: 1.875 of 8
+    experts for two rows against top-2's exact 2)."""
+    if groups <= 0 or rows <= 0:
+        return 0.0
+    if top_k and 0 < top_k <= groups and rows % top_k == 0:
+        return groups * (1.0 - (1.0 - top_k / groups) ** (rows // top_k))
+    return groups * (1.0 - (1.0 - 1.0 / groups) ** rows)
+
+
+@register(*GROUPED_MM, family="matmul")
+def grouped_mm_cost(rec: OpRecord, top_k: int | None = None) -> Work:
     """MoE experts as one call: each row (2-D x 3-D: a token routed to an expert) multiplies its group's
     matrix, so MACs = rows x K x N whatever the routing; 3-D x 3-D is a batched matmul; 2-D x 2-D splits
-    K into groups, so every output element sums its own group's K."""
+    K into groups, so every output element sums its own group's K.
+    The kernel reads only the matrices of groups that received rows (transformers passes every expert's
+    weights and lets the offsets pick the active ones): a decode step of a 512-expert, top-10 model reads
+    10 of them, not all 512 (counted whole, a small Qwen3-Next decoded 100x slower than its dense
+    parts). Which experts is data the trace has not got, so the count is the expected number under
+    uniform routing (expected_groups; ``top_k``: the router's, where count_records found it)."""
     a, b, out = rec.args[0], rec.args[1], _out(rec)
     if a.ndim == 2 and b.ndim == 2:
         macs = a.shape[0] * a.shape[1] * b.shape[1]
     else:
         macs = out.numel * a.shape[-1]
     bias = rec.arg(3, "bias")
-    return Work(macs, 2 * macs + (out.numel if isinstance(bias, TensorSpec) else 0))
+    flops = 2 * macs + (out.numel if isinstance(bias, TensorSpec) else 0)
+    if not (a.ndim == 2 and b.ndim == 3 and b.shape[0] > 0):
+        return Work(macs, flops)
+    share = min(1.0, expected_groups(b.shape[0], a.shape[0], top_k) / b.shape[0])
+    per_group = b.read_bytes + (bias.read_bytes if isinstance(bias, TensorSpec) and bias.ndim == 2
+                                   and bias.shape[0] == b.shape[0] else 0)
+    read = sum(t.read_bytes for t in rec.inputs) - round((1.0 - share) * per_group)
+    return Work(macs, flops, bytes_read=read, weight_share=share)
 
 
 @register("dot", "vdot", family="matmul")
@@ -971,15 +1001,18 @@ def generic_bytes(rec: OpRecord) -> tuple[int, int]:
     return read, written
 
 
-def count(rec: OpRecord, weight_storage_ids: Collection[int] = ()) -> OpCost:
+def count(rec: OpRecord, weight_storage_ids: Collection[int] = (), top_k: int | None = None) -> OpCost:
     """Count one recorded op. An op with no formula keeps its bytes and is flagged unsupported.
-    ``weight_storage_ids``: storages of the model's parameters and buffers, for ``weight_bytes``."""
+    ``weight_storage_ids``: storages of the model's parameters and buffers, for ``weight_bytes``;
+    ``top_k``: the experts per token of the router before a grouped MoE product (count_records)."""
     formula = lookup(rec.name)
     read, written = generic_bytes(rec)
+    share = 1.0
     if formula is None:
         cost = OpCost(rec, "unknown", 0, 0, read, written, supported=False)
     else:
-        work = formula.fn(rec)
+        work = grouped_mm_cost(rec, top_k) if top_k and rec.name in GROUPED_MM else formula.fn(rec)
+        share = work.weight_share
         cost = OpCost(
             rec,
             work.family or formula.family,
@@ -988,6 +1021,23 @@ def count(rec: OpRecord, weight_storage_ids: Collection[int] = ()) -> OpCost:
             read if work.bytes_read is None else int(work.bytes_read),
             written if work.bytes_written is None else int(work.bytes_written),
         )
-    weights = sum(t.read_bytes for t in rec.inputs if t.storage_id in weight_storage_ids)
-    cost.weight_bytes = min(cost.bytes_read, weights)
+    weights = share * sum(t.read_bytes for t in rec.inputs if t.storage_id in weight_storage_ids)
+    cost.weight_bytes = min(cost.bytes_read, round(weights))
     return cost
+
+
+def router_top_k(rec: OpRecord) -> int | None:
+    """k of a topk op (a MoE router's choice of experts per token), else None."""
+    if rec.name != "topk" or not rec.outputs:
+        return None
+    k = rec.outputs[0].shape[-1] if rec.outputs[0].ndim else 0
+    return int(k) if k > 0 else None
+
+
+def count_records(records: Iterable[OpRecord], weight_storage_ids: Collection[int] = ()) -> list[OpCost]:
+    """count() over a trace in order, each grouped MoE product told the top-k of the last router before it."""
+    costs, top_k = [], None
+    for rec in records:
+        top_k = router_top_k(rec) or top_k
+        costs.append(count(rec, weight_storage_ids, top_k))
+    return costs

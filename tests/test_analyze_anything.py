@@ -249,6 +249,30 @@ def test_moe_grouped_mm_counts_routed_experts():
     assert not a.uncounted_heavy_ops()
 
 
+def test_moe_grouped_mm_reads_only_the_experts_its_rows_are_routed_to():
+    """The kernel reads the matrices of the experts that received rows: one token of a top-2 model reads 2
+    of 8 experts' weights; 8 tokens read the expected number under uniform routing, 8 (1 - (6/8)^8)."""
+    transformers = pytest.importorskip("transformers")
+    from hwcost.formulas import expected_groups
+    assert expected_groups(8, 2, 2) == 2 and expected_groups(512, 10, 10) == pytest.approx(10)
+    assert expected_groups(8, 2) == pytest.approx(1.875)            # rows drawn independently: no top-k known
+    assert expected_groups(8, 16, 2) == pytest.approx(8 * (1 - 0.75 ** 8))
+    cfg = transformers.MixtralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                                     num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2, vocab_size=64)
+    with torch.device("meta"):
+        model = transformers.MixtralForCausalLM(cfg).to(torch.bfloat16)
+    for tokens, experts_read in ((1, 2.0), (8, 8 * (1 - 0.75 ** 8))):
+        a = hwcost.analyze(model, {"input_ids": torch.zeros(1, tokens, dtype=torch.long)}, dtype="bfloat16")
+        grouped = [c for c in a.ops if c.record.name == "_grouped_mm"]
+        assert len(grouped) == 2                                          # gate/up and down projections
+        for c in grouped:
+            a_in, w = c.record.args[0], c.record.args[1]
+            assert w.shape[0] == 8
+            assert c.weight_bytes == round(w.nbytes * experts_read / 8)
+            assert c.bytes_read == a_in.nbytes + c.record.args[2].nbytes + c.weight_bytes
+        assert sum(c.macs for c in grouped) == tokens * 2 * 3 * 32 * 48  # MACs: every routed row, as before
+
+
 def test_fused_attention_layers_count_the_same_in_both_traces():
     layer = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
                                   enable_nested_tensor=False).eval()
