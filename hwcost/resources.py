@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 
 import torch
 
@@ -42,8 +43,14 @@ def cache_bytes_at_level(level: int | None = None) -> float:
     return sizes.get(max(sizes) if level is None else level, 0.0)
 
 
+# copy sweeps whose per-size median rates the cache's figures come from: on this project's VM five single sweeps
+# at 2 threads put the share of a 128 MiB cyclic read from DRAM at 0.32-0.45 within five seconds, medians of five
+# sweeps at 0.30-0.33, so one sweep decided a calibration's streamed share by the moment it ran
+LLC_SWEEPS = 5
+
+
 def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
-                 max_bytes: float = 1024**3) -> LlcSweep:
+                 max_bytes: float = 1024**3, sweeps: int = LLC_SWEEPS) -> LlcSweep:
     """The last-level cache as the machine behaves, not as sysfs reports it (knee, fit and miss shares): a virtual
     machine may show the host's whole L3 (a 2-vCPU KVM guest here: sysfs 480 MB; copies at 1 thread ran
     29-30 GB/s up to 64 MB, 24 at 128, 17 at 256 and DRAM's 15 from 512 MB; a day before, 21 at 64 MB:
@@ -51,8 +58,9 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
     (source + destination) doubling from ``start_bytes`` (past the private caches) up to four times what
     sysfs says (at least 256 MiB, at most ``max_bytes`` and an eighth of the free memory), ~0.1 s each,
     median; llc_from_sweep picks the knee, llc_fit_from_sweep where the band ends, llc_miss_from_sweep
-    the share of reads from DRAM at each size. CPU only (a GPU reports its L2 exactly); zeros and no
-    shares where no cache band shows."""
+    the share of reads from DRAM at each size, all from each size's median rate over ``sweeps`` sweeps run
+    back to back (LLC_SWEEPS). CPU only (a GPU reports its L2 exactly); zeros and no shares where no cache
+    band shows."""
     if backend != "cpu":
         return LlcSweep(0.0, 0.0, [])
     import psutil
@@ -67,7 +75,8 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
         src, dst = src_all[: int(ws / 8)], dst_all[: int(ws / 8)]
         return (lambda: dst.copy_(src)), ws, 2 * src.numel() * 4
 
-    sizes, rates = _rate_sweep(copy_at, start_bytes, top, 2.0)
+    runs = [_rate_sweep(copy_at, start_bytes, top, 2.0) for _ in range(max(1, sweeps))]
+    sizes, rates = runs[0][0], [statistics.median(r[1][i] for r in runs) for i in range(len(runs[0][1]))]
     return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
 
 

@@ -1602,6 +1602,29 @@ def test_weights_stream_past_the_cache_band_not_only_past_the_knee():
     assert ContextModel().stream_share(ops) == 0.0   # caches unknown: never streamed
 
 
+def test_the_cache_figures_come_from_each_sizes_median_over_several_sweeps(monkeypatch):
+    """One sweep is one moment of a shared cache: the knee, band edge and miss shares are read off each
+    size's median rate over LLC_SWEEPS sweeps, so one sweep that caught a neighbour's burst moves nothing."""
+    from hwcost import resources
+    from hwcost.context import llc_from_sweep, llc_miss_from_sweep
+
+    sizes = [4e6 * 2 ** i for i in range(8)]                       # 4 MB ... 512 MB
+    steady = [30.0, 30.0, 29.0, 28.0, 27.0, 20.0, 16.0, 15.0]
+    burst = [30.0, 30.0, 18.0, 16.0, 15.0, 15.0, 15.0, 15.0]        # the cache taken for a moment
+    runs = [steady, burst, steady, [r * 1.02 for r in steady], [r * 0.98 for r in steady]]
+    calls = []
+    monkeypatch.setattr(resources, "_rate_sweep", lambda at, start, top, factor: calls.append(1) or (sizes, runs[len(calls) - 1]))
+    monkeypatch.setattr(resources, "cache_bytes_at_level", lambda level: 32e6)
+    got = resources.measured_llc("cpu", max_bytes=64e6)
+    assert len(calls) == resources.LLC_SWEEPS == 5
+    assert got.knee_bytes == pytest.approx(llc_from_sweep(sizes, steady))
+    assert got.miss == llc_miss_from_sweep(sizes, steady)
+    assert llc_from_sweep(sizes, burst) < 0.5 * got.knee_bytes      # what the burst alone would have said
+    calls.clear()
+    assert resources.measured_llc("cpu", max_bytes=64e6, sweeps=1).knee_bytes == pytest.approx(llc_from_sweep(sizes, steady))
+    assert len(calls) == 1
+
+
 def test_calibration_takes_the_measured_cache_and_falls_back_to_sysfs(monkeypatch, capsys):
     from hwcost.calibration import bench
     from hwcost.context import LlcSweep
