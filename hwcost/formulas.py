@@ -260,9 +260,10 @@ def grouped_mm_cost(rec: OpRecord, top_k: int | None = None) -> Work:
     K into groups, so every output element sums its own group's K.
     The kernel reads only the matrices of groups that received rows (transformers passes every expert's
     weights and lets the offsets pick the active ones): a decode step of a 512-expert, top-10 model reads
-    10 of them, not all 512 (counted whole, a small Qwen3-Next decoded 100x slower than its dense
-    parts). Which experts is data the trace has not got, so the count is the expected number under
-    uniform routing (expected_groups; ``top_k``: the router's, where count_records found it)."""
+    10 of them, not all 512 (counted whole, a small Qwen3-Next's decode step came out 6x its time on a
+    Raspberry Pi 4 profile, its expert products 50x). Which experts is data the trace has not got, so the
+    count is the expected number under uniform routing (expected_groups; ``top_k``: the router's, where
+    count_records found it)."""
     a, b, out = rec.args[0], rec.args[1], _out(rec)
     if a.ndim == 2 and b.ndim == 2:
         macs = a.shape[0] * a.shape[1] * b.shape[1]
