@@ -238,9 +238,6 @@ def mv_cost(rec: OpRecord) -> Work:
     return Work(macs, 2 * macs + (a.shape[0] if rec.name == "addmv" else 0))
 
 
-GROUPED_MM = ("_grouped_mm", "grouped_mm")
-
-
 def expected_groups(groups: int, rows: int, top_k: int | None = None) -> float:
     """How many of ``groups`` experts receive at least one of ``rows`` routed rows, expected under uniform
     routing: each token picks ``top_k`` distinct experts (rows = tokens x top_k), so a decode step of one
@@ -253,7 +250,7 @@ def expected_groups(groups: int, rows: int, top_k: int | None = None) -> float:
     return groups * (1.0 - (1.0 - 1.0 / groups) ** rows)
 
 
-@register(*GROUPED_MM, family="matmul")
+@register("_grouped_mm", "grouped_mm", family="matmul")
 def grouped_mm_cost(rec: OpRecord, top_k: int | None = None) -> Work:
     """MoE experts as one call: each row (2-D x 3-D: a token routed to an expert) multiplies its group's
     matrix, so MACs = rows x K x N whatever the routing; 3-D x 3-D is a batched matmul; 2-D x 2-D splits
@@ -276,7 +273,7 @@ def grouped_mm_cost(rec: OpRecord, top_k: int | None = None) -> Work:
     share = min(1.0, expected_groups(b.shape[0], a.shape[0], top_k) / b.shape[0])
     per_group = b.read_bytes + (bias.read_bytes if isinstance(bias, TensorSpec) and bias.ndim == 2
                                    and bias.shape[0] == b.shape[0] else 0)
-    read = sum(t.read_bytes for t in rec.inputs) - round((1.0 - share) * per_group)
+    read = generic_bytes(rec)[0] - round((1.0 - share) * per_group)
     return Work(macs, flops, bytes_read=read, weight_share=share)
 
 
@@ -1012,7 +1009,8 @@ def count(rec: OpRecord, weight_storage_ids: Collection[int] = (), top_k: int | 
     if formula is None:
         cost = OpCost(rec, "unknown", 0, 0, read, written, supported=False)
     else:
-        work = grouped_mm_cost(rec, top_k) if top_k and rec.name in GROUPED_MM else formula.fn(rec)
+        # the built-in grouped product takes the router's top-k; a formula a user registered over it, the record
+        work = formula.fn(rec, top_k) if top_k and formula.fn is grouped_mm_cost else formula.fn(rec)
         share = work.weight_share
         cost = OpCost(
             rec,

@@ -76,7 +76,7 @@ def measured_llc(backend: str = "cpu", start_bytes: float = 4 * 1024**2,
         return (lambda: dst.copy_(src)), ws, 2 * src.numel() * 4
 
     runs = [_rate_sweep(copy_at, start_bytes, top, 2.0) for _ in range(max(1, sweeps))]
-    sizes, rates = runs[0][0], [statistics.median(r[1][i] for r in runs) for i in range(len(runs[0][1]))]
+    sizes, rates = runs[0][0], [statistics.median(at_size) for at_size in zip(*(r for _, r in runs))]
     return LlcSweep(llc_from_sweep(sizes, rates), llc_fit_from_sweep(sizes, rates), llc_miss_from_sweep(sizes, rates))
 
 

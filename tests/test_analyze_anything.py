@@ -271,6 +271,15 @@ def test_moe_grouped_mm_reads_only_the_experts_its_rows_are_routed_to():
             assert c.weight_bytes == round(w.nbytes * experts_read / 8)
             assert c.bytes_read == a_in.nbytes + c.record.args[2].nbytes + c.weight_bytes
         assert sum(c.macs for c in grouped) == tokens * 2 * 3 * 32 * 48  # MACs: every routed row, as before
+    # a formula registered over the built-in one is used after a router too, without the top-k
+    from hwcost.formulas import REGISTRY
+    saved = REGISTRY["_grouped_mm"]
+    try:
+        hwcost.register_formula("_grouped_mm", lambda rec: hwcost.Work(macs=7, flops=14), family="matmul", override=True)
+        a = hwcost.analyze(model, {"input_ids": torch.zeros(1, 1, dtype=torch.long)}, dtype="bfloat16")
+        assert [c.macs for c in a.ops if c.record.name == "_grouped_mm"] == [7, 7]
+    finally:
+        REGISTRY["_grouped_mm"] = saved
 
 
 def test_fused_attention_layers_count_the_same_in_both_traces():
