@@ -799,6 +799,56 @@ def _in_eval_mode_left_as_it_was(model: nn.Module):
                     now[k] = v
 
 
+def _lru_caches(obj: Any, depth: int = 3) -> list[Any]:
+    """functools.lru_cache wrappers reachable from a function: itself, what it wraps, its closure's cells
+    (transformers' compile_compatible_method_lru_cache hides its cache in a closure)."""
+    if hasattr(obj, "cache_clear") and hasattr(obj, "cache_info"):
+        return [obj]
+    if depth == 0:
+        return []
+    obj = getattr(obj, "__func__", obj)   # staticmethod, classmethod
+    found = _lru_caches(obj.__wrapped__, depth - 1) if hasattr(obj, "__wrapped__") else []
+    for cell in getattr(obj, "__closure__", None) or ():
+        try:
+            found += _lru_caches(cell.cell_contents, depth - 1)
+        except ValueError:   # an empty cell
+            pass
+    return found
+
+
+def memoized_in(model: nn.Module) -> list[Any]:
+    """The lru caches the model's code can reach: on its module classes (methods, static methods) and at the
+    top level of the files that define them (a module-level helper)."""
+    caches: dict[int, Any] = {}
+    classes = {c for m in model.modules() for c in type(m).__mro__
+               if c not in (nn.Module, object) and not c.__module__.startswith("torch.")}
+    namespaces = [(vars(c), None) for c in classes]
+    namespaces += [(vars(mod), mod.__name__) for mod in {sys.modules.get(c.__module__) for c in classes} if mod]
+    for names, defined_in in namespaces:
+        for value in list(names.values()):
+            if defined_in and getattr(value, "__module__", None) != defined_in:
+                continue   # imported there (transformers' is_torch_available): not the model's to reset
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                for cache in _lru_caches(value):
+                    caches[id(cache)] = cache
+    return list(caches.values())
+
+
+@contextlib.contextmanager
+def _memoized_cleared(model: nn.Module):
+    """The model's lru caches emptied before the trace and after it: a position embedding that transformers
+    memoizes per input shape (DETR, SAM 3) ran in the first trace of a process and not in the next (SAM 3's
+    vision encoder: 1,218 ops, then 1,126), and the trace's meta tensors are not left in them."""
+    caches = memoized_in(model)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        yield
+    finally:
+        for cache in caches:
+            cache.cache_clear()
+
+
 def _describe(x: Any) -> str:
     shapes = [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in tensors_in(x)]
     return ", ".join(shapes) if shapes else "no tensors"
@@ -997,8 +1047,8 @@ def trace(
     ]
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _in_eval_mode_left_as_it_was(model), _dynamo_left_unimported(), torch.no_grad(), device, tracer, \
-                _FusedKernels(tracer):
+        with _in_eval_mode_left_as_it_was(model), _memoized_cleared(model), _dynamo_left_unimported(), \
+                torch.no_grad(), device, tracer, _FusedKernels(tracer):
             if state is None or all(state.get(n) is t for n, t in own_state.items()):
                 out = model(*args, **kwargs)
             else:

@@ -356,3 +356,40 @@ def test_counts_do_not_depend_on_the_callers_inference_mode():
         meta = hwcost.analyze(model, (16,), batch_size=2)
     assert inside.total.macs == meta.total.macs == plain.total.macs == 2 * (16 * 32 + 32 * 4)
     assert inside.unsupported == {} and [c.record.name for c in inside.ops] == [c.record.name for c in plain.ops]
+
+
+def test_a_memoized_helper_counts_the_same_in_every_trace_and_keeps_no_trace_tensors():
+    """transformers memoizes position embeddings per input shape (lru_cache on a method, hidden in a closure by
+    compile_compatible_method_lru_cache; DETR, SAM 3): the first trace of a process ran them, the next found them
+    cached. Each trace now starts and ends with the model's caches empty."""
+    import functools
+
+    def hidden_lru(func):   # the closure transformers' decorator builds around its cache
+        cached = functools.lru_cache(maxsize=1)(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return cached(*args, **kwargs)
+        return wrapper
+
+    class Memo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(16, 16)
+
+        @hidden_lru
+        def table(self, n: int, device: torch.device) -> torch.Tensor:
+            return torch.arange(n, device=device).float().mul(0.5).sin()
+
+        def forward(self, x):
+            return self.lin(x) + self.table(x.shape[-1], x.device)
+
+    model = Memo()
+    runs = [hwcost.analyze(model, (4, 16)) for _ in range(2)]
+    names = [[op.record.name for op in a.ops] for a in runs]
+    assert names[0] == names[1] and "sin" in names[0]
+    assert runs[0].total.flops == runs[1].total.flops
+    cache = Memo.table.__closure__[0].cell_contents
+    assert cache.cache_info().currsize == 0                       # no meta tensor left behind
+    model(torch.zeros(4, 16))                                       # the model's own call still caches
+    assert cache.cache_info().currsize == 1
