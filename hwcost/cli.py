@@ -84,7 +84,8 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser, formats: Sequence[str] = ("table", "json", "csv")) -> None:
-    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, or path/to/file.py:function")
+    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
+                                 "transformers config.json (or its folder)")
     p.add_argument("--input", help="input shape without batch, e.g. 3,224,224; 128:int64 for token ids; ';' between "
                                    "inputs (default: the model's own example)")
     p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
@@ -107,7 +108,7 @@ def _analysis(args: argparse.Namespace):
     from .loaders import load_model
 
     loaded = load_model(args.model)
-    example = parse_input(args.input) if args.input else loaded.example
+    example = parse_input(args.input) if args.input else loaded.default_input()
     return analyze(loaded.model, example, batch_size=args.batch, dtype=args.dtype, model_name=loaded.name,
                    trace=args.trace)
 
@@ -219,7 +220,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from .probe import matching_reference, probe_reference
 
     loaded = load_model(args.model, meta=False)
-    example = parse_input(args.input) if args.input else loaded.example
+    example = parse_input(args.input) if args.input else loaded.default_input()
     reference = None
     if args.reference:
         profile = load_device(args.reference)
@@ -391,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("measure", help="real latency of a model here (median, p10, p90), optionally per layer")
-    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, or path/to/file.py:function")
+    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
+                                 "transformers config.json (or its folder)")
     p.add_argument("--input", help="input shape without batch, e.g. 3,224,224 (default: the model's own example)")
     p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
     p.add_argument("--per-layer", action="store_true", help="also time each leaf module (duration share per layer)")

@@ -114,10 +114,14 @@ def load_language_model(model_or_config: Any) -> LanguageModel:
     if isinstance(model_or_config, nn.Module):
         return _wrap(model_or_config, type(model_or_config).__name__)
     if type(model_or_config).__name__.endswith("Config"):
-        module = _as_input_error(build_transformers, model_or_config, CAUSAL_CLASSES)
+        # an encoder-decoder's causal-LM class (BART's, Whisper's) is its decoder alone, without the encoder
+        # and cross-attention generation runs through: refused as having no causal LM
+        encoder_decoder = getattr(model_or_config, "is_encoder_decoder", False)
+        module = None if encoder_decoder else _as_input_error(build_transformers, model_or_config, CAUSAL_CLASSES)
         if module is None:
             kind = getattr(model_or_config, "model_type", type(model_or_config).__name__)
-            raise InputError(f"transformers has no causal language model for a {kind!r} config; predict_generation "
+            what = "is an encoder-decoder" if encoder_decoder else "has no causal language model in transformers"
+            raise InputError(f"a {kind!r} config {what}; predict_generation "
                              "covers decoder-only models — for an encoder or an encoder-decoder, time one forward with "
                              "hwcost.predict")
         return _wrap(module, getattr(model_or_config, "model_type", "model"))

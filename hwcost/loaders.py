@@ -1,4 +1,5 @@
-"""Resolve a model spec: a zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``path/to/file.py:function``."""
+"""Resolve a model spec: a zoo name, ``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:function`` or a
+`transformers` config.json."""
 from __future__ import annotations
 
 import difflib
@@ -13,17 +14,23 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .errors import UnknownModelError
+from .config_inputs import DEFAULT_IMAGE_INPUT, config_example
+from .errors import InputError, UnknownModelError
 from .zoo import ZOO
-
-DEFAULT_IMAGE_INPUT = (3, 224, 224)
 
 
 @dataclass
 class LoadedModel:
     model: nn.Module
-    example: Any          # default input: a shape without batch, or example tensors
+    example: Any          # default input: a shape without batch, or example tensors; None: see input_hint
     name: str
+    input_hint: str | None = None   # why there is no default input, and what to pass instead
+
+    def default_input(self) -> Any:
+        """The example, or an InputError saying why there is none and what to pass."""
+        if self.example is None:
+            raise InputError(self.input_hint or f"{self.name} has no default input: pass one")
+        return self.example
 
 
 def build_on_meta(fn: Callable[[], Any]) -> Any:
@@ -104,9 +111,12 @@ def transformers_config(path: str) -> Any:
 CAUSAL_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
 
 
-def build_transformers(config: Any,
-                       classes: tuple[str, ...] = (*CAUSAL_CLASSES, "AutoModelForSeq2SeqLM", "AutoModel"),
-                       meta: bool = True) -> nn.Module | None:
+DEFAULT_CLASSES = (*CAUSAL_CLASSES, "AutoModelForSeq2SeqLM", "AutoModel")
+ENCODER_DECODER_CLASSES = ("AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq", "AutoModelForImageTextToText",
+                           "AutoModel")
+
+
+def build_transformers(config: Any, classes: tuple[str, ...] = DEFAULT_CLASSES, meta: bool = True) -> nn.Module | None:
     """The first of ``classes`` transformers maps this config to, built on meta (or with random weights, to
     time it); None if none does."""
     tf = _import("transformers", type(config).__name__)
@@ -120,6 +130,9 @@ def build_transformers(config: Any,
             return build(lambda: getattr(tf, auto).from_config(config))
         except ValueError:   # transformers: no class of that kind for this config
             continue
+        except ImportError as e:   # a backbone from another library (DETR's from timm)
+            raise UnknownModelError(f"transformers needs a package that is not installed to build a {kind!r} model: "
+                                    f"{' '.join(str(e).split())}") from e
         except Exception as e:   # the model's own constructor: a field it needs is missing or off
             raise UnknownModelError(f"transformers could not build a {kind!r} model from this config "
                                     f"({type(e).__name__}: {e}); pass the model's own config.json (from its Hub "
@@ -128,25 +141,19 @@ def build_transformers(config: Any,
 
 
 def _load_config(spec: str, meta: bool) -> LoadedModel:
-    """A transformers config.json, built on meta unless it is to be timed; its default input: 128 token ids
-    (and 128 decoder ids for an encoder-decoder), or an image of the config's size for a vision model."""
+    """A transformers config.json, built on meta unless it is to be timed, with the input its model reads
+    (config_example)."""
     path = config_json_path(spec)
     config = transformers_config(path)
-    model = build_transformers(config, meta=meta)
+    # an encoder-decoder whole: its causal-LM class, where transformers has one (BART, Whisper), is the decoder alone
+    classes = ENCODER_DECODER_CLASSES if getattr(config, "is_encoder_decoder", False) else DEFAULT_CLASSES
+    model = build_transformers(config, classes, meta=meta)
     kind = getattr(config, "model_type", "model")
     if model is None:
         raise UnknownModelError(f"transformers has no model class for a {kind!r} config")
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    size = getattr(config, "image_size", None)
-    if getattr(config, "is_encoder_decoder", False) and getattr(text, "vocab_size", None):
-        # one teacher-forced forward: 128 tokens in, 128 out (T5, BART); an audio encoder's needs its own input
-        ids = torch.zeros(1, 128, dtype=torch.long)
-        example: Any = {"input_ids": ids, "decoder_input_ids": ids}
-    elif getattr(text, "vocab_size", None) or not isinstance(size, int):
-        example = torch.zeros(1, 128, dtype=torch.long)
-    else:
-        example = (getattr(config, "num_channels", 3), size, size)
-    return LoadedModel(model, example, f"{kind} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})")
+    example, hint = config_example(model, config)
+    return LoadedModel(model, example, f"{kind} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})",
+                       hint)
 
 
 EXTRAS = {"transformers": " (pip install 'hwcost[llm]')"}   # packages an extra of hwcost installs

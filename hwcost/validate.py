@@ -128,7 +128,7 @@ def _validation_rows(profile: DeviceProfile, models: Sequence, batch_sizes: Sequ
         name, model, example = (spec, None, None) if isinstance(spec, str) else spec
         if model is None:
             loaded = load_model(name, meta=False)
-            model, example = loaded.model, loaded.example
+            model, example = loaded.model, loaded.default_input()
         for b in batch_sizes:
             p = predict(model, example, device=profile, batch_size=b, dtype=dtype, model_name=name)
             with fixed_threads(threads):

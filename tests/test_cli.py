@@ -143,3 +143,63 @@ def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsy
     (tmp_path / "unknown.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
     assert main(["predict", str(tmp_path / "unknown.json"), "--device", "h100"]) == 2
     assert "transformers cannot read" in capsys.readouterr().err
+
+
+def test_a_config_json_gets_the_input_its_model_reads(tmp_path, capsys):
+    """The default input follows the model's main input: an image for a vision model even where its config has a
+    vocabulary (BEiT), a dual encoder's text and image, token ids within its positions, a second of audio, Whisper's
+    mel window; an encoder-decoder is built whole (not its decoder alone, BART's causal-LM class)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    import hwcost
+
+    def saved(name, config):
+        config.save_pretrained(tmp_path / name)
+        return hwcost.load_model(str(tmp_path / name))
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    beit = saved("beit", transformers.BeitConfig(**small, image_size=32, patch_size=8, vocab_size=100))
+    assert beit.example == (3, 32, 32)
+    assert hwcost.analyze(beit.model, beit.example).total.macs > 0
+    clip = saved("clip", transformers.CLIPConfig(
+        text_config=dict(**small, vocab_size=100, max_position_embeddings=77),
+        vision_config=dict(**small, image_size=32, patch_size=8)))
+    assert clip.example["input_ids"].shape == (1, 77) and clip.example["pixel_values"].shape == (1, 3, 32, 32)
+    text_and_image = hwcost.analyze(clip.model, clip.example).total.macs
+    text_alone = hwcost.analyze(clip.model.text_model, clip.example["input_ids"]).total.macs
+    assert text_and_image > text_alone > 0
+    wav = saved("wav2vec2", transformers.Wav2Vec2Config(**small, conv_dim=(16, 16), conv_stride=(5, 2),
+                                                        conv_kernel=(10, 3), num_conv_pos_embeddings=16))
+    assert wav.example["input_values"].shape == (1, 16_000)      # wav2vec 2.0 reads 16 kHz samples
+    # (16,000 - 10) // 5 + 1 = 3,199 frames, then (3,199 - 3) // 2 + 1 = 1,599: the encoder runs over those
+    assert hwcost.analyze(wav.model, wav.example).total.macs > 1_599 * 32 * 64 * 2
+    whisper = saved("whisper", transformers.WhisperConfig(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=50))   # built on meta
+    assert type(whisper.model).__name__ == "WhisperForConditionalGeneration"
+    assert whisper.example["input_features"].shape == (1, 16, 100)   # two frames per encoder position
+    assert whisper.example["decoder_input_ids"].shape == (1, 128)
+    bart_config = transformers.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                                          decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                          vocab_size=100)
+    bart = saved("bart", bart_config)
+    assert type(bart.model).__name__ == "BartForConditionalGeneration"
+    with torch.device("meta"):
+        whole = transformers.BartForConditionalGeneration(bart_config)
+    assert hwcost.analyze(bart.model, bart.example).total.macs == hwcost.analyze(whole, bart.example).total.macs
+    with pytest.raises(hwcost.InputError, match="encoder-decoder"):
+        hwcost.predict_generation(str(tmp_path / "bart"), prompt_tokens=8, new_tokens=2, device="h100")
+    # an input the config cannot size: the model still loads, and the command says what to pass
+    s2t = saved("s2t", transformers.Speech2TextConfig(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100))
+    assert s2t.example is None and "--input" in s2t.input_hint
+    import importlib.util
+    if importlib.util.find_spec("timm") is None:   # DETR's default backbone comes from timm: say so, not "fields"
+        transformers.DetrConfig().save_pretrained(tmp_path / "detr")
+        with pytest.raises(hwcost.UnknownModelError, match="needs a package that is not installed.*timm"):
+            hwcost.load_model(str(tmp_path / "detr"))
+    assert main(["predict", str(tmp_path / "s2t"), "--device", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot size the input" in err and "input_features" in err

@@ -346,7 +346,7 @@ def test_bad_generation_input_gets_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no model_type"):
         predict_generation(str(bad), prompt_tokens=8, new_tokens=2, device="h100")
     t5 = transformers.T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=64)
-    with pytest.raises(InputError, match="no causal language model for a 't5' config"):
+    with pytest.raises(InputError, match="a 't5' config is an encoder-decoder"):
         predict_generation(t5, prompt_tokens=8, new_tokens=2, device="h100")
     bert = transformers.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                                    vocab_size=64)   # a causal-LM head exists, but no cache comes back

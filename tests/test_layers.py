@@ -13,7 +13,7 @@ LAYERS = [
     ("errors", "version"),
     ("conventions",),
     ("records", "report", "allocator"),
-    ("inputs", "zoo.cnn", "zoo.inception", "zoo.recurrent", "zoo.transformer"),
+    ("inputs", "config_inputs", "zoo.cnn", "zoo.inception", "zoo.recurrent", "zoo.transformer"),
     ("zoo",),
     ("loaders",),
     ("trace",),
