@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .config_inputs import DEFAULT_IMAGE_INPUT, config_example
 from .errors import InputError, UnknownModelError
@@ -33,12 +35,84 @@ class LoadedModel:
         return self.example
 
 
+# factories that allocate storage (a weight's), and factories that compute values (what a module derives from
+# its config in __init__): torch.device("meta") sends both to meta
+_STORAGE_FACTORIES = frozenset((
+    torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
+    torch.randperm,
+))
+_VALUE_FACTORIES = frozenset((
+    torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor, torch.arange, torch.linspace, torch.logspace,
+    torch.eye, torch.tril_indices, torch.triu_indices, torch.fft.fftfreq, torch.fft.rfftfreq, torch.hann_window,
+    torch.hamming_window, torch.bartlett_window, torch.blackman_window, torch.kaiser_window,
+))
+
+
+class _MetaStorage(TorchFunctionMode):
+    """torch.device("meta") for the factories weights are allocated by (empty, zeros, ones, full, rand ...),
+    the CPU for those that compute values, so that a constant a module derives in __init__ has one
+    (build_on_meta then moves it to meta and keeps the values beside it).
+    EnCodec keeps each convolution's stride and padding as integer buffers and pads its input by them; built
+    all on meta they had no values, a values trace filled them with zeros, and the padding emptied the
+    input."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("device") is None and (func in _STORAGE_FACTORIES or func in _VALUE_FACTORIES):
+            kwargs["device"] = "cpu" if func in _VALUE_FACTORIES else "meta"
+        return func(*args, **kwargs)
+
+
+# the values of the constants build_on_meta computed, by the meta tensor that stands for each in the model
+KNOWN_VALUES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def known_values(t: torch.Tensor) -> torch.Tensor | None:
+    """The CPU values a meta tensor of a model built by build_on_meta stands for, if it computed them."""
+    return KNOWN_VALUES.get(t)
+
+
+def _meta_with_values(module: nn.Module) -> None:
+    """Every real tensor the build left in the module (buffers, parameters, plain attributes) replaced by a
+    meta one whose values KNOWN_VALUES keeps: the model is all on meta, as torch.device("meta") builds it
+    (it runs on meta inputs), and a trace still reads its constants. Shared tensors stay shared."""
+    done: dict[int, torch.Tensor] = {}
+
+    def meta(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in done:
+            m = t.detach().to("meta")
+            if isinstance(t, nn.Parameter):
+                m = nn.Parameter(m, requires_grad=t.requires_grad)
+            KNOWN_VALUES[m] = t.detach()
+            done[id(t)] = m
+        return done[id(t)]
+
+    for m in module.modules():
+        for table in (m._parameters, m._buffers):
+            for name, t in list(table.items()):
+                if t is not None and t.device.type != "meta":
+                    table[name] = meta(t)
+        for name, t in list(vars(m).items()):
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                setattr(m, name, meta(t))
+
+
 def build_on_meta(fn: Callable[[], Any]) -> Any:
-    """``fn()`` on the meta device (no weight memory, no initialisation time), outside any inference_mode
-    of the caller's: its parameters would be inference tensors, which kernels treat as not requiring
-    grad (aten.matmul then runs an LM head's last position as bmm, eager PyTorch as mm)."""
-    with torch.inference_mode(False), torch.device("meta"):
-        return fn()
+    """``fn()`` on the meta device (no weight memory, no initialisation time), the constants it computes
+    (_MetaStorage) kept for the trace (known_values), outside any inference_mode of the caller's: its
+    parameters would be inference tensors, which kernels treat as not requiring grad (aten.matmul then
+    runs an LM head's last position as bmm, eager PyTorch as mm)."""
+    with torch.inference_mode(False):
+        try:
+            with _MetaStorage():
+                built = fn()
+        except Exception:   # a builder that combines a computed constant with a weight: all on meta
+            with torch.device("meta"):
+                return fn()
+        for part in built if isinstance(built, tuple) else (built,):   # a model, or (model, example)
+            if isinstance(part, nn.Module):
+                _meta_with_values(part)
+        return built
 
 
 def _build(fn: Callable[[], Any], meta: bool) -> Any:

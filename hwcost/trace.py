@@ -33,6 +33,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .conventions import MB, itemsize
 from .errors import ModelForwardError
 from .inputs import tensors_in
+from .loaders import known_values
 from .records import OpRecord, TensorSpec
 
 # A value carried beside a meta stand-in costs real memory and time; masks and ids are far below this.
@@ -897,8 +898,9 @@ def meta_state(model: nn.Module, trace_dtype: torch.dtype) -> tuple[dict[str, to
             # position, runs bmm; eager PyTorch ran mm there under no_grad and inference_mode alike
             m.requires_grad_(True)
         state[n] = m
-        if id(t) not in params and t.device.type != "meta" and t.numel() * t.element_size() <= VALUE_CAP_BYTES:
-            values[id(m)] = t.detach().to(dt)
+        real = known_values(t) if t.device.type == "meta" else t.detach()   # a constant build_on_meta computed
+        if id(t) not in params and real is not None and real.numel() * real.element_size() <= VALUE_CAP_BYTES:
+            values[id(m)] = real.to(dt)
     return state, values
 
 
@@ -931,7 +933,8 @@ def cached_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor
 
 def materialized_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Random weights (in ``dtype``) for the meta ones, seeded: weights 0.02-scaled normals, float
-    buffers ones (running variances), integer buffers zeros (a valid index), masks true."""
+    buffers ones (running variances), integer buffers zeros (a valid index), masks true; the constants
+    build_on_meta computed keep their values (EnCodec's strides, which size its padding)."""
     if (cached := cached_state(model, dtype)) is not None:
         return cached
     g = torch.Generator().manual_seed(0)
@@ -940,7 +943,9 @@ def materialized_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.
     for n, t in _state(model).items():
         if t.device.type != "meta":
             continue
-        if t.is_floating_point():
+        if (real := known_values(t)) is not None:   # a constant build_on_meta computed: its own values
+            out[n] = real.to(dtype if t.is_floating_point() else t.dtype)
+        elif t.is_floating_point():
             out[n] = _random_weight(t.shape, dtype, g) if id(t) in params else torch.ones(t.shape, dtype=dtype)
         elif t.dtype == torch.bool:
             out[n] = torch.ones(t.shape, dtype=torch.bool)

@@ -393,3 +393,44 @@ def test_a_memoized_helper_counts_the_same_in_every_trace_and_keeps_no_trace_ten
     assert cache.cache_info().currsize == 0                       # no meta tensor left behind
     model(torch.zeros(4, 16))                                       # the model's own call still caches
     assert cache.cache_info().currsize == 1
+
+
+def test_constants_a_module_computes_in_init_keep_their_values_on_a_meta_build():
+    """Built on meta, weights take no memory while the constants a module derives from its config (EnCodec's
+    stride and padding buffers, which size its input's padding; RoPE frequencies) keep their values for the
+    trace: an EnCodec config's counts equal FlopCounterMode's on the same model with real weights."""
+    transformers = pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hwcost.formulas import PRODUCT_FAMILIES
+    from hwcost.loaders import build_on_meta, known_values
+
+    class Strided(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 4, 5, stride=3)
+            self.register_buffer("stride", torch.tensor(3), persistent=False)
+
+        def forward(self, x):
+            extra = int((-x.shape[-1]) % self.stride)    # pad to a whole number of strides
+            return self.conv(F.pad(x, (0, extra)))
+
+    meta = build_on_meta(Strided)
+    assert meta.conv.weight.is_meta and meta.stride.is_meta and int(known_values(meta.stride)) == 3
+    assert hwcost.analyze(meta, (1, 100)).total.macs == hwcost.analyze(Strided(), (1, 100)).total.macs
+    assert hwcost.analyze(meta, (1, 100), trace="values").total.macs == hwcost.analyze(meta, (1, 100)).total.macs
+    config = transformers.EncodecConfig(hidden_size=16, num_filters=4, num_residual_layers=1,
+                                        upsampling_ratios=[4, 2], codebook_size=64, codebook_dim=16)
+    with torch.device("meta"):
+        all_meta = transformers.EncodecModel(config)
+    built = build_on_meta(lambda: transformers.EncodecModel(config))
+    assert known_values(built.encoder.layers[0].stride) is not None
+    assert known_values(all_meta.encoder.layers[0].stride) is None
+    real = transformers.EncodecModel(config).eval()
+    audio = torch.zeros(1, 1, 2400)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        real(audio)
+    a = hwcost.analyze(built, audio)
+    assert a.trace_mode == "meta" and a.total.macs == hwcost.analyze(real, audio).total.macs
+    # FlopCounterMode has no formula for the fused LSTM; convolutions and products agree
+    assert sum(c.macs for c in a.ops if c.family in PRODUCT_FAMILIES - {"rnn"}) == fc.get_total_flops() // 2
