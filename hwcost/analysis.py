@@ -155,8 +155,17 @@ class _Owned:
     buffers: list[torch.Tensor]
 
 
+def _owner_name(name: str) -> str:
+    """The module a parametrized weight belongs to: weight_norm keeps a conv's weight as two parameters of
+    ``conv.parametrizations.weight``, a module no forward calls (the conv's weight is computed from them), so
+    wav2vec 2.0's positional convolution (4.7M parameters) was counted as never used."""
+    parts = name.split(".")
+    return ".".join(parts[:parts.index("parametrizations")]) if "parametrizations" in parts else name
+
+
 def _param_owners(model: nn.Module) -> dict[str, _Owned]:
-    """Each module's own parameters (tied ones counted once, in the first owner) and buffers."""
+    """Each module's own parameters (tied ones counted once, in the first owner) and buffers; a
+    parametrization's under the module it parametrizes."""
     seen: set[int] = set()
     owners: dict[str, _Owned] = {}
     for name, mod in model.named_modules():
@@ -169,6 +178,12 @@ def _param_owners(model: nn.Module) -> dict[str, _Owned]:
         params = [p for p in [*mod.parameters(recurse=False), *packed] if id(p) not in seen]
         buffers = [b for b in mod.buffers(recurse=False) if b is not None and id(b) not in seen]
         seen.update(id(t) for t in params + buffers)
+        owner = _owner_name(name)
+        if owner != name and owner in owners:
+            o = owners[owner]
+            owners[owner] = _Owned(o.params + sum(p.numel() for p in params), o.param_tensors + params,
+                                   o.buffers + buffers)
+            params, buffers = [], []
         owners[name] = _Owned(sum(p.numel() for p in params), params, buffers)
     return owners
 

@@ -434,3 +434,16 @@ def test_constants_a_module_computes_in_init_keep_their_values_on_a_meta_build()
     assert a.trace_mode == "meta" and a.total.macs == hwcost.analyze(real, audio).total.macs
     # FlopCounterMode has no formula for the fused LSTM; convolutions and products agree
     assert sum(c.macs for c in a.ops if c.family in PRODUCT_FAMILIES - {"rnn"}) == fc.get_total_flops() // 2
+
+
+def test_a_parametrized_weight_counts_under_the_module_it_belongs_to():
+    """weight_norm keeps a conv's weight as two parameters of conv.parametrizations.weight, a module no forward
+    calls: wav2vec 2.0's positional convolution (4.7M parameters) was reported as never used."""
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(8, 8, 5, padding=2, groups=2))
+    model = nn.Sequential(conv, nn.ReLU())
+    a = hwcost.analyze(model, (8, 32))
+    expected = sum(p.numel() for p in model.parameters())   # g (8) + v (8 x 4 x 5) + bias (8)
+    assert expected == 8 + 8 * 4 * 5 + 8
+    assert a.unused_params == 0
+    assert a.total.params == expected
+    assert next(r for r in a.layers if r.type == "ParametrizedConv1d").params == expected
