@@ -163,11 +163,15 @@ def _owner_name(name: str) -> str:
     return ".".join(parts[:parts.index("parametrizations")]) if "parametrizations" in parts else name
 
 
-def _param_owners(model: nn.Module) -> dict[str, _Owned]:
-    """Each module's own parameters (tied ones counted once, in the first owner) and buffers; a
-    parametrization's under the module it parametrizes."""
+def _param_owners(model: nn.Module, called: frozenset[str] = frozenset()) -> dict[str, _Owned]:
+    """Each module's own parameters and buffers; a parametrization's under the module it parametrizes; a
+    tensor several modules hold (tied embeddings) counted once, in the first of them the forward called
+    (``called``), else the first. BART and T5 keep their vocabulary in ``model.shared``, which no forward
+    calls, tied to the embeddings and the LM head that run: counted in the first owner, BART-large's 51M
+    were listed as never used."""
     seen: set[int] = set()
-    owners: dict[str, _Owned] = {}
+    held: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
+    holders_of: dict[int, list[str]] = {}
     for name, mod in model.named_modules():
         # quantized layers keep weight and bias in packed-parameter objects, not as parameters (a
         # quantized Linear in a child module named _packed_params, whose forward never runs)
@@ -175,16 +179,26 @@ def _param_owners(model: nn.Module) -> dict[str, _Owned]:
         objs = [v for h in holders for v in vars(h).values() if isinstance(v, torch._C.ScriptObject)]
         packed = [t for o in objs if id(o) not in seen for t in packed_tensors(o)]
         seen.update(id(o) for o in objs)
-        params = [p for p in [*mod.parameters(recurse=False), *packed] if id(p) not in seen]
-        buffers = [b for b in mod.buffers(recurse=False) if b is not None and id(b) not in seen]
-        seen.update(id(t) for t in params + buffers)
         owner = _owner_name(name)
-        if owner != name and owner in owners:
-            o = owners[owner]
-            owners[owner] = _Owned(o.params + sum(p.numel() for p in params), o.param_tensors + params,
-                                   o.buffers + buffers)
-            params, buffers = [], []
-        owners[name] = _Owned(sum(p.numel() for p in params), params, buffers)
+        params = [*mod.parameters(recurse=False), *packed]
+        buffers = [b for b in mod.buffers(recurse=False) if b is not None]
+        for t in params + buffers:
+            holders_of.setdefault(id(t), []).append(owner)
+        held.append((name, params, buffers))
+    chosen = {i: next((o for o in names if o in called), names[0]) for i, names in holders_of.items()}
+    owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _, _ in held}
+    counted: set[int] = set()
+    for name, params, buffers in held:
+        for t in params + buffers:
+            if id(t) in counted or chosen[id(t)] != _owner_name(name):
+                continue
+            counted.add(id(t))
+            o = owners[_owner_name(name)]
+            if any(t is p for p in params):
+                o.params += t.numel()
+                o.param_tensors.append(t)
+            else:
+                o.buffers.append(t)
     return owners
 
 
@@ -320,7 +334,7 @@ def analyze(
     tr, note, costs, count_dtype = _counted_trace(model, inputs, batch_size, dtype, trace)
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
-    owners = _param_owners(model)
+    owners = _param_owners(model, frozenset(c.name for c in tr.module_calls))
     layers = build_layers(costs, tr.module_calls, tr.first_call, owners, name, count_isz)
 
     total = Totals()

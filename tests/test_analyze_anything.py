@@ -447,3 +447,18 @@ def test_a_parametrized_weight_counts_under_the_module_it_belongs_to():
     assert a.unused_params == 0
     assert a.total.params == expected
     assert next(r for r in a.layers if r.type == "ParametrizedConv1d").params == expected
+
+
+def test_a_tied_tensor_counts_in_the_module_that_runs():
+    """BART keeps its vocabulary in model.shared, which no forward calls, tied to the encoder's and decoder's
+    embeddings and the LM head: counted in the first owner, it was listed as never used."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                                  decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100)
+    model = transformers.BartForConditionalGeneration(cfg).eval()
+    assert model.model.shared.weight is model.model.encoder.embed_tokens.weight
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    a = hwcost.analyze(model, {"input_ids": ids, "decoder_input_ids": ids})
+    assert a.unused_params == 0
+    assert a.total.params == sum(p.numel() for p in model.parameters())          # each tensor once
+    assert next(r for r in a.layers if r.name == "model.encoder.embed_tokens").params == 100 * 32
