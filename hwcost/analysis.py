@@ -184,21 +184,24 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset()) -> dic
         buffers = [b for b in mod.buffers(recurse=False) if b is not None]
         for t in params + buffers:
             holders_of.setdefault(id(t), []).append(owner)
-        held.append((name, params, buffers))
+        held.append((owner, params, buffers))
     chosen = {i: next((o for o in names if o in called), names[0]) for i, names in holders_of.items()}
-    owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _, _ in held}
+    owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _ in model.named_modules()}
     counted: set[int] = set()
-    for name, params, buffers in held:
-        for t in params + buffers:
-            if id(t) in counted or chosen[id(t)] != _owner_name(name):
-                continue
-            counted.add(id(t))
-            o = owners[_owner_name(name)]
-            if any(t is p for p in params):
-                o.params += t.numel()
-                o.param_tensors.append(t)
-            else:
-                o.buffers.append(t)
+
+    def claim(t: torch.Tensor, owner: str) -> bool:   # t's first sighting in the holder chosen for it
+        if id(t) in counted or chosen[id(t)] != owner:
+            return False
+        counted.add(id(t))
+        return True
+
+    for owner, params, buffers in held:
+        o = owners[owner]
+        for p in params:
+            if claim(p, owner):
+                o.params += p.numel()
+                o.param_tensors.append(p)
+        o.buffers += [b for b in buffers if claim(b, owner)]
     return owners
 
 

@@ -18,6 +18,8 @@ from .errors import HwcostError, InputError, ProfileError
 from .timing import flush_subnormals_now
 
 DEFAULT_DEVICE = "raspberry-pi-4"
+MODEL_HELP = ("zoo name (hwcost zoo), torchvision:NAME, timm:NAME, path/to/file.py:function, or a transformers "
+              "config.json (or its folder)")
 
 
 def parse_input(text: str) -> Any:
@@ -84,8 +86,7 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser, formats: Sequence[str] = ("table", "json", "csv")) -> None:
-    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
-                                 "transformers config.json (or its folder)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--input", help="input shape without batch, e.g. 3,224,224; 128:int64 for token ids; ';' between "
                                    "inputs (default: the model's own example)")
     p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
@@ -392,8 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("measure", help="real latency of a model here (median, p10, p90), optionally per layer")
-    p.add_argument("model", help="zoo name (hwcost zoo), torchvision:NAME, timm:NAME, path/to/file.py:function, or a "
-                                 "transformers config.json (or its folder)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--input", help="input shape without batch, e.g. 3,224,224 (default: the model's own example)")
     p.add_argument("--batch", type=_positive, default=None, help="batch size (default 1)")
     p.add_argument("--per-layer", action="store_true", help="also time each leaf module (duration share per layer)")
