@@ -163,12 +163,17 @@ def _owner_name(name: str) -> str:
     return ".".join(parts[:parts.index("parametrizations")]) if "parametrizations" in parts else name
 
 
-def _param_owners(model: nn.Module, called: frozenset[str] = frozenset()) -> dict[str, _Owned]:
+def _param_owners(model: nn.Module, called: frozenset[str] = frozenset(),
+                  readers: dict[int, str] | None = None) -> dict[str, _Owned]:
     """Each module's own parameters and buffers; a parametrization's under the module it parametrizes; a
     tensor several modules hold (tied embeddings) counted once, in the first of them the forward called
-    (``called``), else the first. BART and T5 keep their vocabulary in ``model.shared``, which no forward
-    calls, tied to the embeddings and the LM head that run: counted in the first owner, BART-large's 51M
-    were listed as never used."""
+    (``called``); where none of its holders ran, in the module that ran the first op reading it
+    (``readers``: tensor id -> module name), else in its first holder. BART and T5 keep their vocabulary in
+    ``model.shared``, which no forward calls, tied to the embeddings and the LM head that run: counted in the
+    first holder, BART-large's 51M were listed as never used. WavLM's attention hands its q, k and v
+    projections' weights to F.multi_head_attention_forward itself and never calls them: counted in their
+    holders, its 28M were listed as never used."""
+    readers = readers or {}
     seen: set[int] = set()
     held: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
     holders_of: dict[int, list[str]] = {}
@@ -185,24 +190,35 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset()) -> dic
         for t in params + buffers:
             holders_of.setdefault(id(t), []).append(owner)
         held.append((owner, params, buffers))
-    chosen = {i: next((o for o in names if o in called), names[0]) for i, names in holders_of.items()}
+    chosen = {i: next((o for o in names if o in called), readers.get(i, names[0])) for i, names in holders_of.items()}
     owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _ in model.named_modules()}
     counted: set[int] = set()
 
-    def claim(t: torch.Tensor, owner: str) -> bool:   # t's first sighting in the holder chosen for it
-        if id(t) in counted or chosen[id(t)] != owner:
-            return False
+    def claim(t: torch.Tensor) -> _Owned | None:   # on t's first sighting, the owner chosen for it
+        if id(t) in counted:
+            return None
         counted.add(id(t))
-        return True
+        return owners.setdefault(chosen[id(t)], _Owned(0, [], []))
 
-    for owner, params, buffers in held:
-        o = owners[owner]
+    for _, params, buffers in held:
         for p in params:
-            if claim(p, owner):
+            if (o := claim(p)) is not None:
                 o.params += p.numel()
                 o.param_tensors.append(p)
-        o.buffers += [b for b in buffers if claim(b, owner)]
+        for b in buffers:
+            if (o := claim(b)) is not None:
+                o.buffers.append(b)
     return owners
+
+
+def _first_readers(records: list[OpRecord], state_storage: dict[int, int]) -> dict[int, str]:
+    """Tensor id -> the module that ran the first op reading it, for each tensor of ``state_storage`` (tensor
+    id -> storage id in the trace) that an op read."""
+    reader: dict[int, str] = {}
+    for r in records:
+        for spec in r.inputs:
+            reader.setdefault(spec.storage_id, r.module)
+    return {t: reader[sid] for t, sid in state_storage.items() if sid in reader}
 
 
 def _storage_bytes(tensors: list[torch.Tensor], count_isz: int) -> int:
@@ -337,7 +353,7 @@ def analyze(
     tr, note, costs, count_dtype = _counted_trace(model, inputs, batch_size, dtype, trace)
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
-    owners = _param_owners(model, frozenset(c.name for c in tr.module_calls))
+    owners = _param_owners(model, frozenset(c.name for c in tr.module_calls), _first_readers(tr.records, tr.state_storage))
     layers = build_layers(costs, tr.module_calls, tr.first_call, owners, name, count_isz)
 
     total = Totals()

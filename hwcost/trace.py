@@ -62,6 +62,9 @@ class Trace:
     mode: str = "meta"           # "meta" or "values"
     valued_ops: int = 0          # meta mode: ops computed on the input-derived values carried beside
     output: Any = field(default=None, repr=False)   # what the forward returned (meta tensors in meta mode)
+    # id of each of the model's own parameters and buffers -> the storage id its stand-in (or itself) had in
+    # the trace: which ops read it, whoever holds it
+    state_storage: dict[int, int] = field(default_factory=dict)
 
 
 class NeedsValues(Exception):
@@ -1046,6 +1049,7 @@ def trace(
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in state.values())
     if state is None or len(state) < len(own_state):
         tracer.weight_ids.update(tracer.spec(t).storage_id for t in own_state.values() if t.device.type != "meta")
+    state_storage = {id(t): tracer.spec((state or {}).get(n, t)).storage_id for n, t in own_state.items()}
     hooks = [
         nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
         nn.modules.module.register_module_forward_hook(tracer.post_hook),
@@ -1071,7 +1075,7 @@ def trace(
             h.remove()
     out_ids = {tracer.spec(t).storage_id for t in tensors_in(out)}
     return Trace(tracer.records, tracer.module_calls, in_specs, out_ids, tracer.weight_ids, tracer.first_call,
-                 tracer.view_ops, mode, tracer.valued_ops, out)
+                 tracer.view_ops, mode, tracer.valued_ops, out, state_storage)
 
 
 def _forward_error(model: nn.Module, tracer: _Tracer, args: tuple, kwargs: dict, e: Exception) -> Exception:

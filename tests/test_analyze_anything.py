@@ -462,3 +462,31 @@ def test_a_tied_tensor_counts_in_the_module_that_runs():
     assert a.unused_params == 0
     assert a.total.params == sum(p.numel() for p in model.parameters())          # each tensor once
     assert next(r for r in a.layers if r.name == "model.encoder.embed_tokens").params == 100 * 32
+
+
+class _HandsOverItsChildsWeights(nn.Module):
+    """As WavLM's attention does: its projections' weights go to a functional op, their forwards never run."""
+
+    def __init__(self):
+        super().__init__()
+        self.q_proj, self.k_proj = nn.Linear(16, 16), nn.Linear(16, 16)
+        self.spare = nn.Linear(16, 4)   # never read
+
+    def forward(self, x):
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight])
+        b = torch.cat([self.q_proj.bias, self.k_proj.bias])
+        return F.linear(x, w, b)
+
+
+@pytest.mark.parametrize("trace", ["meta", "values"])
+def test_weights_a_module_reads_from_children_it_never_calls_count_as_used(trace):
+    """WavLM hands its attention's q, k and v projection weights to F.multi_head_attention_forward and never
+    calls the projections: their 28M parameters were listed as never used. Counted in the module that read
+    them; a child nothing reads stays unused."""
+    model = nn.Sequential(nn.Linear(16, 16), _HandsOverItsChildsWeights())
+    a = hwcost.analyze(model, (16,), trace=trace)
+    assert a.unused_params == 16 * 4 + 4
+    assert a.total.params == sum(p.numel() for p in model.parameters())
+    reader = [r for r in a.layers if r.name.startswith("1 ")]
+    assert len(reader) == 1 and reader[0].params == 2 * (16 * 16 + 16)
+    assert sum(r.params for r in a.layers) == a.total.params - a.unused_params
