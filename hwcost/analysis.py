@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import formulas
+from . import config_inputs, formulas
 from .conventions import MB, dtype_name, itemsize, parse_dtype
 from .records import COST_FIELDS, LayerCost, OpCost, OpRecord, TensorSpec, Totals
 from . import report
@@ -353,7 +353,8 @@ def analyze(
     tr, note, costs, count_dtype = _counted_trace(model, inputs, batch_size, dtype, trace)
     name = model_name or type(model).__name__
     count_isz = itemsize(count_dtype)
-    owners = _param_owners(model, frozenset(c.name for c in tr.module_calls), _first_readers(tr.records, tr.state_storage))
+    called = frozenset(c.name for c in tr.module_calls)
+    owners = _param_owners(model, called, _first_readers(tr.records, tr.state_storage))
     layers = build_layers(costs, tr.module_calls, tr.first_call, owners, name, count_isz)
 
     total = Totals()
@@ -467,6 +468,19 @@ def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dt
         tr, note = run_trace(model, inputs, batch_size, trace_dtype, count_dtype, trace)
     return tr, note, formulas.count_records(tr.records, tr.weight_storage_ids), count_dtype
 
+
+
+def meta_trial(model: nn.Module, inputs: dict[str, torch.Tensor]) -> str:
+    """How the model's forward fares on ``inputs`` traced on meta: "runs", "undecided" (it stopped only for want
+    of values) or "fails" (its inputs are wrong for it). Lets config_inputs try an input's layouts."""
+    try:
+        analyze(model, inputs, trace="meta")
+    except (InputError, ModelForwardError) as e:
+        return "undecided" if isinstance(e.__cause__, NeedsValues) else "fails"
+    return "runs"
+
+
+config_inputs.trial = meta_trial
 
 # A values trace holds the weights, and PyTorch holds activations as the forward needs them; leave
 # the rest of the free memory to the user's process and the OS.

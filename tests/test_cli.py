@@ -147,8 +147,9 @@ def test_a_transformers_config_json_is_a_model_for_every_command(tmp_path, capsy
 
 def test_a_config_json_gets_the_input_its_model_reads(tmp_path, capsys):
     """The default input follows the model's main input: an image for a vision model even where its config has a
-    vocabulary (BEiT), a dual encoder's text and image, token ids within its positions, a second of audio, Whisper's
-    mel window; an encoder-decoder is built whole (not its decoder alone, BART's causal-LM class)."""
+    vocabulary (BEiT), a dual encoder's text and image, token ids within its positions, a second of audio or of
+    speech features in the model's layout, Whisper's mel window, a video clip; an encoder-decoder is built whole (not
+    its decoder alone, BART's causal-LM class)."""
     transformers = pytest.importorskip("transformers")
     import torch
 
@@ -190,16 +191,55 @@ def test_a_config_json_gets_the_input_its_model_reads(tmp_path, capsys):
     assert hwcost.analyze(bart.model, bart.example).total.macs == hwcost.analyze(whole, bart.example).total.macs
     with pytest.raises(hwcost.InputError, match="encoder-decoder"):
         hwcost.predict_generation(str(tmp_path / "bart"), prompt_tokens=8, new_tokens=2, device="h100")
-    # an input the config cannot size: the model still loads, and the command says what to pass
+    # speech features in the layout each model runs: (frames, bins) for Speech2Text, whose front end transposes
+    # them, (bins, frames) for GLM-ASR's convolutions over bins as channels; a second at a 10 ms hop
     s2t = saved("s2t", transformers.Speech2TextConfig(
         d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100))
-    assert s2t.example is None and "--input" in s2t.input_hint
+        encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100, input_feat_per_channel=40, conv_channels=32))
+    assert s2t.example["input_features"].shape == (1, 100, 40) and s2t.example["decoder_input_ids"].shape == (1, 128)
+    assert hwcost.analyze(s2t.model, s2t.example).total.macs > 0
+    glm = saved("glmasr", transformers.GlmAsrEncoderConfig(**small, num_mel_bins=24, max_position_embeddings=64))
+    assert glm.example["input_features"].shape == (1, 24, 100)
+    assert hwcost.analyze(glm.model, glm.example).total.macs > 0
+    # a clip of the config's frame count, (frames, channels, height, width)
+    video = saved("videomae", transformers.VideoMAEConfig(**small, image_size=32, patch_size=8, num_frames=4))
+    assert video.example == (4, 3, 32, 32)
+    assert hwcost.analyze(video.model, video.example).total.macs > 0
+    # an input the config cannot size: the model still loads, and the command says what to pass
+    agent = saved("decision", transformers.DecisionTransformerConfig(
+        state_dim=5, act_dim=2, hidden_size=32, n_layer=1, n_head=2, n_inner=64, max_ep_len=16))
+    assert agent.example is None and "--input" in agent.input_hint
     import importlib.util
     if importlib.util.find_spec("timm") is None:   # DETR's default backbone comes from timm: say so, not "fields"
         transformers.DetrConfig().save_pretrained(tmp_path / "detr")
         with pytest.raises(hwcost.UnknownModelError, match="needs a package that is not installed.*timm"):
             hwcost.load_model(str(tmp_path / "detr"))
-    assert main(["predict", str(tmp_path / "s2t"), "--device", "h100"]) == 2
+    assert main(["predict", str(tmp_path / "decision"), "--device", "h100"]) == 2
     err = capsys.readouterr().err
-    assert "cannot size the input" in err and "input_features" in err
+    assert "cannot size the input" in err and "states" in err
+
+
+def test_an_input_layout_is_taken_from_the_first_candidate_the_model_runs():
+    """Speech models read features as (frames, bins) or (bins, frames) under one name: the first layout a meta
+    trace runs is taken; one that stops only for want of values (an op on the weights' values) is kept as
+    undecided, since it may run on real tensors; None where every layout fails on its shape."""
+    import torch
+    import torch.nn as nn
+
+    from hwcost.config_inputs import _first_that_runs
+
+    class BinsAsChannels(nn.Module):
+        def __init__(self, value_op: bool):
+            super().__init__()
+            self.conv, self.value_op = nn.Conv1d(4, 8, 3), value_op
+
+        def forward(self, input_features):
+            y = self.conv(input_features)
+            return y[:, self.conv.weight[0, 0] > 0] if self.value_op else y
+
+    frames_bins, bins_frames = torch.zeros(1, 10, 4), torch.zeros(1, 4, 10)
+    assert _first_that_runs(BinsAsChannels(False), "input_features", [frames_bins, bins_frames], {}) is bins_frames
+    with torch.device("meta"):
+        needs_values = BinsAsChannels(True)
+    assert _first_that_runs(needs_values, "input_features", [frames_bins, bins_frames], {}) is bins_frames
+    assert _first_that_runs(BinsAsChannels(False), "input_features", [torch.zeros(1, 10, 5)], {}) is None
