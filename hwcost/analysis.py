@@ -190,7 +190,8 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset(),
         for t in params + buffers:
             holders_of.setdefault(id(t), []).append(owner)
         held.append((owner, params, buffers))
-    chosen = {i: next((o for o in names if o in called), readers.get(i, names[0])) for i, names in holders_of.items()}
+    chosen = {i: next((o for o in names if o in called), readers.get(i, names[0]))
+              for i, names in holders_of.items()}
     owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _ in model.named_modules()}
     counted: set[int] = set()
 
@@ -469,7 +470,6 @@ def _counted_trace(model: nn.Module, inputs: Example, batch_size: int | None, dt
     return tr, note, formulas.count_records(tr.records, tr.weight_storage_ids), count_dtype
 
 
-
 def meta_trial(model: nn.Module, inputs: dict[str, torch.Tensor]) -> str:
     """How the model's forward fares on ``inputs`` traced on meta: "runs", "undecided" (it stopped only for want
     of values) or "fails" (its inputs are wrong for it). Lets config_inputs try an input's layouts."""
@@ -481,6 +481,7 @@ def meta_trial(model: nn.Module, inputs: dict[str, torch.Tensor]) -> str:
 
 
 config_inputs.trial = meta_trial
+
 
 # A values trace holds the weights, and PyTorch holds activations as the forward needs them; leave
 # the rest of the free memory to the user's process and the OS.

@@ -169,9 +169,9 @@ def config_example(model: nn.Module, config: Any) -> tuple[Any, str | None]:
     """The input a model built from a config reads, from its ``main_input_name`` and the config's sizes:
     token ids (at most DEFAULT_TOKENS, within its positions), an image of its size (224 x 224 where it
     names none), a clip of its frame count, a second of audio or of speech features, Whisper's mel window, or
-    a forecaster's context; an encoder-decoder
-    also gets decoder ids, and a contrastive dual encoder (CLIP) both its text and its image. (None, why)
-    where the config does not size the input: the caller asks for --input."""
+    a forecaster's context; an encoder-decoder also gets decoder ids, and a contrastive dual encoder (CLIP)
+    both its text and its image. (None, why) where the config does not size the input: the caller asks for
+    --input."""
     try:
         params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):

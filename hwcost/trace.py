@@ -1015,7 +1015,7 @@ def _dynamo_left_unimported():
             delattr(raw, _DYNAMO_DISABLE)
 
 
-TRACE_SEED = 0   # the global generator's seed while a forward runs on real tensors
+TRACE_SEED = 0   # the CPU generator's seed while a traced forward runs (a meta trace computes factories' values too)
 
 
 @contextlib.contextmanager
@@ -1069,8 +1069,8 @@ def trace(
     ]
     device = torch.device("meta") if mode == "meta" else contextlib.nullcontext()
     try:
-        with _in_eval_mode_left_as_it_was(model), _memoized_cleared(model), _dynamo_left_unimported(), _seeded_rng(), \
-                torch.no_grad(), device, tracer, _FusedKernels(tracer):
+        with _in_eval_mode_left_as_it_was(model), _memoized_cleared(model), _dynamo_left_unimported(), \
+                _seeded_rng(), torch.no_grad(), device, tracer, _FusedKernels(tracer):
             if state is None or all(state.get(n) is t for n, t in own_state.items()):
                 out = model(*args, **kwargs)
             else:
