@@ -175,7 +175,7 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset(),
     holders, its 28M were listed as never used."""
     readers = readers or {}
     seen: set[int] = set()
-    held: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
+    held: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
     holders_of: dict[int, list[str]] = {}
     for name, mod in model.named_modules():
         # quantized layers keep weight and bias in packed-parameter objects, not as parameters (a
@@ -189,7 +189,7 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset(),
         buffers = [b for b in mod.buffers(recurse=False) if b is not None]
         for t in params + buffers:
             holders_of.setdefault(id(t), []).append(owner)
-        held.append((owner, params, buffers))
+        held.append((params, buffers))
     chosen = {i: next((o for o in names if o in called), readers.get(i, names[0]))
               for i, names in holders_of.items()}
     owners: dict[str, _Owned] = {name: _Owned(0, [], []) for name, _ in model.named_modules()}
@@ -201,7 +201,7 @@ def _param_owners(model: nn.Module, called: frozenset[str] = frozenset(),
         counted.add(id(t))
         return owners.setdefault(chosen[id(t)], _Owned(0, [], []))
 
-    for _, params, buffers in held:
+    for params, buffers in held:
         for p in params:
             if (o := claim(p)) is not None:
                 o.params += p.numel()

@@ -66,10 +66,15 @@ def _token_ids(text: Any) -> torch.Tensor:
     return torch.zeros(1, n, dtype=torch.long)
 
 
-def _image(config: Any) -> torch.Tensor:
+def _channels(config: Any) -> int:
+    """An image's or a video frame's channels: the config's num_channels, else 3 (RGB)."""
     channels = _field(config, "num_channels")
+    return channels if isinstance(channels, int) and channels > 0 else DEFAULT_IMAGE_INPUT[0]
+
+
+def _image(config: Any) -> torch.Tensor:
     h, w = _image_hw(config) or DEFAULT_IMAGE_INPUT[1:]
-    return torch.zeros(1, channels if isinstance(channels, int) and channels > 0 else 3, h, w)
+    return torch.zeros(1, _channels(config), h, w)
 
 
 def _waveform(model: nn.Module, config: Any, beside: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -153,8 +158,7 @@ def _video(config: Any) -> torch.Tensor | None:
         return None
     crop = _field(config, "crop_size")
     h, w = _image_hw(config) or ((crop, crop) if isinstance(crop, int) and crop > 0 else DEFAULT_IMAGE_INPUT[1:])
-    channels = _field(config, "num_channels")
-    return torch.zeros(1, frames, channels if isinstance(channels, int) and channels > 0 else 3, h, w)
+    return torch.zeros(1, frames, _channels(config), h, w)
 
 
 def _series(config: Any) -> torch.Tensor | None:
