@@ -11,7 +11,10 @@ Sources:
          pytorch/tutorials intermediate_source/realtime_rpi.rst): "Model Time (ms/frame)" on a
          Raspberry Pi 4 Model B 4GB, batch 1, 224x224; mobilenet_v2/v3 are the qnnpack-quantized
          (int8) versions, the rest float32. (Its Pi 5 figure, "~41 fps", is left out: the loop
-         captures at a camera FrameRate of 36, so it bounds the latency from above only.)
+         captures at a camera FrameRate of 36, so it bounds the latency from above only.) All
+         check-only. The tutorial (February 2022) ran pip's aarch64 wheels of that time, which had no
+         oneDNN: the profile's grouped_conv: per_group states that build, whose costs come from
+         calibration/derive_per_group_conv.py (x86, oneDNN off); no number is fitted to these pairs.
   [nano] NVIDIA-AI-IOT/torch2trt, benchmarks/JETSON_NANO.md: "Latency (PyTorch)" in ms of torchvision
          models on a Jetson Nano, float16 (the PyTorch column of its PyTorch-vs-TensorRT table; the
          README's FPS table is the same runs). vgg11 (device-heavy: conv efficiency) and densenet121

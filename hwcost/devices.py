@@ -9,6 +9,8 @@ Schema (units are in the key names; every group of numbers needs an entry under 
     description: ...
     execution: sequential           # sequential (eager CPU) | async (host enqueues, device runs)
     launch: queued                  # async only: queued (the host runs ahead) | blocking (it does not)
+    grouped_conv: native            # sequential only: native | per_group (PyTorch without oneDNN: one
+                                    # convolution per group; needs sources.grouped_conv)
     isa: aarch64                    # aarch64 | x86_64 (CPUs), cuda | opencl (GPUs): what validate checks
     compute:
       matrix_tflops: {float32: ..., float16: ..., bfloat16: ..., int8: ...}   # dense peak, matrix units
@@ -41,6 +43,7 @@ DTYPES = ("float32", "float16", "bfloat16", "int8")
 KINDS = ("cpu", "gpu", "npu")
 EXECUTIONS = ("sequential", "async")
 LAUNCHES = ("queued", "blocking")
+GROUPED_CONVS = ("native", "per_group")
 
 # (required, type) per key; nested dicts list their own keys
 _SCHEMA: dict[str, Any] = {
@@ -49,6 +52,7 @@ _SCHEMA: dict[str, Any] = {
     "description": (True, str),
     "execution": (True, str),
     "launch": (False, str),
+    "grouped_conv": (False, str),
     "isa": (False, str),
     "threads": (False, int),
     "compute": (True, {
@@ -124,6 +128,10 @@ class DeviceProfile:
     transformers_call_cached_us: float | None = None      # None: as in a network
     transformers_forward_cached_us: float | None = None
     launch_blocking: bool = False   # async: a launch returns only when its kernel is done (no host run-ahead)
+    # sequential: grouped convolutions run one convolution per group (PyTorch built without oneDNN), at
+    # the kind's per_group_conv costs in dispatches: startup, per group and per im2col column element
+    grouped_conv_per_group: bool = False
+    per_group_conv: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     path: str | None = None
@@ -334,6 +342,14 @@ def _validate(data: dict, schema: dict, where: str, path: tuple[str, ...]) -> No
             raise ProfileError(
                 f"{where}: 'launch' is for async (GPU) profiles and must be one of {', '.join(LAUNCHES)}, "
                 f"got {data['launch']!r} with execution {data['execution']!r}")
+        if "grouped_conv" in data:
+            if data["grouped_conv"] not in GROUPED_CONVS or data["execution"] != "sequential":
+                raise ProfileError(
+                    f"{where}: 'grouped_conv' is for sequential (CPU) profiles and must be one of "
+                    f"{', '.join(GROUPED_CONVS)}, got {data['grouped_conv']!r} with execution {data['execution']!r}")
+            if data["grouped_conv"] == "per_group" and "grouped_conv" not in data["sources"]:
+                raise ProfileError(f"{where}: 'grouped_conv: per_group' needs 'sources.grouped_conv': which PyTorch "
+                                   "build the profile describes (one without oneDNN)")
         if "power_w" in data and data["power_w"]["idle"] > data["power_w"]["max"]:
             raise ProfileError(f"{where}: 'power_w.idle' is above 'power_w.max'")
         mem = data["memory"]
@@ -409,6 +425,9 @@ def _build(d: dict, where: str) -> DeviceProfile:
     compute_eff.update(eff.get("compute") or {})
     startup = {k: float(v) for k, v in (defaults.get("startup_dispatches") or {}).items()}
     startup.update({k: float(v) for k, v in (eff.get("startup_dispatches") or {}).items()})
+    if d.get("grouped_conv") == "per_group" and not defaults.get("per_group_conv"):
+        raise ProfileError(f"{where}: 'grouped_conv: per_group' has costs for kind 'cpu' only "
+                           f"(device_profiles/_defaults.yaml), not {d['kind']!r}")
     matrix = {k: float(v) for k, v in d["compute"]["matrix_tflops"].items()}
     vector = {k: float(v) for k, v in (d["compute"].get("vector_tflops") or matrix).items()}
     return DeviceProfile(
@@ -417,6 +436,8 @@ def _build(d: dict, where: str) -> DeviceProfile:
         description=d["description"],
         execution=d["execution"],
         launch_blocking=d.get("launch") == "blocking",
+        grouped_conv_per_group=d.get("grouped_conv") == "per_group",
+        per_group_conv={k: float(v) for k, v in (defaults.get("per_group_conv") or {}).items()},
         matrix_tflops=matrix,
         vector_tflops=vector,
         tf32_tflops=d["compute"].get("tf32_tflops"),

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from .analysis import Analysis, OpCounts
 from .devices import DeviceProfile, require_rate
 from .records import OpCost
-from .roofline import op_dtype, roofline_times, startup_s
+from .roofline import op_dtype, roofline_times, runs_per_group, startup_s
 from .timemodel import calibrated_times
 
 
@@ -54,7 +54,10 @@ def time_ops(costs: list[OpCost], device: DeviceProfile, dtype: str) -> list[OpT
         if calibrated is not None:
             kernel = calibrated[i]
         else:
-            kernel = max(compute_s, memory_s) + startup_s(c, device)
+            startup = startup_s(c, device, dtype)
+            kernel = max(compute_s, memory_s) + startup
+            if runs_per_group(c, device, dtype) and startup > max(compute_s, memory_s):
+                bound = "overhead"   # the per-group loop is host work, not the convolution's arithmetic
             if device.execution == "async":
                 kernel += device.device_per_op_us * 1e-6
         timings.append(OpTiming(c, compute_s, memory_s, host_s, kernel, bound=bound,

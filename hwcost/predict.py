@@ -13,6 +13,7 @@ from .analysis import Analysis, analyze
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .energy import assign_energy
 from .execution import OpTiming, add_framework_overhead, simulate, time_ops
+from .roofline import runs_per_group
 from .features import shape_features
 from .formulas import CONV_FAMILIES
 from .inputs import Example
@@ -93,12 +94,26 @@ class Prediction:
                        f"their times are held between the most and least efficient its family measured; {advice}")
         if (w := self.analysis.value_dependence()) is not None:
             out.append(w)
+        if (w := self._per_group_warning()) is not None:
+            out.append(w)
         heavy = self.analysis.uncounted_heavy_ops()
         if heavy:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(heavy.items()))
             out.append(f"ops without a formula may carry real work ({ops}): their arithmetic is not in this "
                        "latency; register a formula for them (hwcost.register_formula)")
         return out
+
+    def _per_group_warning(self) -> str | None:
+        """A profile of PyTorch without oneDNN runs grouped convolutions one group at a time: where that
+        is a tenth of the time or more, a device whose PyTorch has oneDNN runs the model much faster."""
+        looped = [t for t in self.ops if runs_per_group(t.cost, self.device, self.analysis.dtype)]
+        looped_ms = sum(t.latency_s for t in looped) * 1e3
+        if not looped or looped_ms < 0.1 * self.latency_ms:
+            return None
+        return (f"{len(looped)} grouped convolutions take {looped_ms:.1f} of the {self.latency_ms:.1f} ms: "
+                f"{self.device.name} describes PyTorch without oneDNN, which runs them one group at a time; where "
+                "torch.backends.mkldnn.is_available() is True on the device, predict with a copy of the profile "
+                "that says grouped_conv: native")
 
     @property
     def memory(self) -> MemoryFit:

@@ -1,4 +1,5 @@
 """Calibration: features, fitting with known answers, plain-data models, resume after interruption."""
+import csv
 import json
 import itertools
 import math
@@ -1875,6 +1876,23 @@ def test_shipped_cpu_defaults_are_what_the_reference_calibration_fits():
             assert cpu.compute_efficiency[fam] == pytest.approx(round(r["e_compute"], 2)), fam
         want = d.round_sig(r["startup_dispatches"]) if r["startup_dispatches"] >= 0.01 else 0.0
         assert cpu.startup_dispatches.get(fam, 0.0) == pytest.approx(want), fam
+
+
+def test_shipped_per_group_costs_are_what_their_derivation_fits():
+    """_defaults.yaml's per_group_conv dispatches come from the committed cases (timed with oneDNN off)
+    through calibration/derive_per_group_conv.py, to the digits the YAML keeps; and the fit recovers
+    constants it is handed."""
+    pytest.importorskip("scipy")
+    d = _derive_module("derive_per_group_conv")
+    rows = list(csv.DictReader(d.CASES.open()))
+    (startup, per_group, per_column), _ = d.fit(rows)
+    pg = hwcost.load_device("raspberry-pi-4").per_group_conv
+    assert (pg["startup_dispatches"], pg["group_dispatches"]) == (round(startup, 2), round(per_group, 2))
+    assert pg["column_dispatches"] == float(f"{per_column:.3g}")
+    compute = [2.0 * float(r["macs"]) / (int(r["threads"]) * d.CLOCK_HZ * d.FLOP_PER_CYCLE * 0.62) for r in rows]
+    made = [{**r, "time_s": float(r["floor_s"]) * (4.0 + 3.0 * float(r["groups"]) + 2e-4 * float(r["columns"])) + c}
+            for r, c in zip(rows, compute)]
+    assert d.fit(made)[0] == pytest.approx([4.0, 3.0, 2e-4], rel=1e-3)
 
 
 def test_shipped_h100_overheads_are_what_their_derivation_fits():

@@ -102,6 +102,81 @@ def test_rnn_pays_its_startup_per_step_layer_and_direction():
     assert rnn_on.kernel_s - rnn_off.kernel_s == pytest.approx(10 * 2 * 2 * 1e-6)
 
 
+def _per_group(host: float, effs: str = "depthwise_conv: 0.5, grouped_conv: 0.5, conv: 1.0") -> hwcost.DeviceProfile:
+    text = ROUND.format(kind="cpu", execution="sequential", host=host, dev=0.0, effs=effs)
+    text = text.replace("execution: sequential\n", "execution: sequential\ngrouped_conv: per_group\n")
+    text = text.replace("float16: 4.0}", "float16: 4.0, int8: 2.0}")
+    return parse_profile(text.replace("energy: test}", "energy: test, grouped_conv: test}"))
+
+
+def test_a_build_without_onednn_runs_a_grouped_convolution_per_group():
+    dev = _per_group(host=2.0)
+    native = _with_startup("depthwise_conv: 37", host=2.0)
+    pg = dev.per_group_conv
+    dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)          # 8 groups over 10 x 10
+    (op,) = hwcost.predict(dw, (8, 10, 10), device=dev).ops
+    (op_native,) = hwcost.predict(dw, (8, 10, 10), device=native).ops
+    columns = 8 * 9 * 100                                              # channels x kernel x output positions
+    startup = (pg["startup_dispatches"] + 8 * pg["group_dispatches"] + columns * pg["column_dispatches"]) * 2e-6
+    assert op.compute_s == pytest.approx(2 * 8 * 9 * 100 / 1e12)     # each group a plain conv: conv efficiency 1.0
+    assert op.kernel_s == pytest.approx(max(op.compute_s, op.memory_s) + startup)
+    assert op_native.kernel_s == pytest.approx(max(op_native.compute_s, op_native.memory_s) + 37 * 2e-6)
+    # twice the groups over the same channels: twice the per-group cost, the same columns
+    (g16,) = hwcost.predict(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), (16, 10, 10), device=dev).ops
+    (g8,) = hwcost.predict(nn.Conv2d(16, 16, 3, padding=1, groups=8, bias=False), (16, 10, 10), device=dev).ops
+    extra = [t.kernel_s - max(t.compute_s, t.memory_s) for t in (g16, g8)]
+    assert extra[0] - extra[1] == pytest.approx(8 * pg["group_dispatches"] * 2e-6)
+
+
+def test_per_group_leaves_plain_3d_and_quantized_convolutions_alone():
+    import torch
+
+    dev, native = _per_group(host=2.0), _with_startup("conv: 20, grouped_conv: 35", host=2.0)
+
+    def kernel(model, shape, device):
+        (op,) = [t for t in hwcost.predict(model, shape, device=device).ops if t.cost.family in
+                 ("conv", "grouped_conv", "depthwise_conv")]
+        return op.kernel_s - max(op.compute_s, op.memory_s)
+
+    assert kernel(nn.Conv2d(8, 8, 3), (8, 10, 10), dev) == pytest.approx(kernel(nn.Conv2d(8, 8, 3), (8, 10, 10), native))
+    conv3d = nn.Conv3d(8, 8, 3, groups=4)
+    assert kernel(conv3d, (8, 6, 6, 6), dev) == pytest.approx(35 * 2e-6)   # Slow3d takes groups
+    q = torch.ao.nn.quantized.Conv2d(8, 8, 3, groups=4)
+    x = torch.quantize_per_tensor(torch.randn(1, 8, 10, 10), 0.1, 0, torch.quint8)
+    assert kernel(q, x, dev) == pytest.approx(35 * 2e-6)                   # QNNPACK's grouped kernel
+
+
+def test_a_prediction_carried_by_per_group_convolutions_says_so():
+    dev = _per_group(host=2.0)
+    depthwise = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, groups=64), nn.ReLU())
+    p = hwcost.predict(depthwise, (64, 16, 16), device=dev)
+    conv = p.ops[0]
+    assert conv.bound == "overhead" and conv.kernel_s > 10 * max(conv.compute_s, conv.memory_s)
+    (w,) = [w for w in p.warnings if "grouped convolutions" in w]
+    assert w.startswith(f"1 grouped convolutions take {conv.latency_s * 1e3:.1f} of the {p.latency_ms:.1f} ms")
+    assert "grouped_conv: native" in w and "WARNING: 1 grouped" in p.summary()
+    # a plain convolution beside a small grouped one: the grouped share is under a tenth, nothing to say
+    mixed = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 64, 1, groups=2))
+    big = hwcost.predict(mixed, (64, 64, 64), device=_per_group(host=0.01))
+    assert not [w for w in big.warnings if "grouped convolutions" in w]
+    assert not [w for w in hwcost.predict(depthwise, (64, 16, 16), device=_with_startup("conv: 1", 2.0)).warnings
+                if "grouped" in w]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("energy: test, grouped_conv: test}", "energy: test}"), "needs 'sources.grouped_conv'"),
+    (lambda s: s.replace("grouped_conv: per_group\n", "grouped_conv: looped\n"), "must be one of native, per_group"),
+    (lambda s: s.replace("execution: sequential", "execution: async"), "'grouped_conv' is for sequential"),
+])
+def test_grouped_conv_is_checked(edit, message):
+    text = ROUND.format(kind="cpu", execution="sequential", host=1.0, dev=0.0, effs="conv: 1.0")
+    text = text.replace("execution: sequential\n", "execution: sequential\ngrouped_conv: per_group\n")
+    text = text.replace("energy: test}", "energy: test, grouped_conv: test}")
+    parse_profile(text)   # the unedited text loads
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(edit(text))
+
+
 def test_sequential_cpu_adds_dispatch_overhead():
     p = hwcost.predict(nn.Sequential(nn.ReLU(), nn.ReLU()), (10,), device=round_device(host=100.0))
     assert p.latency_ms == pytest.approx(2 * (0.1 + 80 / 100e9 * 1e3))
