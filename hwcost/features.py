@@ -25,6 +25,14 @@ KEY_FEATURES = ("op_code", "in_place", "op_prior")
 # path there. 1 for a transposed matrix, 2 for a 3-D permutation (records.TensorSpec.strided): at one
 # thread here LayerNorm over 1024 rows of 144 took 90 us contiguous, 175 us over (144, 1024).t(), 510 us
 # over MobileViT's (4, 256, 144) unfold, the same rows.
+# how an op's elements are arranged. A contiguous elementwise op without broadcasting runs one loop over its
+# elements (TensorIterator coalesces its dims), so for it these say nothing of its cost; given to the trees
+# they set the ops of squeeze-excite blocks, (1, C, 1, 1), apart from every sample of their size (the
+# suite's are 2-D or larger maps): relu / silu / hardsigmoid there 1.2-1.7x slow in the op audit. Zeroed
+# for those ops (vectorize): 5-fold CV on six calibrations' elementwise samples (runs HH, JJ, KK, 1 and 2
+# threads) within 20% 87.4% -> 88.2% on average; their op audits re-predicted by the refitted models:
+# 82.0 -> 84.8%, 82.9 -> 87.2%, 77.9 -> 80.8% of ops within 20%.
+LAYOUT_FEATURES = ("log_batch", "log_c_in", "log_c_out", "log_spatial_in", "log_spatial_out", "spatial_dims")
 VECTOR_BLOCK = 16  # channels per SIMD block in oneDNN/MKL kernels (AVX-512 fp32); a partial block runs a slow tail
 
 
@@ -244,7 +252,7 @@ def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str,
               prior: float = 0.0) -> list[float]:
     """Features in FEATURES order, with op_code = the index of the op (in place or not) in its family's
     vocabulary of out-of-place names (-1: unseen), in_place = 1 for relu_, hardswish_, add_ ..., and
-    op_prior = ``prior`` (op_prior()).
+    op_prior = ``prior`` (op_prior()); a contiguous elementwise op's layout features zeroed (LAYOUT_FEATURES).
     An in-place op writes into its input's cache lines instead of a fresh buffer (here ReLU on 1x96x28x28
     took 4.7 us in place, 9.0 us out of place). Under codes of their own (suite 5-11) the few in-place
     samples sat between unrelated ops in the code order, and with suite 11's new ops beside relu_ the
@@ -253,6 +261,8 @@ def vectorize(features: dict[str, float], family: str, op: str, vocab: dict[str,
     names = vocab.get(family, [])
     op0 = _known(op, names)
     f = dict(features)
+    if family == "elementwise" and not f.get("broadcast") and not f.get("strided"):
+        f.update(dict.fromkeys(LAYOUT_FEATURES, 0.0))
     f["op_code"] = float(names.index(op0)) if op0 is not None else -1.0
     f["in_place"] = float(in_place(op))
     f["op_prior"] = prior

@@ -28,7 +28,7 @@ from .parts import timed_parts
 from .records import OpCost
 from .reuse import dram_extra_s_per_byte, with_evicted
 
-MODEL_VERSION = 12  # 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
+MODEL_VERSION = 13  # 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache

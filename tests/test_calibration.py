@@ -654,6 +654,30 @@ def test_in_place_ops_share_their_ops_code_and_set_the_in_place_flag():
     assert sorted(fit_time_model(samples, RATES).vocab["elementwise"]) == ["gelu", "hardswish", "relu"]
 
 
+def test_a_contiguous_elementwise_op_is_featured_by_its_elements_not_their_layout():
+    """A squeeze-excite block's ReLU on (1, C, 1, 1) and a ReLU over C elements of a 2-D tensor run the same
+    loop: their vectors are the same. A broadcast operand or a permuted input keeps its layout features."""
+    from hwcost.features import FEATURES, LAYOUT_FEATURES, vectorize
+
+    vocab = {"elementwise": ["mul", "relu"]}
+
+    def vec(model, *xs):
+        c = [c for c in hwcost.analyze(model, xs if len(xs) > 1 else xs[0]).ops if c.launches][0]
+        return dict(zip(FEATURES, vectorize(shape_features(c), c.family, "relu", vocab)))
+
+    pooled, flat = vec(nn.ReLU(), torch.randn(1, 72, 1, 1)), vec(nn.ReLU(), torch.randn(8, 9))
+    assert pooled == flat and all(pooled[k] == 0.0 for k in LAYOUT_FEATURES) and pooled["log_out_numel"] > 6
+
+    class Scale(nn.Module):
+        def forward(self, x, s):
+            return x * s
+
+    broadcast = vec(Scale(), torch.randn(1, 72, 4, 4), torch.randn(1, 72, 1, 1))
+    assert broadcast["broadcast"] == 1.0 and broadcast["log_c_in"] > 0 and broadcast["log_spatial_in"] > 0
+    permuted = vec(nn.ReLU(), torch.randn(1, 16, 8).transpose(1, 2))
+    assert permuted["strided"] > 0 and permuted["log_c_in"] > 0
+
+
 def test_suite_samples_the_fused_self_attention_layer_as_hwcost_records_it():
     """nn.MultiheadAttention (nn.TransformerEncoderLayer's attention) is one fused kernel in eager and one
     record in the trace; before suite 18 its time came from scaled_dot_product_attention samples alone.
