@@ -25,6 +25,7 @@ KEY_FEATURES = ("op_code", "in_place", "op_prior")
 # path there. 1 for a transposed matrix, 2 for a 3-D permutation (records.TensorSpec.strided): at one
 # thread here LayerNorm over 1024 rows of 144 took 90 us contiguous, 175 us over (144, 1024).t(), 510 us
 # over MobileViT's (4, 256, 144) unfold, the same rows.
+
 # how an op's elements are arranged. A contiguous elementwise op without broadcasting runs one loop over its
 # elements (TensorIterator coalesces its dims), so for it these say nothing of its cost; given to the trees
 # they set the ops of squeeze-excite blocks, (1, C, 1, 1), apart from every sample of their size (the

@@ -13,11 +13,11 @@ from .analysis import Analysis, analyze
 from .devices import DeviceProfile, MemoryFit, load_device, memory_fit
 from .energy import assign_energy
 from .execution import OpTiming, add_framework_overhead, simulate, time_ops
-from .roofline import runs_per_group
 from .features import shape_features
 from .formulas import CONV_FAMILIES
 from .inputs import Example
 from .records import LayerCost
+from .roofline import runs_per_group
 
 
 @dataclass(slots=True)
@@ -104,8 +104,9 @@ class Prediction:
         return out
 
     def _per_group_warning(self) -> str | None:
-        """A profile of PyTorch without oneDNN runs grouped convolutions one group at a time: where that
-        is a tenth of the time or more, a device whose PyTorch has oneDNN runs the model much faster."""
+        """A profile of PyTorch without oneDNN runs grouped convolutions one group at a time: where that is
+        a tenth of the time or more, the number holds for such a build only (one with oneDNN takes another
+        path)."""
         looped = [t for t in self.ops if runs_per_group(t.cost, self.device, self.analysis.dtype)]
         looped_ms = sum(t.latency_s for t in looped) * 1e3
         if not looped or looped_ms < 0.1 * self.latency_ms:
