@@ -177,6 +177,15 @@ def test_grouped_conv_is_checked(edit, message):
         parse_profile(edit(text))
 
 
+def test_per_group_needs_a_kind_with_per_group_costs():
+    text = ROUND.format(kind="npu", execution="sequential", host=1.0, dev=0.0,
+                        effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
+    parse_profile(text)   # an npu profile with every efficiency given loads
+    text = text.replace("execution: sequential\n", "execution: sequential\ngrouped_conv: per_group\n")
+    with pytest.raises(ProfileError, match="has costs for kind 'cpu' only"):
+        parse_profile(text.replace("energy: test}", "energy: test, grouped_conv: test}"))
+
+
 def test_sequential_cpu_adds_dispatch_overhead():
     p = hwcost.predict(nn.Sequential(nn.ReLU(), nn.ReLU()), (10,), device=round_device(host=100.0))
     assert p.latency_ms == pytest.approx(2 * (0.1 + 80 / 100e9 * 1e3))
