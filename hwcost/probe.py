@@ -80,12 +80,18 @@ def calibration_probe_ms(calibration: dict | None, batch_size: int = 1) -> float
     The calibrating process ages: the probe's ratio to the reference crept up 5-7% over a run, the cases'
     ~3% (hwcost.calibration.fresh). ``batch_size`` 8: the batch-8 probe's, None where the
     profile did not read it (calibrated before it was, or on CUDA)."""
-    on_scale = _on_scale_ms(calibration, "" if batch_size == 1 else f"b{batch_size}_")
+    on_scale = probe_on_scale_ms(calibration, batch_size)
     if on_scale or batch_size != 1:
         return on_scale
     p = (calibration or {}).get("probe") or {}
     times = [p[k] for k in ("start_ms", "end_ms") if p.get(k)]
     return sum(times) / len(times) if times else None
+
+
+def probe_on_scale_ms(calibration: dict | None, batch_size: int = 1) -> float | None:
+    """The CNN probe's time at ``batch_size`` on the samples' scale (calibration_probe_ms without its
+    fallback to the start and end readings, which are not on that scale); None where not read."""
+    return _on_scale_ms(calibration, "" if batch_size == 1 else f"b{batch_size}_")
 
 
 def _on_scale_ms(calibration: dict | None, prefix: str) -> float | None:

@@ -245,6 +245,58 @@ def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
     assert statistics.median(p / t for p, t in zip(pred, times)) == pytest.approx(1.0, abs=0.01)
 
 
+def test_context_fit_is_anchored_to_the_probe_networks():
+    """Chains whose convolutions ran 60 us over their isolated time, a real network whose ran 30 us: fitted
+    on the chains alone the network comes out 6.6% slow; anchored to it, within 1%, and the chains' count
+    and error figure stay the chains' own."""
+    rng = random.Random(3)
+    rows = []
+    for i in range(60):
+        r = dict.fromkeys(ContextModel.TERMS, 0.0)
+        r.update({"_isolated_s": rng.uniform(2e-3, 2e-2), "_ops": float(rng.randint(10, 60)),
+                  "_output_bytes": rng.uniform(1e6, 3e7)})
+        r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3)) if i % 2 == 0 else 0.0
+        rows.append(r)
+    times = [r["_isolated_s"] + 5e-6 * r["_ops"] + 6e-5 * r["_conv_ops"] + 2e-11 * r["_output_bytes"] for r in rows]
+    net = dict.fromkeys(ContextModel.TERMS, 0.0)
+    net.update({"_isolated_s": 20e-3, "_ops": 150.0, "_conv_ops": 50.0, "_output_bytes": 3e7})
+    net_s = 20e-3 + 5e-6 * 150 + 3e-5 * 50 + 2e-11 * 3e7
+
+    def predicted_s(ctx):
+        return net["_isolated_s"] + sum(getattr(ctx, f) * net[t] for f, t in zip(ContextModel.FIELDS, ContextModel.TERMS))
+
+    free = fit_context_model(rows, times)
+    anchored = fit_context_model(rows, times, anchors=[(net, net_s)])
+    assert predicted_s(free) / net_s == pytest.approx(24.35 / 22.85, rel=1e-3)
+    assert predicted_s(anchored) / net_s == pytest.approx(1.0, abs=0.01)
+    assert anchored.chains == free.chains == 60 and 0 < anchored.median_abs_error_pct < 2.0
+
+
+def test_the_context_fit_reads_the_probes_on_the_samples_scale(monkeypatch):
+    """runner.fit_context anchors the fit to each CNN probe the run read on the samples' scale (the fresh
+    reading where there is one), less its module-call cost as the chains; never to the start and end
+    readings, which are not on that scale."""
+    import hwcost.calibration.runner as runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "fit_context_model",
+                        lambda rows, times, caches, anchors=(): seen.update(anchors=anchors))
+
+    class Model:
+        def chain_row(self, ops, caches):
+            return {"_isolated_s": 1e-6 * len(ops)}
+
+    calls = hwcost.analyze(*runner.probe_network(1)).module_calls
+    fundamentals = {"probe_fresh_during_ms": 3.0, "probe_during_ms": 3.5, "probe_b8_during_ms": 20.0,
+                    "probe_start_ms": 9.0, "module_call_s": 1e-6}
+    runner.fit_context(Model(), [], 0, fundamentals)
+    (row1, t1), (row8, t8) = seen["anchors"]
+    assert t1 == pytest.approx(3e-3 - calls * 1e-6) and t8 == pytest.approx(20e-3 - calls * 1e-6)
+    assert row8["_isolated_s"] == row1["_isolated_s"] > 0
+    runner.fit_context(Model(), [], 0, {"probe_start_ms": 9.0, "probe_end_ms": 9.0})
+    assert seen["anchors"] == []
+
+
 def test_streaming_chains_set_no_context_term():
     """A chain that streams its weights is left out of the fit: calibration's decoder-step chains ran ~20 us per
     op over their isolated sum at 1 thread, where a real 110M decode step's small ops did not (ContextModel)."""

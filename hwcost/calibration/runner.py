@@ -13,13 +13,13 @@ from typing import Callable
 
 import yaml
 
-from ..analysis import analyze
+from ..analysis import Analysis, analyze
 from ..devices import DeviceProfile, load_device, parse_profile
 from ..errors import InputError
 from ..host import OTHER_LOAD_LIMIT, OtherLoad
 from ..measure import check_backend
 from ..predict import predict_analysis
-from ..probe import PROBE_BATCHES, probe_network
+from ..probe import PROBE_BATCHES, probe_network, probe_on_scale_ms
 from ..timing import fixed_threads, subnormals_flushed_in_process, synchronizer
 from ..timemodel import ContextModel, Rates, TimeModel, calibration_text, rates_of, sha256
 from .bench import (last_level_cache_bytes, llc_miss_points, measure_case, measure_chain, measure_fundamentals,
@@ -345,7 +345,8 @@ def _time_case(case, writer, f, backend: str) -> int:
 def fit_context(model: TimeModel, samples: list[Sample], seed: int,
                 fundamentals: dict[str, float]) -> tuple[ContextModel, list[tuple[float, float, float, float, float]]]:
     """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
-    much slower they run in context (after the measured module-call and view costs). Also returns
+    much slower they run in context (after the measured module-call and view costs), anchored to the CNN
+    probes the run read on the samples' scale (fit_context_model says why). Also returns
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes, llc_bytes = fundamentals.get("private_cache_bytes", 0.0), fundamentals.get("llc_bytes", 0.0)
@@ -357,15 +358,26 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
                           resident_bytes=cache_bytes if fundamentals.get("chain_rotation_bytes", 0.0) > 0 else 0.0,
                           matvec_stream_bytes=fundamentals.get("matvec_stream_bytes", 0.0))   # suite 33 on
     version = int(fundamentals.get("suite_version", 2))
+
+    def row_and_time(net, inputs: tuple, time_s: float) -> tuple[dict[str, float], float, Analysis]:
+        a = analyze(net, inputs if len(inputs) > 1 else inputs[0])
+        framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
+        return model.chain_row(a.ops, caches), max(time_s - framework, 0.5 * time_s), a
+
     for s in steady(samples):   # chains at the run's median speed, as the isolated samples
         if s.family != "_chain":
             continue
         k = int(s.case_id.split("-")[1])
-        mod, inputs = chain_case(seed, k, version).build()
-        a = analyze(mod, inputs if len(inputs) > 1 else inputs[0])
-        framework = a.module_calls * fundamentals.get("module_call_s", 0.0) + a.view_ops * fundamentals.get("view_s", 0.0)
-        rows.append(model.chain_row(a.ops, caches))
-        times.append(max(s.time_s - framework, 0.5 * s.time_s))
+        row, time_s, a = row_and_time(*chain_case(seed, k, version).build(), s.time_s)
+        rows.append(row)
+        times.append(time_s)
         energy_rows.append((s.energy_s, float(a.total.flops), float(a.total.memory_traffic_bytes), s.energy_j,
-                            rows[-1]["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
-    return fit_context_model(rows, times, caches), energy_rows
+                            row["_isolated_s"]))   # the chain's kernel (busy) time, for a GPU's energy fit
+    anchors = []
+    read = _probe_record(fundamentals)   # as the profile will record the probes
+    for b in PROBE_BATCHES:
+        probe_ms = probe_on_scale_ms(read, b)
+        if probe_ms:
+            net, x = probe_network(b)
+            anchors.append(row_and_time(net, (x,), probe_ms * 1e-3)[:2])
+    return fit_context_model(rows, times, caches, anchors), energy_rows
