@@ -14,10 +14,13 @@ FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
     "n_inputs", "flops_per_out", "log_batch", "log_c_in", "log_c_out", "log_spatial_in",
     "log_spatial_out", "kernel", "stride", "log_groups", "spatial_dims", "broadcast", "log_intensity", "misaligned",
-    "cold_weights", "strided", "op_code", "in_place", "op_prior", "native_conv",
+    "cold_weights", "strided", "op_code", "in_place", "op_prior", "native_conv", "log_reread_bytes",
 )
 # features that come from the op's key (vectorize), not its shapes: samples files do not store them
 KEY_FEATURES = ("op_code", "in_place", "op_prior")
+# features set from the caches the calibration measured (with_reread), at fitting as at prediction: samples
+# files do not store them either, so a refit recomputes them from the run's fundamentals
+CACHE_FEATURES = ("log_reread_bytes",)
 # cold_weights is context, not shape: 1 when the op's weights stream from beyond the last-level cache
 # (a case whose weights rotate through a pool larger than the cache, or a network whose weights do not
 # fit in it: each is read once per pass and evicted before the next). shape_features leaves it 0.
@@ -218,23 +221,53 @@ def elements(features: dict[str, float]) -> float:
     return 2.0 ** max(features.get("log_out_numel", 0.0), features.get("log_in_numel", 0.0)) - 1.0
 
 
-def prior_terms(features: dict[str, float], family: str) -> tuple[float, float]:
-    """What an op's own fit (op_prior) multiplies its two coefficients by: 1 and the elements it touches
+def prior_terms(features: dict[str, float], family: str) -> tuple[float, ...]:
+    """What an op's own fit (op_prior) multiplies its coefficients by: 1 and the elements it touches
     (elements()); for a fused recurrent layer, its serial calls (steps x layers x directions: each a small
-    GEMM and the gate updates) and its FLOPs. A GRU measured here cost 11-12 us per step and layer at
-    batch 1 and hidden 128 from 16 to 90 steps, one or two layers; by elements (batch x steps x hidden,
-    blind to the layers) its prior put two layers at one layer's cost, and the trees predicted a 2-layer,
-    45-step GRU 22% fast."""
+    GEMM and the gate updates), its FLOPs and the weight bytes it reads again from beyond the private
+    caches (reread_bytes; log_reread_bytes, set by with_reread). A GRU measured here cost 11-12 us per step
+    and layer at batch 1 and hidden 128 from 16 to 90 steps, one or two layers; by elements (batch x steps x
+    hidden, blind to the layers) its prior put two layers at one layer's cost, and the trees predicted a
+    2-layer, 45-step GRU 22% fast."""
     if family == "rnn":
         calls = float(serial_calls(features, family))
-        return calls, calls * (2.0 ** features.get("log_spatial_out", 0.0) - 1.0)   # FLOPs per call x calls
+        flops = calls * (2.0 ** features.get("log_spatial_out", 0.0) - 1.0)   # FLOPs per call x calls
+        return calls, flops, 2.0 ** features.get("log_reread_bytes", 0.0) - 1.0
     return 1.0, elements(features)
+
+
+def recurrent_weight_bytes(features: dict[str, float]) -> float:
+    """A recurrent layer's hidden-to-hidden weights for one layer and direction (gates x hidden x hidden):
+    what each step's small GEMM reads whole."""
+    hidden = round(2.0 ** features.get("log_c_out", 0.0) - 1.0)
+    return features.get("stride", 0.0) * hidden * hidden * features.get("itemsize", 4.0)
+
+
+def reread_bytes(features: dict[str, float], family: str, private_cache_bytes: float) -> float:
+    """Bytes a recurrent layer reads from the last-level cache over its serial calls: its hidden-to-hidden
+    weights once per call where they exceed the private caches of the threads sharing each step's GEMM
+    (``private_cache_bytes``, every thread's together); none where they fit, or the caches are unknown.
+    Measured here (2 MiB of L2 per core), a one-layer GRU at batch 8 over 32 steps ran 80 GFLOP/s with
+    hidden 256 (0.75 MB of such weights) and 74 with 384 (1.7 MB), then 52 from 512 (3 MB) to 1024 (12 MB)
+    at one thread, each step 160 us per MB of them; at two threads 138 GFLOP/s at 512, 96 from 640 (4.7 MB)
+    on. Blind to the knee, calibrations put a 2-layer bidirectional GRU with hidden 512 at batch 8 13% fast
+    at one thread and 21% slow at two (median of six)."""
+    if family != "rnn" or private_cache_bytes <= 0:
+        return 0.0
+    weights = recurrent_weight_bytes(features)
+    return float(serial_calls(features, family)) * weights if weights > private_cache_bytes else 0.0
+
+
+def with_reread(features: dict[str, float], family: str, private_cache_bytes: float) -> dict[str, float]:
+    """``features`` with log_reread_bytes set for these caches (a copy)."""
+    return {**features, "log_reread_bytes": _l(reread_bytes(features, family, private_cache_bytes))}
 
 
 def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, features: dict[str, float],
              base_s: float) -> float:
     """log(the op's own fitted time / the baseline): its fixed cost plus its cost per element (prior_terms), as
-    fitted to its samples (``fits[family][op]`` = [fixed seconds, seconds per element]; ops with too few
+    fitted to its samples (``fits[family][op]`` = [fixed seconds, seconds per element], and for a recurrent
+    layer per serial call, per FLOP and per byte read again: one coefficient per prior term; ops with too few
     samples take their family's fit, under ""; an op sampled in place and not, each way's own fit where it
     has one: relu_ apart from relu). 0.0 without fits (prior = baseline)."""
     fam = fits.get(family)
@@ -243,9 +276,8 @@ def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, feat
     key = op if op in fam else _known(op, fam) or ""
     if features.get("cold_weights", 0.0) > 0 and key + COLD_SUFFIX in fam:
         key += COLD_SUFFIX   # its weights streamed: the fit of its cold samples (fit._condition_fits)
-    fixed, per_element = fam.get(key, fam.get("", [0.0, 0.0]))
-    once, size = prior_terms(features, family)
-    prior_s = fixed * once + per_element * size
+    coefficients = fam.get(key, fam.get("", [0.0, 0.0]))
+    prior_s = sum(c * term for c, term in zip(coefficients, prior_terms(features, family)))
     return math.log(prior_s / base_s) if prior_s > 0 else 0.0
 
 

@@ -22,13 +22,14 @@ import numpy as np
 from .context import ContextModel
 from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
-from .features import FEATURES, op_key, op_prior, shape_features, vectorize
+from .features import FEATURES, op_key, op_prior, shape_features, vectorize, with_reread
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
 from .reuse import dram_extra_s_per_byte, with_evicted
 
-MODEL_VERSION = 13  # 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
+MODEL_VERSION = 14  # 14: a recurrent layer's step weights read again past the private caches (features.reread_bytes)
+# 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache
@@ -58,14 +59,24 @@ class Rates:
     vector_flops: dict[str, float]       # FLOP/s per dtype for elementwise work
     bandwidth: float                     # bytes/s (read + write)
     dram_extra_s_per_byte: float = 0.0   # a byte from DRAM over one from the last-level cache (reuse)
+    private_cache_bytes: float = 0.0     # the threads' private caches together (0: unknown): features.reread_bytes
 
     def base(self, flops: float, traffic: float, matrix: bool, dtype: str, calls: int = 1) -> float:
         """Dispatch floor per kernel call made one after another (a recurrent layer: one per step,
         layer and direction), plus the roofline. Without the per-step floor a GRU at batch 1 sat
-        40x above its baseline, where trees fitted on ~20 such samples mispredicted it by 35%."""
+        40x above its baseline, where trees fitted on ~20 such samples mispredicted it by 35%.
+        ``traffic`` counts bytes read again (features.reread_bytes) where there are such."""
         table = self.vector_flops if not matrix and dtype in self.vector_flops else self.matrix_flops
         peak = table[dtype]   # hwcost.devices.require_rate refused a dtype without a rate before this
         return self.floor_s * calls + max(flops / peak, traffic / self.bandwidth)
+
+    def features(self, features: dict[str, float], family: str) -> dict[str, float]:
+        """An op's shape features with those these caches set (features.with_reread)."""
+        return with_reread(features, family, self.private_cache_bytes)
+
+    def traffic(self, bytes_moved: float, features: dict[str, float]) -> float:
+        """The bytes the roofline charges an op: those it moves once, and those it reads again."""
+        return bytes_moved + 2.0 ** features.get("log_reread_bytes", 0.0) - 1.0
 
 
 class TreeEnsemble:
@@ -204,11 +215,13 @@ class TimeModel:
         for i, c in enumerate(costs):
             groups.setdefault(c.family, []).append(i)
         for fam, idx in groups.items():
-            bases = [self.rates.base(costs[i].flops, costs[i].memory_traffic_bytes, matrix_flags[i], dtype,
-                                     serial_steps(costs[i])) for i in idx]
             ens = self.ensembles.get(fam)
             checked = flags is not None and bool(self.ranges)
-            feats = {i: shape_features(costs[i]) for i in idx} if ens is not None or checked else {}
+            feats = ({i: self.rates.features(shape_features(costs[i]), fam) for i in idx}
+                     if ens is not None or checked or fam == "rnn" else {})
+            traffic = [self.rates.traffic(costs[i].memory_traffic_bytes, feats.get(i, {})) for i in idx]
+            bases = [self.rates.base(costs[i].flops, t, matrix_flags[i], dtype, serial_steps(costs[i]))
+                     for i, t in zip(idx, traffic)]
             for i in feats:
                 feats[i]["cold_weights"] = float(bool(colds and colds[i]))
             if ens is not None:
@@ -296,7 +309,8 @@ _CACHE: dict[str, TimeModel] = {}
 
 
 def time_model_for(model_text: str, rates: Rates) -> TimeModel:
-    key = sha256(model_text) + repr((sorted(rates.matrix_flops.items()), rates.bandwidth, rates.dram_extra_s_per_byte))
+    key = sha256(model_text) + repr((sorted(rates.matrix_flops.items()), rates.bandwidth, rates.dram_extra_s_per_byte,
+                                     rates.private_cache_bytes))
     if key not in _CACHE:
         _CACHE[key] = TimeModel.from_dict(json.loads(model_text), rates)
     return _CACHE[key]
@@ -311,6 +325,7 @@ def rates_of(profile: DeviceProfile) -> Rates:
         vector_flops={k: v * 1e12 for k, v in profile.vector_tflops.items()},
         bandwidth=profile.bandwidth_gbps * 1e9,
         dram_extra_s_per_byte=dram_extra_s_per_byte(calibration_rates(profile.calibration)),
+        private_cache_bytes=float(((profile.calibration or {}).get("context") or {}).get("cache_bytes", 0.0)),
     )
 
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..analysis import analyze
 from ..context import LlcSweep
-from ..features import KEY_FEATURES, op_key, shape_features
+from ..features import CACHE_FEATURES, KEY_FEATURES, op_key, shape_features
 from ..formulas import PRODUCT_FAMILIES
 from ..timing import summarize, synchronizer, time_callable, time_in_blocks
 from ..probe import probe_ms, quick_probe_ms
@@ -231,7 +231,7 @@ def measure_case(mod: nn.Module, inputs: tuple, case_id: str, backend: str) -> S
     flops = sum(c.flops for c in working)
     read = sum(c.bytes_read for c in working)
     written = sum(c.bytes_written for c in working)
-    feats = {k: v for k, v in shape_features(main).items() if k not in KEY_FEATURES}
+    feats = {k: v for k, v in shape_features(main).items() if k not in KEY_FEATURES + CACHE_FEATURES}
     feats["cold_weights"] = float(weights_cold(mod, main.weight_bytes, backend))
     return Sample(case_id, main.family, op_key(main), med, p10, p90, n, flops, read, written,
                   main.family in PRODUCT_FAMILIES, feats, ref_ratio=ratio, ref_s=ref_s)

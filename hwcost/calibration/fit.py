@@ -72,7 +72,8 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     elements), and predicted real GELUs 2x slow; the prior carries each op's own per-element cost to
     every size. 5-fold CV on one 300 s calibration's samples: elementwise within 20% 77% -> 80%,
     pooling 62 -> 75%, grouped convolutions 45 -> 52%, attention 74 -> 67% (all families +1.4 points)."""
-    isolated = [replace(s, op=volumetric(s.op, s.family, s.features.get("spatial_dims", 0.0)))
+    isolated = [replace(s, op=volumetric(s.op, s.family, s.features.get("spatial_dims", 0.0)),
+                        features=rates.features(s.features, s.family))
                 for s in fastest_per_case(samples)]   # stored before features.volumetric: the same op names
     by_family: dict[str, list[Sample]] = {}
     for s in isolated:
@@ -81,12 +82,12 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     fits: dict[str, dict[str, list[float]]] = {}
     data = {}
     for fam, ss in sorted(by_family.items()):
-        baselines = [rates.base(s.flops, s.bytes_read + s.bytes_written, s.matrix, dtype,
+        baselines = [rates.base(s.flops, rates.traffic(s.bytes_read + s.bytes_written, s.features), s.matrix, dtype,
                                 serial_calls(s.features, s.family)) for s in ss]
         y = np.array([math.log(s.time_s / b) for s, b in zip(ss, baselines)])
         per_op = _by_op(ss, base_op)
         own = {op: _fixed_and_per_element(v) for op, v in per_op.items()}
-        fits[fam] = {op: list(v) for op, v in own.items() if _sized(per_op[op], *v)}
+        fits[fam] = {op: list(v) for op, v in own.items() if _sized(per_op[op], v)}
         fits[fam][""] = _typical(fits[fam]) if fits[fam] else list(_fixed_and_per_element(ss))
         fits[fam].update(_variant_fits(ss))
         per_element = {op: fits[fam].get(op, fits[fam][""])[1] for op in per_op}
@@ -120,7 +121,7 @@ def _condition_fits(samples: list[Sample]) -> dict[str, list[float]]:
         if not cold or not warm:
             continue
         fw, fc = _fixed_and_per_element(warm), _fixed_and_per_element(cold)
-        if _sized(warm, *fw) and _sized(cold, *fc):
+        if _sized(warm, fw) and _sized(cold, fc):
             out[op], out[op + COLD_SUFFIX] = list(fw), list(fc)
     return out
 
@@ -136,7 +137,7 @@ def _variant_fits(samples: list[Sample]) -> dict[str, list[float]]:
     other = {op: base_op(op) if in_place(op) else op + "_" for op in by_op}
     both = [op for op in by_op if other[op] in by_op]   # only these: every op's joint fit is _family_data's
     own = {op: _fixed_and_per_element(by_op[op]) for op in both}
-    sized = {op for op in both if _sized(by_op[op], *own[op])}
+    sized = {op for op in both if _sized(by_op[op], own[op])}
     return {op: list(own[op]) for op in both if op in sized and other[op] in sized}   # in sample order
 
 
@@ -144,25 +145,26 @@ def _typical(fits: dict[str, list[float]]) -> list[float]:
     """The fit an op without its own takes: the median fixed cost and the median cost per element of
     its family's ops (one fit over all their samples, in relative error, is set by the many small,
     dispatch-bound ones: 0.13 ns per element where the ops' own ran 0.07-3.3)."""
-    return [statistics.median(v[0] for v in fits.values()), statistics.median(v[1] for v in fits.values())]
+    return [statistics.median(v[k] for v in fits.values()) for k in range(min(len(v) for v in fits.values()))]
 
 
-def _sized(samples: list[Sample], fixed_s: float, per_element_s: float) -> bool:
+def _sized(samples: list[Sample], coefficients: tuple[float, ...]) -> bool:
     """Do an op's samples pin down its cost per element: enough of them, and a few large enough that
     the per-element part is at least the fixed part? An op sampled only small (dispatch-bound) fits
     any slope, 0 included, and a prior extrapolating that to a large tensor sent a synthetic GELU's
     prediction to 0.1x its time."""
-    sized = sum(per_element_s * size >= fixed_s * once for once, size in (prior_terms(s.features, s.family) for s in samples))
+    fixed_s, per_element_s = coefficients[0], coefficients[1]
+    sized = sum(sum(c * t for c, t in zip(coefficients[1:], terms[1:])) >= fixed_s * terms[0]
+                for terms in (prior_terms(s.features, s.family) for s in samples))
     return len(samples) >= MIN_SAMPLES_FOR_PRIOR and per_element_s > 0 and sized >= MIN_SIZED_FOR_PRIOR
 
 
-def _fixed_and_per_element(samples: list[Sample]) -> tuple[float, float]:
-    """An op's time as a fixed cost plus a cost per element it touches (per serial call and per FLOP for a
-    recurrent layer: features.prior_terms), fitted to its samples (non-negative least squares on relative
-    error)."""
+def _fixed_and_per_element(samples: list[Sample]) -> tuple[float, ...]:
+    """An op's time as a fixed cost plus a cost per element it touches (per serial call, per FLOP and per
+    byte read again for a recurrent layer: features.prior_terms), fitted to its samples (non-negative least
+    squares on relative error)."""
     t = np.array([s.time_s for s in samples])
-    fixed, per_element = _relative_nnls(np.array([prior_terms(s.features, s.family) for s in samples]), t, t)
-    return float(fixed), float(per_element)
+    return tuple(float(c) for c in _relative_nnls(np.array([prior_terms(s.features, s.family) for s in samples]), t, t))
 
 
 def suspect_samples(samples: list[Sample], rates: Rates, dtype: str = "float32") -> list[str]:

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Callable
 
 import yaml
@@ -232,7 +233,9 @@ def _transformers_source(entries: dict[str, float]) -> str:
 
 def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str, seed: int,
                    fundamentals: dict[str, float]) -> DeviceProfile:
-    rates = rates_of(parse_profile(text, out))
+    # the caches this run measured: a fresh profile records them only with the context model fitted below
+    rates = replace(rates_of(parse_profile(text, out)),
+                    private_cache_bytes=fundamentals.get("private_cache_bytes", 0.0))
     model = fit_time_model(samples, rates)
     model.context, energy_rows = fit_context(model, samples, seed, fundamentals)
     doc = yaml.safe_load(text)
@@ -318,7 +321,8 @@ def second_look(samples_path: str, writer, f, seed: int, fundamentals: dict[str,
     peak = fundamentals.get("matmul_flops_float32") or next(
         (v for k, v in fundamentals.items() if k.startswith("matmul_flops_")), 1e9)
     rates = Rates(floor_s=fundamentals["floor_s"], matrix_flops={"float32": peak}, vector_flops={"float32": peak},
-                  bandwidth=fundamentals["copy_bytes_per_s"])
+                  bandwidth=fundamentals["copy_bytes_per_s"],
+                  private_cache_bytes=fundamentals.get("private_cache_bytes", 0.0))
     wanted = set(suspect_samples(samples, rates))
     drawn = len([s for s in samples if not s.family.startswith("_")])
     done = 0

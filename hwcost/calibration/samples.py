@@ -10,13 +10,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import InputError
-from ..features import FEATURES, KEY_FEATURES
+from ..features import CACHE_FEATURES, FEATURES, KEY_FEATURES
 from ..probe import PROBE_BATCHES
 from .suite import SUITE_VERSION
 
 SAMPLE_COLUMNS = ("case_id", "family", "op", "time_s", "p10_s", "p90_s", "repeats", "flops", "bytes_read",
                   "bytes_written", "matrix", "energy_j", "energy_s", "ref_ratio", "ref_s") + tuple(
-    f for f in FEATURES if f not in KEY_FEATURES)
+    f for f in FEATURES if f not in KEY_FEATURES + CACHE_FEATURES)
 _META = 15  # columns before the features
 
 
