@@ -82,8 +82,8 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     fits: dict[str, dict[str, list[float]]] = {}
     data = {}
     for fam, ss in sorted(by_family.items()):
-        baselines = [rates.base(s.flops, rates.traffic(s.bytes_read + s.bytes_written, s.features), s.matrix, dtype,
-                                serial_calls(s.features, s.family)) for s in ss]
+        baselines = [rates.base(s.flops, rates.traffic(s.bytes_read + s.bytes_written, s.features), s.matrix,
+                                dtype, serial_calls(s.features, s.family)) for s in ss]
         y = np.array([math.log(s.time_s / b) for s, b in zip(ss, baselines)])
         per_op = _by_op(ss, base_op)
         own = {op: _fixed_and_per_element(v) for op, v in per_op.items()}
@@ -164,7 +164,8 @@ def _fixed_and_per_element(samples: list[Sample]) -> tuple[float, ...]:
     byte read again for a recurrent layer: features.prior_terms), fitted to its samples (non-negative least
     squares on relative error)."""
     t = np.array([s.time_s for s in samples])
-    return tuple(float(c) for c in _relative_nnls(np.array([prior_terms(s.features, s.family) for s in samples]), t, t))
+    terms = np.array([prior_terms(s.features, s.family) for s in samples])
+    return tuple(float(c) for c in _relative_nnls(terms, t, t))
 
 
 def suspect_samples(samples: list[Sample], rates: Rates, dtype: str = "float32") -> list[str]:
