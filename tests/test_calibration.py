@@ -2066,6 +2066,19 @@ def test_a_recurrent_layer_reads_its_step_weights_again_only_past_the_private_ca
         op.memory_traffic_bytes + 64 * weights, rel=1e-9)
 
 
+def test_a_time_model_of_an_older_version_asks_for_a_refit():
+    """A model fitted by an older hwcost (version 13, before log_reread_bytes) names the version and the refit
+    command, not only that its feature list differs."""
+    from hwcost.features import FEATURES
+    from hwcost.timemodel import MODEL_VERSION
+
+    old = {"format": "hwcost-time-model", "version": MODEL_VERSION - 1, "features": list(FEATURES[:-1])}
+    with pytest.raises(ValueError, match=f"time model version {MODEL_VERSION - 1}, this hwcost reads version {MODEL_VERSION}"):
+        TimeModel.from_dict(old, RATES)
+    with pytest.raises(ValueError, match="feature list differs"):
+        TimeModel.from_dict({**old, "version": MODEL_VERSION}, RATES)
+
+
 def test_a_recurrent_layer_past_the_private_caches_is_predicted_from_its_bytes_read_again():
     """Samples of GRUs that cost 12 us per serial call, 1/(50 GFLOP/s) per FLOP and, once their step weights
     exceed the 2 MiB of private cache, 160 us per MB of them per step (as one core here), hidden 64 to 384
