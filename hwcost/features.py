@@ -243,19 +243,21 @@ def recurrent_weight_bytes(features: dict[str, float]) -> float:
     return features.get("stride", 0.0) * hidden * hidden * features.get("itemsize", 4.0)
 
 
-def reread_bytes(features: dict[str, float], family: str, private_cache_bytes: float) -> float:
-    """Bytes a recurrent layer reads from the last-level cache over its serial calls: its hidden-to-hidden
-    weights once per call where they exceed the private caches of the threads sharing each step's GEMM
-    (``private_cache_bytes``, every thread's together); none where they fit, or the caches are unknown.
+def reread_bytes(features: dict[str, float], family: str, cache_bytes: float) -> float:
+    """Bytes a recurrent layer reads again over its serial calls from beyond a cache of ``cache_bytes``: its
+    hidden-to-hidden weights once per call where they exceed it; none where they fit, or the size is
+    unknown (0). A calibrated model passes the private caches of the threads sharing each step's GEMM (every
+    thread's together: past them the weights come from the last-level cache, at a cost its fit learns); the
+    datasheet roofline the last-level cache (past it they come from DRAM, at the profile's bandwidth).
     Measured here (2 MiB of L2 per core), a one-layer GRU at batch 8 over 32 steps ran 80 GFLOP/s with
     hidden 256 (0.75 MB of such weights) and 74 with 384 (1.7 MB), then 52 from 512 (3 MB) to 1024 (12 MB)
     at one thread, each step 160 us per MB of them; at two threads 138 GFLOP/s at 512, 96 from 640 (4.7 MB)
     on. Blind to the knee, calibrations put a 2-layer bidirectional GRU with hidden 512 at batch 8 13% fast
     at one thread and 21% slow at two (median of six)."""
-    if family != "rnn" or private_cache_bytes <= 0:
+    if family != "rnn" or cache_bytes <= 0:
         return 0.0
     weights = recurrent_weight_bytes(features)
-    return float(serial_calls(features, family)) * weights if weights > private_cache_bytes else 0.0
+    return float(serial_calls(features, family)) * weights if weights > cache_bytes else 0.0
 
 
 def with_reread(features: dict[str, float], family: str, private_cache_bytes: float) -> dict[str, float]:

@@ -1,11 +1,12 @@
 """The roofline per op: the FLOP/s an op can reach on a device (matrix or vector units, its dtype's
 rate), its compute and memory times at the profile's efficiencies, and its fixed startup cost.
 
-compute time = FLOPs / (peak[dtype] x efficiency[family]); memory time = bytes / (bandwidth x memory
-efficiency); the op takes the larger, plus its family's startup (a fixed cost per call, so small ops
-reach less of the peak: Hockney's r_inf and n_1/2). On a CPU profile whose PyTorch has no oneDNN
-(grouped_conv: per_group), a grouped convolution runs as one convolution per group: at the convolution
-efficiency, with a startup per call, per group and per element of the im2col columns.
+compute time = FLOPs / (peak[dtype] x efficiency[family]); memory time = bytes (and a recurrent layer's
+step weights read again from DRAM) / (bandwidth x memory efficiency); the op takes the larger, plus its
+family's startup (a fixed cost per call, so small ops reach less of the peak: Hockney's r_inf and
+n_1/2). On a CPU profile whose PyTorch has no oneDNN (grouped_conv: per_group), a grouped convolution runs
+as one convolution per group: at the convolution efficiency, with a startup per call, per group and per
+element of the im2col columns.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 
 from .conventions import QUANTIZED_DTYPES
 from .devices import DeviceProfile
+from .features import reread_bytes, shape_features
 from .formulas import CONV_FAMILIES, PRODUCT_FAMILIES, conv_groups, serial_steps
 from .records import OpCost
 
@@ -62,8 +64,19 @@ def roofline_times(cost: OpCost, device: DeviceProfile, dtype: str) -> tuple[flo
     family = "conv" if runs_per_group(cost, device, dtype) else cost.family
     eff_c = device.compute_efficiency.get(family, device.compute_efficiency["elementwise"])
     compute_s = cost.flops / (peak_for(cost, device, dtype) * eff_c) if cost.flops else 0.0
-    memory_s = cost.memory_traffic_bytes / (device.bandwidth_gbps * 1e9 * device.memory_efficiency)
+    traffic = cost.memory_traffic_bytes + dram_reread_bytes(cost, device)
+    memory_s = traffic / (device.bandwidth_gbps * 1e9 * device.memory_efficiency)
     return compute_s, memory_s
+
+
+def dram_reread_bytes(cost: OpCost, device: DeviceProfile) -> float:
+    """A fused recurrent layer's step weights read again from DRAM: where one layer's hidden-to-hidden
+    weights exceed the last-level cache (memory.cache_mb), each step's GEMM streams them whole, which its
+    bytes counted once do not see (an LSTM with 1024 hidden units holds 16 MB of them: on a 1 MB cache at
+    12.8 GB/s, 1.3 ms a step beside its 17 MFLOP at batch 1). 0 where the profile gives no cache size."""
+    if cost.family != "rnn" or not device.cache_mb:
+        return 0.0
+    return reread_bytes(shape_features(cost), cost.family, device.cache_mb * 1e6)
 
 
 def startup_s(cost: OpCost, device: DeviceProfile, dtype: str) -> float:

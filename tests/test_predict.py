@@ -102,6 +102,27 @@ def test_rnn_pays_its_startup_per_step_layer_and_direction():
     assert rnn_on.kernel_s - rnn_off.kernel_s == pytest.approx(10 * 2 * 2 * 1e-6)
 
 
+def test_a_recurrent_layer_past_the_last_level_cache_reads_its_step_weights_from_dram_each_step():
+    """A GRU with hidden 512 holds 3 x 512 x 512 x 4 B = 3.1 MB of hidden-to-hidden weights: on a device with a
+    1 MB last-level cache each of its 20 steps streams them from DRAM (100 GB/s here: 31.5 us a step); with
+    hidden 256 (0.79 MB) they stay, and on a profile without a cache size nothing is assumed."""
+    def memory_s(hidden, cache_mb):
+        text = ROUND.format(kind="cpu", execution="sequential", host=0.0, dev=0.0,
+                            effs=", ".join(f"{f}: 1.0" for f in FAMILIES))
+        if cache_mb:
+            text = text.replace("memory: {bandwidth_gbps: 100.0}",
+                                f"memory: {{bandwidth_gbps: 100.0, cache_mb: {cache_mb}}}")
+        a = hwcost.analyze(nn.GRU(hidden, hidden, batch_first=True), (20, hidden))
+        (op,) = [t for t in hwcost.predict_analysis(a, parse_profile(text)).ops if t.cost.family == "rnn"]
+        return op.memory_s, op.cost.memory_traffic_bytes / 100e9
+
+    streamed, once = memory_s(512, 1.0)
+    assert streamed == pytest.approx(once + 20 * 3 * 512 * 512 * 4 / 100e9)
+    assert memory_s(512, None)[0] == pytest.approx(memory_s(512, None)[1])
+    assert memory_s(512, 4.0)[0] == pytest.approx(memory_s(512, 4.0)[1])
+    assert memory_s(256, 1.0)[0] == pytest.approx(memory_s(256, 1.0)[1])
+
+
 def _per_group(host: float, effs: str = "depthwise_conv: 0.5, grouped_conv: 0.5, conv: 1.0") -> hwcost.DeviceProfile:
     text = ROUND.format(kind="cpu", execution="sequential", host=host, dev=0.0, effs=effs)
     text = text.replace("execution: sequential\n", "execution: sequential\ngrouped_conv: per_group\n")
