@@ -298,9 +298,11 @@ class TimeModel:
         if d.get("format") != "hwcost-time-model":
             raise ValueError("not a time model of this hwcost version (format differs)")
         if d.get("version") != MODEL_VERSION:   # before the features: a new version mostly brings new features
-            raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION}")
+            raise ValueError(f"time model version {d.get('version')}, this hwcost reads version {MODEL_VERSION}: "
+                             "refit it from its samples")
         if list(d.get("features", [])) != list(FEATURES):
-            raise ValueError("not a time model of this hwcost version (feature list differs)")
+            raise ValueError("not a time model of this hwcost version (feature list differs): refit it from its "
+                             "samples")
         ens = {f: TreeEnsemble.from_dict(e) for f, e in d["families"].items()}
         return cls(d["vocab"], ens, d["constants"], d["global_constant"], rates, ContextModel.from_dict(d["context"]),
                    d.get("ranges"), d.get("op_fits"), d.get("expected"))
@@ -336,7 +338,7 @@ def calibrated_times(costs: list[OpCost], device: DeviceProfile, dtype: str) -> 
     try:
         model = time_model_for(calibration_text(device, "model"), rates_of(device))
     except ValueError as e:
-        raise ProfileError(f"{device.path}: {e}; refit it from its stored samples with this hwcost: "
-                           f"hwcost calibrate --refit --out {device.path} (or calibrate again)") from e
+        raise ProfileError(f"{device.path}: {e} (hwcost calibrate --refit --out {device.path}), or calibrate "
+                           "again") from e
     flags = [False] * len(costs)
     return model.predict(costs, dtype, flags=flags), flags

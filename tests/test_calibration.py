@@ -2073,7 +2073,8 @@ def test_a_time_model_of_an_older_version_asks_for_a_refit():
     from hwcost.timemodel import MODEL_VERSION
 
     old = {"format": "hwcost-time-model", "version": MODEL_VERSION - 1, "features": list(FEATURES[:-1])}
-    with pytest.raises(ValueError, match=f"time model version {MODEL_VERSION - 1}, this hwcost reads version {MODEL_VERSION}"):
+    with pytest.raises(ValueError, match=f"time model version {MODEL_VERSION - 1}, this hwcost reads version "
+                                         f"{MODEL_VERSION}: refit"):
         TimeModel.from_dict(old, RATES)
     with pytest.raises(ValueError, match="feature list differs"):
         TimeModel.from_dict({**old, "version": MODEL_VERSION}, RATES)
