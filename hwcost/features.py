@@ -232,7 +232,7 @@ def prior_terms(features: dict[str, float], family: str) -> tuple[float, ...]:
     if family == "rnn":
         calls = float(serial_calls(features, family))
         flops = calls * (2.0 ** features.get("log_spatial_out", 0.0) - 1.0)   # FLOPs per call x calls
-        return calls, flops, 2.0 ** features.get("log_reread_bytes", 0.0) - 1.0
+        return calls, flops, reread_set(features)
     return 1.0, elements(features)
 
 
@@ -263,6 +263,11 @@ def reread_bytes(features: dict[str, float], family: str, cache_bytes: float) ->
 def with_reread(features: dict[str, float], family: str, private_cache_bytes: float) -> dict[str, float]:
     """``features`` with log_reread_bytes set for these caches (a copy)."""
     return {**features, "log_reread_bytes": _l(reread_bytes(features, family, private_cache_bytes))}
+
+
+def reread_set(features: dict[str, float]) -> float:
+    """The bytes read again that with_reread set in ``features`` (0 where it did not)."""
+    return 2.0 ** features.get("log_reread_bytes", 0.0) - 1.0
 
 
 def op_prior(fits: dict[str, dict[str, list[float]]], family: str, op: str, features: dict[str, float],

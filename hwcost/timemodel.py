@@ -22,7 +22,7 @@ import numpy as np
 from .context import ContextModel
 from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
-from .features import FEATURES, op_key, op_prior, shape_features, vectorize, with_reread
+from .features import FEATURES, op_key, op_prior, reread_set, shape_features, vectorize, with_reread
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import timed_parts
 from .records import OpCost
@@ -76,7 +76,7 @@ class Rates:
 
     def traffic(self, bytes_moved: float, features: dict[str, float]) -> float:
         """The bytes the roofline charges an op: those it moves once, and those it reads again."""
-        return bytes_moved + 2.0 ** features.get("log_reread_bytes", 0.0) - 1.0
+        return bytes_moved + reread_set(features)
 
 
 class TreeEnsemble:
