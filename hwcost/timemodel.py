@@ -3,10 +3,14 @@ baseline) on op features, and the in-network context model; numpy only (fitting 
 hwcost.calibration.fit, which needs scikit-learn and scipy).
 
 baseline = dispatch floor + max(FLOPs / peak, bytes / bandwidth), with the profile's measured
-peak rates. Regressing the log ratio keeps the model physical where samples run out: a
+peak rates (a fused recurrent layer's: the matrix products it runs, as the product trees time them).
+Regressing the log ratio keeps the model physical where samples run out: a
 convolution larger than any measured one keeps the efficiency of the largest ones instead of a
 flat time. The fitted trees are stored as plain arrays (JSON) beside the profile, checked against the
 sha256 the profile records, and evaluated with numpy, so nothing but numbers is ever read from disk.
+
+Long because one object carries the whole prediction path (isolated times, cached and streamed weights,
+the context) with its own reading and checking from disk.
 """
 from __future__ import annotations
 
@@ -24,11 +28,12 @@ from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
 from .features import FEATURES, op_key, op_prior, reread_set, shape_features, vectorize, with_reread
 from .formulas import PRODUCT_FAMILIES, serial_steps
-from .parts import timed_parts
+from .parts import recurrent_products, timed_parts
 from .records import OpCost
 from .reuse import dram_extra_s_per_byte, with_evicted
 
-MODEL_VERSION = 14  # 14: a recurrent layer's step weights read again past the private caches (features.reread_bytes)
+MODEL_VERSION = 15  # 15: a recurrent layer's baseline is its matrix products as the product model times them
+# 14: a recurrent layer's step weights read again past the private caches (features.reread_bytes)
 # 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
@@ -205,6 +210,17 @@ class TimeModel:
                 out[i] = min(max(out[i], warm[i]), ceiling)
         return out
 
+    def recurrent_base(self, features: dict[str, float], dtype: str) -> float:
+        """A fused recurrent layer's baseline: the matrix products it runs (parts.recurrent_products), each
+        timed as the fitted product model times it alone; 0.0 where there are none or no product model.
+        The roofline of its total FLOPs put a step's matrix-vector product at batch 1 and the input
+        product's large GEMM at one rate (docs/accuracy.md, rule Q)."""
+        products = recurrent_products(features, dtype)
+        if not products or "matmul" not in self.ensembles:
+            return 0.0
+        times = self.isolated([c for c, _ in products], dtype, [True] * len(products))
+        return sum(t * n for t, (_, n) in zip(times, products))
+
     def isolated(self, costs: list[OpCost], dtype: str, matrix_flags: list[bool],
                  flags: list[bool] | None = None, colds: list[bool] | None = None) -> list[float]:
         """Seconds per op measured alone (dispatch included), batched per family. With ``flags`` (one per
@@ -222,6 +238,8 @@ class TimeModel:
             traffic = [self.rates.traffic(costs[i].memory_traffic_bytes, feats.get(i, {})) for i in idx]
             bases = [self.rates.base(costs[i].flops, t, matrix_flags[i], dtype, serial_steps(costs[i]))
                      for i, t in zip(idx, traffic)]
+            if fam == "rnn":
+                bases = [self.recurrent_base(feats[i], dtype) or b for i, b in zip(idx, bases)]
             for i in feats:
                 feats[i]["cold_weights"] = float(bool(colds and colds[i]))
             if ens is not None:

@@ -2115,6 +2115,74 @@ def test_a_recurrent_layer_past_the_private_caches_is_predicted_from_its_bytes_r
     assert max(abs(e) for e in errors(0.0)) > 0.15
 
 
+def test_a_recurrent_layer_runs_an_input_product_per_layer_and_a_step_product_per_call():
+    """A bidirectional 2-layer GRU (256 in, hidden 512) at batch 8 over 64 steps: per layer and direction one
+    (512 x K) @ (K x 1536) product over every step, K 256 in the first layer and 1024 in the second (mean 640;
+    the cell updates' FLOPs, 27 per unit and step, add 4.5), and per serial call (64 x 4) one (8 x 512) @
+    (512 x 1536); a 1-layer LSTM (40 in, hidden 128) at batch 1 over 30 steps likewise (its cell: 4.75 on K);
+    features without a recurrent layer's shape, no products."""
+    from hwcost.parts import recurrent_products
+
+    def products(model, x):   # (rows, k, n, times run) of each product
+        (op,) = [c for c in hwcost.analyze(model, x).ops if c.family == "rnn"]
+        return [(*c.record.args[1].shape, c.record.args[2].shape[1], n)
+                for c, n in recurrent_products(shape_features(op))]
+
+    (rows, k, n, layers), step = products(nn.GRU(256, 512, num_layers=2, bidirectional=True, batch_first=True),
+                                          torch.randn(8, 64, 256))
+    assert (rows, n, layers) == (512, 1536, 4) and 640 <= k <= 645
+    assert step == (8, 512, 1536, 256)
+    (rows, k, n, layers), step = products(nn.LSTM(40, 128, batch_first=True), torch.randn(1, 30, 40))
+    assert (rows, n, layers) == (30, 512, 1) and 40 <= k <= 45 and step == (1, 128, 512, 30)
+    assert recurrent_products({}) == []   # no shape: nothing to time
+
+
+def test_a_recurrent_layer_is_predicted_from_its_products_as_the_product_model_times_them():
+    """Products whose rate grows with their rows (80 GFLOP/s x rows / (rows + 8), plus 3 us a call: a
+    matrix-vector product is bound by its weights) sampled from 1 to 1024 rows, GRUs that cost their products'
+    time plus 4 us per serial call sampled at batch 1 and 16 only: fitted with both, a recurrent layer's
+    baseline is its products as the fitted product model times them, and GRUs at batch 2 and 4 come out
+    within 6% (by the roofline of their FLOPs, as before, 27-143% slow: the trees could only take batch 1's
+    or batch 16's efficiency). Without product samples the layer keeps its roofline baseline."""
+    from hwcost.formulas import serial_steps
+
+    rng = random.Random(5)
+
+    def product_s(rows, k, n):
+        return 3e-6 + 2.0 * rows * k * n / (80e9 * rows / (rows + 8))
+
+    def gru_s(op, hidden, layers):
+        steps, batch = op.record.args[0].shape[1], op.record.args[0].shape[0]
+        s = sum(product_s(steps * batch, hidden, 3 * hidden) for _ in range(layers))
+        return s + serial_steps(op) * (product_s(batch, hidden, 3 * hidden) + 4e-6)
+
+    samples = []
+    for i in range(80):
+        rows, k, n = rng.choice([1, 2, 4, 8, 16, 64, 256, 1024]), rng.choice([64, 256, 512, 1024]), rng.choice(
+            [192, 768, 1536, 3072])
+        op = _op(nn.Linear(k, n), torch.randn(rows, k))
+        t = product_s(rows, k, n) * math.exp(rng.gauss(0, 0.03))
+        samples.append(Sample(f"mm-{i}", "matmul", "addmm", t, t, t, 10, op.flops, op.bytes_read, op.bytes_written,
+                              True, shape_features(op)))
+    for i in range(40):
+        hidden, layers = rng.choice([64, 128, 256, 512, 1024]), rng.choice([1, 2])
+        op = _gru_op(hidden, steps=rng.choice([8, 16, 32, 64]), batch=rng.choice([1, 16]), layers=layers)
+        t = gru_s(op, hidden, layers) * math.exp(rng.gauss(0, 0.03))
+        samples.append(Sample(f"gru-{i}", "rnn", "gru", t, t, t, 10, op.flops, op.bytes_read, op.bytes_written,
+                              False, {k: v for k, v in shape_features(op).items() if k != "log_reread_bytes"}))
+    held = [(_gru_op(hidden, steps=steps, batch=batch, layers=layers), hidden, layers)
+            for hidden, steps, batch, layers in [(256, 48, 4, 2), (512, 24, 4, 1), (128, 32, 2, 1), (1024, 16, 4, 1)]]
+    truth = [gru_s(op, hidden, layers) for op, hidden, layers in held]
+    rates = Rates(2e-6, {"float32": 1e11}, {"float32": 1e11}, 1e10)
+    model = fit_time_model(samples, rates)
+    predicted = model.isolated([op for op, _, _ in held], "float32", [True] * len(held))
+    assert max(abs(p / t - 1) for p, t in zip(predicted, truth)) < 0.06
+    f = shape_features(held[1][0])
+    assert model.recurrent_base(f, "float32") > 0
+    alone = fit_time_model([s for s in samples if s.family == "rnn"], rates)
+    assert alone.recurrent_base(f, "float32") == 0.0   # no product model: the roofline baseline, as before
+
+
 def test_in_place_and_out_of_place_ops_are_predicted_at_their_own_costs():
     """An in-place ReLU writes into its input's cache lines, one on a fresh output allocates and fills
     new ones: on suite 16's samples here 0.07 against 0.35 ns per element. With 8 in-place samples

@@ -53,11 +53,13 @@ def fastest_per_case(samples: list[Sample]) -> list[Sample]:
     return list(best.values())
 
 
-def _family_data(samples: list[Sample], rates: Rates, dtype: str
+def _family_data(samples: list[Sample], rates: Rates, dtype: str,
+                 recurrent_base: Callable[[dict[str, float]], float] | None = None
                  ) -> tuple[dict[str, list[str]], dict[str, dict[str, list[float]]],
                             dict[str, tuple[list[Sample], np.ndarray, np.ndarray]]]:
     """The vocabulary of ops per family, each op's own fitted time (op_fits), and per family its samples,
-    feature rows and log(time / baseline).
+    feature rows and log(time / baseline); ``recurrent_base``, where given, a fused recurrent layer's
+    baseline from its features (TimeModel.recurrent_base: fit_time_model passes it once products are fitted).
 
     A family's vocabulary is ordered by its ops' cost per element, then their fixed cost (each op's fit,
     _fixed_and_per_element; an op whose samples do not show it, the family's typical one), not by name:
@@ -84,6 +86,8 @@ def _family_data(samples: list[Sample], rates: Rates, dtype: str
     for fam, ss in sorted(by_family.items()):
         baselines = [rates.base(s.flops, rates.traffic(s.bytes_read + s.bytes_written, s.features), s.matrix,
                                 dtype, serial_calls(s.features, s.family)) for s in ss]
+        if fam == "rnn" and recurrent_base is not None:   # TimeModel.recurrent_base, as prediction takes it
+            baselines = [recurrent_base(s.features) or b for s, b in zip(ss, baselines)]
         y = np.array([math.log(s.time_s / b) for s, b in zip(ss, baselines)])
         per_op = _by_op(ss, base_op)
         own = {op: _fixed_and_per_element(v) for op, v in per_op.items()}
@@ -190,7 +194,15 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
 
     vocab, fits, data = _family_data(samples, rates, dtype)
     ensembles, constants, all_y, spans, expected = {}, {}, [], {}, {}
+    if "rnn" in data:   # last: its baseline is the products it runs, timed by the fitted product model
+        data["rnn"] = data.pop("rnn")
     for fam, (ss, x, y) in data.items():
+        if fam == "rnn" and "matmul" in ensembles:
+            products = TimeModel(vocab, dict(ensembles), {}, 0.0, rates, op_fits=fits)
+            _, rnn_fits, rnn_data = _family_data([s for s in samples if s.family == "rnn"], rates, dtype,
+                                                 lambda f: products.recurrent_base(f, dtype))
+            fits["rnn"] = rnn_fits["rnn"]
+            ss, x, y = rnn_data["rnn"]
         all_y.extend(y.tolist())
         spans[fam] = [(s.features, float(v)) for s, v in zip(ss, y)]
         constants[fam] = float(np.median(y))
