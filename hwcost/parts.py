@@ -87,10 +87,7 @@ def timed_parts(cost: OpCost) -> list[OpCost]:
     return [cost]
 
 
-_DTYPES = {1: "int8", 2: "float16", 4: "float32", 8: "float64"}
-
-
-def recurrent_products(features: dict[str, float], dtype: str = "") -> list[tuple[OpCost, int]]:
+def recurrent_products(features: dict[str, float], dtype: str) -> list[tuple[OpCost, int]]:
     """The matrix products a fused recurrent layer runs, from its shape features (features.shape_features:
     a stored sample has features, not the op), each with how many times it runs: per layer and direction one
     input product over every step (steps x batch rows onto gates x hidden; PyTorch's CPU path takes it for
@@ -110,7 +107,7 @@ def recurrent_products(features: dict[str, float], dtype: str = "") -> list[tupl
     step_flops = calls * 2.0 * batch * hidden * gates * hidden
     k_in = max(1, round((flops - step_flops) / (2.0 * steps * batch * gates * hidden * layer_directions)))
     itemsize = int(features.get("itemsize", 4.0))
-    like = TensorSpec((1,), dtype or _DTYPES.get(itemsize, "float32"), itemsize, 1, next(_ids), itemsize)
+    like = TensorSpec((1,), dtype, itemsize, 1, next(_ids), itemsize)
     parent = OpRecord(-1, "addmm", "default", "", "", True, (), {}, (), False)
     return [(_linear(parent, like, steps * batch, k_in, gates * hidden, True), layer_directions),
             (_linear(parent, like, batch, hidden, gates * hidden, True), calls)]

@@ -199,10 +199,9 @@ def fit_time_model(samples: list[Sample], rates: Rates, dtype: str = "float32") 
     for fam, (ss, x, y) in data.items():
         if fam == "rnn" and "matmul" in ensembles:
             products = TimeModel(vocab, dict(ensembles), {}, 0.0, rates, op_fits=fits)
-            _, rnn_fits, rnn_data = _family_data([s for s in samples if s.family == "rnn"], rates, dtype,
-                                                 lambda f: products.recurrent_base(f, dtype))
-            fits["rnn"] = rnn_fits["rnn"]
-            ss, x, y = rnn_data["rnn"]
+            # its op fits do not depend on the baseline: only its rows and log ratios are taken again
+            ss, x, y = _family_data([s for s in samples if s.family == "rnn"], rates, dtype,
+                                    lambda f: products.recurrent_base(f, dtype))[2]["rnn"]
         all_y.extend(y.tolist())
         spans[fam] = [(s.features, float(v)) for s, v in zip(ss, y)]
         constants[fam] = float(np.median(y))
