@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .formulas import CONV_FAMILIES
+from .formulas import CONV_FAMILIES, conv_kernel, runs_native_conv
 from .records import OpCost
 
 
@@ -141,7 +141,7 @@ class ContextModel:
     per_output_byte_s: float = 0.0
     per_input_byte_llc_s: float = 0.0    # per input byte past the private cache, up to the last-level cache
     per_output_byte_llc_s: float = 0.0   # per output byte likewise
-    per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES), on top of per_op_s
+    per_conv_op_s: float = 0.0       # per convolution (CONV_FAMILIES) run by oneDNN, on top of per_op_s
     per_matmul_op_s: float = 0.0     # per matrix product (linear, matmul, bmm) of PROMPT_ROWS rows or more, likewise
     per_matvec_op_s: float = 0.0     # per matrix product of fewer rows (a decode step's, a classifier head's)
     cache_bytes: float = 0.0         # 0: unknown, bytes are not capped
@@ -165,11 +165,16 @@ class ContextModel:
     matvec_stream_bytes: float = 0.0
     chains: int = 0
     median_abs_error_pct: float | None = None
+    per_native_conv_op_s: float = 0.0   # per convolution run by PyTorch's own kernel (runs_native_conv)
+    # the CPU threads the chains ran on, which decides a convolution's kernel (formulas.runs_native_conv);
+    # 0: unknown or a GPU, every convolution pays per_conv_op_s
+    threads: int = 0
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
-             "_conv_ops", "_matmul_ops", "_matvec_ops")
+             "_conv_ops", "_matmul_ops", "_matvec_ops", "_native_conv_ops")
     FIELDS = ("per_op_s", "per_weight_byte_s", "per_input_byte_s", "per_output_byte_s", "per_input_byte_llc_s",
-              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_matvec_op_s")   # TERMS' coefficients
+              "per_output_byte_llc_s", "per_conv_op_s", "per_matmul_op_s", "per_matvec_op_s",
+              "per_native_conv_op_s")   # TERMS' coefficients
     STREAMED = "_streamed_ops"   # a design row's ops run in a pass that streams its weights (not fitted on)
 
     def terms(self, cost: OpCost, cold: bool = False, resident: bool = False) -> tuple[float, ...]:
@@ -177,8 +182,10 @@ class ContextModel:
         output bytes capped at the private cache (parameters: none when cold); its input and output bytes
         between the private and the last-level cache (repeated alone, an op keeps those in the LLC, its
         output on the same lines each call; in a network not: MobileNetV2's batch-8 depthwise convolutions
-        ran 1.3-1.8x their isolated time); the op again if a convolution or a product. ``resident``: the
-        pass's weights stay in the private caches (resident)."""
+        ran 1.3-1.8x their isolated time); the op again if a convolution or a product, a convolution under
+        the kernel that runs it (oneDNN's JIT code is its own per shape, cold again in a network; PyTorch's own
+        kernels share one GEMM path that stays warm: docs/accuracy.md, rule U). ``resident``: the pass's
+        weights stay in the private caches (resident)."""
         def cap(nbytes: float) -> float:
             return min(nbytes, self.cache_bytes) if self.cache_bytes > 0 else nbytes
 
@@ -190,8 +197,10 @@ class ContextModel:
         product = cost.family == "matmul"
         matvec = product and 0 < product_rows(cost) < PROMPT_ROWS
         inputs = cost.bytes_read - cost.weight_bytes
+        conv = cost.family in CONV_FAMILIES
+        native = conv and runs_native_conv(conv_kernel(cost), self.threads)
         return (1.0, weights, cap(inputs), cap(cost.bytes_written), band(inputs), band(cost.bytes_written),
-                float(cost.family in CONV_FAMILIES), float(product and not matvec), float(matvec))
+                float(conv and not native), float(product and not matvec), float(matvec), float(native))
 
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)

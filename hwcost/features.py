@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from .formulas import CONV_FAMILIES, conv_groups, is_tanh_gelu, matmul_operands, rnn_geometry, serial_steps
+from .formulas import (CONV_FAMILIES, conv_groups, conv_kernel, is_tanh_gelu, matmul_operands, rnn_geometry,
+                       serial_steps)
 from .records import OpCost, TensorSpec
 
 FEATURES = (
@@ -58,36 +59,6 @@ def _misaligned(c_in: int, c_out: int) -> float:
     return float(c_in % VECTOR_BLOCK != 0) + float(c_out % VECTOR_BLOCK != 0)
 
 
-# PyTorch runs a float32 convolution on a CPU through oneDNN or through its own kernels (slow_conv2d /
-# slow_conv3d: im2col or vol2col and a GEMM), by ConvParams::use_mkldnn (aten/src/ATen/native/
-# Convolution.cpp; checked with torch._C._select_conv_backend, torch 2.13): its own where no group, no
-# kernel larger than 3 in both trailing dims, batch 1 and batch x channels x the first two spatial sizes at
-# most NATIVE_CONV_MAX_ELEMENTS (a video stem, a late 256 x 7 x 7 stage, squeeze-excite's 1 x 1 on a pooled
-# map); and for a plain 1 x 1 (unstrided, undilated) under a batch of 16 on one thread. The two run at very
-# different rates: C3D's 3 -> 32 stem over 16 x 112 x 112 ran 36-39 GFLOP/s at batch 1 (slow_conv3d) and
-# 150-160 at batch 2 (oneDNN), 1 thread; the trees, with no feature for the switch, put it 0.54x.
-NATIVE_CONV_MAX_ELEMENTS = 20480
-
-
-def native_conv(x_shape: tuple, w_shape: tuple, stride, dilation, groups: int, itemsize: int) -> float:
-    """2.0: a float32 CPU convolution that runs PyTorch's own kernel at any thread count; 1.0: one that does
-    on one thread only (the plain 1 x 1 under a batch of 16); 0.0: oneDNN. A 1-D convolution runs as a 2-D
-    one of height 1, as PyTorch runs it."""
-    if itemsize != 4 or len(x_shape) < 3:
-        return 0.0
-    if len(x_shape) == 3:
-        x_shape, w_shape = (x_shape[0], x_shape[1], 1, x_shape[2]), (*w_shape[:2], 1, w_shape[2])
-    kh, kw = int(w_shape[-2]), int(w_shape[-1])
-    if groups == 1 and not (kh > 3 and kw > 3) and x_shape[0] == 1 and _prod(x_shape[:4]) <= NATIVE_CONV_MAX_ELEMENTS:
-        return 2.0
-    plain = all(int(v) == 1 for v in _listed(stride)) and all(int(v) == 1 for v in _listed(dilation))
-    return 1.0 if plain and x_shape[0] < 16 and kh == 1 and kw == 1 else 0.0
-
-
-def _listed(v) -> list:
-    return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
 def shape_features(cost: OpCost) -> dict[str, float]:
     rec = cost.record
     ins = rec.inputs
@@ -116,8 +87,7 @@ def shape_features(cost: OpCost) -> dict[str, float]:
         f["log_groups"] = _l(conv_groups(rec, w, x))
         f["spatial_dims"] = float(x.ndim - 2)
         f["misaligned"] = _misaligned(x.shape[1], out.shape[1])
-        f["native_conv"] = native_conv(x.shape, w.shape, rec.arg(3, "stride", 1), rec.arg(5, "dilation", 1),
-                                       conv_groups(rec, w, x), out.itemsize)
+        f["native_conv"] = conv_kernel(cost)
     elif fam == "matmul" and len(ins) >= 2:
         a, b = matmul_operands(rec)
         if isinstance(a, TensorSpec) and isinstance(b, TensorSpec):

@@ -185,6 +185,50 @@ def conv_groups(rec: OpRecord, w: TensorSpec, x: TensorSpec) -> int:
     return max(1, x.shape[1] // w.shape[1])
 
 
+# PyTorch runs a float32 convolution on a CPU through oneDNN or through its own kernels (slow_conv2d /
+# slow_conv3d: im2col or vol2col and a GEMM), by ConvParams::use_mkldnn (aten/src/ATen/native/
+# Convolution.cpp; checked with torch._C._select_conv_backend, torch 2.13): its own where no group, no
+# kernel larger than 3 in both trailing dims, batch 1 and batch x channels x the first two spatial sizes at
+# most NATIVE_CONV_MAX_ELEMENTS (a video stem, a late 256 x 7 x 7 stage, squeeze-excite's 1 x 1 on a pooled
+# map); and for a plain 1 x 1 (unstrided, undilated) under a batch of 16 on one thread. The two run at very
+# different rates: C3D's 3 -> 32 stem over 16 x 112 x 112 ran 36-39 GFLOP/s at batch 1 (slow_conv3d) and
+# 150-160 at batch 2 (oneDNN), 1 thread; the trees, with no feature for the switch, put it 0.54x.
+NATIVE_CONV_MAX_ELEMENTS = 20480
+
+
+def native_conv(x_shape: tuple, w_shape: tuple, stride, dilation, groups: int, itemsize: int) -> float:
+    """2.0: a float32 CPU convolution that runs PyTorch's own kernel at any thread count; 1.0: one that does
+    on one thread only (the plain 1 x 1 under a batch of 16); 0.0: oneDNN. A 1-D convolution runs as a 2-D
+    one of height 1, as PyTorch runs it."""
+    if itemsize != 4 or len(x_shape) < 3:
+        return 0.0
+    if len(x_shape) == 3:
+        x_shape, w_shape = (x_shape[0], x_shape[1], 1, x_shape[2]), (*w_shape[:2], 1, w_shape[2])
+    kh, kw = int(w_shape[-2]), int(w_shape[-1])
+    if groups == 1 and not (kh > 3 and kw > 3) and x_shape[0] == 1 and _prod(x_shape[:4]) <= NATIVE_CONV_MAX_ELEMENTS:
+        return 2.0
+    plain = all(int(v) == 1 for v in _ntuple(stride, 1)) and all(int(v) == 1 for v in _ntuple(dilation, 1))
+    return 1.0 if plain and x_shape[0] < 16 and kh == 1 and kw == 1 else 0.0
+
+
+def conv_kernel(cost: OpCost) -> float:
+    """native_conv of a convolution op (its input, weight, stride, dilation and groups as recorded); 0.0 for
+    any other op or a convolution recorded without its weight."""
+    rec = cost.record
+    ins = rec.inputs
+    if cost.family not in CONV_FAMILIES or len(ins) < 2 or not rec.outputs:
+        return 0.0
+    x, w = ins[0], rec.args[1]
+    return native_conv(x.shape, w.shape, rec.arg(3, "stride", 1), rec.arg(5, "dilation", 1), conv_groups(rec, w, x),
+                       rec.outputs[0].itemsize)
+
+
+def runs_native_conv(kernel: float, threads: int) -> bool:
+    """Does a convolution of this native_conv value run PyTorch's own kernel at ``threads`` CPU threads
+    (0: unknown, or not a CPU: no)?"""
+    return threads > 0 and (kernel == 2.0 or (kernel == 1.0 and threads == 1))
+
+
 _BIAS_FIRST = frozenset({"addmm", "_addmm_activation", "baddbmm", "addbmm", "addmv"})
 
 

@@ -32,9 +32,10 @@ from .parts import recurrent_products, timed_parts
 from .records import OpCost
 from .reuse import dram_extra_s_per_byte, with_evicted
 
-MODEL_VERSION = 15  # 15: a recurrent layer's baseline is its matrix products as the product model times them
+MODEL_VERSION = 16  # 16: the context cost per convolution by its kernel (oneDNN or PyTorch's own)
+# 15: a recurrent layer's baseline is its matrix products as the product model times them;
 # 14: a recurrent layer's step weights read again past the private caches (features.reread_bytes)
-# 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (features.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
+# 13: a contiguous elementwise op's layout features zeroed (features.LAYOUT_FEATURES); 12: native_conv (formulas.native_conv: PyTorch's own convolution kernels or oneDNN); 11: a recurrent layer's own fit per serial call and per FLOP (features.prior_terms); 10: context terms per convolution and per product; 9: context terms for bytes between the
 # private cache and the LLC; 8: op codes ordered by cost per element, each op's own fit as op_prior; 7: op codes
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache

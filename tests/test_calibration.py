@@ -45,10 +45,10 @@ def test_conv_features_from_shapes():
 
 
 def test_native_conv_says_which_kernel_pytorch_runs_a_convolution_with():
-    """features.native_conv against PyTorch's own choice (torch._C._select_conv_backend) over random
+    """formulas.native_conv against PyTorch's own choice (torch._C._select_conv_backend) over random
     convolutions, 1-D to 3-D, grouped, strided, dilated and transposed, at 1 and 2 threads: 2 runs
     PyTorch's own kernel at any thread count, 1 on one thread only, 0 oneDNN."""
-    from hwcost.features import native_conv
+    from hwcost.formulas import native_conv
 
     select = getattr(torch._C, "_select_conv_backend", None)
     try:   # a private function: another torch may lack it or take other arguments
@@ -210,11 +210,13 @@ def test_context_fit_recovers_known_coefficients():
         r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))       # a chain of convolutions, ...
         r["_matmul_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))     # ... or of linear layers, or both
         r["_matvec_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))     # ... or a decoder step's products
+        r["_native_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))   # convolutions PyTorch runs itself
         r["_streamed_ops"] = r["_ops"] if rng.random() < 0.3 else 0.0   # decoder steps streaming their weights
         rows.append(r)
         times.append(r["_isolated_s"] + 5e-6 * r["_ops"] + 4e-11 * r["_weight_bytes"] + 1e-11 * r["_input_bytes"]
                      + 2e-11 * r["_output_bytes"] + 6e-12 * r["_input_bytes_llc"] + 3e-11 * r["_output_bytes_llc"]
-                     + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"] + 2e-6 * r["_matvec_ops"])
+                     + 3e-5 * r["_conv_ops"] + 8e-6 * r["_matmul_ops"] + 2e-6 * r["_matvec_ops"]
+                     + 1.2e-5 * r["_native_conv_ops"])
     ctx = fit_context_model(rows, times, ContextModel(cache_bytes=4e6))
     assert ctx.per_op_s == pytest.approx(5e-6, rel=1e-2)
     assert ctx.per_weight_byte_s == pytest.approx(4e-11, rel=1e-2)
@@ -224,6 +226,7 @@ def test_context_fit_recovers_known_coefficients():
     assert ctx.per_output_byte_llc_s == pytest.approx(3e-11, rel=1e-2)
     assert ctx.per_conv_op_s == pytest.approx(3e-5, rel=1e-2) and ctx.per_matmul_op_s == pytest.approx(8e-6, rel=1e-2)
     assert ctx.per_matvec_op_s == pytest.approx(2e-6, rel=1e-2)
+    assert ctx.per_native_conv_op_s == pytest.approx(1.2e-5, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
     # too few chains: the identity (isolated times)
     assert fit_context_model(rows[:3], times[:3], ContextModel(cache_bytes=4e6)) == ContextModel(cache_bytes=4e6, chains=3)
@@ -235,7 +238,8 @@ def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": 0.0, "_output_bytes": rng.uniform(1e6, 5e7), "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0,
+             "_native_conv_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
         rows.append(r)
         times.append(t * (1.8 if i % 10 == 0 else 1.0))   # one chain in ten ran while the VM was slow
@@ -305,7 +309,8 @@ def test_streaming_chains_set_no_context_term():
     for i in range(60):
         r = {"_isolated_s": rng.uniform(1e-3, 3e-2), "_ops": float(rng.randint(5, 60)), "_weight_bytes": 0.0,
              "_input_bytes": rng.uniform(1e6, 5e7), "_output_bytes": 0.0, "_input_bytes_llc": 0.0,
-             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
+             "_output_bytes_llc": 0.0, "_conv_ops": 0.0, "_matmul_ops": 0.0, "_matvec_ops": 0.0,
+             "_native_conv_ops": 0.0, "_streamed_ops": 0.0}
         t = r["_isolated_s"] + 5e-6 * r["_ops"] + 1e-11 * r["_input_bytes"]
         if i % 3 == 0:   # decoder steps: their ops 8 us more, and their bytes nothing on top
             r["_streamed_ops"] = r["_ops"]
@@ -332,7 +337,7 @@ def test_context_coefficients_are_never_negative():
     # chains faster than their isolated sum (noise) must not turn into a negative cost per op
     rows = [{"_isolated_s": 1e-3 * (i + 1), "_ops": 10.0 + i, "_weight_bytes": 1e5, "_input_bytes": 1e6,
              "_output_bytes": 1e6, "_input_bytes_llc": 2e6 * i, "_output_bytes_llc": 1e6 * i,
-             "_conv_ops": 3.0, "_matmul_ops": float(i % 3), "_matvec_ops": float(i % 2),
+             "_conv_ops": 3.0, "_matmul_ops": float(i % 3), "_matvec_ops": float(i % 2), "_native_conv_ops": 1.0,
              "_streamed_ops": 10.0 * (i % 2)} for i in range(10)]
     ctx = fit_context_model(rows, [0.9 * r["_isolated_s"] for r in rows])
     assert min(ctx.coefficients()) >= 0.0
@@ -352,7 +357,7 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     row = capped.design([1e-3, 2e-3], [cost, cost])
     assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
                    "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_conv_ops": 0.0,
-                   "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_streamed_ops": 0.0}
+                   "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_native_conv_ops": 0.0, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top
     assert capped.apply(1e-3, cost, cold=True) == pytest.approx(1e-3 + 5e-6 + 4e-6 + 2e-6)
     assert capped.design([1e-3, 2e-3], [cost, cost], [True, False])["_weight_bytes"] == 1000
@@ -432,6 +437,25 @@ def test_context_charges_convolutions_and_matrix_products_their_own_cost_per_op(
         assert ctx.apply(1e-3, cost(family)) == pytest.approx(1e-3 + 1e-6)
     row = ctx.design([1e-3] * 4, [cost("conv"), cost("depthwise_conv"), cost("matmul"), cost("norm")])
     assert (row["_ops"], row["_conv_ops"], row["_matmul_ops"]) == (4.0, 2.0, 1.0)
+
+
+def test_context_charges_a_convolution_by_the_kernel_that_runs_it():
+    """PyTorch runs a small batch-1 convolution in its own kernel at any thread count, a plain 1 x 1 under a
+    batch of 16 in its own on one thread and in oneDNN on more, a depthwise or a batched 3 x 3 in oneDNN; each
+    pays its kernel's cost per op, and with the threads unknown (0: a GPU, or a context fitted before)
+    every convolution pays oneDNN's."""
+    small = _op(nn.Conv2d(16, 32, 3, padding=1), torch.zeros(1, 16, 14, 14))           # 3,136 elements: its own
+    plain = _op(nn.Conv2d(16, 32, 1), torch.zeros(8, 16, 28, 28))                      # its own on one thread
+    depthwise = _op(nn.Conv2d(32, 32, 3, padding=1, groups=32), torch.zeros(1, 32, 14, 14))
+    batched = _op(nn.Conv2d(64, 64, 3, padding=1), torch.zeros(8, 64, 56, 56))
+    ops = (small, plain, depthwise, batched)
+    extra = {1: (1e-5, 1e-5, 3e-5, 3e-5), 2: (1e-5, 3e-5, 3e-5, 3e-5), 0: (3e-5, 3e-5, 3e-5, 3e-5)}
+    for threads, seconds in extra.items():
+        ctx = ContextModel(per_conv_op_s=3e-5, per_native_conv_op_s=1e-5, threads=threads)
+        assert [ctx.apply(1e-3, c) for c in ops] == pytest.approx([1e-3 + s for s in seconds])
+    row = ContextModel(threads=1).design([1e-3] * 4, [small, plain, depthwise, batched])
+    assert (row["_conv_ops"], row["_native_conv_ops"]) == (2.0, 2.0)
+    assert ContextModel.from_dict({"per_conv_op_s": 3e-5}).threads == 0   # fitted before: one cost for all
 
 
 def test_context_charges_a_product_of_few_rows_its_own_cost_per_op():
@@ -1434,6 +1458,8 @@ def test_calibrated_profile_is_plain_valid_yaml_and_predicts(calibrated):
     doc = yaml.safe_load(out.read_text())
     assert doc["calibration"]["host"]["torch"] == str(torch.__version__)
     assert {"samples_file", "samples_sha256", "model_file", "model_sha256"} <= set(doc["calibration"])
+    # its context model knows the threads its chains ran on, which decide each convolution's kernel
+    assert doc["calibration"]["context"]["threads"] == doc["calibration"]["threads"] == torch.get_num_threads()
     assert "datasheet" in doc["sources"]["power_w"]
     loaded = hwcost.load_device(str(out))
     p = hwcost.predict(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 32, 32), device=loaded)

@@ -237,8 +237,10 @@ def _fit_and_write(text: str, out: str, samples: list[Sample], samples_path: str
     rates = replace(rates_of(parse_profile(text, out)),
                     private_cache_bytes=fundamentals.get("private_cache_bytes", 0.0))
     model = fit_time_model(samples, rates)
-    model.context, energy_rows = fit_context(model, samples, seed, fundamentals)
     doc = yaml.safe_load(text)
+    cal = doc.get("calibration") or {}
+    cpu_threads = int(cal.get("threads") or 0) if cal.get("backend", "cpu") == "cpu" else 0
+    model.context, energy_rows = fit_context(model, samples, seed, fundamentals, cpu_threads)
     energy = fit_energy(energy_rows, form="busy" if doc.get("execution") == "async" else "linear")
     model_text = json.dumps(model.to_dict(), separators=(",", ":"))
     model_path = samples_path[: -len(".samples.csv")] + ".model.json"
@@ -346,11 +348,12 @@ def _time_case(case, writer, f, backend: str) -> int:
     return 1
 
 
-def fit_context(model: TimeModel, samples: list[Sample], seed: int,
-                fundamentals: dict[str, float]) -> tuple[ContextModel, list[tuple[float, float, float, float, float]]]:
+def fit_context(model: TimeModel, samples: list[Sample], seed: int, fundamentals: dict[str, float],
+                cpu_threads: int = 0) -> tuple[ContextModel, list[tuple[float, float, float, float, float]]]:
     """Rebuild every measured chain (deterministic ids), predict its ops in isolation, and fit how
     much slower they run in context (after the measured module-call and view costs), anchored to the CNN
-    probes the run read on the samples' scale (fit_context_model says why). Also returns
+    probes the run read on the samples' scale (fit_context_model says why); ``cpu_threads``: the threads a CPU
+    run timed on (0: a GPU), which decide each convolution's kernel (ContextModel.threads). Also returns
     (seconds, FLOPs, bytes, joules, isolated-sum seconds) per chain for the energy fit."""
     rows, times, energy_rows = [], [], []
     cache_bytes, llc_bytes = fundamentals.get("private_cache_bytes", 0.0), fundamentals.get("llc_bytes", 0.0)
@@ -360,7 +363,8 @@ def fit_context(model: TimeModel, samples: list[Sample], seed: int,
                           cold_pool_bytes=fundamentals.get("stream_pool_bytes", 0.0),
                           # suite 30 on (CPU): chains timed with their weights rotated past the private caches
                           resident_bytes=cache_bytes if fundamentals.get("chain_rotation_bytes", 0.0) > 0 else 0.0,
-                          matvec_stream_bytes=fundamentals.get("matvec_stream_bytes", 0.0))   # suite 33 on
+                          matvec_stream_bytes=fundamentals.get("matvec_stream_bytes", 0.0),   # suite 33 on
+                          threads=cpu_threads)
     version = int(fundamentals.get("suite_version", 2))
 
     def row_and_time(net, inputs: tuple, time_s: float) -> tuple[dict[str, float], float, Analysis]:

@@ -22,7 +22,7 @@ SUITE_VERSION = 37  # 37: the same cases; the cache's knee, band edge and miss s
 # over five copy sweeps (resources.LLC_SWEEPS), not one: one sweep's share of a 128 MiB read from DRAM spread
 # 0.32-0.45 over five sweeps in five seconds at 2 threads here (medians of five: 0.30-0.33; at 1 thread
 # 0.44-0.63 either way, the cache itself moving between them)
-# 36: the same cases; samples record native_conv (features.native_conv: whether PyTorch
+# 36: the same cases; samples record native_conv (formulas.native_conv: whether PyTorch
 # runs a float32 convolution with its own kernel or oneDNN), so a calibration of an older suite is not resumed
 # with them (its samples read 0 there)
 # 35: half the large convolution draws a batched CNN's body (3x3 or bottleneck 1x1, stride 1,
