@@ -9,7 +9,7 @@ import math
 
 from .formulas import (CONV_FAMILIES, conv_groups, conv_kernel, is_tanh_gelu, matmul_operands, rnn_geometry,
                        serial_steps)
-from .records import OpCost, TensorSpec
+from .records import OpCost, RecurrentShape, TensorSpec
 
 FEATURES = (
     "log_flops", "log_bytes_read", "log_bytes_written", "log_out_numel", "log_in_numel", "itemsize",
@@ -130,12 +130,24 @@ def shape_features(cost: OpCost) -> dict[str, float]:
     return f
 
 
+def recurrent_shape(features: dict[str, float]) -> RecurrentShape:
+    """A fused recurrent layer's geometry from its shape features (a stored sample has features, not the op):
+    shape_features stores its batch, steps and hidden size as log_batch, log_spatial_in and log_c_out, its
+    gates as stride, its layers x directions as kernel and its FLOPs per serial call as log_spatial_out."""
+    def size(name: str) -> int:
+        return round(2.0 ** features.get(name, 0.0) - 1.0)
+
+    return RecurrentShape(size("log_batch"), size("log_spatial_in"), size("log_c_out"),
+                          int(features.get("stride", 0.0)), int(features.get("kernel", 0.0)),
+                          2.0 ** features.get("log_spatial_out", 0.0) - 1.0, int(features.get("itemsize", 4.0)))
+
+
 def serial_calls(features: dict[str, float], family: str) -> int:
-    """formulas.serial_steps from an op's features (a stored sample has features, not the op): a fused
-    RNN's steps x layer-directions, which shape_features stores as log_spatial_in and kernel."""
+    """formulas.serial_steps from an op's features: a fused RNN's steps x layer-directions
+    (recurrent_shape)."""
     if family != "rnn":
         return 1
-    return max(1, round(2.0 ** features.get("log_spatial_in", 0.0) - 1.0) * int(features.get("kernel", 0.0)))
+    return max(1, recurrent_shape(features).calls)
 
 
 def op_key(cost: OpCost) -> str:
@@ -201,16 +213,15 @@ def prior_terms(features: dict[str, float], family: str) -> tuple[float, ...]:
     2-layer, 45-step GRU 22% fast."""
     if family == "rnn":
         calls = float(serial_calls(features, family))
-        flops = calls * (2.0 ** features.get("log_spatial_out", 0.0) - 1.0)   # FLOPs per call x calls
-        return calls, flops, reread_set(features)
+        return calls, calls * recurrent_shape(features).flops_per_call, reread_set(features)
     return 1.0, elements(features)
 
 
 def recurrent_weight_bytes(features: dict[str, float]) -> float:
     """A recurrent layer's hidden-to-hidden weights for one layer and direction (gates x hidden x hidden):
     what each step's small GEMM reads whole."""
-    hidden = round(2.0 ** features.get("log_c_out", 0.0) - 1.0)
-    return features.get("stride", 0.0) * hidden * hidden * features.get("itemsize", 4.0)
+    shape = recurrent_shape(features)
+    return float(shape.gates * shape.hidden * shape.hidden * shape.itemsize)
 
 
 def reread_bytes(features: dict[str, float], family: str, cache_bytes: float) -> float:

@@ -16,7 +16,7 @@ import itertools
 import math
 
 from .formulas import attention_batch_length, count
-from .records import OpCost, OpRecord, TensorSpec
+from .records import OpCost, OpRecord, RecurrentShape, TensorSpec
 
 _ids = itertools.count(-1, -1)   # storage ids of the parts' tensors: never a traced storage's
 
@@ -87,27 +87,22 @@ def timed_parts(cost: OpCost) -> list[OpCost]:
     return [cost]
 
 
-def recurrent_products(features: dict[str, float], dtype: str) -> list[tuple[OpCost, int]]:
-    """The matrix products a fused recurrent layer runs, from its shape features (features.shape_features:
-    a stored sample has features, not the op), each with how many times it runs: per layer and direction one
-    input product over every step (steps x batch rows onto gates x hidden; PyTorch's CPU path takes it for
-    all steps at once), and per serial call one step product (batch rows, hidden in). The input size of the
-    later layers (hidden, or twice it when bidirectional) is not a feature: their mean comes from the FLOPs
-    left after the step products. Read only for the "rnn" family (other families' features mean other
-    things); empty where they lack a batch, steps, hidden size, gates or layers."""
-    def size(name: str) -> int:
-        return round(2.0 ** features.get(name, 0.0) - 1.0)
-
-    batch, steps, hidden = size("log_batch"), size("log_spatial_in"), size("log_c_out")
-    gates, layer_directions = int(features.get("stride", 0.0)), int(features.get("kernel", 0.0))
+def recurrent_products(shape: RecurrentShape, dtype: str) -> list[tuple[OpCost, int]]:
+    """The matrix products a fused recurrent layer of this shape (features.recurrent_shape: a stored sample has
+    features, not the op) runs, each with how many times it runs: per layer and direction one input product
+    over every step (steps x batch rows onto gates x hidden; PyTorch's CPU path takes it for all steps at
+    once), and per serial call one step product (batch rows, hidden in). The input size of the later layers
+    (hidden, or twice it when bidirectional) is not a feature: their mean comes from the FLOPs left after the
+    step products. Empty where the shape lacks a batch, steps, hidden size, gates or layers (not a recurrent
+    layer's)."""
+    batch, steps, hidden, gates, layer_directions = (shape.batch, shape.steps, shape.hidden, shape.gates,
+                                                     shape.layer_directions)
     if min(batch, steps, hidden, gates, layer_directions) < 1:
         return []
-    calls = steps * layer_directions
-    flops = calls * (2.0 ** features.get("log_spatial_out", 0.0) - 1.0)
-    step_flops = calls * 2.0 * batch * hidden * gates * hidden
+    flops = shape.calls * shape.flops_per_call
+    step_flops = shape.calls * 2.0 * batch * hidden * gates * hidden
     k_in = max(1, round((flops - step_flops) / (2.0 * steps * batch * gates * hidden * layer_directions)))
-    itemsize = int(features.get("itemsize", 4.0))
-    like = TensorSpec((1,), dtype, itemsize, 1, next(_ids), itemsize)
+    like = TensorSpec((1,), dtype, shape.itemsize, 1, next(_ids), shape.itemsize)
     parent = OpRecord(-1, "addmm", "default", "", "", True, (), {}, (), False)
     return [(_linear(parent, like, steps * batch, k_in, gates * hidden, True), layer_directions),
-            (_linear(parent, like, batch, hidden, gates * hidden, True), calls)]
+            (_linear(parent, like, batch, hidden, gates * hidden, True), shape.calls)]

@@ -107,6 +107,24 @@ class OpCost:
         return bool(self.flops or self.memory_traffic_bytes)
 
 
+@dataclass(frozen=True, slots=True)
+class RecurrentShape:
+    """A fused recurrent layer's geometry as its shape features store it (features.recurrent_shape): all 0 where
+    the features are not a recurrent layer's."""
+
+    batch: int
+    steps: int
+    hidden: int
+    gates: int                  # 4 LSTM, 3 GRU, 1 plain RNN
+    layer_directions: int       # layers x directions
+    flops_per_call: float       # per serial call (one step of one layer and direction)
+    itemsize: int
+
+    @property
+    def calls(self) -> int:     # serial calls: steps x layer-directions
+        return self.steps * self.layer_directions
+
+
 COST_FIELDS = (
     "params", "macs", "flops", "bytes_read", "bytes_written", "activation_bytes", "storage_bytes",
     "buffer_bytes",

@@ -26,7 +26,7 @@ import numpy as np
 from .context import ContextModel
 from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
-from .features import FEATURES, op_key, op_prior, reread_set, shape_features, vectorize, with_reread
+from .features import FEATURES, op_key, op_prior, recurrent_shape, reread_set, shape_features, vectorize, with_reread
 from .formulas import PRODUCT_FAMILIES, serial_steps
 from .parts import recurrent_products, timed_parts
 from .records import OpCost
@@ -216,7 +216,7 @@ class TimeModel:
         timed as the fitted product model times it alone; 0.0 where there are none or no product model.
         The roofline of its total FLOPs put a step's matrix-vector product at batch 1 and the input
         product's large GEMM at one rate (docs/accuracy.md, rule Q)."""
-        products = recurrent_products(features, dtype)
+        products = recurrent_products(recurrent_shape(features), dtype)
         if not products or "matmul" not in self.ensembles:
             return 0.0
         times = self.isolated([c for c, _ in products], dtype, [True] * len(products))

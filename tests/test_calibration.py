@@ -2147,12 +2147,13 @@ def test_a_recurrent_layer_runs_an_input_product_per_layer_and_a_step_product_pe
     the cell updates' FLOPs, 27 per unit and step, add 4.5), and per serial call (64 x 4) one (8 x 512) @
     (512 x 1536); a 1-layer LSTM (40 in, hidden 128) at batch 1 over 30 steps likewise (its cell: 4.75 on K);
     features without a recurrent layer's shape, no products."""
+    from hwcost.features import recurrent_shape
     from hwcost.parts import recurrent_products
 
     def products(model, x):   # (rows, k, n, times run) of each product
         (op,) = [c for c in hwcost.analyze(model, x).ops if c.family == "rnn"]
         return [(*c.record.args[1].shape, c.record.args[2].shape[1], n)
-                for c, n in recurrent_products(shape_features(op), "float32")]
+                for c, n in recurrent_products(recurrent_shape(shape_features(op)), "float32")]
 
     (rows, k, n, layers), step = products(nn.GRU(256, 512, num_layers=2, bidirectional=True, batch_first=True),
                                           torch.randn(8, 64, 256))
@@ -2160,7 +2161,7 @@ def test_a_recurrent_layer_runs_an_input_product_per_layer_and_a_step_product_pe
     assert step == (8, 512, 1536, 256)
     (rows, k, n, layers), step = products(nn.LSTM(40, 128, batch_first=True), torch.randn(1, 30, 40))
     assert (rows, n, layers) == (30, 512, 1) and 40 <= k <= 45 and step == (1, 128, 512, 30)
-    assert recurrent_products({}, "float32") == []   # no shape: nothing to time
+    assert recurrent_products(recurrent_shape({}), "float32") == []   # no shape: nothing to time
 
 
 def test_a_recurrent_layer_is_predicted_from_its_products_as_the_product_model_times_them():
