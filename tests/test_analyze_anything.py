@@ -219,18 +219,37 @@ def test_static_quantized_mobilenet_v2_has_its_float_macs():
     assert not a.unsupported
 
 
+_SMALL_CNN = "nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()"
+
+
 def _small_cnn():
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
+    return eval(_SMALL_CNN)
 
 
-def test_scripted_exported_and_compiled_models():
+def _scripted_in_a_fresh_process(tmp_path):
+    """torch.jit.script run in this process can fail at random once torch.ao.quantization.quantize_fx has been
+    imported (the quantization tests above): that import re-registers the quantized_decomposed ops, and TorchScript's
+    builtin table keeps the freed ops' ids, so any new object that lands at one of those addresses reads as a
+    builtin ("builtin cannot be used as a value"; seen in CI on Conv2d._conv_forward). A script saved by a fresh
+    interpreter and loaded here is the same ScriptModule without that lottery."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "small_cnn.pt"
+    code = f"import torch, torch.nn as nn; torch.jit.save(torch.jit.script({_SMALL_CNN}), {str(path)!r})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    return torch.jit.load(str(path))
+
+
+def test_scripted_exported_and_compiled_models(tmp_path):
     model = _small_cnn()
     ref = hwcost.analyze(model, (3, 8, 8)).total.macs
-    for wrapped in (torch.jit.script(model), torch.jit.trace(model, torch.randn(1, 3, 8, 8))):
+    scripted = _scripted_in_a_fresh_process(tmp_path)
+    for wrapped in (scripted, torch.jit.trace(model, torch.randn(1, 3, 8, 8))):
         a = hwcost.analyze(wrapped, (3, 8, 8))
         assert a.trace_mode == "values" and "TorchScript" in a.trace_note and a.total.macs == ref
     with pytest.raises(InputError, match="TorchScript"):
-        hwcost.analyze(torch.jit.script(model), (3, 8, 8), trace="meta")
+        hwcost.analyze(scripted, (3, 8, 8), trace="meta")
     ep = torch.export.export(model, (torch.randn(1, 3, 8, 8),))
     assert hwcost.analyze(ep, (3, 8, 8)).total.macs == ref
     assert hwcost.analyze(torch.compile(model), (3, 8, 8)).total.macs == ref
