@@ -849,6 +849,19 @@ def test_suite_samples_video_stems_grus_and_convolutions_at_detection_resolution
     assert {(1, 1), (3, 3)} <= {m.kernel_size for m, _ in high_res} and {56, 128, 224} <= {s[-1] for _, s in high_res}
 
 
+def test_suite_samples_mobile_pointwise_convolutions():
+    """Suite 38: a mobile block's pointwise 1 x 1s (8-160 channels over 7-112 px, a batch under 16, which PyTorch
+    runs with its own GEMM at one thread) drawn apart: with the other draws' about a quarter of the 2-D conv cases,
+    where suite 37 drew one in eleven and the op audits' 1 x 1s there missed most (docs/accuracy.md, rule X)."""
+    from hwcost.calibration.suite import _conv
+
+    planar = [(m, tuple(x.shape)) for m, x in _built_cases(_conv, 400) if x.dim() == 4]
+    pointwise = [(m, shape) for m, shape in planar if m.kernel_size == (1, 1) and shape[0] < 16
+                 and max(m.in_channels, m.out_channels) <= 160 and 7 <= shape[-1] <= 112]
+    assert 0.18 < len(pointwise) / len(planar) < 0.4
+    assert {1, 8} <= {shape[0] for _, shape in pointwise} and {7, 56, 112} <= {shape[-1] for _, shape in pointwise}
+
+
 def test_suite_samples_transposed_convolutions_as_decoders_run_them():
     """Suite 29: a decoder's upsampling narrows its channels (U-Net 32 -> 16 over 64 px lay past every
     sample of suite 28, drawn at <= 56 px with widening as common as narrowing); each case upsamples 2x
