@@ -16,7 +16,7 @@ import yaml
 import hwcost
 from hwcost.calibration import calibrate
 from hwcost.features import FEATURES, feature_vector, shape_features
-from hwcost.calibration.fit import ensemble_from_sklearn, fit_context_model, fit_time_model
+from hwcost.calibration.fit import MAX_ISOLATED_SHRINK, ensemble_from_sklearn, fit_context_model, fit_time_model
 from hwcost.calibration.samples import Sample, read_samples
 from hwcost.timemodel import ContextModel, Rates, TimeModel
 from hwcost.errors import InputError, ProfileError
@@ -228,6 +228,7 @@ def test_context_fit_recovers_known_coefficients():
     assert ctx.per_matvec_op_s == pytest.approx(2e-6, rel=1e-2)
     assert ctx.per_native_conv_op_s == pytest.approx(1.2e-5, rel=1e-2)
     assert ctx.cache_bytes == 4e6 and ctx.median_abs_error_pct == pytest.approx(0.0, abs=1e-3)
+    assert ctx.isolated_shrink == pytest.approx(0.0, abs=1e-3)   # isolated times that hold are kept whole
     # too few chains: the identity (isolated times)
     assert fit_context_model(rows[:3], times[:3], ContextModel(cache_bytes=4e6)) == ContextModel(cache_bytes=4e6, chains=3)
 
@@ -274,6 +275,34 @@ def test_context_fit_is_anchored_to_the_probe_networks():
     assert predicted_s(free) / net_s == pytest.approx(24.35 / 22.85, rel=1e-3)
     assert predicted_s(anchored) / net_s == pytest.approx(1.0, abs=0.01)
     assert anchored.chains == free.chains == 60 and 0 < anchored.median_abs_error_pct < 2.0
+
+
+def test_context_fit_takes_off_the_share_by_which_isolated_times_overstate_a_network():
+    """Chains and probe networks that ran their ops' isolated time less 8% plus a cost per op and per output
+    byte: the non-negative terms alone cannot take time off, the fitted share does (and holds at its bound)."""
+    rng = random.Random(4)
+    rows = []
+    for _ in range(60):
+        r = dict.fromkeys(ContextModel.TERMS, 0.0)
+        r.update({"_isolated_s": rng.uniform(2e-3, 2e-2), "_ops": float(rng.randint(10, 60)),
+                  "_output_bytes": rng.uniform(1e6, 3e7)})
+        rows.append(r)
+
+    def took(r, share):
+        return (1 - share) * r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
+
+    net = dict.fromkeys(ContextModel.TERMS, 0.0)
+    net.update({"_isolated_s": 40e-3, "_ops": 150.0, "_output_bytes": 3e7})
+    ctx = fit_context_model(rows, [took(r, 0.08) for r in rows], anchors=[(net, took(net, 0.08))])
+    assert ctx.isolated_shrink == pytest.approx(0.08, abs=2e-3)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=0.05) and ctx.per_output_byte_s == pytest.approx(2e-11, rel=0.05)
+    assert ctx.median_abs_error_pct < 0.5
+    from hwcost.records import OpCost, OpRecord
+    rec = OpRecord(0, "relu", "default", "act", "ReLU", True, (), {}, (), False)
+    bare = ContextModel(isolated_shrink=0.08).apply(1e-3, OpCost(rec, "elementwise", 0, 10, 40, 40))
+    assert bare == pytest.approx(0.92e-3)
+    bounded = fit_context_model(rows, [took(r, 0.4) for r in rows])
+    assert bounded.isolated_shrink == MAX_ISOLATED_SHRINK
 
 
 def test_the_context_fit_reads_the_probes_on_the_samples_scale(monkeypatch):
