@@ -250,25 +250,32 @@ def test_context_fit_is_not_pulled_by_chains_timed_in_a_slow_moment():
     assert statistics.median(p / t for p, t in zip(pred, times)) == pytest.approx(1.0, abs=0.01)
 
 
-def test_context_fit_is_anchored_to_the_probe_networks():
-    """Chains whose convolutions ran 60 us over their isolated time, a real network whose ran 30 us: fitted
-    on the chains alone the network comes out 6.6% slow; anchored to it, within 1%, and the chains' count
-    and error figure stay the chains' own."""
-    rng = random.Random(3)
+def _chain_rows(rng: random.Random, convolutions: bool = False) -> list[dict[str, float]]:
+    """60 chains' design rows: isolated time, ops and output bytes (and convolutions in every other one)."""
     rows = []
     for i in range(60):
         r = dict.fromkeys(ContextModel.TERMS, 0.0)
         r.update({"_isolated_s": rng.uniform(2e-3, 2e-2), "_ops": float(rng.randint(10, 60)),
                   "_output_bytes": rng.uniform(1e6, 3e7)})
-        r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3)) if i % 2 == 0 else 0.0
+        if convolutions and i % 2 == 0:
+            r["_conv_ops"] = float(rng.randint(0, int(r["_ops"]) // 3))
         rows.append(r)
+    return rows
+
+
+def test_context_fit_is_anchored_to_the_probe_networks():
+    """Chains whose convolutions ran 60 us over their isolated time, a real network whose ran 30 us: fitted
+    on the chains alone the network comes out 6.6% slow; anchored to it, within 1%, and the chains' count
+    and error figure stay the chains' own."""
+    rows = _chain_rows(random.Random(3), convolutions=True)
     times = [r["_isolated_s"] + 5e-6 * r["_ops"] + 6e-5 * r["_conv_ops"] + 2e-11 * r["_output_bytes"] for r in rows]
     net = dict.fromkeys(ContextModel.TERMS, 0.0)
     net.update({"_isolated_s": 20e-3, "_ops": 150.0, "_conv_ops": 50.0, "_output_bytes": 3e7})
     net_s = 20e-3 + 5e-6 * 150 + 3e-5 * 50 + 2e-11 * 3e7
 
     def predicted_s(ctx):
-        return net["_isolated_s"] + sum(getattr(ctx, f) * net[t] for f, t in zip(ContextModel.FIELDS, ContextModel.TERMS))
+        terms = sum(getattr(ctx, f) * net[t] for f, t in zip(ContextModel.FIELDS, ContextModel.TERMS))
+        return net["_isolated_s"] * (1 - ctx.isolated_shrink) + terms
 
     free = fit_context_model(rows, times)
     anchored = fit_context_model(rows, times, anchors=[(net, net_s)])
@@ -280,13 +287,7 @@ def test_context_fit_is_anchored_to_the_probe_networks():
 def test_context_fit_takes_off_the_share_by_which_isolated_times_overstate_a_network():
     """Chains and probe networks that ran their ops' isolated time less 8% plus a cost per op and per output
     byte: the non-negative terms alone cannot take time off, the fitted share does (and holds at its bound)."""
-    rng = random.Random(4)
-    rows = []
-    for _ in range(60):
-        r = dict.fromkeys(ContextModel.TERMS, 0.0)
-        r.update({"_isolated_s": rng.uniform(2e-3, 2e-2), "_ops": float(rng.randint(10, 60)),
-                  "_output_bytes": rng.uniform(1e6, 3e7)})
-        rows.append(r)
+    rows = _chain_rows(random.Random(4))
 
     def took(r, share):
         return (1 - share) * r["_isolated_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"]
