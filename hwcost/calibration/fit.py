@@ -320,7 +320,7 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float],
     shrink = float(coef[-1])
     if shrink > MAX_ISOLATED_SHRINK:
         shrink = MAX_ISOLATED_SHRINK
-        kept = iso + shrunk[:, -1] * shrink
+        kept = iso * (1.0 - shrink)
         coef = np.append(_relative_nnls_l1(a[plain], (y - kept)[plain], y[plain], row_weight=weight[plain]), shrink)
     pred = (iso + shrunk @ coef)[:chains]
     err = float(np.median(np.abs(pred / y[:chains] - 1)) * 100)
