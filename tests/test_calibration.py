@@ -650,10 +650,12 @@ def test_a_product_whose_own_weights_no_cache_keeps_is_cold_in_any_pass():
 def test_cold_weights_add_at_most_one_read_of_them_at_the_dram_bandwidth(monkeypatch):
     """An op predicted with cold weights is held between its warm time and its warm time plus one read of its
     weights at the measured bandwidth: a 128-token LM head (65 MB of weights, 4.2 GFLOP) ran the same with
-    its weights cold or cached, where trees fitted on few-row cold samples put it 1.2-1.9x slower."""
+    its weights cold or cached, where trees fitted on few-row cold samples put it 1.2-1.9x slower. A product
+    of a few rows is held above its warm time only: its cold time is the stream, below the copy rate."""
     from hwcost.timemodel import TimeModel
 
-    head, small = _linear_cost(512, 32000), _linear_cost(256, 256)
+    head, small = _linear_cost(512, 32000, m=128), _linear_cost(256, 256, m=128)
+    step_head = _linear_cost(256, 32000)   # a decode step's LM head: one row
     rates = Rates(1e-6, {"float32": 1e11}, {"float32": 1e11}, 2e10)
     ranges = {"matmul": {"features": {}, "log_ratio": [0.0, 1.0], "cold": True}}
     model = TimeModel({}, {}, {}, 0.0, rates, ContextModel(llc_bytes=32 * 2**20), ranges)
@@ -663,6 +665,10 @@ def test_cold_weights_add_at_most_one_read_of_them_at_the_dram_bandwidth(monkeyp
         pytest.approx([0.030 + read_s, 1e-5])
     assert model.cold_bounded([head], [0.030 + 0.5 * read_s], [0.030], [True]) == pytest.approx([0.030 + 0.5 * read_s])
     assert model.cold_bounded([head], [0.050], [0.030], [False]) == [0.050]   # warm ops keep their figure
+    # one row: the cold samples' 8 GB/s stands, though the copy ran at 20 (2e10); never under its warm time
+    stream_s = step_head.weight_bytes / 8e9
+    assert model.cold_bounded([step_head], [stream_s], [0.001], [True]) == pytest.approx([stream_s])
+    assert model.cold_bounded([step_head], [0.0005], [0.001], [True]) == pytest.approx([0.001])
     # through by_condition: a streamed pass (66 MB past a 32 MB cache) gets the bounded cold times
 
     def isolated(costs, dtype, matrix_flags, flags=None, colds=None):
