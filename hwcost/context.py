@@ -246,6 +246,12 @@ class ContextModel:
         matvec_stream_bytes), so that it reads them from DRAM whatever the rest of the pass does?"""
         return cost.family == "matmul" and 0 < self.matvec_stream_bytes < cost.weight_bytes
 
+    def never_warm(self, cost: OpCost) -> bool:
+        """Are this op's own weights past the last-level cache's knee (llc_bytes), the size past which
+        calibration labels a sample cold (calibration.bench.weights_cold)? Then every sample that large was
+        timed cold, and a warm prediction of it is the trees' extrapolation (TimeModel.cold_bounded)."""
+        return 0 < self.llc_bytes < cost.weight_bytes
+
     def blocked_product(self, cost: OpCost) -> bool:
         """Is this a matrix product with weights over PROMPT_ROWS rows or more? In a pass that streams any
         of its weights such a product reads them all from DRAM, whatever the sweep's share says: in a 45M

@@ -669,6 +669,10 @@ def test_cold_weights_add_at_most_one_read_of_them_at_the_dram_bandwidth(monkeyp
     stream_s = step_head.weight_bytes / 8e9
     assert model.cold_bounded([step_head], [stream_s], [0.001], [True]) == pytest.approx([stream_s])
     assert model.cold_bounded([step_head], [0.0005], [0.001], [True]) == pytest.approx([0.001])
+    # past the 32 MiB knee (the head's 65 MB, not the step head's 32.8) no sample was timed warm: the cold
+    # figure stands below the extrapolated warm one
+    assert model.cold_bounded([head], [0.020], [0.030], [True]) == pytest.approx([0.020])
+    assert model.cold_bounded([small], [5e-6], [1e-5], [True]) == pytest.approx([1e-5])
     # through by_condition: a streamed pass (66 MB past a 32 MB cache) gets the bounded cold times
 
     def isolated(costs, dtype, matrix_flags, flags=None, colds=None):
