@@ -111,6 +111,13 @@ def product_rows(cost: OpCost) -> int:
     return math.prod(shape) // shape[-1] if shape and shape[-1] > 0 else 0
 
 
+def few_row_product(cost: OpCost) -> bool:
+    """Is this a matrix product of fewer than PROMPT_ROWS rows (a decode step's, a classifier head's)? It
+    pays its own context term (ContextModel.per_matvec_op_s) and, with its weights cold, takes the time of
+    one stream over them, which its cold samples measured (TimeModel.cold_bounded)."""
+    return cost.family == "matmul" and 0 < product_rows(cost) < PROMPT_ROWS
+
+
 @dataclass
 class ContextModel:
     """In-network time of an op from its isolated time. A microbenchmark repeats one op on the same
@@ -201,7 +208,7 @@ class ContextModel:
 
         weights = 0.0 if cold or resident else cap(cost.weight_bytes)
         product = cost.family == "matmul"
-        matvec = product and 0 < product_rows(cost) < PROMPT_ROWS
+        matvec = few_row_product(cost)
         inputs = cost.bytes_read - cost.weight_bytes
         conv = cost.family in CONV_FAMILIES
         native = conv and runs_native_conv(conv_kernel(cost), self.threads)

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .context import PROMPT_ROWS, ContextModel, product_rows
+from .context import ContextModel, few_row_product
 from .devices import DeviceProfile, calibration_rates
 from .errors import ProfileError
 from .features import FEATURES, op_key, op_prior, recurrent_shape, reread_set, shape_features, vectorize, with_reread
@@ -40,13 +40,6 @@ MODEL_VERSION = 16  # 16: the context cost per convolution by its kernel (oneDNN
 # by cost; 6: in-place flag; 5: strided; 4: a recurrent layer pays the floor per serial step; 3: cold_weights,
 # the LLC in the context model; 2: context model without per-family scales, bytes capped at the private cache
 RANGE_SLACK = 0.05   # in the features' log units: 5% past the largest sampled size is still sampled
-
-
-def streams_alone(cost: OpCost) -> bool:
-    """Is this a matrix product of fewer than PROMPT_ROWS rows (a decode step's, a classifier head's): one
-    pass over its weights, so that with them cold its time is that stream's, at whatever rate its row length
-    lets the kernel reach, which its cold samples measured directly (TimeModel.cold_bounded)?"""
-    return cost.family == "matmul" and 0 < product_rows(cost) < PROMPT_ROWS
 
 
 def sha256(text: str) -> str:
@@ -212,7 +205,7 @@ class TimeModel:
         4.2 GFLOP), which four calibrations here put at 33-50 ms cold against 26-28 ms warm, where it
         ran 29-32 ms with its weights cold or cached alike.
 
-        A product of a few rows (streams_alone) keeps its cold samples' time above the ceiling: one
+        A product of a few rows (context.few_row_product) keeps its cold samples' time above the ceiling: one
         thread's matrix-vector product over short rows streams far below the copy bandwidth, and the ceiling
         put the decode probe's 256 x 32000 LM head (33 MB) at 2.3 ms (14 GB/s) where its cold samples and
         the trees said 3.7 and it ran 3.6 in the step (1 thread, this project's AMD guest, fifty-ninth
@@ -227,7 +220,7 @@ class TimeModel:
         for i, (c, cold) in enumerate(zip(costs, colds)):
             if cold:
                 ceiling = (warm[i] + c.weight_bytes / self.rates.bandwidth
-                           if self.rates.bandwidth > 0 and not streams_alone(c) else math.inf)
+                           if self.rates.bandwidth > 0 and not few_row_product(c) else math.inf)
                 floor = 0.0 if self.context.never_warm(c) else warm[i]
                 out[i] = min(max(out[i], floor), ceiling)
         return out
