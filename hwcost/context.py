@@ -137,7 +137,8 @@ class ContextModel:
     what they take in a 15M model's cached step, and its products their cold samples' time (until the
     forty-first session a per-op term fitted on calibration's streaming chains, 17-20 us at 1 thread, put
     that step 16-19% slow: docs/accuracy.md). Those chains are not fitted: the terms come from
-    the chains whose weights stay cached. No per-family scale on the isolated time; a fixed cost per op of
+    the chains whose weights stay cached. No per-family scale on the isolated time beyond the share a network
+    does not pay of it, fitted apart for convolutions and for the other ops; a fixed cost per op of
     its own for convolutions, for blocked products and for products of fewer than PROMPT_ROWS rows: a decode
     step's matrix-vector products were fitted to pay next to nothing per op, a token chain's ~10 us
     (docs/calibration.md)."""
@@ -181,6 +182,11 @@ class ContextModel:
     # chains and probe networks (a calibration whose trees came out slow: self-check CNN b8 1.08x, every held-out
     # network at batch 8 10-14% slow, their isolated sums alone over the measured times) nothing else takes it off
     isolated_shrink: float = 0.0
+    # the same share for a convolution (CONV_FAMILIES), fitted apart: convolution trees and product trees
+    # err apart, and one share for both took 4.6% off every product in a 1-thread calibration here (run FF1)
+    # whose token and decode chains its fit left 6% and 11% fast, in sample, while its convolution chains sat
+    # within 2-5% (docs/accuracy.md, sixty-first session)
+    conv_isolated_shrink: float = 0.0
 
     TERMS = ("_ops", "_weight_bytes", "_input_bytes", "_output_bytes", "_input_bytes_llc", "_output_bytes_llc",
              "_conv_ops", "_matmul_ops", "_matvec_ops", "_native_conv_ops")
@@ -218,8 +224,12 @@ class ContextModel:
     def coefficients(self) -> tuple[float, ...]:   # the fitted seconds per unit of each term, in TERMS' order
         return tuple(getattr(self, f) for f in self.FIELDS)
 
+    def shrink(self, cost: OpCost) -> float:
+        """The share of its isolated time this op does not pay in a network."""
+        return self.conv_isolated_shrink if cost.family in CONV_FAMILIES else self.isolated_shrink
+
     def apply(self, iso_s: float, cost: OpCost, cold: bool = False, resident: bool = False) -> float:
-        return iso_s * (1.0 - self.isolated_shrink) + sum(
+        return iso_s * (1.0 - self.shrink(cost)) + sum(
             k * v for k, v in zip(self.coefficients(), self.terms(cost, cold, resident)))
 
     def resident(self, costs: list[OpCost]) -> bool:
@@ -285,9 +295,10 @@ class ContextModel:
                streamed: bool = False) -> dict[str, float]:
         """A chain's totals under one condition (its weights cached or ``streamed``): isolated seconds, the
         sum of each term over its ops, and its ops again under STREAMED when they stream."""
-        row = dict.fromkeys(("_isolated_s",) + self.TERMS + (self.STREAMED,), 0.0)
+        row = dict.fromkeys(("_isolated_s", "_isolated_conv_s") + self.TERMS + (self.STREAMED,), 0.0)
         for t, c, cold in zip(iso, costs, colds or [False] * len(costs)):
             row["_isolated_s"] += t
+            row["_isolated_conv_s"] += t if c.family in CONV_FAMILIES else 0.0
             row[self.STREAMED] += float(streamed)
             for name, v in zip(self.TERMS, self.terms(c, cold)):
                 row[name] += v
@@ -301,4 +312,5 @@ class ContextModel:
         term, as it did."""
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known.setdefault("per_matvec_op_s", known.get("per_matmul_op_s", 0.0))   # fitted as one term before
+        known.setdefault("conv_isolated_shrink", known.get("isolated_shrink", 0.0))   # one share for all before
         return cls(**known)

@@ -306,6 +306,34 @@ def test_context_fit_takes_off_the_share_by_which_isolated_times_overstate_a_net
     assert bounded.isolated_shrink == MAX_ISOLATED_SHRINK
 
 
+def test_the_share_off_isolated_times_is_fitted_apart_for_convolutions_and_the_rest():
+    """Chains whose convolutions ran their isolated time less 8% and whose other ops ran theirs whole, plus
+    a cost per op: the fit takes 8% off the convolutions and nothing off the rest (one share for both took
+    some off every product); an op is charged its own family's share; a model file written before the split
+    charges convolutions the one share it had."""
+    rng = random.Random(5)
+    rows, times = [], []
+    for r in _chain_rows(rng):
+        r["_isolated_conv_s"] = r["_isolated_s"] * rng.choice([0.0, 0.3, 0.7, 0.9])
+        rows.append(r)
+        times.append(r["_isolated_s"] - 0.08 * r["_isolated_conv_s"] + 5e-6 * r["_ops"] + 2e-11 * r["_output_bytes"])
+    ctx = fit_context_model(rows, times)
+    assert ctx.conv_isolated_shrink == pytest.approx(0.08, abs=2e-3)
+    assert ctx.isolated_shrink == pytest.approx(0.0, abs=2e-3)
+    assert ctx.per_op_s == pytest.approx(5e-6, rel=0.05) and ctx.median_abs_error_pct < 0.5
+    from hwcost.records import OpCost, OpRecord
+    conv = OpCost(OpRecord(0, "convolution", "default", "c", "Conv2d", True, (), {}, (), False), "conv", 5, 10, 40, 40)
+    relu = OpCost(OpRecord(1, "relu", "default", "a", "ReLU", True, (), {}, (), False), "elementwise", 0, 10, 40, 40)
+    split = ContextModel(isolated_shrink=0.02, conv_isolated_shrink=0.08)
+    assert split.apply(1e-3, relu) == pytest.approx(0.98e-3)
+    assert split.apply(1e-3, conv) == pytest.approx(0.92e-3 + split.per_conv_op_s)
+    older = ContextModel.from_dict({"isolated_shrink": 0.05})
+    assert older.conv_isolated_shrink == older.isolated_shrink == 0.05
+    # a share past its bound is held there and the other fitted again beside it
+    bounded = fit_context_model(rows, [t - 0.3 * r["_isolated_conv_s"] for r, t in zip(rows, times)])
+    assert bounded.conv_isolated_shrink == MAX_ISOLATED_SHRINK and bounded.isolated_shrink < 0.05
+
+
 def test_the_context_fit_reads_the_probes_on_the_samples_scale(monkeypatch):
     """runner.fit_context anchors the fit to each CNN probe the run read on the samples' scale (the fresh
     reading where there is one), less its module-call cost as the chains; never to the start and end
@@ -385,7 +413,8 @@ def test_context_apply_charges_bytes_up_to_the_private_cache():
     # weights 1000 B < cap; inputs 4000 B and outputs 4000 B are charged for 2000 B each
     assert capped.apply(1e-3, cost) == pytest.approx(1e-3 + 5e-6 + 3e-6 + 4e-6 + 2e-6)
     row = capped.design([1e-3, 2e-3], [cost, cost])
-    assert row == {"_isolated_s": pytest.approx(3e-3), "_ops": 2.0, "_weight_bytes": 2000, "_input_bytes": 4000,
+    assert row == {"_isolated_s": pytest.approx(3e-3), "_isolated_conv_s": 0.0, "_ops": 2.0, "_weight_bytes": 2000,
+                   "_input_bytes": 4000,
                    "_output_bytes": 4000, "_input_bytes_llc": 0.0, "_output_bytes_llc": 0.0, "_conv_ops": 0.0,
                    "_matmul_ops": 0.0, "_matvec_ops": 0.0, "_native_conv_ops": 0.0, "_streamed_ops": 0.0}
     # cold weights: the isolated time already streamed them from DRAM, no weight term on top

@@ -314,18 +314,26 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float],
         plain = np.ones_like(plain)
     weight = np.ones(len(rows))
     weight[chains:] = plain[:chains].sum() / max(len(anchors), 1)
-    # the last column takes a share off the isolated times (ContextModel.isolated_shrink), bounded
-    shrunk = np.column_stack([a, -iso])
-    coef = _relative_nnls_l1(shrunk[plain], (y - iso)[plain], y[plain], row_weight=weight[plain])
-    shrink = float(coef[-1])
-    if shrink > MAX_ISOLATED_SHRINK:
-        shrink = MAX_ISOLATED_SHRINK
-        kept = iso * (1.0 - shrink)
-        coef = np.append(_relative_nnls_l1(a[plain], (y - kept)[plain], y[plain], row_weight=weight[plain]), shrink)
-    pred = (iso + shrunk @ coef)[:chains]
+    # the last two columns take a share off the isolated times of convolutions and of the other ops
+    # (ContextModel.conv_isolated_shrink, isolated_shrink), each bounded; rows without the split (a caller's
+    # older rows) put every op with the others
+    iso_conv = np.array([r.get("_isolated_conv_s", 0.0) for r in rows])
+    shares = np.column_stack([iso_conv, iso - iso_conv])
+    coef = _relative_nnls_l1(np.column_stack([a, -shares])[plain], (y - iso)[plain], y[plain],
+                             row_weight=weight[plain])
+    shrink = np.minimum(coef[-2:], MAX_ISOLATED_SHRINK)
+    if (coef[-2:] > MAX_ISOLATED_SHRINK).any():   # a share held at the bound, the rest fitted again beside it
+        free = coef[-2:] <= MAX_ISOLATED_SHRINK
+        kept = iso - shares[:, ~free] @ shrink[~free]
+        refit = _relative_nnls_l1(np.column_stack([a, -shares[:, free]])[plain], (y - kept)[plain], y[plain],
+                                  row_weight=weight[plain])
+        shrink[free] = refit[len(ContextModel.TERMS):]
+        coef = np.append(refit[:len(ContextModel.TERMS)], shrink)
+    pred = (iso - shares @ shrink + a @ coef[:len(ContextModel.TERMS)])[:chains]
     err = float(np.median(np.abs(pred / y[:chains] - 1)) * 100)
-    fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef[:-1])}
-    return replace(caches, **fitted, isolated_shrink=shrink, chains=chains, median_abs_error_pct=round(err, 2))
+    fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef[:len(ContextModel.TERMS)])}
+    return replace(caches, **fitted, conv_isolated_shrink=float(shrink[0]), isolated_shrink=float(shrink[1]),
+                   chains=chains, median_abs_error_pct=round(err, 2))
 
 
 def fit_energy(rows: list[tuple[float, ...]], form: str = "linear") -> dict[str, float] | None:
