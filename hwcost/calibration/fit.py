@@ -297,10 +297,12 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float],
     stream their weights, is no anchor), held-out pairs within ±10% 82.5 -> 85.6%, median 4.67 -> 4.42%,
     signed medians -4.8..+5.9% -> -1.7..+0.9%.
 
-    One more column, minus the isolated seconds, fits ContextModel.isolated_shrink (held at most
-    MAX_ISOLATED_SHRINK): a calibration here (fifty-seventh session, 1 thread) put its CNN probe at batch 8 at
-    1.08x its reading and every held-out network at batch 8 10-14% slow with each term at its least; refitted
-    with the share (7.7%), the probe 1.01x and 42 of 52 held-out pairs within ±10% against 35 (docs/accuracy.md)."""
+    Two more columns, minus the isolated seconds of convolutions and of the other ops, fit
+    ContextModel.conv_isolated_shrink and isolated_shrink (each held at most MAX_ISOLATED_SHRINK): a calibration
+    here (fifty-seventh session, 1 thread) put its CNN probe at batch 8 at 1.08x its reading and every held-out
+    network at batch 8 10-14% slow with each term at its least; refitted with one share (7.7%), the probe 1.01x
+    and 42 of 52 held-out pairs within ±10% against 35. One share for both took off the products what only the
+    convolutions' trees overstated (sixty-first session, rule GG: docs/accuracy.md)."""
     caches = caches or ContextModel()
     if len(rows) < 6:
         return replace(caches, **dict.fromkeys(ContextModel.FIELDS, 0.0), chains=len(rows), median_abs_error_pct=None)
