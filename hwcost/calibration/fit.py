@@ -321,19 +321,19 @@ def fit_context_model(rows: list[dict[str, float]], times: list[float],
     # older rows) put every op with the others
     iso_conv = np.array([r.get("_isolated_conv_s", 0.0) for r in rows])
     shares = np.column_stack([iso_conv, iso - iso_conv])
+    n = len(ContextModel.TERMS)
     coef = _relative_nnls_l1(np.column_stack([a, -shares])[plain], (y - iso)[plain], y[plain],
                              row_weight=weight[plain])
-    shrink = np.minimum(coef[-2:], MAX_ISOLATED_SHRINK)
-    if (coef[-2:] > MAX_ISOLATED_SHRINK).any():   # a share held at the bound, the rest fitted again beside it
-        free = coef[-2:] <= MAX_ISOLATED_SHRINK
+    terms, shrink = coef[:n], np.minimum(coef[n:], MAX_ISOLATED_SHRINK)
+    if (coef[n:] > MAX_ISOLATED_SHRINK).any():   # a share held at the bound, the rest fitted again beside it
+        free = coef[n:] <= MAX_ISOLATED_SHRINK
         kept = iso - shares[:, ~free] @ shrink[~free]
         refit = _relative_nnls_l1(np.column_stack([a, -shares[:, free]])[plain], (y - kept)[plain], y[plain],
                                   row_weight=weight[plain])
-        shrink[free] = refit[len(ContextModel.TERMS):]
-        coef = np.append(refit[:len(ContextModel.TERMS)], shrink)
-    pred = (iso - shares @ shrink + a @ coef[:len(ContextModel.TERMS)])[:chains]
+        terms, shrink[free] = refit[:n], refit[n:]
+    pred = (iso - shares @ shrink + a @ terms)[:chains]
     err = float(np.median(np.abs(pred / y[:chains] - 1)) * 100)
-    fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, coef[:len(ContextModel.TERMS)])}
+    fitted = {name: float(c) for name, c in zip(ContextModel.FIELDS, terms)}
     return replace(caches, **fitted, conv_isolated_shrink=float(shrink[0]), isolated_shrink=float(shrink[1]),
                    chains=chains, median_abs_error_pct=round(err, 2))
 
