@@ -931,6 +931,40 @@ def test_suite_samples_mobile_pointwise_convolutions():
     assert {1, 8} <= {shape[0] for _, shape in pointwise} and {7, 56, 112} <= {shape[-1] for _, shape in pointwise}
 
 
+def test_suite_samples_a_transformer_blocks_projections_over_its_tokens(monkeypatch):
+    """Suite 39: a block's projections (d -> d, 3d, 4d and 4d -> d) over 128-4096 tokens, past the 4 GFLOP limit,
+    and the LM heads twice as often: where no warm product of 3072+ outputs over more than 65 rows had been
+    sampled, the trees dropped 10-15% at 3072 outputs for a batched ViT's MLP (docs/accuracy.md)."""
+    import random
+
+    from hwcost.calibration import suite
+
+    class ShapeOnly:   # the products' weights (a head's 200 MB) and a streamed case's 128 MB pool are not checked
+        def __init__(self, k, n, bias=True, *_):
+            self.in_features, self.out_features = k, n
+
+        def to(self, dtype):
+            return self
+
+    monkeypatch.setattr(suite, "StreamedLinear", lambda *a: None)
+    monkeypatch.setattr(suite.nn, "Linear", ShapeOnly)
+    rng, warm = random.Random(0), []   # (K, N, rows) of each warm product on a 2-D input; modules dropped
+    for build in (suite._matmul(rng, torch.float32) for _ in range(2000)):
+        if build is not None:
+            m, (x, *_) = build()
+            if isinstance(m, ShapeOnly) and x.dim() == 2:
+                warm.append((m.in_features, m.out_features, x.shape[0]))
+            del m, x
+    block = [(k, n, r) for k, n, r in warm if r >= 128 and k >= 256 and n in (3 * k, 4 * k)]
+    wide_and_long = [b for b in block if b[1] >= 3072 and 2 * b[0] * b[1] * b[2] > suite.MAX_CASE_FLOPS]
+    down = [(k, n) for k, n, r in warm if r >= 128 and k == 4 * n and n >= 256]
+    heads = [(k, n, r) for k, n, r in warm if n >= 32000 and r >= 128]
+    assert len(wide_and_long) >= 8 and {768, 1024} <= {b[0] for b in wide_and_long}
+    assert len({b[2] for b in block}) >= 5 and max(2 * k * n * r for k, n, r in block) <= suite.LARGE_CASE_FLOPS
+    assert len(down) >= 8
+    assert len(heads) >= 70   # 8% of the draws, a third of them within HEAD_CASE_FLOPS: ~110 in 2000
+
+
 def test_suite_samples_transposed_convolutions_as_decoders_run_them():
     """Suite 29: a decoder's upsampling narrows its channels (U-Net 32 -> 16 over 64 px lay past every
     sample of suite 28, drawn at <= 56 px with widening as common as narrowing); each case upsamples 2x
