@@ -962,7 +962,7 @@ def test_suite_samples_a_transformer_blocks_projections_over_its_tokens(monkeypa
     assert len(wide_and_long) >= 8 and {768, 1024} <= {b[0] for b in wide_and_long}
     assert len({b[2] for b in block}) >= 5 and max(2 * k * n * r for k, n, r in block) <= suite.LARGE_CASE_FLOPS
     assert len(down) >= 8
-    assert len(heads) >= 70   # 8% of the draws, a third of them within HEAD_CASE_FLOPS: ~110 in 2000
+    assert len(heads) >= 70   # 8% of the draws, four in five within HEAD_CASE_FLOPS: ~130 in 2000 (suite 38: ~65)
 
 
 def test_suite_samples_transposed_convolutions_as_decoders_run_them():
